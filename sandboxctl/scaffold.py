@@ -1,0 +1,70 @@
+"""Render a sandbox from this template with Copier's API (used by `invoke demo` and the tests)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
+"""The template repository (or rendered sandbox) this package belongs to."""
+
+
+def is_template_repository(root: Path = TEMPLATE_ROOT) -> bool:
+    """Tell whether ``root`` is the Copier template itself (it has ``copier.yml``)."""
+    return (root / "copier.yml").is_file()
+
+
+def load_questions(root: Path = TEMPLATE_ROOT) -> dict[str, dict[str, Any]]:
+    """Return the questions of ``copier.yml`` (settings starting with ``_`` left out)."""
+    data = yaml.safe_load((root / "copier.yml").read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if not key.startswith("_")}
+
+
+def choice_values(question: Mapping[str, Any]) -> list[Any]:
+    """Return the values a choice question accepts (its ``choices`` may be a list or a mapping)."""
+    choices = question.get("choices", [])
+    if isinstance(choices, Mapping):
+        return list(choices.values())
+    return list(choices)
+
+
+def render(
+    dest: Path,
+    data: Mapping[str, Any] | None = None,
+    *,
+    src: Path = TEMPLATE_ROOT,
+    vcs_ref: str = "HEAD",
+    quiet: bool = True,
+) -> Path:
+    """Render the template into ``dest`` with default answers overridden by ``data``.
+
+    ``vcs_ref="HEAD"`` renders the working tree of a local template, uncommitted changes
+    included (Copier adds them to its temporary clone); a tag renders that release.
+    """
+    from copier import run_copy  # imported late: copier is heavy and only needed here
+
+    run_copy(
+        str(src),
+        str(dest),
+        data=dict(data or {}),
+        defaults=True,
+        unsafe=True,
+        vcs_ref=vcs_ref,
+        quiet=quiet,
+        overwrite=True,
+    )
+    return dest
+
+
+def parse_answers(text: str) -> dict[str, str]:
+    """Parse ``NAME=VALUE,NAME=VALUE`` into a mapping; raise ``ValueError`` on a malformed pair."""
+    answers: dict[str, str] = {}
+    for pair in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"answer {pair!r} is not NAME=VALUE")
+        answers[name.strip()] = value.strip()
+    return answers

@@ -1,0 +1,1 @@
+"""Thin Invoke task modules, one per collection; `tasks.py` wires them together."""
