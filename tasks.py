@@ -9,4 +9,5 @@ from invoke.collection import Collection
 from sandboxctl.tasks import scaffold
 
 ns = Collection()
-ns.add_collection(Collection.from_module(scaffold))
+ns.add_collection(Collection("scaffold", scaffold.new))
+ns.add_task(scaffold.demo)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -46,16 +47,22 @@ def render(
     """
     from copier import run_copy  # imported late: copier is heavy and only needed here
 
-    run_copy(
-        str(src),
-        str(dest),
-        data=dict(data or {}),
-        defaults=True,
-        unsafe=True,
-        vcs_ref=vcs_ref,
-        quiet=quiet,
-        overwrite=True,
-    )
+    existed = dest.exists()
+    try:
+        run_copy(
+            str(src),
+            str(dest),
+            data=dict(data or {}),
+            defaults=True,
+            unsafe=True,
+            vcs_ref=vcs_ref,
+            quiet=quiet,
+            overwrite=True,
+        )
+    except BaseException:
+        if not existed:  # leave nothing half-written behind
+            shutil.rmtree(dest, ignore_errors=True)
+        raise
     return dest
 
 

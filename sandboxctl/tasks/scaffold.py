@@ -11,6 +11,27 @@ from invoke.tasks import task
 from sandboxctl import scaffold
 
 
+def render_sandbox(dest: Path, data: str = "", *, replace_rendered: bool = False) -> Path:
+    """Render a sandbox into ``dest``; raise ``Exit`` with the reason when it cannot.
+
+    ``replace_rendered`` allows re-rendering over an earlier rendered sandbox (one with a
+    ``.copier-answers.yml``); any other non-empty folder is refused, so nothing is lost.
+    """
+    if not scaffold.is_template_repository():
+        raise Exit("this is a rendered sandbox, not the template: run `copier copy` there")
+    if dest.exists() and any(dest.iterdir()):
+        rendered_before = (dest / ".copier-answers.yml").is_file()
+        if not (replace_rendered and rendered_before):
+            raise Exit(f"{dest} exists and is not empty; choose another folder or remove it")
+    try:
+        answers = scaffold.parse_answers(data)
+        scaffold.render(dest, answers)
+    except Exception as error:  # copier's errors carry the validator's message
+        raise Exit(f"could not render the sandbox: {error}") from error
+    print(f"rendered sandbox in {dest}")
+    return dest
+
+
 @task(
     help={
         "dest": "Folder to render the new sandbox into (must not exist or be empty)",
@@ -18,15 +39,20 @@ from sandboxctl import scaffold
     }
 )
 def new(c: Context, dest: str, data: str = "") -> None:
-    """Render a new sandbox from this template with default answers."""
-    if not scaffold.is_template_repository():
-        raise Exit("this is a rendered sandbox, not the template: run `copier copy` from the template")
-    target = Path(dest)
-    if target.exists() and any(target.iterdir()):
-        raise Exit(f"{target} exists and is not empty; choose another folder or remove it")
-    answers = scaffold.parse_answers(data)
-    try:
-        scaffold.render(target, answers)
-    except Exception as error:  # copier's errors carry the validator's message
-        raise Exit(f"could not render the sandbox: {error}") from error
-    print(f"rendered sandbox in {target}")
+    """Render a new sandbox from this template (defaults for unanswered questions)."""
+    render_sandbox(Path(dest), data)
+
+
+@task(
+    help={
+        "dest": "Folder of the demo sandbox (re-rendered if it is an earlier demo)",
+        "data": "Answers as NAME=VALUE, comma-separated",
+    }
+)
+def demo(c: Context, dest: str = "demo-sandbox", data: str = "") -> None:
+    """Scaffold a sandbox with default answers, bring it up and run one agent task."""
+    render_sandbox(Path(dest), data, replace_rendered=True)
+    print(
+        "demo: the model server, supervisor and stack are not part of the template yet;"
+        " the demo stops after scaffolding."
+    )

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Prepare this host for the sandbox tooling, then run a command inside its environment.
+#
+#   ./bootstrap.sh invoke demo     scaffold a sandbox and run one agent task
+#   ./bootstrap.sh nox             run the whole test suite
+#
+# Installs what a fresh Debian 12 (or Debian on WSL) lacks with apt (through sudo when
+# not root), creates .venv from the locked requirements, and re-installs only when the
+# lock changes. Safe to run again: every step is skipped when already done.
+set -euo pipefail
+
+cd "$(dirname "$(readlink -f "$0")")"
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+
+apt_packages=(python3 python3-venv python3-pip git ca-certificates podman runc debootstrap shellcheck)
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    "${SUDO[@]}" apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+lock=requirements/dev.lock
+stamp=.venv/.bootstrap-lock.sha256
+want=$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: creating .venv from $lock" >&2
+    python3 -m venv .venv
+    .venv/bin/python -m pip install --quiet --upgrade pip
+    .venv/bin/python -m pip install --quiet -r "$lock" -e .
+    echo "$want" > "$stamp"
+fi
+
+export PATH="$PWD/.venv/bin:$PATH"
+export VIRTUAL_ENV="$PWD/.venv"
+
+if [ "$#" -eq 0 ]; then
+    echo "bootstrap: environment ready; run commands as ./bootstrap.sh COMMAND [ARGS...]" >&2
+    exit 0
+fi
+exec "$@"

@@ -1,0 +1,68 @@
+"""Nox sessions of the sandbox: lint, unit tests, template tests, containers, end to end.
+
+`nox -l` lists them; `nox` runs the default ones (the whole suite). Dependencies come from
+`requirements/dev.lock` (compiled from pyproject.toml), never pinned here.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2026.10"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.error_on_missing_interpreters = True
+
+ROOT = Path(__file__).parent
+IS_TEMPLATE = (ROOT / "copier.yml").is_file()
+LOCK = "requirements/dev.lock"
+# uv verifies TLS against the system trust store, as pip does on Debian.
+os.environ.setdefault("UV_NATIVE_TLS", "1")
+
+nox.options.sessions = ["lint", "tests", *(["template"] if IS_TEMPLATE else [])]
+
+
+def install(session: nox.Session) -> None:
+    """Install the locked tooling and this project (editable) into the session."""
+    session.install("-r", LOCK, "-e", ".")
+
+
+def pytest(session: nox.Session, *paths: str, marks: str | None = None) -> None:
+    """Run pytest on ``paths``; pytest's "no tests ran" (exit 5) fails the session."""
+    args = ["pytest", *paths]
+    if marks:
+        args += ["-m", marks]
+    session.run(*args, *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Check style, formatting, types, Containerfiles and shell scripts."""
+    install(session)
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy", "sandboxctl", "tasks.py", "noxfile.py", "tests")
+    containerfiles = sorted(str(p) for p in ROOT.glob("*/Containerfile*"))
+    if containerfiles:
+        session.run("hadolint", *containerfiles)
+    scripts = ["bootstrap.sh", *(str(p) for p in sorted(ROOT.glob(".ci/*")))]
+    session.run("shellcheck", *scripts, external=True)
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the unit tests (no containers needed)."""
+    install(session)
+    pytest(session, "tests/unit", marks="not container")
+
+
+@nox.session
+def template(session: nox.Session) -> None:
+    """Render the Copier template across its answers and check the results."""
+    if not IS_TEMPLATE:
+        session.error("this is a rendered sandbox: the template tests live in the template")
+    install(session)
+    pytest(session, "tests/template")

@@ -1,0 +1,179 @@
+"""Rendering the template: every answer renders a complete, well-formed sandbox."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, compose_config
+
+from sandboxctl import scaffold
+
+TOP_LEVEL = [
+    "tasks.py",
+    "noxfile.py",
+    "model",
+    "supervisor",
+    "compose.yaml",
+    ".devcontainer",
+    "docs",
+    "PLAN.md",
+    "README.md",
+    "pyproject.toml",
+    ".env",
+    ".gitignore",
+    "bootstrap.sh",
+    ".copier-answers.yml",
+]
+TEMPLATE_ONLY = ["copier.yml", "template", "tests/template", ".ci"]
+
+
+def choice_cases() -> list[tuple[str, Any]]:
+    """Every (question, value) pair of every choice and boolean question in copier.yml."""
+    cases: list[tuple[str, Any]] = []
+    for name, question in scaffold.load_questions(ROOT).items():
+        if "choices" in question:
+            cases += [(name, value) for value in scaffold.choice_values(question)]
+        elif question.get("type") == "bool":
+            cases += [(name, True), (name, False)]
+    return cases
+
+
+def jinja_leftovers(text: str, names: set[str]) -> list[str]:
+    """Jinja expressions or statements in ``text`` that name a question or a Copier variable.
+
+    Go templates (``{{.State}}``) and other ``{{ }}`` that name none of them are not Jinja.
+    """
+    found = []
+    for match in re.finditer(r"\{\{.*?\}\}|\{%.*?%\}", text, flags=re.DOTALL):
+        words = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", match.group()))
+        if words & names or any(word.startswith("_copier") for word in words):
+            found.append(match.group())
+    return found
+
+
+def rendered_files(root: Path) -> list[Path]:
+    """All regular files of a rendered sandbox."""
+    return [path for path in root.rglob("*") if path.is_file() and ".git" not in path.parts]
+
+
+def test_default_render_has_every_top_level_entry(default_render: Path) -> None:
+    """The defaults render the whole sandbox layout and the answers file."""
+    missing = [entry for entry in TOP_LEVEL if not (default_render / entry).exists()]
+    assert missing == []
+
+
+def test_default_render_leaves_out_the_template_machinery(default_render: Path) -> None:
+    """copier.yml, template/, the template tests and CI stay in the template repository."""
+    present = [entry for entry in TEMPLATE_ONLY if (default_render / entry).exists()]
+    assert present == []
+
+
+def test_default_render_writes_real_files_not_links(default_render: Path) -> None:
+    """Copier follows the template's links: the sandbox holds real files."""
+    links = [path for path in default_render.rglob("*") if path.is_symlink()]
+    assert links == []
+
+
+def test_answers_file_records_every_question(
+    default_render: Path, questions: dict[str, dict[str, Any]]
+) -> None:
+    """`.copier-answers.yml` holds each answer, so `copier update` can replay them."""
+    answers = yaml.safe_load((default_render / ".copier-answers.yml").read_text())
+    assert set(questions) <= set(answers)
+    assert answers["_src_path"]
+
+
+@pytest.mark.parametrize(("question", "value"), choice_cases())
+def test_each_choice_renders_into_env(tmp_path: Path, question: str, value: Any) -> None:
+    """Each choice of each question renders, and reaches the components through `.env`."""
+    dest = scaffold.render(tmp_path / "sandbox", {question: value}, src=ROOT)
+    answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
+    assert answers[question] == value
+    env = (dest / ".env").read_text()
+    expected = str(value).lower() if isinstance(value, bool) else str(value)
+    assert re.search(rf"^[A-Z_]+={re.escape(expected)}$", env, flags=re.MULTILINE)
+    assert compose_config(dest).returncode == 0
+
+
+def test_no_unrendered_jinja_in_any_file(
+    default_render: Path, questions: dict[str, dict[str, Any]]
+) -> None:
+    """No `{{ }}`/`{% %}` naming a question or a `_copier` variable survives rendering."""
+    names = set(questions)
+    leftovers = {}
+    for path in rendered_files(default_render):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        if found := jinja_leftovers(text, names):
+            leftovers[str(path.relative_to(default_render))] = found
+    assert leftovers == {}
+
+
+def test_jinja_detector_ignores_go_templates() -> None:
+    """The leftover detector flags Jinja naming a question, not `--format '{{.State}}'`."""
+    text = "podman ps --format '{{.State}}'\nPORT={{ model_port }}\n{% if _copier_conf %}"
+    assert jinja_leftovers(text, {"model_port"}) == ["{{ model_port }}", "{% if _copier_conf %}"]
+
+
+def test_every_yaml_toml_and_json_file_parses(default_render: Path) -> None:
+    """Structured files of the rendered sandbox parse with their format's parser."""
+    failures = {}
+    for path in rendered_files(default_render):
+        try:
+            if path.suffix in {".yaml", ".yml"}:
+                list(yaml.safe_load_all(path.read_text()))
+            elif path.suffix == ".toml":
+                tomllib.loads(path.read_text())
+            elif path.suffix == ".json":
+                json.loads(strip_jsonc_comments(path.read_text()))
+        except Exception as error:
+            failures[str(path.relative_to(default_render))] = str(error)
+    assert failures == {}
+
+
+def strip_jsonc_comments(text: str) -> str:
+    """Drop `//` line comments, which devcontainer.json (JSONC) allows."""
+    return re.sub(r"^\s*//.*$", "", text, flags=re.MULTILINE)
+
+
+def test_rendered_compose_passes_docker_compose_config(default_render: Path) -> None:
+    """Compose v2 accepts the rendered compose.yaml with the rendered .env (no engine needed)."""
+    result = compose_config(default_render)
+    assert result.returncode == 0, result.stderr
+
+
+def test_root_env_is_the_default_render(default_render: Path) -> None:
+    """The template root is itself a sandbox: its .env is exactly what the defaults render."""
+    assert (ROOT / ".env").read_text() == (default_render / ".env").read_text()
+
+
+def test_rendered_project_passes_its_own_format_check(default_render: Path) -> None:
+    """`ruff format --check` is a no-op in the rendered sandbox."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "."],
+        cwd=default_render,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_rendered_project_passes_its_own_unit_tests(default_render: Path) -> None:
+    """The rendered sandbox's own unit tests pass in its folder, importing its own code."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        cwd=default_render,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

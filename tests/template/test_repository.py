@@ -1,0 +1,59 @@
+"""The template repository's promises: the README's two commands, CI, documented tooling."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def readme_commands() -> list[str]:
+    """The commands of the README's first fenced block, comments stripped."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+    assert block, "README.md must open with a ```sh block"
+    return [line.split("#")[0].strip() for line in block.group(1).splitlines() if line.strip()]
+
+
+def test_readme_opens_with_exactly_two_commands() -> None:
+    """One command runs the main job, one runs the tests; nothing else comes first."""
+    text = (ROOT / "README.md").read_text()
+    first_block = text.index("```sh")
+    assert text[:first_block].count("\n") <= 3  # only the title precedes it
+    assert len(readme_commands()) == 2
+
+
+def test_ci_runs_the_readme_test_command_character_for_character() -> None:
+    """`.ci/run` runs the README's second command exactly as printed."""
+    test_command = readme_commands()[1]
+    ci_lines = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert test_command in ci_lines
+
+
+def test_every_nox_session_is_documented() -> None:
+    """`nox -l` shows a description for each session."""
+    result = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    sessions = [line for line in result.stdout.splitlines() if line[:2] in {"* ", "- "}]
+    assert sessions
+    undocumented = [line for line in sessions if " -> " not in line]
+    assert undocumented == []
+
+
+def test_every_invoke_task_is_documented() -> None:
+    """`invoke --list` shows a help line for each task."""
+    result = subprocess.run(
+        [sys.executable, "-m", "invoke", "--list"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    rows = [line for line in result.stdout.splitlines() if line.startswith("  ") and line.strip()]
+    tasks = [line for line in rows if not line.startswith("    ")]
+    assert tasks
+    undocumented = [line for line in tasks if len(line.split(None, 1)) < 2]
+    assert undocumented == []

@@ -1,0 +1,72 @@
+"""`copier update`: a sandbox rendered from an older release takes template changes and
+keeps its owner's edits."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import yaml
+from conftest import ROOT
+
+from sandboxctl import scaffold
+
+
+def git(cwd: Path, *args: str) -> str:
+    """Run git in ``cwd`` with a fixed identity and return its output."""
+    result = subprocess.run(
+        ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid", *args],
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return result.stdout
+
+
+def snapshot_template(dest: Path) -> Path:
+    """Copy the template's working tree (tracked and untracked, not ignored) into a new repo."""
+    listed = git(ROOT, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if not source.exists() and not source.is_symlink():
+            continue  # deleted in the working tree
+        target = dest / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_symlink():
+            target.symlink_to(source.readlink())
+        else:
+            shutil.copy2(source, target)
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "template v1")
+    git(dest, "tag", "v1.0.0")
+    return dest
+
+
+def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> None:
+    """From tag v1.0.0 to HEAD: the user's line survives and the template's new line lands."""
+    template = snapshot_template(tmp_path / "template")
+    sandbox = tmp_path / "sandbox"
+    scaffold.render(sandbox, src=template, vcs_ref="v1.0.0")
+    git(sandbox, "init", "-q", "-b", "main")
+    env = sandbox / ".env"
+    env.write_text(env.read_text() + "MY_SETTING=kept\n")
+    git(sandbox, "add", "-A")
+    git(sandbox, "commit", "-q", "-m", "sandbox with my edit")
+
+    env_template = template / "template" / ".env.jinja"
+    env_template.write_text(env_template.read_text() + "TEMPLATE_SETTING=new\n")
+    git(template, "commit", "-q", "-am", "template v2")
+    git(template, "tag", "v2.0.0")
+
+    from copier import run_update
+
+    run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    text = env.read_text()
+    assert "MY_SETTING=kept" in text
+    assert "TEMPLATE_SETTING=new" in text
+    answers = yaml.safe_load((sandbox / ".copier-answers.yml").read_text())
+    assert answers["_commit"] == "v2.0.0"

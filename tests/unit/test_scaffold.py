@@ -1,0 +1,34 @@
+"""Unit tests of sandboxctl.scaffold: answers parsing and the template's questions."""
+
+from __future__ import annotations
+
+import pytest
+
+from sandboxctl import scaffold
+
+
+def test_parse_answers_reads_comma_separated_pairs() -> None:
+    """`NAME=VALUE,NAME=VALUE` becomes a mapping with whitespace trimmed."""
+    assert scaffold.parse_answers(" model_port=8081 , gpu_backend=cpu") == {
+        "model_port": "8081",
+        "gpu_backend": "cpu",
+    }
+
+
+def test_parse_answers_accepts_an_empty_string() -> None:
+    """No answers given means an empty mapping (all defaults)."""
+    assert scaffold.parse_answers("") == {}
+
+
+@pytest.mark.parametrize("text", ["model_port", "=8080", "a=1,b"])
+def test_parse_answers_rejects_a_pair_without_name_or_value_sign(text: str) -> None:
+    """A malformed pair is an error naming the pair, not a silent default."""
+    with pytest.raises(ValueError, match="NAME=VALUE"):
+        scaffold.parse_answers(text)
+
+
+def test_choice_values_reads_mapping_and_list_choices() -> None:
+    """Copier choices may be a label->value mapping or a plain list."""
+    assert scaffold.choice_values({"choices": {"CPU": "cpu", "CUDA": "cuda"}}) == ["cpu", "cuda"]
+    assert scaffold.choice_values({"choices": ["z", "Z"]}) == ["z", "Z"]
+    assert scaffold.choice_values({}) == []
