@@ -1,0 +1,456 @@
+"""The model client: chat completions through the OpenAI SDK, with bounded waiting.
+
+* Each attempt has a timeout (``request_timeout_s``, cut down to what is left of the
+  caller's deadline); the response body is read in chunks and the attempt is
+  abandoned once its time is up, so a server that answers slowly cannot stretch it.
+* Connection errors, timeouts, 408, 429 and 5xx are retried with exponential
+  backoff and jitter (``Retry-After`` wins when the server sends it); any other 4xx
+  is not retried and ends with an error that says what to check.
+* Before a retry the client waits for ``/health`` to answer 200 (503 means the
+  model is still loading), up to ``ready_timeout_s``; a server that never gets ready
+  ends the run with :class:`ModelUnavailable`, never an endless loop.
+
+The SDK's own retries are off (``max_retries=0``): this module owns the policy.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import importlib
+import json
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from importlib import metadata
+from typing import Any, Protocol
+
+import httpx
+import openai
+
+from sandbox_supervisor.config import Settings
+
+RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+
+
+def _sdk_http_module() -> Any:
+    """The HTTP library under the SDK (httpx for openai 1.x, httpx2 for later releases).
+
+    Its transport errors can escape while a streamed body is read, so they are caught too.
+    """
+    requires = metadata.requires("openai") or []
+    name = "httpx2" if any(r.split()[0].startswith("httpx2") for r in requires) else "httpx"
+    return importlib.import_module(name)
+
+
+_SDK_HTTP = _sdk_http_module()
+
+
+class ModelError(RuntimeError):
+    """The model could not give a reply; ``kind`` says why (used for the run's status)."""
+
+    kind = "model_error"
+
+
+class ModelUnavailable(ModelError):
+    """The server cannot be reached or did not get ready in time."""
+
+    kind = "model_unavailable"
+
+
+class ModelRejected(ModelError):
+    """The server refused the request with a status that retrying cannot fix."""
+
+    kind = "model_rejected"
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ContextExhausted(ModelRejected):
+    """The conversation no longer fits the model's context."""
+
+    kind = "context_exhausted"
+
+
+class DeadlineExceeded(ModelError):
+    """The caller's deadline passed before a reply came."""
+
+    kind = "deadline"
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts of one reply (``estimated`` when the server sent none)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    estimated: bool = False
+
+
+@dataclass(frozen=True)
+class ToolCallOut:
+    """A native tool call as the model wrote it (arguments are raw JSON text)."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class ModelReply:
+    """One reply of the model, with what it cost."""
+
+    content: str | None
+    tool_calls: list[ToolCallOut] = field(default_factory=list)
+    finish_reason: str | None = None
+    usage: Usage = field(default_factory=Usage)
+    model: str = ""
+    latency_s: float = 0.0
+    attempts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON-able form (as recorded in the trajectory)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelReply:
+        """Build from the JSON-able form."""
+        return cls(
+            content=data.get("content"),
+            tool_calls=[ToolCallOut(**c) for c in data.get("tool_calls", [])],
+            finish_reason=data.get("finish_reason"),
+            usage=Usage(**data.get("usage", {})),
+            model=data.get("model", ""),
+            latency_s=data.get("latency_s", 0.0),
+            attempts=data.get("attempts", 1),
+        )
+
+
+class ChatModel(Protocol):
+    """Anything that turns messages into a :class:`ModelReply` (client or scripted model)."""
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        deadline: float,
+    ) -> ModelReply:
+        """Return the model's reply; ``deadline`` is a ``time.monotonic()`` value."""
+        ...
+
+
+class _Retryable(Exception):
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        pass
+    else:
+        return max(0.0, seconds)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, float(when.timestamp()) - (time.time() if now is None else now))
+
+
+def _estimate_tokens(messages: list[dict[str, Any]], content: str | None) -> Usage:
+    prompt = sum(len(json.dumps(m)) for m in messages) // 4
+    completion = len(content or "") // 4
+    return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def parse_completion(body: bytes, messages: list[dict[str, Any]]) -> ModelReply:
+    """Turn a chat-completions response body into a :class:`ModelReply` (or raise ValueError)."""
+    data = json.loads(body)
+    if not isinstance(data, dict) or not data.get("choices"):
+        raise ValueError("response has no choices")
+    choice = data["choices"][0]
+    message = choice.get("message") or {}
+    content = message.get("content")
+    if content is not None and not isinstance(content, str):
+        raise ValueError("message content is not a string")
+    calls = []
+    for index, call in enumerate(message.get("tool_calls") or []):
+        function = call.get("function") or {}
+        arguments = function.get("arguments", "")
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments)
+        calls.append(
+            ToolCallOut(
+                id=str(call.get("id") or f"call_{index}"),
+                name=str(function.get("name", "")),
+                arguments=arguments,
+            )
+        )
+    raw_usage = data.get("usage") or {}
+    if raw_usage.get("total_tokens") is not None:
+        prompt = int(raw_usage.get("prompt_tokens") or 0)
+        completion = int(raw_usage.get("completion_tokens") or 0)
+        usage = Usage(prompt, completion, int(raw_usage["total_tokens"]))
+    else:
+        usage = _estimate_tokens(messages, content)
+    return ModelReply(
+        content=content,
+        tool_calls=calls,
+        finish_reason=choice.get("finish_reason"),
+        usage=usage,
+        model=str(data.get("model", "")),
+    )
+
+
+class ModelClient:
+    """Chat completions against an OpenAI-compatible server (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+        on_retry: Callable[[int, float, str], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._sleep = sleep
+        self._jitter = jitter
+        self.on_retry = on_retry
+        key = settings.api_key.get_secret_value() if settings.api_key else "no-key"
+        self._http = httpx.Client(timeout=httpx.Timeout(settings.request_timeout_s))
+        self._headers = {"Authorization": f"Bearer {key}"}
+        self._openai = openai.OpenAI(base_url=settings.model_url, api_key=key, max_retries=0)
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._http.close()
+        self._openai.close()
+
+    # -- readiness ---------------------------------------------------------------------
+    def health(self, timeout: float) -> tuple[bool, str]:
+        """One ``/health`` probe: (ready, what was seen)."""
+        url = f"{self.settings.server_root}/health"
+        try:
+            response = self._http.get(url, timeout=timeout, headers=self._headers)
+        except httpx.HTTPError as exc:
+            return False, f"{type(exc).__name__} from {url}"
+        if response.status_code == 200:
+            return True, "200"
+        if response.status_code == 503:
+            return False, "503 (model loading)"
+        if response.status_code == 404:
+            return True, "404 (no /health; assuming ready)"
+        return False, f"HTTP {response.status_code}"
+
+    def wait_ready(self, deadline: float) -> None:
+        """Poll ``/health`` until 200 or ``deadline``; raise :class:`ModelUnavailable`."""
+        started = time.monotonic()
+        interval = 0.1
+        seen = "no answer"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            ready, seen = self.health(min(self.settings.connect_timeout_s, remaining))
+            if ready:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._sleep(min(interval, remaining))
+            interval = min(interval * 2, 2.0)
+        waited = time.monotonic() - started
+        raise ModelUnavailable(
+            f"model server {self.settings.server_root} not ready after {waited:.1f} s "
+            f"(last /health: {seen}); check that the model server is running and its logs "
+            "(`docker compose logs model-server`), that SUPERVISOR_MODEL_URL points at it, "
+            "or allow a longer load with SUPERVISOR_READY_TIMEOUT_S"
+        )
+
+    # -- completions -------------------------------------------------------------------
+    def backoff(self, attempt: int) -> float:
+        """Delay before retry number ``attempt`` (1-based): exponential, half jittered."""
+        ceiling = min(
+            self.settings.backoff_max_s, self.settings.backoff_base_s * 2 ** (attempt - 1)
+        )
+        return float(ceiling / 2 + self._jitter() * ceiling / 2)
+
+    def complete(
+        self,
+        messages: list[dict[str, Any]],
+        *,
+        tools: list[dict[str, Any]] | None = None,
+        response_format: dict[str, Any] | None = None,
+        deadline: float,
+    ) -> ModelReply:
+        """Return one reply, retrying what can be retried, within ``deadline``."""
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            now = time.monotonic()
+            remaining = deadline - now
+            if remaining <= 0:
+                raise DeadlineExceeded(
+                    f"no model reply before the run's deadline ({attempt} tries)"
+                )
+            attempt_deadline = now + min(self.settings.request_timeout_s, remaining)
+            try:
+                reply = self._attempt(messages, tools, response_format, attempt_deadline)
+            except _Retryable as exc:
+                attempt += 1
+                if attempt > self.settings.max_retries:
+                    raise ModelUnavailable(
+                        f"model request failed {attempt} times, last: {exc}; "
+                        "check the model server's logs or raise SUPERVISOR_MAX_RETRIES"
+                    ) from None
+                delay = exc.retry_after if exc.retry_after is not None else self.backoff(attempt)
+                if time.monotonic() + delay >= deadline:
+                    raise DeadlineExceeded(
+                        f"model request failed ({exc}) and the retry delay {delay:.1f} s "
+                        "passes the run's deadline"
+                    ) from None
+                if self.on_retry is not None:
+                    self.on_retry(attempt, delay, str(exc))
+                self._sleep(delay)
+                self.wait_ready(min(deadline, time.monotonic() + self.settings.ready_timeout_s))
+                continue
+            return ModelReply(
+                content=reply.content,
+                tool_calls=reply.tool_calls,
+                finish_reason=reply.finish_reason,
+                usage=reply.usage,
+                model=reply.model,
+                latency_s=round(time.monotonic() - started, 4),
+                attempts=attempt + 1,
+            )
+
+    def _attempt(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+        attempt_deadline: float,
+    ) -> ModelReply:
+        timeout = max(0.001, attempt_deadline - time.monotonic())
+        extra: dict[str, Any] = {}
+        if tools:
+            extra["tools"] = [{"type": "function", "function": spec} for spec in tools]
+        if response_format:
+            extra["response_format"] = response_format
+        create: Any = self._openai.chat.completions.with_streaming_response.create
+        try:
+            with create(
+                model=self.settings.model,
+                messages=messages,
+                max_tokens=self.settings.max_reply_tokens,
+                temperature=self.settings.temperature,
+                timeout=httpx.Timeout(
+                    timeout, connect=min(timeout, self.settings.connect_timeout_s)
+                ),
+                **extra,
+            ) as response:
+                chunks = []
+                for chunk in response.iter_bytes():
+                    chunks.append(chunk)
+                    if time.monotonic() > attempt_deadline:
+                        raise _Retryable(f"reply not complete after {timeout:.1f} s")
+                body = b"".join(chunks)
+        except openai.APIStatusError as exc:
+            status = exc.status_code
+            if status in RETRY_STATUS:
+                retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
+                raise _Retryable(f"HTTP {status}", retry_after) from None
+            raise self._rejected(status, exc) from None
+        except openai.APITimeoutError:
+            raise _Retryable(f"no reply within {timeout:.1f} s") from None
+        except openai.APIConnectionError as exc:
+            raise _Retryable(f"cannot connect to {self.settings.model_url}: {exc}") from None
+        except _SDK_HTTP.TimeoutException:
+            raise _Retryable(f"no reply within {timeout:.1f} s") from None
+        except _SDK_HTTP.TransportError as exc:
+            raise _Retryable(f"connection broke: {type(exc).__name__}") from None
+        try:
+            return parse_completion(body, messages)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise _Retryable(f"unreadable response body: {exc}") from None
+
+    def _rejected(self, status: int, exc: openai.APIStatusError) -> ModelRejected:
+        detail = str(exc.message)[:300]
+        hints = {
+            401: "check SUPERVISOR_API_KEY_FILE against the server's API key",
+            403: "check SUPERVISOR_API_KEY_FILE against the server's API key",
+            404: "check SUPERVISOR_MODEL_URL (it ends in /v1) and SUPERVISOR_MODEL",
+        }
+        lowered = detail.lower()
+        if status == 400 and ("context" in lowered or "exceed" in lowered):
+            return ContextExhausted(
+                f"HTTP 400: the conversation exceeds the context: {detail}", status
+            )
+        hint = hints.get(status, "the request was refused; retrying will not help")
+        return ModelRejected(f"HTTP {status}: {detail}; {hint}", status)
+
+    # -- server facts ------------------------------------------------------------------
+    def props(self) -> dict[str, Any]:
+        """Return llama-server's ``/props`` (empty when the server has none)."""
+        try:
+            response = self._http.get(
+                f"{self.settings.server_root}/props",
+                timeout=self.settings.connect_timeout_s,
+                headers=self._headers,
+            )
+        except httpx.HTTPError:
+            return {}
+        if response.status_code != 200:
+            return {}
+        try:
+            data = response.json()
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def models(self) -> list[str]:
+        """Return the model ids the server lists under ``/v1/models``."""
+        response = self._http.get(
+            f"{self.settings.model_url.rstrip('/')}/models",
+            timeout=self.settings.connect_timeout_s,
+            headers=self._headers,
+        )
+        response.raise_for_status()
+        return [str(m.get("id")) for m in response.json().get("data", [])]
+
+
+def context_size(props: dict[str, Any]) -> int | None:
+    """The context size (``n_ctx``) from llama-server's ``/props``, if it says."""
+    settings = props.get("default_generation_settings") or {}
+    for value in (settings.get("n_ctx"), props.get("n_ctx")):
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def detect_tool_mode(props: dict[str, Any]) -> tuple[str, str]:
+    """Choose ``native`` or ``json`` from ``/props``; return (mode, reason)."""
+    caps = props.get("chat_template_caps") or {}
+    for key in ("supports_tool_calls", "supports_tools"):
+        if key in caps:
+            if caps[key]:
+                return "native", f"chat_template_caps.{key} is true"
+            return "json", f"chat_template_caps.{key} is false"
+    template = props.get("chat_template")
+    if isinstance(template, str) and template:
+        if "tool_calls" in template or "tools" in template:
+            return "native", "the chat template mentions tools"
+        return "json", "the chat template has no tool syntax"
+    return "json", "the server does not describe its chat template"

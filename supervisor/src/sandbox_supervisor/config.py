@@ -1,0 +1,211 @@
+"""Settings: environment variables ``SUPERVISOR_*`` over an optional TOML or JSON file.
+
+Every setting has a type and, where it makes sense, an allowed range. A wrong value
+raises :class:`ConfigError` whose message names the environment variable (or file
+key), the value it got and what is allowed, so the person reading it can fix it
+without opening the source. The API key is read from a file named by
+``SUPERVISOR_API_KEY_FILE`` and kept out of :meth:`Settings.public_dict`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+ENV_PREFIX = "SUPERVISOR_"
+CONFIG_FILE_VAR = "SUPERVISOR_CONFIG_FILE"
+
+ToolMode = Literal["auto", "native", "json"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing, unknown or outside its allowed range."""
+
+
+class Settings(BaseModel):
+    """Validated settings of one supervisor process (see README for the table)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model_url: str = Field(
+        "http://127.0.0.1:8080/v1",
+        description="OpenAI-compatible base URL, ending in /v1",
+        pattern=r"^https?://[^\s]+$",
+    )
+    model: str = Field("local", min_length=1, description="model name sent with each request")
+    api_key_file: Path | None = Field(None, description="file holding the model API key")
+    api_key: SecretStr | None = Field(None, exclude=True, description="read from api_key_file")
+    workspace: Path = Field(Path("/workspace"), description="root that tools are confined to")
+    log_dir: Path = Field(Path("/logs"), description="directory of trajectory files")
+    tool_mode: ToolMode = Field("auto", description="native tool calls, JSON-schema mode or auto")
+
+    max_steps: int = Field(30, ge=1, le=10_000, description="model calls per run")
+    max_wall_s: float = Field(1800.0, ge=1, le=86_400, description="wall clock per run")
+    max_total_tokens: int = Field(
+        200_000, ge=100, le=100_000_000, description="prompt+completion tokens per run"
+    )
+    max_reply_tokens: int = Field(1024, ge=16, le=131_072, description="max_tokens per reply")
+    temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature")
+    max_invalid_replies: int = Field(
+        3, ge=1, le=100, description="consecutive malformed replies before giving up"
+    )
+    max_tool_timeouts: int = Field(
+        3, ge=1, le=100, description="consecutive tool timeouts before giving up"
+    )
+    max_observation_chars: int = Field(
+        16_000, ge=200, le=10_000_000, description="tool output shown to the model per call"
+    )
+
+    request_timeout_s: float = Field(300.0, ge=0.1, le=3600, description="one model request")
+    connect_timeout_s: float = Field(10.0, ge=0.1, le=600, description="TCP connect")
+    max_retries: int = Field(5, ge=0, le=50, description="retries of one model request")
+    backoff_base_s: float = Field(0.5, ge=0.0, le=60, description="first retry delay")
+    backoff_max_s: float = Field(30.0, ge=0.0, le=600, description="longest retry delay")
+    ready_timeout_s: float = Field(
+        300.0, ge=0, le=3600, description="wait for /health 200 before a retry"
+    )
+
+    command_timeout_s: float = Field(60.0, ge=0.1, le=3600, description="one command")
+    command_grace_s: float = Field(2.0, ge=0.05, le=60, description="TERM to KILL delay")
+    output_cap_bytes: int = Field(
+        65_536, ge=1024, le=16_777_216, description="command output kept (head+tail)"
+    )
+    read_cap_bytes: int = Field(
+        65_536, ge=1024, le=16_777_216, description="file bytes returned by read_file"
+    )
+    write_cap_bytes: int = Field(
+        1_048_576, ge=1, le=268_435_456, description="largest file write_file accepts"
+    )
+    allow_protected_writes: bool = Field(
+        False, description="allow writes into .git/, .devcontainer/, .vscode/"
+    )
+    fsync: bool = Field(True, description="fsync the trajectory after every record")
+
+    def public_dict(self) -> dict[str, Any]:
+        """Return the settings as JSON-able data without any secret (for logs)."""
+        data = self.model_dump(mode="json", exclude={"api_key"})
+        data["api_key_set"] = self.api_key is not None
+        return data
+
+    @property
+    def server_root(self) -> str:
+        """Base URL of the server itself (``model_url`` without a trailing ``/v1``)."""
+        url = self.model_url.rstrip("/")
+        return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+def _env_name(field: str) -> str:
+    return ENV_PREFIX + field.upper()
+
+
+def _allowed(field: str) -> str:
+    """Describe the allowed values of ``field`` from its type and constraints."""
+    info = Settings.model_fields[field]
+    lo = hi = None
+    for meta in info.metadata:
+        lo = getattr(meta, "ge", lo)
+        hi = getattr(meta, "le", hi)
+    annotation = info.annotation
+    if annotation is bool:
+        return "true or false"
+    if field == "tool_mode":
+        return "one of auto, native, json"
+    kind = "an integer" if annotation is int else "a number" if annotation is float else "a value"
+    if lo is not None and hi is not None:
+        return f"{kind} from {lo} to {hi}"
+    if field == "model_url":
+        return "an http:// or https:// URL"
+    return kind
+
+
+def _source_name(field: str, from_env: set[str]) -> str:
+    if field in from_env:
+        return _env_name(field)
+    return f"{field} (config file)"
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{CONFIG_FILE_VAR}: cannot read {path}: {exc.strerror}") from exc
+    try:
+        data = json.loads(raw) if path.suffix == ".json" else tomllib.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{CONFIG_FILE_VAR}: {path} is not valid TOML/JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{CONFIG_FILE_VAR}: {path} must hold a table/object of settings")
+    section = data.get("supervisor", data)
+    if not isinstance(section, dict):
+        raise ConfigError(f"{CONFIG_FILE_VAR}: [supervisor] in {path} must be a table")
+    return dict(section)
+
+
+def _unknown(name: str, known: list[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]}?" if close else ""
+    return ConfigError(f"unknown setting {name}{hint}")
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build :class:`Settings` from a config file (optional) and ``SUPERVISOR_*`` variables.
+
+    Environment variables win over the file. ``SUPERVISOR_CONFIG_FILE`` names the
+    file when ``config_file`` is not given. The key file, when set, must be readable.
+    """
+    env = os.environ if env is None else env
+    fields = [f for f in Settings.model_fields if f != "api_key"]
+    values: dict[str, Any] = {}
+    file_path = config_file or (Path(env[CONFIG_FILE_VAR]) if env.get(CONFIG_FILE_VAR) else None)
+    if file_path is not None:
+        for key, value in _read_file(file_path).items():
+            if key not in fields:
+                raise _unknown(f"{key} (in {file_path})", fields)
+            values[key] = value
+    from_env: set[str] = set()
+    known_env = [_env_name(f) for f in fields] + [CONFIG_FILE_VAR]
+    for name, value in env.items():
+        if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_VAR:
+            continue
+        if name not in known_env:
+            raise _unknown(name, known_env)
+        field = name[len(ENV_PREFIX) :].lower()
+        values[field] = value
+        from_env.add(field)
+    key_file = values.get("api_key_file")
+    if key_file:
+        try:
+            key = Path(key_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            source = _source_name("api_key_file", from_env)
+            raise ConfigError(f"{source}: cannot read key file {key_file}: {exc.strerror}") from exc
+        if not key:
+            raise ConfigError(f"{_source_name('api_key_file', from_env)}: {key_file} is empty")
+        values["api_key"] = key
+    try:
+        settings = Settings.model_validate(values)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            if field not in Settings.model_fields:
+                problems.append(err["msg"])
+                continue
+            got = values.get(field)
+            problems.append(f"{_source_name(field, from_env)}={got!r}: must be {_allowed(field)}")
+        raise ConfigError("; ".join(problems)) from None
+    if settings.backoff_max_s < settings.backoff_base_s:
+        raise ConfigError(
+            f"SUPERVISOR_BACKOFF_MAX_S={settings.backoff_max_s}: must be at least "
+            f"SUPERVISOR_BACKOFF_BASE_S={settings.backoff_base_s}"
+        )
+    return settings

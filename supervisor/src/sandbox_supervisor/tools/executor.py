@@ -1,0 +1,48 @@
+"""Where tool calls execute: the :class:`Executor` contract and its in-process implementation.
+
+The contract is two calls over plain JSON-able data, so an implementation can live
+behind a socket: ``specs()`` lists the tools (name, description, JSON schema of the
+arguments) and ``execute(request)`` runs one :class:`ToolRequest` and returns a
+:class:`ToolResult` (``to_dict``/``from_dict`` give the wire form). An executor
+never raises for the model's mistakes; it raises only when it cannot work at all
+(the ``tools`` service is unreachable, for example).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+from sandbox_supervisor.tools.registry import Limits, Registry, ToolRequest, ToolResult
+from sandbox_supervisor.tools.workspace import Workspace
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """Runs tool calls somewhere (this process, or the ``tools`` service)."""
+
+    def specs(self) -> list[dict[str, Any]]:
+        """Return ``[{name, description, parameters}]`` for every tool."""
+        ...
+
+    def execute(self, request: ToolRequest) -> ToolResult:
+        """Run one tool call and return its result."""
+        ...
+
+
+class InProcessExecutor:
+    """Run tools in this process, confined to a workspace directory."""
+
+    def __init__(
+        self, workspace: Workspace, limits: Limits | None = None, registry: Registry | None = None
+    ) -> None:
+        self.workspace = workspace
+        self.limits = limits or Limits()
+        self.registry = registry or Registry()
+
+    def specs(self) -> list[dict[str, Any]]:
+        """Return the registry's specs."""
+        return self.registry.specs()
+
+    def execute(self, request: ToolRequest) -> ToolResult:
+        """Validate and run ``request`` against the workspace."""
+        return self.registry.call(request, self.workspace, self.limits)

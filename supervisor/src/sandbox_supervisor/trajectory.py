@@ -1,0 +1,218 @@
+"""Durable trajectory: one JSON object per line per event, fsynced before it counts.
+
+Format (version 1), one record per line, ASCII-only JSON (non-ASCII and undecodable
+text are escaped, so any tool output stays inside one JSON string)::
+
+    {"v": 1, "seq": 0, "ts": "2025-01-01T00:00:00.000000Z", "run_id": "...",
+     "type": "run_start", ...fields of the event...}
+
+Event types: ``run_start``, ``model_request``, ``model_response``, ``tool_call``,
+``tool_result``, ``error``, ``repair`` and ``run_end``. ``seq`` grows by one per
+record across the whole file (a reopened file continues the count).
+
+Writer rules: a single writer (an exclusive ``flock`` on the file), one ``write``
+call per record with ``O_APPEND``, then ``fsync``; :meth:`TrajectoryWriter.write`
+returns only after that, so a record it acknowledged survives a crash of the
+process. A crash can at worst leave a torn last line, which the next writer cuts
+off (and records as a ``repair`` event) before appending. :func:`read_records`
+accepts such a torn last line only when asked and fails loudly on anything
+damaged before it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FORMAT_VERSION = 1
+EVENT_TYPES = frozenset(
+    {
+        "run_start",
+        "model_request",
+        "model_response",
+        "tool_call",
+        "tool_result",
+        "error",
+        "repair",
+        "run_end",
+    }
+)
+
+
+class TrajectoryError(RuntimeError):
+    """The trajectory file cannot be written or is damaged."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """Serialise one record as a single ASCII JSON line ending in a newline."""
+    text = json.dumps(record, ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+    return text.encode("ascii") + b"\n"
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What reopening a file had to cut off: a torn last line."""
+
+    dropped_bytes: int
+    last_seq: int
+
+
+def _scan_tail(fd: int) -> Repair:
+    """Find the end of the last complete line and the ``seq`` it holds."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return Repair(0, -1)
+    block = 65_536
+    pos = size
+    tail = b""
+    # Read backwards until two newlines (end of the last complete line and its start).
+    while pos > 0:
+        start = max(0, pos - block)
+        tail = os.pread(fd, pos - start, start) + tail
+        pos = start
+        if tail.count(b"\n") >= 2 or pos == 0:
+            break
+    cut = tail.rfind(b"\n") + 1  # 0 when no newline at all
+    dropped = len(tail) - cut
+    complete = tail[:cut]
+    last_seq = -1
+    if complete:
+        last_line = complete[:-1].rsplit(b"\n", 1)[-1]
+        try:
+            last_seq = int(json.loads(last_line)["seq"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TrajectoryError(
+                f"last complete line of the trajectory is damaged ({exc}); refusing to append"
+            ) from exc
+    return Repair(dropped, last_seq)
+
+
+class TrajectoryWriter:
+    """The single writer of one trajectory file (see the module docstring)."""
+
+    def __init__(self, path: Path, run_id: str, *, fsync: bool = True) -> None:
+        self.path = Path(path)
+        self.run_id = run_id
+        self.fsync = fsync
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._fd)
+            raise TrajectoryError(f"{self.path} is being written by another process") from exc
+        try:
+            repair = _scan_tail(self._fd)
+            if repair.dropped_bytes:
+                size = os.fstat(self._fd).st_size
+                os.ftruncate(self._fd, size - repair.dropped_bytes)
+                os.fsync(self._fd)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._seq = repair.last_seq + 1
+        self.repair = repair
+        if repair.dropped_bytes:
+            self.write("repair", dropped_bytes=repair.dropped_bytes, after_seq=repair.last_seq)
+
+    @property
+    def next_seq(self) -> int:
+        """The ``seq`` the next record will get."""
+        return self._seq
+
+    def write(self, event_type: str, **fields: Any) -> dict[str, Any]:
+        """Append one event; return the record once it is on disk (fsynced when enabled)."""
+        if event_type not in EVENT_TYPES:
+            raise ValueError(f"unknown event type {event_type!r}")
+        if self._fd < 0:
+            raise TrajectoryError(f"{self.path} is closed")
+        record: dict[str, Any] = {
+            "v": FORMAT_VERSION,
+            "seq": self._seq,
+            "ts": _now(),
+            "run_id": self.run_id,
+            "type": event_type,
+        }
+        record.update(fields)
+        data = encode_record(record)
+        view = memoryview(data)
+        written = 0
+        while written < len(data):  # one write; the loop only covers a short write
+            written += os.write(self._fd, view[written:])
+        if self.fsync:
+            os.fsync(self._fd)
+        self._seq += 1
+        return record
+
+    def close(self) -> None:
+        """Release the lock and close the file (idempotent)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    def __enter__(self) -> TrajectoryWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+@dataclass
+class ReadResult:
+    """Records of a file, and whether its last line was torn (left unread)."""
+
+    records: list[dict[str, Any]]
+    torn_bytes: int = 0
+
+
+def read_records(path: Path, *, allow_torn_tail: bool = True) -> ReadResult:
+    """Read and check every record; raise :class:`TrajectoryError` on damage.
+
+    Damage is a line that is not a JSON object with ``v``/``seq``/``type``, or a
+    ``seq`` that does not grow by one. A last line with no newline is a torn write:
+    returned as ``torn_bytes`` when ``allow_torn_tail`` is true, an error otherwise.
+    """
+    data = Path(path).read_bytes()
+    lines = data.split(b"\n")
+    tail = lines.pop()  # b"" when the file ends with a newline
+    result = ReadResult(records=[], torn_bytes=len(tail))
+    if tail and not allow_torn_tail:
+        raise TrajectoryError(f"{path}: torn last line ({len(tail)} bytes, no newline)")
+    expected: int | None = None
+    for number, line in enumerate(lines, start=1):
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+            seq = record["seq"]
+            if record["v"] != FORMAT_VERSION or record["type"] not in EVENT_TYPES:
+                raise ValueError(f"unknown version or type in {line[:80]!r}")
+        except (ValueError, KeyError) as exc:
+            raise TrajectoryError(f"{path}:{number}: damaged record: {exc}") from exc
+        if expected is not None and seq != expected:
+            raise TrajectoryError(f"{path}:{number}: seq {seq} where {expected} was expected")
+        expected = seq + 1
+        result.records.append(record)
+    return result
+
+
+def iter_runs(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Split records into runs (a file may hold several runs appended one after another)."""
+    current: list[dict[str, Any]] = []
+    for record in records:
+        if record["type"] == "run_start" and current:
+            yield current
+            current = []
+        current.append(record)
+    if current:
+        yield current
