@@ -1,0 +1,256 @@
+"""Behaviour of the fake host tools in ``bin/`` (podman, docker, apt-get, dpkg-query, sudo,
+debootstrap).
+
+Each fake appends ``{"tool": NAME, "argv": [...]}`` as one JSON line to ``$FAKE_LOG`` and
+answers like the real tool from a JSON state file ``$FAKE_STATE`` that it also updates
+(``podman machine init`` creates a machine there, ``apt-get install`` marks packages
+installed, ...), so a test can drive a whole lifecycle and then read what was called.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tarfile
+from pathlib import Path
+from typing import Any
+
+HYBRID_ERROR = (
+    "Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all "
+    "controllers from cgroupv2"
+)
+ULIMIT_ERROR = "Error: OCI runtime error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted"
+
+
+def _state_path() -> Path:
+    return Path(os.environ["FAKE_STATE"])
+
+
+def load() -> dict[str, Any]:
+    path = _state_path()
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save(state: dict[str, Any]) -> None:
+    _state_path().write_text(json.dumps(state, indent=2))
+
+
+def record(tool: str, argv: list[str]) -> None:
+    with open(os.environ["FAKE_LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps({"tool": tool, "argv": argv}) + "\n")
+
+
+def fail(message: str, code: int) -> None:
+    sys.stderr.write(message + "\n")
+    sys.exit(code)
+
+
+# --- podman --------------------------------------------------------------------------------
+
+
+def _option(args: list[str], name: str, default: str | None = None) -> str | None:
+    for index, arg in enumerate(args):
+        if arg == name and index + 1 < len(args):
+            return args[index + 1]
+        if arg.startswith(name + "="):
+            return arg.split("=", 1)[1]
+    return default
+
+
+def _dropin_settings(state: dict[str, Any]) -> str:
+    path = state.get("dropin")
+    return Path(path).read_text() if path and Path(path).exists() else ""
+
+
+def podman_machine(state: dict[str, Any], args: list[str]) -> None:
+    action, rest = args[0], args[1:]
+    machines: dict[str, Any] = state.setdefault("machines", {})
+    name = rest[-1] if rest and not rest[-1].startswith("-") else "podman-machine-default"
+    if action == "ssh" and rest:
+        name = rest[0]
+    if action == "inspect":
+        if name not in machines:
+            fail(f"Error: {name}: VM does not exist", 125)
+        print(json.dumps([machines[name]], indent=2))
+        return
+    if action == "init":
+        if state.get("machine_init_error"):
+            fail(state["machine_init_error"], 125)
+        if name in machines:
+            fail(f"Error: {name}: VM already exists", 125)
+        machines[name] = {
+            "Name": name,
+            "State": "stopped",
+            "Rootful": "--rootful" in rest,
+            "Image": _option(rest, "--image-path") or _option(rest, "--image") or "",
+            "Resources": {
+                "CPUs": int(_option(rest, "--cpus", "1") or 1),
+                "Memory": int(_option(rest, "--memory", "2048") or 2048),
+                "DiskSize": int(_option(rest, "--disk-size", "100") or 100),
+            },
+            "ConnectionInfo": {
+                "PodmanSocket": {"Path": f"/run/user/1000/podman/{name}-api.sock"},
+                "PodmanPipe": {"Path": f"\\\\.\\pipe\\{name}"},
+            },
+        }
+        save(state)
+        print(f"Machine init complete\nTo start your machine run:\n\n\tpodman machine start {name}")
+        return
+    if name not in machines:
+        fail(f"Error: {name}: VM does not exist", 125)
+    if action == "start":
+        machines[name]["State"] = "running"
+        print(f'Machine "{name}" started successfully')
+    elif action == "stop":
+        machines[name]["State"] = "stopped"
+        print(f'Machine "{name}" stopped successfully')
+    elif action == "rm":
+        del machines[name]
+    elif action == "ssh":
+        print(f"ssh into {name}: {' '.join(rest[1:])}")
+    save(state)
+
+
+def podman_run(state: dict[str, Any], args: list[str]) -> None:
+    dropin = _dropin_settings(state)
+    quirks = state.get("quirks", [])
+    if "hybrid" in quirks and "--runtime=runc" not in args and 'runtime = "runc"' not in dropin:
+        fail(HYBRID_ERROR, 126)
+    if (
+        "ulimits" in quirks
+        and not any(a.startswith("--ulimit") for a in args)
+        and ("default_ulimits" not in dropin)
+    ):
+        fail(ULIMIT_ERROR, 126)
+    if "-d" in args:
+        print("f00dfeed" * 8)
+    elif "getent" in args:
+        name = args[-1]
+        if state.get("dns_broken"):
+            sys.exit(2)
+        print(f"10.89.0.2       {name}.dns.podman {name}")
+
+
+def podman_import(state: dict[str, Any], args: list[str]) -> None:
+    tag = args[-1]
+    data = sys.stdin.buffer.read()
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        members = sorted(member.name for member in archive.getmembers())
+    state.setdefault("imported", {})[tag] = members
+    state.setdefault("images", []).append(tag)
+    state["import_args"] = args
+    save(state)
+    print("sha256:" + "ab" * 32)
+
+
+def podman(args: list[str]) -> None:
+    state = load()
+    if not args:
+        fail("Error: missing command", 125)
+    command, rest = args[0], args[1:]
+    if command == "version":
+        print(state.get("podman_version", "4.3.1"))
+    elif command == "machine":
+        podman_machine(state, rest)
+    elif command == "image" and rest[:1] == ["exists"]:
+        sys.exit(0 if rest[1] in state.get("images", []) else 1)
+    elif command == "image" and rest[:1] == ["inspect"]:
+        print(state.get("image_size", 123_000_000))
+    elif command == "run":
+        podman_run(state, rest)
+    elif command == "import":
+        podman_import(state, rest)
+    elif command == "info":
+        print(json.dumps(state.get("info", {})))
+    elif command == "build":
+        print("STEP 1/2: FROM docker.io/library/debian:bookworm-slim")
+        code = int(state.get("build_rc", 0))
+        if code == 0:
+            state.setdefault("images", []).append(_option(rest, "-t") or "")
+            save(state)
+            print("COMMIT")
+        sys.exit(code)
+    elif command in {"network", "rm"}:
+        return
+    else:
+        fail(f"fake podman: unsupported command {args}", 125)
+
+
+# --- the others ----------------------------------------------------------------------------
+
+
+def docker(args: list[str]) -> None:
+    state = load()
+    if args[:1] == ["compose"]:
+        if not state.get("docker_compose_plugin"):
+            fail("docker: 'compose' is not a docker command.", 1)
+        if args[1:2] == ["version"]:
+            print(f"Docker Compose version v{state.get('compose_version', '2.40.3')}")
+        return
+    print("Docker version 28.2.2, build e6534b4")
+
+
+def apt_get(args: list[str]) -> None:
+    state = load()
+    if state.get("apt_rc"):
+        fail("E: Could not get lock /var/lib/dpkg/lock-frontend", int(state["apt_rc"]))
+    if "install" in args:
+        packages = [a for a in args[args.index("install") + 1 :] if not a.startswith("-")]
+        state["installed"] = sorted(set(state.get("installed", [])) | set(packages))
+        save(state)
+
+
+def dpkg_query(args: list[str]) -> None:
+    package = args[-1]
+    if package in load().get("installed", []):
+        print("install ok installed", end="")
+        return
+    fail(f"dpkg-query: no packages found matching {package}", 1)
+
+
+def sudo(args: list[str]) -> None:
+    while args and args[0].startswith("-"):
+        args = args[1:]
+    if load().get("sudo_denied"):
+        fail("sudo: a password is required", 1)
+    os.execvp(args[0], args)
+
+
+def debootstrap(args: list[str]) -> None:
+    state = load()
+    if state.get("debootstrap_rc"):
+        fail("E: Failed getting release file", int(state["debootstrap_rc"]))
+    positional = [a for a in args if not a.startswith("--")]
+    target = Path(positional[1])
+    files = {
+        "etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\n',
+        "usr/bin/true": "",
+        "var/cache/apt/archives/libc6_2.36_amd64.deb": "deb",
+        "var/cache/apt/pkgcache.bin": "bin",
+        "var/lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease": "lists",
+        "var/lib/apt/lists/lock": "",
+    }
+    for relative, text in files.items():
+        path = target / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (target / "var/lib/apt/lists/partial").mkdir(parents=True, exist_ok=True)
+    print("I: Base system installed successfully.")
+
+
+TOOLS = {
+    "podman": podman,
+    "docker": docker,
+    "apt-get": apt_get,
+    "dpkg-query": dpkg_query,
+    "sudo": sudo,
+    "debootstrap": debootstrap,
+}
+
+
+def main(tool: str) -> None:
+    args = sys.argv[1:]
+    record(tool, args)
+    TOOLS[tool](args)
