@@ -1,0 +1,35 @@
+"""Image tasks: the Debian base image built from a mirror (hosts with no registry)."""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from sandboxctl import base_image as base_image_
+from sandboxctl._proc import Runner
+from sandboxctl.tasks._support import host, settings_or_exit
+
+
+@task(
+    help={
+        "force": "Rebuild even when the image exists",
+        "tag": "Image name to tag (the Containerfiles expect the default)",
+        "suite": "Debian suite to bootstrap",
+        "mirror": "Debian mirror URL (default: DEBIAN_MIRROR in .env, else deb.debian.org)",
+    }
+)
+def base(
+    c: Context,
+    force: bool = False,
+    tag: str = base_image_.DEFAULT_TAG,
+    suite: str = base_image_.DEFAULT_SUITE,
+    mirror: str = "",
+) -> None:
+    """Build the Debian base image with debootstrap + podman import (no registry)."""
+    settings = settings_or_exit(require_file=False)
+    spec = base_image_.BaseImageSpec(tag=tag, suite=suite, mirror=mirror or settings.debian_mirror)
+    try:
+        base_image_.build_base_image(spec, Runner(), is_root=host().is_root, force=force)
+    except base_image_.BaseImageError as error:
+        raise Exit(f"images.base: {error}", code=1) from error

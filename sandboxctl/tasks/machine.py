@@ -1,0 +1,166 @@
+"""Podman machine tasks (a VM on Windows/WSL and macOS; the local service on native Linux)."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import replace
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from sandboxctl import machine as machine_
+from sandboxctl._proc import Runner
+from sandboxctl.compose import ComposeError, find_compose
+from sandboxctl.engine import Platform, uses_machine
+from sandboxctl.tasks._support import ask, engine_or_exit, host, settings_or_exit
+
+
+def _show(lines: list[str] | str) -> None:
+    print("\n".join([lines] if isinstance(lines, str) else lines))
+
+
+@task(
+    help={
+        "cpus": "Virtual CPUs (default: MACHINE_CPUS in .env)",
+        "memory": "Memory in MiB (default: MACHINE_MEMORY_MIB)",
+        "disk": "Disk size in GiB (default: MACHINE_DISK_GIB)",
+        "rootful": "Run the machine's engine as root (default: MACHINE_ROOTFUL)",
+        "image": "Machine image path or URL (default: MACHINE_IMAGE; Podman's own when empty)",
+        "name": "Machine name (default: MACHINE_NAME, podman-machine-default)",
+    }
+)
+def init(
+    c: Context,
+    cpus: int | None = None,
+    memory: int | None = None,
+    disk: int | None = None,
+    rootful: bool | None = None,
+    image: str | None = None,
+    name: str | None = None,
+) -> None:
+    """Create and start the Podman machine (native Linux: start the local service)."""
+    settings = settings_or_exit()
+    try:
+        if uses_machine(host(), settings):
+            spec = machine_.spec_from_settings(
+                settings,
+                cpus=cpus,
+                memory_mib=memory,
+                disk_gib=disk,
+                rootful=rootful,
+                image=image,
+                name=name,
+            )
+            _show(machine_.init(spec, Runner()))
+            socket(c, name=spec.name)
+        else:
+            _show(machine_.native_start(engine_or_exit(settings)))
+    except machine_.MachineError as error:
+        raise Exit(f"machine.init: {error}", code=1) from error
+
+
+@task(help={"name": "Machine name (default: MACHINE_NAME)"})
+def start(c: Context, name: str = "") -> None:
+    """Start the Podman machine (native Linux: serve the local Podman socket)."""
+    settings = settings_or_exit()
+    try:
+        if uses_machine(host(), settings):
+            _show(machine_.start(name or settings.machine_name, Runner()))
+        else:
+            _show(machine_.native_start(engine_or_exit(settings)))
+    except machine_.MachineError as error:
+        raise Exit(f"machine.start: {error}", code=1) from error
+
+
+@task(help={"name": "Machine name (default: MACHINE_NAME)"})
+def stop(c: Context, name: str = "") -> None:
+    """Stop the Podman machine (native Linux: stop the service only if we started it)."""
+    settings = settings_or_exit()
+    try:
+        if uses_machine(host(), settings):
+            _show(machine_.stop(name or settings.machine_name, Runner()))
+        else:
+            _show(machine_.native_stop(engine_or_exit(settings)))
+    except machine_.MachineError as error:
+        raise Exit(f"machine.stop: {error}", code=1) from error
+
+
+@task(help={"name": "Machine name (default: MACHINE_NAME)"})
+def status(c: Context, name: str = "") -> None:
+    """Show the machine's state, size and socket (native Linux: who serves the socket)."""
+    settings = settings_or_exit()
+    info = host()
+    try:
+        if uses_machine(info, settings):
+            _show(machine_.status(name or settings.machine_name, Runner(), info.platform.value))
+        else:
+            _show(machine_.native_status(engine_or_exit(settings, info)))
+    except machine_.MachineError as error:
+        raise Exit(f"machine.status: {error}", code=1) from error
+
+
+@task(
+    help={
+        "name": "Machine name (default: MACHINE_NAME)",
+        "yes": "Remove without asking (the machine's disk, images and volumes are lost)",
+    }
+)
+def rm(c: Context, name: str = "", yes: bool = False) -> None:
+    """Remove the Podman machine and its disk (native Linux: nothing to remove)."""
+    settings = settings_or_exit()
+    target = name or settings.machine_name
+    try:
+        if not uses_machine(host(), settings):
+            _show(["native Linux: no VM to remove; stopping the local service if we started it"])
+            _show(machine_.native_stop(engine_or_exit(settings)))
+            return
+        if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
+            raise Exit("machine.rm: not removed (pass --yes to skip the question)", code=1)
+        _show(machine_.remove(target, Runner()))
+    except machine_.MachineError as error:
+        raise Exit(f"machine.rm: {error}", code=1) from error
+
+
+@task(
+    help={
+        "name": "Machine name (default: MACHINE_NAME)",
+        "command": "Command to run in the machine (default: an interactive shell)",
+    }
+)
+def ssh(c: Context, name: str = "", command: str = "") -> None:
+    """Open a shell (or run a command) in the Podman machine."""
+    settings = settings_or_exit()
+    if not uses_machine(host(), settings):
+        raise Exit(
+            "machine.ssh: native Linux has no VM: the engine runs on this host; "
+            "run podman commands here directly",
+            code=1,
+        )
+    argv = machine_.ssh_argv(name or settings.machine_name, command)
+    result = c.run(shlex.join(argv), pty=True, warn=True)
+    if result is None or not result.ok:
+        raise Exit(f"machine.ssh: `{shlex.join(argv)}` failed", code=1)
+
+
+@task(help={"name": "Machine name (default: MACHINE_NAME)"})
+def socket(c: Context, name: str = "") -> None:
+    """Print the DOCKER_HOST to export, and the VS Code settings that use it."""
+    settings = settings_or_exit()
+    info = host()
+    if name and name != settings.machine_name:
+        settings = replace(settings, machine_name=name)
+    engine = engine_or_exit(settings, info)
+    try:
+        compose = find_compose()
+        compose_path = compose.path if compose.kind == "standalone" else None
+    except ComposeError:
+        compose_path = None
+    _show(
+        machine_.socket_lines(
+            engine.docker_host, compose_path, windows=info.platform is Platform.WINDOWS
+        )
+    )
+    if engine.kind == "native" and os.environ.get("DOCKER_HOST") != engine.docker_host:
+        print(f"# native Linux: `invoke machine.start` serves {engine.docker_host}")

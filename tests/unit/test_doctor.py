@@ -1,0 +1,284 @@
+"""Unit tests of sandboxctl.doctor: each check on its own, against a fake `podman` on PATH,
+an injected socket ping, and small repository trees in tmp_path."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes.harness import FakeTools
+from rich.console import Console
+
+from sandboxctl import doctor
+from sandboxctl.engine import HostInfo, Platform
+
+ROOT_HOST = HostInfo(platform=Platform.LINUX, is_root=True, uid=0, has_systemd=False)
+INFO = {
+    "host": {
+        "cgroupVersion": "v1",
+        "cgroupControllers": ["cpu", "memory", "pids"],
+        "ociRuntime": {"name": "runc"},
+        "security": {"rootless": False},
+    }
+}
+CATALOG = """\
+schema: 1
+default: tiny
+models:
+  tiny:
+    description: test
+    file: tiny.gguf
+    generated: true
+    url: null
+    sha256: null
+    sha256_source: null
+    size_bytes: null
+    size: 17 MB
+    license: MIT
+    chat_template: llama-2
+    tool_calling: false
+    context: 1024
+  real:
+    description: test
+    file: real.gguf
+    generated: false
+    url: https://example.org/real.gguf
+    sha256: "{sha}"
+    sha256_source: https://example.org/page
+    size_bytes: 5
+    size: 5 B
+    license: MIT
+    chat_template: chatml
+    tool_calling: true
+    context: 8192
+"""
+
+
+def make(
+    tmp_path: Path, *, env: str = "SANDBOX_MODEL=tiny\n", **state: Any
+) -> tuple[FakeTools, doctor.DoctorInputs]:
+    root = tmp_path / "repo"
+    (root / "model").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / ".env").write_text(env)
+    sha = hashlib.sha256(b"hello").hexdigest()
+    (root / "model/catalog.yaml").write_text(CATALOG.format(sha=sha))
+    fakes = FakeTools.create(
+        tmp_path,
+        state={"info": INFO, "images": ["docker.io/library/debian:bookworm-slim"], **state},
+    )
+    inputs = doctor.DoctorInputs(
+        root=root,
+        host=ROOT_HOST,
+        runner=fakes.runner(),
+        environ={},
+        ping_fn=lambda _p: True,
+        version_fn=lambda _p: {
+            "Version": "4.3.1",
+            "ApiVersion": "1.41",
+            "Components": [{"Name": "Podman Engine"}],
+        },
+        packaged_compose=None,
+    )
+    return fakes, inputs
+
+
+def run_one(name: str, inputs: doctor.DoctorInputs) -> doctor.Check:
+    return next(check for check in doctor.run_checks(inputs) if check.name == name)
+
+
+def test_engine_check_reports_podman_version_and_socket(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    check = run_one("engine", inputs)
+    assert check.status == "ok"
+    assert "Podman 4.3.1" in check.detail
+    assert "/run/podman/podman.sock" in check.detail
+
+
+def test_engine_check_fails_with_machine_start_fix_when_socket_is_silent(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    inputs.ping_fn = lambda _p: False
+    check = run_one("engine", inputs)
+    assert (check.status, check.fix) == ("fail", "invoke machine.start")
+
+
+def test_engine_check_on_a_machine_host_without_machine_says_init_fake_vm(
+    tmp_path: Path,
+) -> None:
+    _fakes, inputs = make(tmp_path)
+    inputs.host = replace(ROOT_HOST, platform=Platform.MACOS)
+    check = run_one("engine", inputs)
+    assert (check.status, check.fix) == ("fail", "invoke machine.init")
+
+
+def test_compose_check_fails_with_host_prepare_fix_when_absent(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    check = run_one("compose v2", inputs)
+    assert (check.status, check.fix) == ("fail", "invoke host.prepare")
+
+
+def test_compose_check_shows_the_plugin_version(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, docker_compose_plugin=True)
+    check = run_one("compose v2", inputs)
+    assert check.status == "ok"
+    assert check.detail.startswith("2.40.3 (plugin")
+
+
+def test_rootful_is_reported_from_podman_info(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    assert run_one("rootful/rootless", inputs).detail == "rootful"
+
+
+def test_missing_pids_controller_fails_the_limits_check(tmp_path: Path) -> None:
+    info = {"host": {**INFO["host"], "cgroupControllers": ["memory"]}}
+    _fakes, inputs = make(tmp_path, info=info)
+    check = run_one("cgroup limits", inputs)
+    assert check.status == "fail"
+    assert "missing pids" in check.detail
+
+
+def test_runtime_quirk_fails_with_host_prepare_fix(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, quirks=["ulimits"])
+    check = run_one("runtime quirks", inputs)
+    assert check.status == "fail"
+    assert "default_ulimits" in check.detail
+    assert "host.prepare" in check.fix
+
+
+def test_dns_check_resolves_a_sibling_and_cleans_up(tmp_path: Path) -> None:
+    fakes, inputs = make(tmp_path)
+    check = run_one("DNS between containers", inputs)
+    assert check.status == "ok"
+    assert ".dns.podman" in check.detail
+    podman = fakes.calls("podman")
+    assert any(argv[:3] == ["network", "rm", "-f"] for argv in podman)
+    assert any(argv[:2] == ["rm", "-f"] for argv in podman)
+
+
+def test_dns_check_fails_when_the_name_does_not_resolve(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, dns_broken=True)
+    assert run_one("DNS between containers", inputs).status == "fail"
+
+
+def test_quick_mode_runs_no_container(tmp_path: Path) -> None:
+    fakes, inputs = make(tmp_path)
+    inputs.quick = True
+    doctor.run_checks(inputs)
+    assert not [argv for argv in fakes.calls("podman") if argv[0] == "run"]
+
+
+def test_no_systemd_warns_that_healthchecks_do_not_run(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    check = run_one("healthchecks", inputs)
+    assert check.status == "warn"
+    assert "podman healthcheck run" in check.fix
+
+
+def test_selinux_enforcing_without_volume_label_warns(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    inputs.host = replace(ROOT_HOST, selinux_enforcing=True)
+    check = run_one("SELinux", inputs)
+    assert check.status == "warn"
+    assert "VOLUME_LABEL=Z" in check.fix
+
+
+def test_wsl1_fails_with_the_conversion_command() -> None:
+    inputs = doctor.DoctorInputs(root=Path("."), host=replace(ROOT_HOST, platform=Platform.WSL,
+                                                              wsl_version=1))  # fmt: skip
+    check = doctor.check_platform(inputs, doctor._State())
+    assert check.status == "fail"
+    assert "wsl --set-version" in check.fix
+
+
+def test_crlf_script_fails_the_line_endings_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    (inputs.root / "model/entrypoint.sh").write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    check = run_one("script line endings", inputs)
+    assert check.status == "fail"
+    assert "model/entrypoint.sh" in check.detail
+
+
+def test_crlf_in_a_shebang_file_without_extension_is_found(tmp_path: Path) -> None:
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model/healthcheck").write_bytes(b"#!/bin/sh\r\ntrue\r\n")
+    assert doctor.crlf_scripts(tmp_path) == [tmp_path / "model/healthcheck"]
+
+
+def test_missing_generated_model_says_model_tiny(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    check = run_one("model file", inputs)
+    assert (check.status, check.fix) == ("fail", "invoke model.tiny")
+
+
+def test_model_with_matching_checksum_is_verified(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=real\n")
+    (inputs.root / "models/real.gguf").write_bytes(b"hello")
+    check = run_one("model file", inputs)
+    assert check.status == "ok"
+    assert "SHA-256 verified" in check.detail
+
+
+def test_model_with_wrong_checksum_fails(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=real\n")
+    (inputs.root / "models/real.gguf").write_bytes(b"tampered")
+    check = run_one("model file", inputs)
+    assert check.status == "fail"
+    assert "mismatch" in check.detail
+
+
+def test_context_per_slot_below_the_catalog_recommendation_warns(tmp_path: Path) -> None:
+    _fakes, inputs = make(
+        tmp_path, env="SANDBOX_MODEL=real\nMODEL_CTX_SIZE=8192\nMODEL_PARALLEL=4\n"
+    )
+    check = run_one("context per slot", inputs)
+    assert check.status == "warn"
+    assert "2048 per slot" in check.detail
+    assert "MODEL_CTX_SIZE=32768" in check.fix
+
+
+def test_context_per_slot_meeting_the_recommendation_is_ok(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    assert run_one("context per slot", inputs).status == "ok"
+
+
+def test_invalid_env_fails_the_answers_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="GPU_BACKEND=rocm\n")
+    check = run_one("answers (.env)", inputs)
+    assert check.status == "fail"
+
+
+def test_exit_code_is_nonzero_only_when_something_blocks() -> None:
+    warn = doctor.Check("a", "warn", "x")
+    fail = doctor.Check("b", "fail", "y")
+    assert (doctor.exit_code([warn]), doctor.exit_code([warn, fail])) == (0, 1)
+
+
+def test_a_crashing_check_becomes_a_failed_row_not_a_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fakes, inputs = make(tmp_path)
+
+    def boom(_inputs: doctor.DoctorInputs, _state: object) -> doctor.Check:
+        raise RuntimeError("kaput")
+
+    monkeypatch.setattr(doctor, "CHECKS", (boom,))
+    [row] = doctor.run_checks(inputs)
+    assert (row.status, "kaput" in row.detail) == ("fail", True)
+
+
+def test_render_prints_one_table_with_the_fix_column(tmp_path: Path) -> None:
+    console = Console(record=True, width=200)
+    doctor.render([doctor.Check("engine", "fail", "silent", "invoke machine.start")], console)
+    text = console.export_text()
+    assert "invoke machine.start" in text
+    assert "sandbox doctor" in text
+
+
+def test_settings_feed_the_engine_decision(tmp_path: Path) -> None:
+    """DOCKER_HOST in .env reaches the engine check (one answer for every caller)."""
+    _fakes, inputs = make(tmp_path, env="DOCKER_HOST=unix:///srv/engine.sock\n")
+    check = run_one("engine", inputs)
+    assert "unix:///srv/engine.sock" in check.detail
