@@ -1,0 +1,49 @@
+"""Benchmark tasks: figures about the model server, printed and saved (assert nothing)."""
+
+from __future__ import annotations
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from sandboxctl import bench_model
+from sandboxctl.catalog import CatalogError
+from sandboxctl.llama_source import REPO_ROOT, SourceError
+
+
+@task(
+    help={
+        "model_name": "Catalog key of the model to time (default: tiny)",
+        "threads": "Threads for llama-server, the same in the container and on the host",
+        "n_predict": "Tokens to generate in the timed request",
+        "cold": "Also time a cold build (no layer cache, empty ccache): minutes",
+        "rebuild": "Time a rebuild after a cache-busting build argument (ccache warm)",
+        "host": "Build the same source on the host and compare tokens/s (minutes once)",
+        "output": "Results file (JSON)",
+    }
+)
+def model(
+    c: Context,
+    model_name: str = "tiny",
+    threads: int = 2,
+    n_predict: int = 128,
+    cold: bool = False,
+    rebuild: bool = True,
+    host: bool = True,
+    output: str = "results/bench-model.json",
+) -> None:
+    """Time llama-server in the container vs on the host; image size; build times."""
+    try:
+        result = bench_model.run_benchmark(
+            model_key=model_name,
+            threads=threads,
+            n_predict=n_predict,
+            cold=cold,
+            rebuild=rebuild,
+            host=host,
+        )
+    except (bench_model.BenchError, SourceError, CatalogError) as error:
+        raise Exit(f"bench.model: {error}", code=1) from error
+    path = bench_model.write_results(result, REPO_ROOT / output)
+    print(bench_model.format_results(result))
+    print(f"written to {path}")

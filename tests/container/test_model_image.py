@@ -1,0 +1,229 @@
+"""The CPU model-server image, built and run for real with Podman.
+
+Builds the image from the pinned, verified llama.cpp source (the same
+`invoke model.source` + `podman build` path users take; the layer cache and
+the ccache directory make a second run take seconds), runs it hardened like
+the compose file does (read-only root, no capabilities, no new privileges)
+with the offline tiny model mounted read-only at /models and an API key
+mounted as a secret file, and talks to it over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sandboxctl import llama_source, tiny_model
+
+pytestmark = [pytest.mark.container, pytest.mark.slow]
+
+API_KEY = "test-key-" + uuid.uuid4().hex
+READY_TIMEOUT_S = 90
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "count": {"type": "integer", "minimum": 0, "maximum": 99},
+        "ok": {"type": "boolean"},
+    },
+    "required": ["name", "count", "ok"],
+    "additionalProperties": False,
+}
+
+
+def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["podman", *args], capture_output=True, text=True, check=check)
+
+
+def validate(value: Any, schema: dict[str, Any]) -> None:
+    """Check ``value`` against the small JSON-schema subset SCHEMA uses."""
+    kind = schema["type"]
+    if kind == "boolean":
+        assert isinstance(value, bool), f"{value!r} is not boolean"
+    elif kind == "integer":
+        assert isinstance(value, int), f"{value!r} is not integer"
+        assert not isinstance(value, bool)
+        assert schema["minimum"] <= value <= schema["maximum"]
+    elif kind == "string":
+        assert isinstance(value, str), f"{value!r} is not string"
+        assert len(value) <= schema["maxLength"]
+    else:
+        assert isinstance(value, dict), f"{value!r} is not object"
+        assert set(schema["required"]) <= set(value)
+        assert set(value) <= set(schema["properties"])
+        for key, item in value.items():
+            validate(item, schema["properties"][key])
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running model-server container."""
+
+    name: str
+    url: str
+    image: str
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {API_KEY}"}
+
+    def logs(self) -> str:
+        result = podman("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def image() -> str:
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed")
+    try:
+        pin, _origin, _result, _tree = llama_source.place_source()
+    except llama_source.SourceError as error:
+        pytest.fail(f"cannot place the pinned llama.cpp source: {error}")
+    manifest = llama_source.read_manifest()
+    ccache = llama_source.cache_dir() / "ccache"
+    ccache.mkdir(parents=True, exist_ok=True)
+    command = llama_source.build_command(pin, manifest, ccache_dir=ccache)
+    build = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return command[command.index("-t") + 1]
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("models")
+    tiny_model.generate(llama_source.vocab_path(), directory / "tiny.gguf")
+    directory.chmod(0o755)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def server(image: str, models: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    secrets = tmp_path_factory.mktemp("secrets")
+    key_file = secrets / "model_api_key"
+    key_file.write_text(API_KEY + "\n")
+    key_file.chmod(0o644)
+    name = f"ai-sandbox-test-model-{uuid.uuid4().hex[:10]}"
+    try:
+        podman(
+            "run", "-d", "--name", name,
+            "--read-only", "--cap-drop=ALL", "--security-opt=no-new-privileges",
+            "-p", "127.0.0.1::8080",
+            "-v", f"{models}:/models:ro",
+            "-v", f"{key_file}:/run/secrets/model_api_key:ro",
+            "-e", "LLAMA_ARG_MODEL=/models/tiny.gguf",
+            "-e", "LLAMA_ARG_CTX_SIZE=1024",
+            "-e", "LLAMA_ARG_THREADS=2",
+            image,
+        )  # fmt: skip
+        port = podman("port", name, "8080/tcp").stdout.strip().rsplit(":", 1)[-1]
+        running = Server(name=name, url=f"http://127.0.0.1:{port}", image=image)
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{running.url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            state = podman("inspect", "--format", "{{.State.Running}}", name, check=False)
+            if state.stdout.strip() != "true" or time.monotonic() > deadline:
+                pytest.fail(f"model-server never became ready:\n{running.logs()[-4000:]}")
+            time.sleep(0.5)
+        yield running
+    finally:
+        podman("rm", "-f", "-t", "2", name, check=False)
+
+
+def chat(server: Server, **extra: Any) -> httpx.Response:
+    body = {
+        "messages": [{"role": "user", "content": "Describe a widget as JSON."}],
+        "max_tokens": 48,
+        "temperature": 0,
+        **extra,
+    }
+    return httpx.post(
+        f"{server.url}/v1/chat/completions", json=body, headers=server.headers(), timeout=60
+    )
+
+
+def test_health_is_200_when_ready(server: Server) -> None:
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+
+
+def test_chat_completion_answers(server: Server) -> None:
+    response = chat(server)
+    assert response.status_code == 200, response.text
+    choice = response.json()["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert isinstance(choice["message"]["content"], str)
+
+
+def test_json_schema_response_validates_against_schema(server: Server) -> None:
+    response = chat(
+        server,
+        max_tokens=96,
+        response_format={
+            "type": "json_schema",
+            "json_schema": {"name": "widget", "schema": SCHEMA, "strict": True},
+        },
+    )
+    assert response.status_code == 200, response.text
+    content = response.json()["choices"][0]["message"]["content"]
+    validate(json.loads(content), SCHEMA)
+
+
+def test_request_without_api_key_is_rejected(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/chat/completions",
+        json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4},
+        timeout=30,
+    )
+    assert response.status_code == 401
+
+
+def test_bad_grammar_gets_4xx_and_server_stays_healthy(server: Server) -> None:
+    response = httpx.post(
+        f"{server.url}/completion",
+        json={"prompt": "x", "n_predict": 4, "grammar": "root ::= ( [a-z"},
+        headers=server.headers(),
+        timeout=30,
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
+    assert chat(server, max_tokens=4).status_code == 200
+
+
+def test_server_process_runs_as_non_root(server: Server) -> None:
+    status = podman("exec", server.name, "cat", "/proc/1/status").stdout
+    uids = next(line for line in status.splitlines() if line.startswith("Uid:")).split()[1:]
+    assert uids == ["10001"] * 4
+    assert "llama-server" in podman("exec", server.name, "cat", "/proc/1/cmdline").stdout
+
+
+def test_api_key_never_appears_in_logs_or_config(server: Server) -> None:
+    assert API_KEY not in server.logs()
+    assert API_KEY not in podman("inspect", server.name).stdout
+
+
+def test_metrics_endpoint_is_on(server: Server) -> None:
+    response = httpx.get(f"{server.url}/metrics", headers=server.headers(), timeout=10)
+    assert response.status_code == 200
+    assert "llamacpp:" in response.text
+
+
+def test_image_is_labelled_with_the_pinned_version(server: Server) -> None:
+    labels = json.loads(
+        podman("image", "inspect", "--format", "{{json .Labels}}", server.image).stdout
+    )
+    pin, _origin = llama_source.resolve(llama_source.load_sources(), None, None)
+    assert labels["org.opencontainers.image.version"] == pin.version
+    assert labels["org.opencontainers.image.revision"] == pin.commit[:9]
