@@ -300,8 +300,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         ) == (outcome.status, outcome.exit_code, outcome.output)
         differ += not same
         print(
-            f"{record['call_id']} {record['name']}: {result.status}"
-            f"{'' if result.exit_code is None else f' exit={result.exit_code}'}"
+            f"{record['call_id']} {record['name']}: {outcome.status}"
+            f"{'' if outcome.exit_code is None else f' exit={outcome.exit_code}'}"
             f" {'same as recorded' if same else 'DIFFERS from recorded'}"
         )
         if not same and args.verbose:

@@ -1,0 +1,140 @@
+"""The sandbox-supervisor command: run (scripted), show, replay and check."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sv_fakes import FakeModelServer, action
+
+from sandbox_supervisor.cli import main
+from sandbox_supervisor.trajectory import read_records
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Point workspace and logs at temporary directories; return the log directory."""
+    (tmp_path / "ws").mkdir()
+    monkeypatch.setenv("SUPERVISOR_WORKSPACE", str(tmp_path / "ws"))
+    monkeypatch.setenv("SUPERVISOR_LOG_DIR", str(tmp_path / "logs"))
+    return tmp_path / "logs"
+
+
+def test_run_with_the_demo_script_exits_zero_and_logs(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", "--scripted", "demo", "say hello"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip() == "hello.txt written and checked"
+    assert "step 1" in err
+    (log,) = env.glob("*.jsonl")
+    assert read_records(log).records[-1]["status"] == "success"
+
+
+def test_run_exit_code_reports_the_step_budget(env: Path, tmp_path: Path) -> None:
+    script = tmp_path / "loop.json"
+    script.write_text(json.dumps([{"action": {"tool": "list_dir", "args": {}}}] * 5))
+    assert main(["run", "--scripted", str(script), "--max-steps", "2", "-q", "loop"]) == 3
+
+
+def test_bad_setting_exits_2_with_the_setting_named(
+    env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SUPERVISOR_MAX_WALL_S", "-1")
+    assert main(["run", "--scripted", "demo", "x"]) == 2
+    assert "SUPERVISOR_MAX_WALL_S" in capsys.readouterr().err
+
+
+def test_show_renders_steps_tools_and_tokens(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "--scripted", "demo", "-q", "say hello"])
+    capsys.readouterr()
+    (log,) = env.glob("*.jsonl")
+    assert main(["show", str(log)]) == 0
+    text = capsys.readouterr().out
+    assert "-- step 2: model" in text
+    assert "-> write_file" in text
+    assert "<- ok exit=0" in text
+    assert "== end: success after 4 steps" in text
+
+
+def test_replay_tools_on_a_fresh_workspace_matches(
+    env: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["run", "--scripted", "demo", "-q", "say hello"])
+    (log,) = env.glob("*.jsonl")
+    (tmp_path / "fresh").mkdir()
+    capsys.readouterr()
+    assert main(["replay", str(log), "--tools", "--workspace", str(tmp_path / "fresh")]) == 0
+    assert capsys.readouterr().out.count("same as recorded") == 3
+    assert (tmp_path / "fresh" / "hello.txt").exists()
+
+
+def test_replay_tools_reports_a_difference(env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    main(["run", "--scripted", "demo", "-q", "say hello"])
+    (log,) = env.glob("*.jsonl")
+    capsys.readouterr()
+    assert main(["replay", str(log), "--tools"]) == 1  # list_dir now sees hello.txt
+    assert "1.0 list_dir: ok DIFFERS from recorded" in capsys.readouterr().out
+
+
+def test_replay_model_refeeds_the_recorded_replies(env: Path, tmp_path: Path) -> None:
+    main(["run", "--scripted", "demo", "-q", "say hello"])
+    (log,) = env.glob("*.jsonl")
+    out = tmp_path / "replay.jsonl"
+    assert main(["replay", str(log), "--model", "--out", str(out), "-q"]) == 0
+    replayed = [r for r in read_records(out).records if r["type"] == "tool_call"]
+    assert [r["name"] for r in replayed] == ["list_dir", "write_file", "run_command", "finish"]
+
+
+def test_run_against_a_server_with_no_tool_template_uses_json_mode(env: Path) -> None:
+    routes = {
+        "/props": [
+            (
+                200,
+                {},
+                {
+                    "chat_template": "[INST] {{ m }} [/INST]",
+                    "default_generation_settings": {"n_ctx": 2048},
+                },
+            )
+        ],
+        "/v1/chat/completions": [action("finish", answer="done")],
+    }
+    with FakeModelServer(routes) as server:
+        code = main(["run", "--model-url", server.url, "-q", "finish at once"])
+        body = server.requests[-1]["body"]
+    assert code == 0
+    assert body["response_format"]["type"] == "json_schema"
+    (log,) = env.glob("*.jsonl")
+    start = read_records(log).records[0]
+    assert start["server"]["n_ctx"] == 2048
+    assert start["tool_mode"] == "json"
+
+
+def test_check_reports_model_context_and_tool_support(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = {
+        "/props": [
+            (
+                200,
+                {},
+                {
+                    "chat_template_caps": {"supports_tool_calls": True},
+                    "default_generation_settings": {"n_ctx": 4096},
+                },
+            )
+        ],
+        "/v1/models": [(200, {}, {"data": [{"id": "tiny.gguf"}]})],
+    }
+    with FakeModelServer(routes) as server:
+        assert main(["check", "--json", "--model-url", server.url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["models"] == ["tiny.gguf"]
+    assert report["n_ctx"] == 4096
+    assert report["tool_calling"] is True
+
+
+def test_check_fails_when_nothing_listens(env: Path) -> None:
+    assert main(["check", "--model-url", "http://127.0.0.1:9/v1"]) == 5
