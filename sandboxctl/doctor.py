@@ -368,7 +368,10 @@ def model_entry(root: Path, key: str) -> dict[str, Any] | None:
         from sandboxctl import catalog
 
         model = catalog.load_catalog(path).models.get(key)
-        return dict(vars(model)) if model is not None else None
+        if model is None:
+            return None
+        fields = ("file", "sha256", "generated", "context")
+        return {name: getattr(model, name, None) for name in fields}
     except Exception:  # noqa: S110 - a missing or different catalog module: read the YAML
         pass
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -389,9 +392,7 @@ def check_model(inputs: DoctorInputs, state: _State) -> Check:
     entry = model_entry(inputs.root, key)
     if entry is None:
         return Check("model file", "skip", f"no catalog entry {key!r} (model/catalog.yaml)")
-    filename = str(entry.get("file") or "")
-    if not filename:
-        return Check("model file", "skip", f"catalog entry {key!r} names no file")
+    filename = str(entry.get("file") or f"{key}.gguf")
     path = model_directory(inputs) / Path(filename).name
     if not path.is_file():
         fix = "invoke model.tiny" if entry.get("generated") else f"invoke model.fetch {key}"

@@ -26,32 +26,34 @@ def _show(lines: list[str] | str) -> None:
         "cpus": "Virtual CPUs (default: MACHINE_CPUS in .env)",
         "memory": "Memory in MiB (default: MACHINE_MEMORY_MIB)",
         "disk": "Disk size in GiB (default: MACHINE_DISK_GIB)",
-        "rootful": "Run the machine's engine as root (default: MACHINE_ROOTFUL)",
+        "rootful": "true or false: run the machine's engine as root (default: MACHINE_ROOTFUL)",
         "image": "Machine image path or URL (default: MACHINE_IMAGE; Podman's own when empty)",
         "name": "Machine name (default: MACHINE_NAME, podman-machine-default)",
     }
 )
 def init(
     c: Context,
-    cpus: int | None = None,
-    memory: int | None = None,
-    disk: int | None = None,
-    rootful: bool | None = None,
-    image: str | None = None,
-    name: str | None = None,
+    cpus: int = 0,
+    memory: int = 0,
+    disk: int = 0,
+    rootful: str = "",
+    image: str = "",
+    name: str = "",
 ) -> None:
     """Create and start the Podman machine (native Linux: start the local service)."""
     settings = settings_or_exit()
+    if rootful and rootful.lower() not in {"true", "false"}:
+        raise Exit(f"machine.init: --rootful={rootful!r}: expected true or false", code=2)
     try:
         if uses_machine(host(), settings):
             spec = machine_.spec_from_settings(
                 settings,
-                cpus=cpus,
-                memory_mib=memory,
-                disk_gib=disk,
-                rootful=rootful,
-                image=image,
-                name=name,
+                cpus=cpus or None,
+                memory_mib=memory or None,
+                disk_gib=disk or None,
+                rootful=rootful.lower() == "true" if rootful else None,
+                image=image or None,
+                name=name or None,
             )
             _show(machine_.init(spec, Runner()))
             socket(c, name=spec.name)

@@ -30,7 +30,6 @@ default: tiny
 models:
   tiny:
     description: test
-    file: tiny.gguf
     generated: true
     url: null
     sha256: null
@@ -43,7 +42,6 @@ models:
     context: 1024
   real:
     description: test
-    file: real.gguf
     generated: false
     url: https://example.org/real.gguf
     sha256: "{sha}"

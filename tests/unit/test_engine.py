@@ -240,11 +240,13 @@ def test_ensure_service_leaves_an_answering_socket_alone(tmp_path: Path) -> None
     """Something already serves the socket: nothing is started, nothing recorded."""
     engine = replace(resolve_engine(LINUX_ROOT, environ={}), socket_path=tmp_path / "s.sock")
     spawned: list[list[str]] = []
+
+    def spawn(argv: list[str], _log: Path) -> int:
+        spawned.append(argv)
+        return 1
+
     status = ensure_service(
-        engine,
-        state_dir=tmp_path / "state",
-        ping_fn=lambda _p: True,
-        spawn=lambda argv, _log: spawned.append(argv) or 1,
+        engine, state_dir=tmp_path / "state", ping_fn=lambda _p: True, spawn=spawn
     )
     assert (status.serving, status.started, spawned) == (True, False, [])
 
@@ -305,9 +307,11 @@ def test_ensure_service_never_starts_anything_for_a_machine_fake_vm(
 ) -> None:
     """A machine's socket is the VM's business: a silent one is reported, not served."""
     engine = resolve_engine(MACOS, environ={}, runner=fakes.runner())
-    status = ensure_service(
-        engine, state_dir=tmp_path, ping_fn=lambda _p: False, spawn=lambda _a, _l: 1 / 0
-    )
+
+    def spawn(_argv: list[str], _log: Path) -> int:
+        raise AssertionError("nothing may be started for a machine")
+
+    status = ensure_service(engine, state_dir=tmp_path, ping_fn=lambda _p: False, spawn=spawn)
     assert (status.serving, status.started) == (False, False)
 
 

@@ -1,0 +1,49 @@
+"""Real Podman: the engine module starts `podman system service` on a private socket,
+finds it answering, and stops exactly what it started."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from sandboxctl.engine import (
+    HostInfo,
+    Platform,
+    engine_version,
+    ensure_service,
+    ping,
+    read_state,
+    resolve_engine,
+    state_file,
+    stop_service,
+)
+
+pytestmark = [
+    pytest.mark.container,
+    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
+]
+
+
+def test_service_started_answers_and_is_stopped_by_its_recorded_pid(tmp_path: Path) -> None:
+    """A socket nobody serves gets a real service; stop_service ends that pid only."""
+    sock = tmp_path / "run" / "podman.sock"
+    host = HostInfo(platform=Platform.LINUX, is_root=os.geteuid() == 0, uid=os.geteuid())
+    engine = replace(resolve_engine(host, environ={}), socket_path=sock)
+    state_dir = tmp_path / "state"
+
+    status = ensure_service(engine, state_dir=state_dir, deadline_s=30)
+    try:
+        assert status.started
+        assert ping(sock)
+        assert (engine_version(sock) or {}).get("Version")
+        again = ensure_service(engine, state_dir=state_dir)
+        assert (again.serving, again.started) == (True, False)
+    finally:
+        message = stop_service(sock, state_dir=state_dir)
+    assert message.startswith("stopped podman system service")
+    assert not ping(sock)
+    assert read_state(state_file(state_dir, sock)) is None
