@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -106,7 +107,12 @@ def _run(probes: Probes, argv: Sequence[str]) -> tuple[bool, str]:
         result = probes.runner.run(argv, timeout=30)
     except CommandNotFound as error:
         return False, str(error)
-    return result.ok, result.output
+    except subprocess.TimeoutExpired:
+        return False, f"{argv[0]} gave no answer within 30 s"
+    if result.ok:
+        return True, result.stdout.strip()
+    lines = [line.strip() for line in result.output.splitlines() if line.strip()]
+    return False, lines[-1] if lines else f"exit {result.returncode}"
 
 
 def host_prepared(probes: Probes) -> Status:
@@ -121,7 +127,9 @@ def host_prepared(probes: Probes) -> Status:
     except ComposeError as error:
         return Status(name, False, str(error), fix)
     return Status(
-        name, True, f"{output.splitlines()[0]}; Compose {compose.version} ({compose.kind})"
+        name,
+        True,
+        f"{(output.splitlines() or ['podman'])[0]}; Compose {compose.version} ({compose.kind})",
     )
 
 
@@ -159,7 +167,7 @@ def machine_initialised(probes: Probes) -> Status:
             )
     ok, output = _engine_answers(probes, engine)
     if not ok:
-        fix = "invoke machine.start" if engine.kind == "machine" else "invoke machine.init"
+        fix = "invoke machine.start" if engine.kind != "explicit" else "check DOCKER_HOST"
         return Status(name, False, f"{engine.docker_host} does not answer: {output}", fix)
     return Status(name, True, f"{engine.reason}: {engine.docker_host} answers (Podman {output})")
 

@@ -25,8 +25,8 @@ def _root() -> Path:
     return find_root()
 
 
-def _max_open_days(c: Context, given: int | None) -> int:
-    if given is not None:
+def _max_open_days(c: Context, given: int) -> int:
+    if given > 0:
         return given
     configured = c.config.get("plan", {}).get("max_open_days", plan_.DEFAULT_MAX_OPEN_DAYS)
     return int(configured)
@@ -35,10 +35,10 @@ def _max_open_days(c: Context, given: int | None) -> int:
 @task(
     help={
         "max_open_days": "Warn about deviations open longer than this many days "
-        f"(default: config plan.max_open_days, else {plan_.DEFAULT_MAX_OPEN_DAYS})",
+        f"(0: config plan.max_open_days, else {plan_.DEFAULT_MAX_OPEN_DAYS})",
     }
 )
-def check(c: Context, max_open_days: int | None = None) -> None:
+def check(c: Context, max_open_days: int = 0) -> None:
     """Compare the repository with PLAN.md; list each drift with file:line."""
     try:
         report = plan_.check(_root(), max_open_days=_max_open_days(c, max_open_days))
@@ -53,13 +53,13 @@ def check(c: Context, max_open_days: int | None = None) -> None:
 @task(
     help={
         "text": "What was done, in a sentence or a paragraph",
-        "phase": "The plan's phase it belongs to (1-5), if any",
+        "phase": "The plan's phase it belongs to (1-5; 0: none)",
     }
 )
-def add(c: Context, text: str, phase: int | None = None) -> None:
+def add(c: Context, text: str, phase: int = 0) -> None:
     """Append a timestamped note to docs/IMPLEMENTATION_NOTES.md."""
     try:
-        entry = notes_.add_note(_root(), text, phase=phase)
+        entry = notes_.add_note(_root(), text, phase=phase or None)
     except notes_.NotesError as error:
         raise Exit(f"notes.add: {error}", code=2) from error
     print(f"appended to {notes_.NOTES_FILE}:{entry.rstrip()}")

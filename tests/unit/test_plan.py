@@ -7,7 +7,6 @@ and catalogs, changes one thing and expects the check to name it.
 from __future__ import annotations
 
 import re
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,62 +14,16 @@ import pytest
 import yaml
 from invoke.context import Context
 from invoke.exceptions import Exit
+from plan_copy import ROOT, consistent_copy, replace
 
 from sandboxctl import plan
 from sandboxctl.tasks import plan as plan_tasks
 
-ROOT = Path(__file__).resolve().parents[2]
-COPIED = [
-    "PLAN.md",
-    ".env",
-    "compose.yaml",
-    "compose.publish.yaml",
-    "compose.cuda.yaml",
-    "compose.vulkan.yaml",
-    "model/catalog.yaml",
-    "model/llama-cpp-sources.yaml",
-    "supervisor/Containerfile",
-]
-MINIMAL_SUPERVISOR_CONTAINERFILE = """\
-FROM docker.io/library/debian:bookworm-slim AS runtime
-USER 10001:10001
-"""
-
-
-def replace(path: Path, old: str, new: str, count: int = 1) -> None:
-    """Replace ``old`` by ``new`` in ``path``; fail loudly when ``old`` is not there."""
-    text = path.read_text()
-    assert old in text, f"{old!r} not in {path}"
-    path.write_text(text.replace(old, new, count))
-
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
-    """A consistent copy of the real files: the check finds no drift in it.
-
-    Where the working tree is still incomplete (no supervisor Containerfile yet, a llama.cpp
-    pin the sources file lacks), the copy is completed so that each test sees one change.
-    """
-    dest = tmp_path / "repo"
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
-    for containerfile in (ROOT / "model").glob("Containerfile*"):
-        shutil.copy2(containerfile, dest / "model" / containerfile.name)
-    if not (dest / "supervisor/Containerfile").exists():
-        (dest / "supervisor").mkdir(exist_ok=True)
-        (dest / "supervisor/Containerfile").write_text(MINIMAL_SUPERVISOR_CONTAINERFILE)
-    sources = yaml.safe_load((dest / "model/llama-cpp-sources.yaml").read_text())
-    pinned = re.search(r"^LLAMA_CPP_VERSION=(\S*)$", (dest / ".env").read_text(), re.M)
-    assert pinned
-    if pinned.group(1) not in sources["versions"]:
-        good = sources["default_version"]
-        replace(dest / ".env", f"LLAMA_CPP_VERSION={pinned.group(1)}", f"LLAMA_CPP_VERSION={good}")
-        text = (dest / "PLAN.md").read_text()
-        (dest / "PLAN.md").write_text(text.replace(pinned.group(1), good))
-    return dest
+    """A consistent copy of the real files: the check finds no drift in it."""
+    return consistent_copy(tmp_path / "repo")
 
 
 def drifts(repo: Path) -> list[str]:
