@@ -283,28 +283,40 @@ def _append(
 
 @contextmanager
 def rich_progress(description: str) -> Iterator[ProgressCallback]:
-    """Yield a progress callback that draws a rich progress bar on stderr."""
+    """Yield a progress callback drawing a rich progress bar on stderr.
+
+    The bar appears with the first bytes, so nothing is drawn when no
+    download happens (a verified file already in place, an early error).
+    """
     from rich.console import Console
     from rich.progress import (
         BarColumn,
         DownloadColumn,
         Progress,
+        TaskID,
         TextColumn,
         TimeRemainingColumn,
         TransferSpeedColumn,
     )
 
-    columns = (
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         DownloadColumn(),
         TransferSpeedColumn(),
         TimeRemainingColumn(),
+        console=Console(stderr=True),
     )
-    with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
-        task_id = bar.add_task(description, total=None)
+    task_ids: list[TaskID] = []
 
-        def update(done: int, total: int | None) -> None:
-            bar.update(task_id, completed=done, total=total)
+    def update(done: int, total: int | None) -> None:
+        if not task_ids:
+            bar.start()
+            task_ids.append(bar.add_task(description, total=total))
+        bar.update(task_ids[0], completed=done, total=total)
 
+    try:
         yield update
+    finally:
+        if task_ids:
+            bar.stop()

@@ -61,17 +61,18 @@ def source(
 
 
 @task(
+    positional=["name"],
     help={
-        "name": "Catalog key (default: SANDBOX_MODEL from .env); see `invoke model.list`",
+        "name": "Catalog key (SANDBOX_MODEL in .env names the one served); see model.list",
         "trust_unverified": "Accept a model with no pinned SHA-256; prints the one to pin",
         "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
-    }
+    },
 )
-def fetch(c: Context, name: str = "", trust_unverified: bool = False, directory: str = "") -> None:
+def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str = "") -> None:
     """Download a catalog model with progress and resume; verify its SHA-256."""
     try:
         catalog = catalog_.load_catalog()
-        model = catalog.get(name or settings_or_exit(require_file=False).sandbox_model)
+        model = catalog.get(name)
         if model.generated:
             raise Exit(f"model.fetch: {model.key} is generated offline: run `invoke model.tiny`")
         target = Path(directory) if directory else None
@@ -133,7 +134,8 @@ def list_(c: Context, directory: str = "") -> None:
         pinned = "generated" if model.generated else ("pinned" if model.verified else "none")
         present = "yes" if catalog_.model_path(model, target).is_file() else "no"
         tools = "yes" if model.tool_calling else "no"
-        table.add_row(name, model.size, tools, str(model.context), pinned, model.license, present)
+        license_ = model.license.split(" (")[0]
+        table.add_row(name, model.size, tools, str(model.context), pinned, license_, present)
     Console().print(table)
 
 
