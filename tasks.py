@@ -6,8 +6,11 @@ The logic lives in `sandboxctl/`, where it is unit-tested; this file only wires.
 
 from invoke.collection import Collection
 
-from sandboxctl.tasks import scaffold
+from sandboxctl.tasks import bench, host, images, machine, model, scaffold
 
 ns = Collection()
+for module in (host, machine, images, model, bench):
+    ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("scaffold", scaffold.new))
+ns.add_task(host.doctor, "doctor")
 ns.add_task(scaffold.demo)

@@ -1,0 +1,195 @@
+"""The running stack: API key, model data, Compose up/down, readiness and one agent task.
+
+Compose runs the images that `invoke images.build` made with Podman; everything here goes
+through one :class:`Stack`, which holds the engine, the Compose command and the answers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import secrets
+import stat
+import tarfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sandboxctl._proc import Result, Runner
+from sandboxctl.compose import ComposeCommand, run_compose
+from sandboxctl.config import Settings
+from sandboxctl.engine import Engine
+
+API_KEY_NAME = "model_api_key"
+"""File name of the model API key under ``secrets/`` (the compose secret of that name)."""
+
+READY_DEADLINE_S = 300.0
+
+
+class StackError(RuntimeError):
+    """A stack operation failed; the message says what and how to fix it."""
+
+
+def ensure_api_key(root: Path) -> Path:
+    """Create ``secrets/model_api_key`` once (a random token) and return its path.
+
+    The folder is 0700, so no other host user reaches the key; the file itself is 0644
+    because it is bind-mounted into the containers, whose non-root users must read it.
+    An existing key is kept (a restart must not change it), only its modes are repaired.
+    """
+    folder = root / "secrets"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    folder.chmod(0o700)
+    key = folder / API_KEY_NAME
+    if not key.exists():
+        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    key.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
+    return key
+
+
+def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
+    """Return the SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_tarball(model_file: Path, name: str, digest: str, out: Path) -> Path:
+    """Write a tarball holding ``name`` (the model, 0644) and ``name.sha256`` into ``out``.
+
+    Entries are owned by root and world-readable, so the server's non-root user reads them
+    from the volume and cannot change them.
+    """
+    with tarfile.open(out, "w") as tar:
+        info = tar.gettarinfo(str(model_file), arcname=name)
+        info.uid = info.gid = 0
+        info.uname = info.gname = "root"
+        info.mode = 0o644
+        with model_file.open("rb") as handle:
+            tar.addfile(info, handle)
+        stamp = f"{digest}  {name}\n".encode()
+        entry = tarfile.TarInfo(f"{name}.sha256")
+        entry.size, entry.mode, entry.mtime = len(stamp), 0o644, int(time.time())
+        tar.addfile(entry, io.BytesIO(stamp))
+    return out
+
+
+@dataclass
+class Stack:
+    """The sandbox's Compose project on its engine."""
+
+    root: Path
+    settings: Settings
+    engine: Engine
+    compose: ComposeCommand
+    runner: Runner = field(default_factory=Runner)
+    log: Callable[[str], None] = print
+
+    @property
+    def project(self) -> str:
+        """The Compose project name (``COMPOSE_PROJECT_NAME``)."""
+        return self.settings.compose_project_name
+
+    def volume(self, name: str) -> str:
+        """The engine's name of the project's volume ``name`` (Compose prefixes it)."""
+        return f"{self.project}_{name}"
+
+    def podman(self, *args: str, capture: bool = True) -> Result:
+        """Run ``podman ARGS`` against this stack's engine.
+
+        Native and machine engines are podman's own default connection; an explicit
+        ``DOCKER_HOST`` is passed on with ``--url``.
+        """
+        url = ["--url", self.engine.docker_host] if self.engine.kind == "explicit" else []
+        return self.runner.run(["podman", *url, *args], capture=capture, env=self.engine.env())
+
+    def compose_run(self, *args: str, capture: bool = False) -> Result:
+        """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept."""
+        return run_compose(
+            self.compose,
+            list(args),
+            engine=self.engine,
+            project_dir=self.root,
+            runner=self.runner,
+            capture=capture,
+        )
+
+    def require(self, result: Result, what: str) -> Result:
+        """Raise :class:`StackError` naming ``what`` when ``result`` failed."""
+        if not result.ok:
+            detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
+            raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(detail)}")
+        return result
+
+    def model_in_volume(self, name: str, image: str) -> str | None:
+        """Return the SHA-256 recorded next to ``name`` in the model-data volume, if any."""
+        result = self.podman(
+            "run", "--rm", "--pull=never", "--network=none", "--entrypoint", "cat",
+            "-v", f"{self.volume('model-data')}:/models:ro",
+            image, f"/models/{name}.sha256",
+        )  # fmt: skip
+        return result.stdout.split()[0] if result.ok and result.stdout.strip() else None
+
+    def load_model(self, model_file: Path, image: str, scratch: Path) -> bool:
+        """Copy the model into the model-data volume unless the same bytes are there already.
+
+        Returns True when it copied. The volume must exist (``compose create`` makes it).
+        """
+        name = model_file.name
+        digest = sha256_of(model_file)
+        if self.model_in_volume(name, image) == digest:
+            self.log(f"model-data already holds {name} ({digest[:12]}...)")
+            return False
+        tarball = model_tarball(model_file, name, digest, scratch / f".{name}.tar")
+        try:
+            self.log(f"copying {name} ({model_file.stat().st_size / 1e6:.0f} MB) into model-data")
+            self.require(
+                self.podman("volume", "import", self.volume("model-data"), str(tarball)),
+                "podman volume import",
+            )
+        finally:
+            tarball.unlink(missing_ok=True)
+        return True
+
+    def wait_ready(self, deadline_s: float = READY_DEADLINE_S, every_s: float = 2.0) -> float:
+        """Wait until llama-server's /health is 200 (probed inside its container).
+
+        Returns the seconds it took; raises :class:`StackError` with the server's last log
+        lines when the deadline passes. Does not rely on the engine running healthchecks.
+        """
+        start = time.monotonic()
+        last_note = start
+        while True:
+            probe = self.compose_run(
+                "exec", "-T", "model-server", "/app/healthcheck.sh", capture=True
+            )
+            if probe.ok:
+                return time.monotonic() - start
+            now = time.monotonic()
+            if now - start > deadline_s:
+                tail = self.compose_run("logs", "--tail", "20", "model-server", capture=True)
+                raise StackError(
+                    f"model-server not ready after {deadline_s:.0f} s; its last log lines:\n"
+                    f"{tail.stdout.strip()}"
+                )
+            if now - last_note >= 10:
+                self.log(f"waiting for model-server /health ({now - start:.0f} s)")
+                last_note = now
+            time.sleep(every_s)
+
+    def run_task(self, task: str, extra: Sequence[str] = ()) -> tuple[Result, str]:
+        """Run one agent task in the supervisor container; return its result and log path."""
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        log_path = f"/logs/run-{stamp}.jsonl"
+        result = self.compose_run(
+            "exec", "-T", "supervisor", "sandbox-supervisor", "run", task, "--log", log_path,
+            *extra,
+        )  # fmt: skip
+        return result, log_path

@@ -1,0 +1,35 @@
+"""copier.yml's choice lists name what the components define, so they cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from conftest import ROOT
+
+from sandboxctl import scaffold
+
+
+def test_model_choices_are_the_catalog_keys(questions: dict[str, dict[str, Any]]) -> None:
+    """Every catalog model is offered, and only those; the default is the catalog's default."""
+    catalog = yaml.safe_load((ROOT / "model" / "catalog.yaml").read_text())
+    assert scaffold.choice_values(questions["model"]) == list(catalog["models"])
+    assert questions["model"]["default"] == catalog["default"]
+
+
+def test_llama_cpp_version_choices_are_the_pinned_sources(
+    questions: dict[str, dict[str, Any]],
+) -> None:
+    """Every pinned llama.cpp source is offered, and the default is the sources' default."""
+    sources = yaml.safe_load((ROOT / "model" / "llama-cpp-sources.yaml").read_text())
+    assert scaffold.choice_values(questions["llama_cpp_version"]) == list(sources["versions"])
+    assert questions["llama_cpp_version"]["default"] == sources["default_version"]
+
+
+def test_gpu_backend_choices_each_have_a_containerfile(
+    questions: dict[str, dict[str, Any]],
+) -> None:
+    """Each backend answer names a Containerfile that exists in model/."""
+    for backend in scaffold.choice_values(questions["gpu_backend"]):
+        name = "Containerfile" if backend == "cpu" else f"Containerfile.{backend}"
+        assert (ROOT / "model" / name).is_file(), name

@@ -1,0 +1,157 @@
+"""Unit tests of sandboxctl.stack: API key, model tarball, model loading and task runs.
+
+Podman and Compose are replaced by a recording fake executable on PATH (the real stack
+runs in tests/e2e); each test says what the fake answers.
+"""
+
+from __future__ import annotations
+
+import json
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from sandboxctl import stack
+from sandboxctl._proc import Runner
+from sandboxctl.compose import ComposeCommand
+from sandboxctl.config import load_settings
+from sandboxctl.engine import Engine, Platform, Quirks
+
+ROOT = Path(__file__).resolve().parents[2]
+
+RECORDER = """#!/usr/bin/env python3
+import json, os, sys
+with open(os.environ["REC_LOG"], "a") as log:
+    log.write(json.dumps([os.path.basename(sys.argv[0])] + sys.argv[1:]) + "\\n")
+answers = json.loads(open(os.environ["REC_ANSWERS"]).read())
+for prefix, (code, out) in answers.items():
+    if " ".join(sys.argv[1:]).startswith(prefix):
+        sys.stdout.write(out)
+        sys.exit(code)
+sys.exit(0)
+"""
+
+
+def make_stack(tmp_path: Path, answers: dict[str, tuple[int, str]]) -> tuple[stack.Stack, Path]:
+    """A Stack whose podman and compose are recording fakes answering ``answers``."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("podman", "compose"):
+        (bin_dir / name).write_text(RECORDER)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "calls.jsonl"
+    (tmp_path / "answers.json").write_text(json.dumps(answers))
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "REC_LOG": str(log),
+        "REC_ANSWERS": str(tmp_path / "answers.json"),
+    }
+    engine = Engine(
+        kind="native",
+        docker_host="unix:///run/podman/podman.sock",
+        platform=Platform.LINUX,
+        rootful=True,
+        quirks=Quirks(healthchecks_run=False, selinux_enforcing=False, cgroup_layout="v2"),
+        reason="test",
+        socket_path=Path("/run/podman/podman.sock"),
+    )
+    compose = ComposeCommand((str(bin_dir / "compose"),), "standalone", "2.40.3", "compose")
+    settings = load_settings(ROOT, require_file=True)
+    messages: list[str] = []
+    built = stack.Stack(ROOT, settings, engine, compose, Runner(env=env), messages.append)
+    return built, log
+
+
+def calls(log: Path) -> list[list[str]]:
+    """The recorded argv lists, tool name first."""
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_api_key_is_created_once_and_kept(tmp_path: Path) -> None:
+    """A second `up` keeps the key the containers already use."""
+    first = stack.ensure_api_key(tmp_path).read_text()
+    second = stack.ensure_api_key(tmp_path).read_text()
+    assert first == second
+    assert len(first) >= 32
+
+
+def test_api_key_folder_is_private_and_file_readable_in_containers(tmp_path: Path) -> None:
+    """secrets/ is 0700 for the host; the bind-mounted file is 0644 for container users."""
+    key = stack.ensure_api_key(tmp_path)
+    assert stat.S_IMODE(key.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(key.stat().st_mode) == 0o644
+
+
+def test_model_tarball_holds_model_and_checksum_owned_by_root(tmp_path: Path) -> None:
+    """The volume gets the model and its SHA-256 stamp, root-owned and world-readable."""
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF" + bytes(100))
+    digest = stack.sha256_of(model)
+    tarball = stack.model_tarball(model, "tiny.gguf", digest, tmp_path / "m.tar")
+    with tarfile.open(tarball) as tar:
+        members = {member.name: member for member in tar.getmembers()}
+        assert set(members) == {"tiny.gguf", "tiny.gguf.sha256"}
+        assert all(m.uid == 0 and m.mode == 0o644 for m in members.values())
+        stamp = tar.extractfile("tiny.gguf.sha256")
+        assert stamp is not None
+        assert stamp.read().decode().split()[0] == digest
+
+
+def test_load_model_skips_when_volume_has_the_same_bytes_fake_podman(tmp_path: Path) -> None:
+    """A fake podman reports the same checksum in the volume: nothing is imported."""
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF" + bytes(10))
+    digest = stack.sha256_of(model)
+    built, log = make_stack(tmp_path, {"run": (0, f"{digest}  tiny.gguf\n")})
+    assert built.load_model(model, "img", tmp_path) is False
+    assert not [c for c in calls(log) if c[1:3] == ["volume", "import"]]
+
+
+def test_load_model_imports_when_volume_differs_fake_podman(tmp_path: Path) -> None:
+    """A fake podman finds no checksum in the volume: the model is imported and the
+    temporary tarball removed."""
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF" + bytes(10))
+    built, log = make_stack(tmp_path, {"run": (1, "")})
+    assert built.load_model(model, "img", tmp_path) is True
+    imports = [c for c in calls(log) if c[1:3] == ["volume", "import"]]
+    assert imports
+    assert imports[0][3] == "ai-sandbox_model-data"
+    assert not (tmp_path / ".tiny.gguf.tar").exists()
+
+
+def test_failed_volume_import_raises_with_the_reason_fake_podman(tmp_path: Path) -> None:
+    """A fake podman fails the import: the error names the command."""
+    model = tmp_path / "tiny.gguf"
+    model.write_bytes(b"GGUF")
+    built, _ = make_stack(tmp_path, {"run": (1, ""), "volume import": (125, "no such volume")})
+    with pytest.raises(stack.StackError, match="podman volume import"):
+        built.load_model(model, "img", tmp_path)
+
+
+def test_wait_ready_returns_once_health_answers_fake_compose(tmp_path: Path) -> None:
+    """A fake compose whose health probe succeeds: readiness is immediate."""
+    built, log = make_stack(tmp_path, {})
+    assert built.wait_ready(deadline_s=5, every_s=0.01) < 5
+    assert calls(log)[0][-4:] == ["exec", "-T", "model-server", "/app/healthcheck.sh"]
+
+
+def test_wait_ready_fails_at_the_deadline_with_server_logs_fake_compose(tmp_path: Path) -> None:
+    """A fake compose whose probe always fails: a clear error after the deadline, no hang."""
+    built, _ = make_stack(tmp_path, {"--project-directory": (1, "loading model\n")})
+    with pytest.raises(stack.StackError, match="not ready after"):
+        built.wait_ready(deadline_s=0.05, every_s=0.01)
+
+
+def test_run_task_execs_the_supervisor_with_a_log_path_fake_compose(tmp_path: Path) -> None:
+    """The task runs in the supervisor container and its trajectory path is returned."""
+    built, log = make_stack(tmp_path, {})
+    result, log_path = built.run_task("write hello.txt")
+    assert result.ok
+    argv = calls(log)[-1]
+    assert argv[-6:-2] == ["supervisor", "sandbox-supervisor", "run", "write hello.txt"]
+    assert argv[-2:] == ["--log", log_path]
+    assert log_path.startswith("/logs/run-")
+    assert log_path.endswith(".jsonl")
