@@ -138,3 +138,29 @@ def test_check_reports_model_context_and_tool_support(
 
 def test_check_fails_when_nothing_listens(env: Path) -> None:
     assert main(["check", "--model-url", "http://127.0.0.1:9/v1"]) == 5
+
+
+def test_check_reports_no_tool_calling_when_the_template_lacks_it(
+    env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    routes = {
+        "/props": [
+            (
+                200,
+                {},
+                {
+                    "chat_template_caps": {"supports_tools": False, "supports_tool_calls": False},
+                    "n_ctx": 2048,
+                },
+            )
+        ],
+        "/v1/models": [(200, {}, {"data": [{"id": "tiny"}]})],
+    }
+    with FakeModelServer(routes) as server:
+        assert main(["check", "--json", "--model-url", server.url]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["tool_calling"], report["detected_tool_mode"], report["n_ctx"]) == (
+        False,
+        "json",
+        2048,
+    )

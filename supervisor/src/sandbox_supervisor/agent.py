@@ -327,7 +327,6 @@ class Agent:
                 "type": "json_schema",
                 "json_schema": {
                     "name": "action",
-                    "strict": True,
                     "schema": action_schema(self.specs),
                 },
             }

@@ -323,6 +323,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         except Exception as exc:  # report, do not crash: this is a diagnostic
             report["models_error"] = f"{type(exc).__name__}: {exc}"
         props = client.props()
+        report["model_alias"] = props.get("model_alias")
         report["n_ctx"] = context_size(props)
         mode, why = detect_tool_mode(props)
         report["tool_calling"] = mode == "native"

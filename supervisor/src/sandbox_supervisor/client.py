@@ -443,11 +443,11 @@ def context_size(props: dict[str, Any]) -> int | None:
 def detect_tool_mode(props: dict[str, Any]) -> tuple[str, str]:
     """Choose ``native`` or ``json`` from ``/props``; return (mode, reason)."""
     caps = props.get("chat_template_caps") or {}
-    for key in ("supports_tool_calls", "supports_tools"):
-        if key in caps:
-            if caps[key]:
-                return "native", f"chat_template_caps.{key} is true"
-            return "json", f"chat_template_caps.{key} is false"
+    keys = [k for k in ("supports_tools", "supports_tool_calls") if k in caps]
+    if keys:
+        if all(caps[k] for k in keys):
+            return "native", f"chat_template_caps: {', '.join(keys)} true"
+        return "json", f"chat_template_caps: {', '.join(k for k in keys if not caps[k])} false"
     template = props.get("chat_template")
     if isinstance(template, str) and template:
         if "tool_calls" in template or "tools" in template:
