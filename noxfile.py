@@ -45,6 +45,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "sandboxctl", "tasks.py", "noxfile.py", "tests")
+    session.run("invoke", "plan.check")
     containerfiles = sorted(str(p) for p in ROOT.glob("*/Containerfile*"))
     if containerfiles:
         session.run("hadolint", *containerfiles)

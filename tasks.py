@@ -6,11 +6,15 @@ The logic lives in `sandboxctl/`, where it is unit-tested; this file only wires.
 
 from invoke.collection import Collection
 
-from sandboxctl.tasks import bench, host, images, machine, model, scaffold
+from sandboxctl.tasks import bench, host, images, machine, model, plan, scaffold
 
 ns = Collection()
 for module in (host, machine, images, model, bench):
     ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("scaffold", scaffold.new))
+for collection in plan.collections():  # plan.check, notes.add, issue.log, issue.resolve
+    ns.add_collection(collection)
+ns.add_task(plan.milestones)
+ns.configure({"plan": {"max_open_days": 14}})
 ns.add_task(host.doctor, "doctor")
 ns.add_task(scaffold.demo)
