@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -164,3 +168,46 @@ def test_check_reports_no_tool_calling_when_the_template_lacks_it(
         "json",
         2048,
     )
+
+
+def test_sigterm_ends_the_run_recorded_and_kills_the_command(env: Path, tmp_path: Path) -> None:
+    script = tmp_path / "slow.json"
+    script.write_text(
+        json.dumps([{"action": {"tool": "run_command", "args": {"command": "sleep 1000.789"}}}])
+    )
+    log = tmp_path / "term.jsonl"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sandbox_supervisor",
+            "run",
+            "--scripted",
+            str(script),
+            "--log",
+            str(log),
+            "-q",
+            "wait",
+        ]
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and b"sleep 1000.789" not in _all_cmdlines():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=10) == 130
+    records = read_records(log).records
+    assert (records[-1]["type"], records[-1]["status"]) == ("run_end", "interrupted")
+    time.sleep(0.1)
+    assert b"sleep 1000.789" not in _all_cmdlines()
+
+
+def _all_cmdlines() -> bytes:
+    found = b""
+    for entry in Path("/proc").iterdir():
+        try:
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                found += (entry / "cmdline").read_bytes().replace(b"\0", b" ") + b"\n"
+        except (OSError, IndexError):
+            continue
+    return found

@@ -115,3 +115,20 @@ def test_command_runs_in_the_workspace_root(
     workspace: Workspace, executor: InProcessExecutor
 ) -> None:
     assert _run(executor, "pwd").output.strip() == str(workspace.root)
+
+
+def test_command_that_closes_its_output_still_runs_to_completion(
+    executor: InProcessExecutor,
+) -> None:
+    result = _run(executor, "exec >/dev/null 2>&1; sleep 0.4; touch done")
+    assert result.status == "ok"
+    assert (executor.workspace.root / "done").exists()
+
+
+def test_the_model_api_key_is_redacted_from_output(workspace: Workspace) -> None:
+    (workspace.root / "k").write_text("key=the-model-key-5\n")
+    executor = InProcessExecutor(workspace, Limits(secrets=("the-model-key-5",)))
+    for name, args in (("run_command", {"command": "cat k"}), ("read_file", {"path": "k"})):
+        result = executor.execute(ToolRequest("c", name, args))
+        assert "the-model-key-5" not in result.output
+        assert "[redacted]" in result.output

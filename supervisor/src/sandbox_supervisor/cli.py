@@ -11,6 +11,7 @@ import json
 import os
 import platform
 import secrets
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -119,8 +120,18 @@ def _finish(result_status: str, answer: str | None, log_path: Path, progress: Pr
     return code
 
 
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (``docker stop``) into KeyboardInterrupt so the run ends recorded."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one task and exit with the outcome's code."""
+    _interrupt_on_sigterm()
     settings = _settings(args)
     progress = Progress(args.quiet)
     executor = _executor(settings)

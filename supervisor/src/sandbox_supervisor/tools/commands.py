@@ -191,31 +191,42 @@ def run_shell(
     timed_out = False
     leftovers = False
     exited_at: float | None = None
-    with selectors.DefaultSelector() as selector:
-        selector.register(fd, selectors.EVENT_READ)
-        eof = False
-        while not eof:
-            now = time.monotonic()
-            if now >= deadline:
-                timed_out = True
-                break
-            if exited_at is None and proc.poll() is not None:
-                exited_at = now
-            if exited_at is not None and now - exited_at >= linger_s:
-                leftovers = True  # the shell is gone but something still holds the pipe
-                break
-            wait = min(deadline - now, 0.05 if exited_at is None else linger_s)
-            for _ in selector.select(timeout=wait):
-                try:
-                    chunk = os.read(fd, 65_536)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    eof = True
+    try:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            eof = False
+            while not eof:
+                now = time.monotonic()
+                if now >= deadline:
+                    timed_out = True
                     break
-                buffer.feed(chunk)
-    if timed_out or leftovers or _group_alive(pgid):
-        leftovers = leftovers or not timed_out
+                if exited_at is None and proc.poll() is not None:
+                    exited_at = now
+                if exited_at is not None and now - exited_at >= linger_s:
+                    leftovers = True  # the shell is gone but something still holds the pipe
+                    break
+                wait = min(deadline - now, 0.05 if exited_at is None else linger_s)
+                for _ in selector.select(timeout=wait):
+                    try:
+                        chunk = os.read(fd, 65_536)
+                    except BlockingIOError:
+                        continue
+                    if not chunk:
+                        eof = True
+                        break
+                    buffer.feed(chunk)
+        if eof and not timed_out:  # output closed early; the command may still be running
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                timed_out = True
+    except BaseException:  # interrupted (SIGINT/SIGTERM): leave nothing running
+        kill_group(pgid, 0.0)
+        raise
+    if timed_out:
+        kill_group(pgid, grace_s)
+    elif leftovers or _group_alive(pgid):
+        leftovers = True
         kill_group(pgid, grace_s)
     # Drain what is already in the pipe without waiting on it.
     try:

@@ -83,7 +83,7 @@ class Limits:
     command_grace_s: float = 2.0
     max_entries: int = 1000
     max_matches: int = 200
-    secrets: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = ()  # kept out of commands' environment and of every output
 
 
 class _Args(BaseModel):
@@ -375,4 +375,8 @@ class Registry:
                 except OSError as exc:
                     reason = exc.strerror or str(exc)
                     result = _result(request.name, "failed", f"{reason}", started)
-        return ToolResult(**{**result.to_dict(), "call_id": request.call_id})
+        output = result.output
+        for secret in limits.secrets:
+            if secret:
+                output = output.replace(secret, "[redacted]")
+        return ToolResult(**{**result.to_dict(), "call_id": request.call_id, "output": output})
