@@ -18,6 +18,7 @@ from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter, rea
 
 CHILD = Path(__file__).with_name("trajectory_child.py")
 KILLS = 25
+KILLS_PER_FILE = 5
 
 
 def _acked_until_killed(path: Path, seed: int, run_for: float) -> list[int]:
@@ -50,23 +51,26 @@ def _acked_until_killed(path: Path, seed: int, run_for: float) -> list[int]:
 
 
 def test_every_acknowledged_record_survives_sigkill(tmp_path: Path) -> None:
-    path = tmp_path / "crash.jsonl"
     rng = random.Random(4)
-    acked: list[int] = []
-    torn_seen = 0
-    for round_number in range(KILLS):
-        acked += _acked_until_killed(path, round_number, rng.uniform(0.1, 0.3))
-        # Whatever the kill left, the file reads with at most a torn last line.
-        result = read_records(path, allow_torn_tail=True)
-        torn_seen += result.torn_bytes > 0
-        seqs = {r["seq"] for r in result.records}
-        assert set(acked) <= seqs, f"lost acknowledged records in round {round_number}"
-    assert len(acked) > KILLS  # the children did real work
-    with TrajectoryWriter(path, "final") as writer:  # repairs a torn tail, if any
-        writer.write("run_end", status="success")
-    final = read_records(path, allow_torn_tail=False).records
-    assert final[-1]["type"] == "run_end"
-    print(f"{len(acked)} acknowledged records, {torn_seen} torn tails repaired")
+    total = torn_seen = 0
+    for file_number in range(KILLS // KILLS_PER_FILE):
+        path = tmp_path / f"crash-{file_number}.jsonl"  # a few files keep each one small
+        acked: list[int] = []
+        for round_number in range(KILLS_PER_FILE):
+            seed = file_number * KILLS_PER_FILE + round_number
+            acked += _acked_until_killed(path, seed, rng.uniform(0.05, 0.25))
+            # Whatever the kill left, the file reads with at most a torn last line.
+            result = read_records(path, allow_torn_tail=True)
+            torn_seen += result.torn_bytes > 0
+            seqs = {r["seq"] for r in result.records}
+            assert set(acked) <= seqs, f"lost acknowledged records in round {seed}"
+        assert acked, "the writers acknowledged nothing"
+        with TrajectoryWriter(path, "final") as writer:  # repairs a torn tail, if any
+            writer.write("run_end", status="success")
+        final = read_records(path, allow_torn_tail=False).records
+        assert final[-1]["type"] == "run_end"
+        total += len(acked)
+    print(f"{total} acknowledged records over {KILLS} kills, {torn_seen} torn tails repaired")
 
 
 def test_torn_last_line_is_repaired_on_reopen(tmp_path: Path) -> None:
