@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import signal
 import subprocess
 import sys
@@ -171,10 +172,10 @@ def test_check_reports_no_tool_calling_when_the_template_lacks_it(
 
 
 def test_sigterm_ends_the_run_recorded_and_kills_the_command(env: Path, tmp_path: Path) -> None:
+    marker = f"sleep 1000.{random.randrange(10**9)}".encode()  # unique to this run
+    command = {"tool": "run_command", "args": {"command": marker.decode()}}
     script = tmp_path / "slow.json"
-    script.write_text(
-        json.dumps([{"action": {"tool": "run_command", "args": {"command": "sleep 1000.789"}}}])
-    )
+    script.write_text(json.dumps([{"action": command}]))
     log = tmp_path / "term.jsonl"
     proc = subprocess.Popen(
         [
@@ -191,14 +192,14 @@ def test_sigterm_ends_the_run_recorded_and_kills_the_command(env: Path, tmp_path
         ]
     )
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and b"sleep 1000.789" not in _all_cmdlines():
+    while time.monotonic() < deadline and marker not in _all_cmdlines():
         time.sleep(0.05)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 130
     records = read_records(log).records
     assert (records[-1]["type"], records[-1]["status"]) == ("run_end", "interrupted")
     time.sleep(0.1)
-    assert b"sleep 1000.789" not in _all_cmdlines()
+    assert marker not in _all_cmdlines()
 
 
 def _all_cmdlines() -> bytes:

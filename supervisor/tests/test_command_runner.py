@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import time
 from pathlib import Path
 
@@ -49,23 +50,30 @@ def test_yes_is_cut_at_the_timeout_with_capped_output(executor: InProcessExecuto
     assert elapsed < 0.5 + 0.3 + 1.0
 
 
+def _marker() -> str:
+    """A sleep duration no other test run uses, to find this test's processes."""
+    return f"1000.{random.randrange(10**9)}"
+
+
 def test_background_sleep_does_not_hang_and_leaves_no_process(executor: InProcessExecutor) -> None:
+    marker = _marker()
     started = time.monotonic()
-    result = _run(executor, "sleep 1000.123 & echo started")
+    result = _run(executor, f"sleep {marker} & echo started")
     assert time.monotonic() - started < 3
     assert result.exit_code == 0
     assert "started" in result.output
     assert result.details["killed_leftovers"] is True
-    assert _group_members("sleep 1000.123") == []
+    assert _group_members(f"sleep {marker}") == []
 
 
 def test_command_that_ignores_term_is_killed(executor: InProcessExecutor) -> None:
+    marker = _marker()
     started = time.monotonic()
-    result = _run(executor, "trap '' TERM; sleep 1000.456; echo survived", timeout_s=0.3)
+    result = _run(executor, f"trap '' TERM; sleep {marker}; echo survived", timeout_s=0.3)
     assert result.status == "timeout"
     assert "survived" not in result.output
     assert time.monotonic() - started < 3
-    assert _group_members("sleep 1000.456") == []
+    assert _group_members(f"sleep {marker}") == []
 
 
 def test_binary_and_ansi_output_log_as_valid_json(executor: InProcessExecutor) -> None:

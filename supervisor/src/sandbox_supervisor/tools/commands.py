@@ -153,6 +153,9 @@ def kill_group(pgid: int, grace_s: float) -> None:
         os.killpg(pgid, signal.SIGKILL)
     except ProcessLookupError:
         return
+    deadline = time.monotonic() + 1.0  # SIGKILL cannot be refused, but takes a moment
+    while time.monotonic() < deadline and _group_alive(pgid):
+        time.sleep(0.01)
 
 
 def run_shell(
