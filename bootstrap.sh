@@ -26,12 +26,12 @@ fi
 
 lock=requirements/dev.lock
 stamp=.venv/.bootstrap-lock.sha256
-want=$(cat "$lock" pyproject.toml | sha256sum | cut -d' ' -f1)
+want=$(cat "$lock" pyproject.toml supervisor/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: creating .venv from $lock" >&2
     python3 -m venv .venv
     .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r "$lock" -e .
+    .venv/bin/python -m pip install --quiet -r "$lock" -e . -e supervisor
     echo "$want" > "$stamp"
 fi
 

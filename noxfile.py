@@ -22,12 +22,12 @@ LOCK = "requirements/dev.lock"
 # uv verifies TLS against the system trust store, as pip does on Debian.
 os.environ.setdefault("UV_NATIVE_TLS", "1")
 
-nox.options.sessions = ["lint", "tests", *(["template"] if IS_TEMPLATE else [])]
+nox.options.sessions = ["lint", "tests", "supervisor", *(["template"] if IS_TEMPLATE else [])]
 
 
 def install(session: nox.Session) -> None:
     """Install the locked tooling and this project (editable) into the session."""
-    session.install("-r", LOCK, "-e", ".")
+    session.install("-r", LOCK, "-e", ".", "-e", "supervisor")
 
 
 def pytest(session: nox.Session, *paths: str, marks: str | None = None) -> None:
@@ -45,6 +45,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "sandboxctl", "tasks.py", "noxfile.py", "tests")
+    session.run("mypy", "supervisor/src", "supervisor/tests", "supervisor/bench")
     session.run("invoke", "plan.check")
     containerfiles = sorted(str(p) for p in ROOT.glob("*/Containerfile*"))
     if containerfiles:
@@ -58,6 +59,13 @@ def tests(session: nox.Session) -> None:
     """Run the unit tests (no containers needed)."""
     install(session)
     pytest(session, "tests/unit", marks="not container")
+
+
+@nox.session
+def supervisor(session: nox.Session) -> None:
+    """Run the supervisor package's tests (scripted model, fake server, real processes)."""
+    install(session)
+    pytest(session, "supervisor/tests")
 
 
 @nox.session

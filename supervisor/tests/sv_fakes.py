@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -49,7 +50,7 @@ def action(tool: str, **args: Any) -> Answer:
 class FakeModelServer:
     """Start with ``with FakeModelServer({...}) as server:``; ``server.url`` ends in /v1."""
 
-    def __init__(self, routes: dict[str, list[Answer]] | None = None) -> None:
+    def __init__(self, routes: Mapping[str, Any] | None = None) -> None:
         self.routes: dict[str, list[Answer]] = {"/health": [(200, {}, {"status": "ok"})]}
         self.routes.update(routes or {})
         self.requests: list[dict[str, Any]] = []

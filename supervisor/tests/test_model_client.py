@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sv_fakes import HANG, FakeModelServer, action, completion, make_settings
@@ -59,7 +60,7 @@ def test_500_then_success_retries_with_backoff() -> None:
 
 
 def test_401_is_not_retried_and_names_the_key_setting() -> None:
-    routes = {CHAT: [(401, {}, {"error": {"message": "Invalid API Key"}})]}
+    routes: dict[str, Any] = {CHAT: [(401, {}, {"error": {"message": "Invalid API Key"}})]}
     with FakeModelServer(routes) as server:
         with pytest.raises(ModelRejected, match="SUPERVISOR_API_KEY_FILE") as caught:
             _client(server, []).complete(MESSAGES, deadline=time.monotonic() + 10)

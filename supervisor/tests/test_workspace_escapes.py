@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,11 @@ ESCAPES = [
     ("tool", "arguments"), ESCAPES, ids=[f"{t}:{a['path'][:30]!r}" for t, a in ESCAPES]
 )
 def test_escape_is_refused_and_outside_untouched(
-    links: Workspace, outside: Path, executor: InProcessExecutor, tool: str, arguments: dict
+    links: Workspace,
+    outside: Path,
+    executor: InProcessExecutor,
+    tool: str,
+    arguments: dict[str, Any],
 ) -> None:
     before = _snapshot(outside)
     status, output = _call(executor, tool, **arguments)
