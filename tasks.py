@@ -6,15 +6,17 @@ The logic lives in `sandboxctl/`, where it is unit-tested; this file only wires.
 
 from invoke.collection import Collection
 
-from sandboxctl.tasks import bench, host, images, machine, model, plan, scaffold
+from sandboxctl.tasks import bench, host, images, machine, model, plan, scaffold, stack
 
 ns = Collection()
-for module in (host, machine, images, model, bench):
+for module in (host, machine, model, bench):
     ns.add_collection(Collection.from_module(module))
+ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))
 for collection in plan.collections():  # plan.check, notes.add, issue.log, issue.resolve
     ns.add_collection(collection)
+for top_level in (stack.up, stack.down, stack.ps, stack.logs, stack.run, stack.demo):
+    ns.add_task(top_level)
+ns.add_task(host.doctor, "doctor")
 ns.add_task(plan.milestones)
 ns.configure({"plan": {"max_open_days": 14}})
-ns.add_task(host.doctor, "doctor")
-ns.add_task(scaffold.demo)

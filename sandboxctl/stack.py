@@ -28,6 +28,10 @@ API_KEY_NAME = "model_api_key"
 
 READY_DEADLINE_S = 300.0
 
+FINISHED_EXIT_CODES = frozenset({0, 3, 4})
+"""Supervisor exit codes of a run that ended on its own terms: done (0), a budget ran out
+(3), or it gave up on unusable replies (4). Others mean it could not run (1, 2, 5, 130)."""
+
 
 class StackError(RuntimeError):
     """A stack operation failed; the message says what and how to fix it."""
@@ -193,3 +197,130 @@ class Stack:
             *extra,
         )  # fmt: skip
         return result, log_path
+
+
+def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
+    """Resolve the engine (starting the local Podman service when needed) and Compose.
+
+    Raises :class:`StackError` with the fix when the answers, engine or Compose are missing.
+    """
+    from sandboxctl.compose import ComposeError, find_compose
+    from sandboxctl.config import ConfigError, load_settings
+    from sandboxctl.engine import EngineError, detect_host, ensure_service, resolve_engine
+
+    try:
+        settings = load_settings(root, require_file=True)
+        engine = resolve_engine(detect_host(), settings)
+        status = ensure_service(engine)
+        if not status.serving:
+            raise StackError(
+                f"the container engine at {engine.docker_host} does not answer "
+                f"({status.message}): run `invoke machine.start` or `invoke doctor`"
+            )
+        if status.started:
+            log(status.message)
+        compose = find_compose()
+    except (ConfigError, EngineError, ComposeError) as error:
+        raise StackError(str(error)) from error
+    return Stack(root, settings, engine, compose, log=log)
+
+
+def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> dict[str, str]:
+    """Build the images the Compose project runs that are missing (all with ``rebuild``).
+
+    ``only`` limits the work to one service. Returns service -> image tag.
+    """
+    from sandboxctl import base_image, builds, llama_source
+    from sandboxctl.compose import ComposeError, compose_config
+    from sandboxctl.download import DownloadError, rich_progress
+    from sandboxctl.images import ImageBuildError
+
+    try:
+        project = compose_config(stack.compose, project_dir=stack.root, engine=stack.engine)
+    except ComposeError as error:
+        raise StackError(str(error)) from error
+    images = builds.service_images(project)
+    wanted = [
+        name for name in (builds.MODEL_SERVICE, builds.SUPERVISOR_SERVICE) if only in ("", name)
+    ]
+    todo = [
+        name
+        for name in wanted
+        if rebuild or not base_image.image_exists(stack.runner, images[name])
+    ]
+    if not todo:
+        stack.log(f"images present: {', '.join(images[name] for name in wanted)}")
+        return images
+    try:
+        base_image.build_base_image(
+            base_image.BaseImageSpec(mirror=stack.settings.debian_mirror),
+            stack.runner,
+            is_root=os.geteuid() == 0,
+            log=stack.log,
+        )
+        if builds.MODEL_SERVICE in todo:
+            with rich_progress("llama.cpp source") as progress:
+                llama_source.place_source(
+                    stack.settings.llama_cpp_version,
+                    context=stack.root / "model" / "context",
+                    sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
+                    progress=progress,
+                )
+            builds.build_model_image(
+                stack.root,
+                images[builds.MODEL_SERVICE],
+                stack.settings.llama_cpp_version,
+                stack.settings.gpu_backend,
+                ccache_dir=llama_source.cache_dir() / "ccache",
+                log=stack.log,
+            )
+        if builds.SUPERVISOR_SERVICE in todo:
+            builds.build_supervisor_image(
+                stack.root, images[builds.SUPERVISOR_SERVICE], runner=stack.runner, log=stack.log
+            )
+    except (
+        base_image.BaseImageError,
+        llama_source.SourceError,
+        DownloadError,
+        ImageBuildError,
+    ) as error:
+        raise StackError(str(error)) from error
+    return images
+
+
+def prepare_model(stack: Stack) -> Path:
+    """Return the host path of the answered model, generating or fetching it when absent."""
+    from sandboxctl import catalog, llama_source, tiny_model
+    from sandboxctl.download import DownloadError, rich_progress
+
+    try:
+        model = catalog.load_catalog(stack.root / "model" / "catalog.yaml").get(
+            stack.settings.sandbox_model
+        )
+        path = catalog.model_path(model, stack.root / "models")
+        if path.is_file():
+            return path
+        if model.generated:
+            stack.log(f"generating the offline tiny model into {path}")
+            vocab = llama_source.vocab_path(stack.root / "model" / "context")
+            return tiny_model.generate(vocab, path)
+        with rich_progress(model.key) as progress:
+            catalog.fetch_model(model, directory=path.parent, progress=progress)
+    except (catalog.CatalogError, llama_source.SourceError, tiny_model.TinyModelError) as error:
+        raise StackError(str(error)) from error
+    except DownloadError as error:
+        raise StackError(f"{error} (or fetch it first: `invoke model.fetch`)") from error
+    return path
+
+
+def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_DEADLINE_S) -> float:
+    """Key, images, model, then ``compose up -d`` and wait for readiness; return its seconds."""
+    ensure_api_key(stack.root)
+    images = prepare_images(stack, rebuild=rebuild)
+    model_file = prepare_model(stack)
+    stack.require(stack.compose_run("create"), "compose create")
+    stack.load_model(model_file, images["model-server"], stack.root / "models")
+    stack.require(stack.compose_run("up", "-d"), "compose up")
+    seconds = stack.wait_ready(deadline_s)
+    stack.log(f"stack {stack.project} ready in {seconds:.1f} s after `up`")
+    return seconds

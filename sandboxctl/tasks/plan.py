@@ -100,7 +100,7 @@ def resolve(c: Context, id: str, resolution: str) -> None:
     print(f"{id.upper()} resolved in {issuelog.LOG_FILE}")
 
 
-@task
+@task()
 def milestones(c: Context) -> None:
     """Measure the plan's milestones now and print each one's status."""
     probes = milestones_.Probes(root=_root(), host=detect_host())

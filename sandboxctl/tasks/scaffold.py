@@ -41,18 +41,3 @@ def render_sandbox(dest: Path, data: str = "", *, replace_rendered: bool = False
 def new(c: Context, dest: str, data: str = "") -> None:
     """Render a new sandbox from this template (defaults for unanswered questions)."""
     render_sandbox(Path(dest), data)
-
-
-@task(
-    help={
-        "dest": "Folder of the demo sandbox (re-rendered if it is an earlier demo)",
-        "data": "Answers as NAME=VALUE, comma-separated",
-    }
-)
-def demo(c: Context, dest: str = "demo-sandbox", data: str = "") -> None:
-    """Scaffold a sandbox with default answers, bring it up and run one agent task."""
-    render_sandbox(Path(dest), data, replace_rendered=True)
-    print(
-        "demo: the model server, supervisor and stack are not part of the template yet;"
-        " the demo stops after scaffolding."
-    )

@@ -1,0 +1,111 @@
+"""Stack tasks: up, down, ps, logs, run one agent task, images.build, the end-to-end check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from sandboxctl import stack as stack_
+from sandboxctl.tasks._support import ask, root
+
+
+@contextmanager
+def opened() -> Iterator[stack_.Stack]:
+    """Open the sandbox's stack; any :class:`StackError` becomes a clean ``Exit``."""
+    try:
+        yield stack_.open_stack(root())
+    except stack_.StackError as error:
+        raise Exit(str(error), code=1) from error
+
+
+@task(
+    help={
+        "build": "Rebuild the images even when they exist",
+        "timeout": "Seconds to wait for the model server's /health",
+    }
+)
+def up(c: Context, build: bool = False, timeout: int = 300) -> None:
+    """Build what is missing (images, model, API key) and start the stack; wait until ready."""
+    with opened() as stack:
+        stack_.bring_up(stack, rebuild=build, deadline_s=float(timeout))
+
+
+@task(
+    help={
+        "volumes": "Also delete the volumes (model-data, workspace, logs): their data is lost",
+        "yes": "Do not ask before deleting volumes",
+    }
+)
+def down(c: Context, volumes: bool = False, yes: bool = False) -> None:
+    """Stop and remove the stack's containers and network (volumes only when asked)."""
+    if volumes and not yes and not ask("Delete the workspace, logs and model-data volumes?"):
+        raise Exit("down: kept everything (pass --yes to delete the volumes)", code=1)
+    with opened() as stack:
+        stack.require(stack.compose_run("down", *(["--volumes"] if volumes else [])), "down")
+
+
+@task()
+def ps(c: Context) -> None:
+    """Show the stack's containers and their state."""
+    with opened() as stack:
+        stack.require(stack.compose_run("ps", "--all"), "ps")
+
+
+@task(
+    help={
+        "service": "Only this service (model-server or supervisor)",
+        "follow": "Keep following new lines",
+        "tail": "Lines to show from the end of each log",
+    }
+)
+def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
+    """Show the containers' logs."""
+    args = ["logs", "--tail", str(tail), *(["--follow"] if follow else [])]
+    with opened() as stack:
+        stack.require(stack.compose_run(*args, *([service] if service else [])), "logs")
+
+
+@task(
+    help={
+        "task": "What the agent should do, in words",
+        "max_steps": "Step budget of this run (0: the supervisor's setting)",
+    }
+)
+def run(c: Context, task: str, max_steps: int = 0) -> None:
+    """Run one agent task in the running stack and show its trajectory."""
+    extra = ["--max-steps", str(max_steps)] if max_steps else []
+    with opened() as stack:
+        result, log_path = stack.run_task(task, extra)
+        stack.compose_run("exec", "-T", "supervisor", "sandbox-supervisor", "show", log_path)
+        print(f"run: exit {result.returncode}; trajectory in the logs volume at {log_path}")
+        if result.returncode not in stack_.FINISHED_EXIT_CODES:
+            raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)
+
+
+@task(
+    help={
+        "only": "Build only this service's image (model-server or supervisor)",
+        "rebuild": "Build even when the image exists (layer caches still apply)",
+    }
+)
+def build(c: Context, only: str = "", rebuild: bool = True) -> None:
+    """Build the model-server and supervisor images with Podman (progress streams)."""
+    with opened() as stack:
+        stack_.prepare_images(stack, rebuild=rebuild, only=only)
+
+
+@task(help={"dest": "Folder of the demo sandbox (re-rendered if it is an earlier demo)"})
+def demo(c: Context, dest: str = "demo-sandbox") -> None:
+    """Scaffold a sandbox with default answers, bring it up and run one agent task."""
+    from sandboxctl.tasks.scaffold import render_sandbox
+
+    target = render_sandbox(Path(dest), replace_rendered=True).resolve()
+    invoke = ["invoke", "--search-root", str(target)]
+    c.run(" ".join([*invoke, "up"]), pty=False)
+    c.run(" ".join([*invoke, "run", repr("Create hello.txt containing a greeting.")]), pty=False)
+    print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
