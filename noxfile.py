@@ -22,7 +22,14 @@ LOCK = "requirements/dev.lock"
 # uv verifies TLS against the system trust store, as pip does on Debian.
 os.environ.setdefault("UV_NATIVE_TLS", "1")
 
-nox.options.sessions = ["lint", "tests", "supervisor", *(["template"] if IS_TEMPLATE else [])]
+nox.options.sessions = [
+    "lint",
+    "tests",
+    "supervisor",
+    *(["template"] if IS_TEMPLATE else []),
+    "container",
+    "e2e",
+]
 
 
 def install(session: nox.Session) -> None:
@@ -75,3 +82,19 @@ def template(session: nox.Session) -> None:
         session.error("this is a rendered sandbox: the template tests live in the template")
     install(session)
     pytest(session, "tests/template")
+
+
+@nox.session
+def container(session: nox.Session) -> None:
+    """Build and probe real images with Podman (model server, engine service); minutes cold."""
+    install(session)
+    session.run("invoke", "images.base")
+    pytest(session, "tests/container", marks="container")
+
+
+@nox.session
+def e2e(session: nox.Session) -> None:
+    """Render a sandbox, bring the stack up on Podman with Compose v2, run an agent task."""
+    install(session)
+    session.run("invoke", "images.base")
+    pytest(session, "tests/e2e", "-s")

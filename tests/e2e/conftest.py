@@ -1,0 +1,110 @@
+"""Fixtures of the end-to-end suite: a sandbox rendered with defaults, its stack brought up
+with real Podman and Compose v2, one real agent task run against the tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxctl import scaffold
+
+ROOT = Path(__file__).resolve().parents[2]
+PROJECT = "e2e-sandbox"
+"""Compose project of the e2e stack: fixed, so its image tags and build caches persist."""
+TASK = "Create hello.txt containing a greeting."
+
+
+@dataclass
+class E2EStack:
+    """The sandbox folder, and what bringing it up and running a task measured."""
+
+    path: Path
+    up_seconds: float = 0.0
+    run_seconds: float = 0.0
+    run_output: str = ""
+    run_code: int = -1
+    figures: dict[str, Any] = field(default_factory=dict)
+
+    def invoke(
+        self, *args: str, check: bool = True, timeout: float = 1800
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `invoke ARGS` in the sandbox, as a user would; output captured."""
+        result = subprocess.run(
+            [sys.executable, "-m", "invoke", *args],
+            cwd=self.path,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"invoke {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+            )
+        return result
+
+    def podman(self, *args: str) -> str:
+        """Run podman and return its stdout; fail the test on error."""
+        result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
+        return result.stdout
+
+    def containers(self) -> dict[str, dict[str, Any]]:
+        """`podman inspect` of the project's containers, by Compose service name."""
+        ids = self.podman(
+            "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"
+        ).split()
+        if not ids:
+            return {}
+        data = json.loads(self.podman("inspect", *ids))
+        return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in data}
+
+
+def render_sandbox(dest: Path) -> Path:
+    """Render the template (or copy this rendered sandbox) with the e2e project name."""
+    if scaffold.is_template_repository(ROOT):
+        return scaffold.render(dest, {"project_slug": PROJECT}, src=ROOT)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / name, dest / name, follow_symlinks=False)
+    env = dest / ".env"
+    lines = [
+        f"COMPOSE_PROJECT_NAME={PROJECT}" if line.startswith("COMPOSE_PROJECT_NAME=") else line
+        for line in env.read_text().splitlines()
+    ]
+    env.write_text("\n".join(lines) + "\n")
+    return dest
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
+    """Render, `invoke up` (images, model, stack, readiness), `invoke run` one task."""
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run `./bootstrap.sh` or `invoke host.prepare`")
+    stack = E2EStack(render_sandbox(tmp_path_factory.mktemp("e2e") / "sandbox"))
+    os.environ.pop("DOCKER_HOST", None)
+    start = time.monotonic()
+    try:
+        stack.invoke("up", "--timeout", "600")
+        stack.up_seconds = time.monotonic() - start
+        start = time.monotonic()
+        result = stack.invoke("run", TASK, "--max-steps", "3", check=False, timeout=600)
+        stack.run_seconds = time.monotonic() - start
+        stack.run_output, stack.run_code = result.stdout + result.stderr, result.returncode
+        yield stack
+    finally:
+        stack.invoke("down", "--volumes", "--yes", check=False, timeout=300)
