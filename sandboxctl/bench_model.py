@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -69,13 +70,17 @@ class BenchResult:
     model: str
     threads: int
     n_predict: int
+    rounds: int = 1
     image_size_bytes: int | None = None
     build_warm_s: float | None = None
     build_rebuild_ccache_s: float | None = None
     build_cold_s: float | None = None
     host_build_s: float | None = None
     container_tokens_per_s: float | None = None
+    """Median over ``rounds`` timed requests (each round's figures in *_rounds)."""
     host_tokens_per_s: float | None = None
+    container_tokens_per_s_rounds: list[float] = field(default_factory=list)
+    host_tokens_per_s_rounds: list[float] = field(default_factory=list)
     ratio_container_to_host: float | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -102,6 +107,17 @@ def image_size(tag: str, engine: str = "podman") -> int:
     return int(out)
 
 
+def build_stage_image(output: str) -> str | None:
+    """Return the image ID ``podman build`` printed for the end of its first stage."""
+    last: str | None = None
+    for line in output.splitlines():
+        if line.startswith("[2/"):
+            return last
+        if line.startswith("--> ") and "Using cache" not in line:
+            last = line.removeprefix("--> ").strip()
+    return None
+
+
 def with_build_arg(command: list[str], key: str, value: str) -> list[str]:
     """Return the build ``command`` with one more ``--build-arg`` before the context."""
     return [*command[:-1], "--build-arg", f"{key}={value}", command[-1]]
@@ -118,7 +134,8 @@ def host_build(context: Path, ccache: Path | None, jobs: int) -> tuple[Path, flo
         raise BenchError("the host build needs cmake and a C++ compiler (build-essential)")
     source = context / llama_source.TREE
     build = context / "host-build"
-    env = dict(os.environ)
+    # ccache hashes the locale variables: drop them, as the build container has none.
+    env = {k: v for k, v in os.environ.items() if k != "LANG" and not k.startswith("LC_")}
     launcher: list[str] = []
     if ccache is not None and shutil.which("ccache"):
         env.update(
@@ -151,8 +168,10 @@ def wait_ready(url: str, alive: Callable[[], bool], timeout: float = READY_TIMEO
     raise BenchError(f"{url} was not ready after {timeout:.0f} s")
 
 
-def tokens_per_second(url: str, n_predict: int, headers: dict[str, str] | None = None) -> float:
-    """Return llama-server's own generation speed for one fixed completion."""
+def tokens_per_second(
+    url: str, n_predict: int, rounds: int = 1, headers: dict[str, str] | None = None
+) -> list[float]:
+    """Return llama-server's own generation speed for ``rounds`` fixed completions."""
     body = {
         "prompt": PROMPT,
         "n_predict": n_predict,
@@ -161,12 +180,15 @@ def tokens_per_second(url: str, n_predict: int, headers: dict[str, str] | None =
         "cache_prompt": False,
         "seed": 1,
     }
-    # One warm-up request, then the measured one.
+    # One warm-up request, then the measured ones.
     httpx.post(f"{url}/completion", json={**body, "n_predict": 8}, headers=headers, timeout=300)
-    response = httpx.post(f"{url}/completion", json=body, headers=headers, timeout=600)
-    if response.status_code != 200:
-        raise BenchError(f"/completion answered {response.status_code}: {response.text[:300]}")
-    return float(response.json()["timings"]["predicted_per_second"])
+    speeds = []
+    for _ in range(rounds):
+        response = httpx.post(f"{url}/completion", json=body, headers=headers, timeout=600)
+        if response.status_code != 200:
+            raise BenchError(f"/completion answered {response.status_code}: {response.text[:300]}")
+        speeds.append(float(response.json()["timings"]["predicted_per_second"]))
+    return speeds
 
 
 def free_port() -> int:
@@ -255,7 +277,8 @@ def format_results(result: BenchResult) -> str:
 
     lines = [
         f"llama.cpp {result.llama_cpp_version}, image {result.image}",
-        f"model {result.model}, {result.threads} threads, {result.n_predict} tokens",
+        f"model {result.model}, {result.threads} threads, {result.n_predict} tokens, "
+        f"median of {result.rounds} requests",
         f"image size              {show(result.image_size_bytes, 'MB', 1e6)}",
         f"build, warm (no change) {show(result.build_warm_s, 's')}",
         f"build, ccache rebuild   {show(result.build_rebuild_ccache_s, 's')}",
@@ -291,6 +314,7 @@ def run_benchmark(
     model_key: str = "tiny",
     threads: int = 2,
     n_predict: int = 128,
+    rounds: int = 3,
     cold: bool = False,
     rebuild: bool = True,
     host: bool = True,
@@ -305,7 +329,7 @@ def run_benchmark(
     ccache.mkdir(parents=True, exist_ok=True)
     command = llama_source.build_command(pin, manifest, ccache_dir=ccache)
     tag = command[command.index("-t") + 1]
-    result = BenchResult(pin.version, tag, model_key, threads, n_predict)
+    result = BenchResult(pin.version, tag, model_key, threads, n_predict, rounds)
     ctx = 1024
 
     if cold:
@@ -328,21 +352,29 @@ def run_benchmark(
         )
         bust_tag = f"{tag}-bench-rebuild"
         bust[bust.index("-t") + 1] = bust_tag
-        result.build_rebuild_ccache_s = timed(bust)
-        subprocess.run(["podman", "rmi", bust_tag], capture_output=True, check=False)
+        start = time.monotonic()
+        output = run(bust).stdout
+        result.build_rebuild_ccache_s = time.monotonic() - start
+        # The cache-busted build stage is of no further use: drop it with its tag.
+        leftovers = [bust_tag, *filter(None, [build_stage_image(output)])]
+        subprocess.run(["podman", "rmi", *leftovers], capture_output=True, check=False)
     result.image_size_bytes = image_size(tag)
 
     log("tokens/s in the container...")
     with container_server(tag, model, threads, ctx) as url:
-        result.container_tokens_per_s = tokens_per_second(url, n_predict)
+        result.container_tokens_per_s_rounds = tokens_per_second(url, n_predict, rounds)
+    result.container_tokens_per_s = statistics.median(result.container_tokens_per_s_rounds)
     if host:
         log("host build with the same flags (ccache shared)...")
+        if (llama_source.CONTEXT_DIR / "host-build" / "CMakeCache.txt").is_file():
+            result.notes.append("host build reused its build directory (incremental)")
         binary, result.host_build_s = host_build(
             llama_source.CONTEXT_DIR, ccache, jobs or os.cpu_count() or 2
         )
         log("tokens/s on the host...")
         with host_server(binary, model, threads, ctx) as url:
-            result.host_tokens_per_s = tokens_per_second(url, n_predict)
+            result.host_tokens_per_s_rounds = tokens_per_second(url, n_predict, rounds)
+        result.host_tokens_per_s = statistics.median(result.host_tokens_per_s_rounds)
         result.ratio_container_to_host = result.container_tokens_per_s / result.host_tokens_per_s
     else:
         result.notes.append("host build skipped (--no-host): no ratio")

@@ -35,3 +35,18 @@ def test_unmeasured_figures_print_as_not_measured() -> None:
     text = bench_model.format_results(result)
     assert "container tokens/s      12.35 tok/s" in text
     assert "host tokens/s           not measured" in text
+
+
+def test_build_stage_image_is_the_last_new_layer_of_stage_one() -> None:
+    output = "\n".join(
+        [
+            "[1/3] STEP 7/8: ARG X",
+            "--> Using cache 948a10cf02a4",
+            "--> 948a10cf02a",
+            "[1/3] STEP 8/8: RUN make",
+            "--> 8d69d9f0d50",
+            "[2/3] STEP 1/2: FROM debian AS base",
+            "--> f9f60374362",
+        ]
+    )
+    assert bench_model.build_stage_image(output) == "8d69d9f0d50"
