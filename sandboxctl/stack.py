@@ -225,6 +225,23 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
     return Stack(root, settings, engine, compose, log=log)
 
 
+def place_llama_source(stack: Stack) -> Path:
+    """Verify and place the pinned llama.cpp source in model/context (cached; quick when
+    already there) and return that folder."""
+    from sandboxctl import llama_source
+    from sandboxctl.download import rich_progress
+
+    context = stack.root / "model" / "context"
+    with rich_progress("llama.cpp source") as progress:
+        llama_source.place_source(
+            stack.settings.llama_cpp_version,
+            context=context,
+            sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
+            progress=progress,
+        )
+    return context
+
+
 def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> dict[str, str]:
     """Build the images the Compose project runs that are missing (all with ``rebuild``).
 
@@ -232,7 +249,7 @@ def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> di
     """
     from sandboxctl import base_image, builds, llama_source
     from sandboxctl.compose import ComposeError, compose_config
-    from sandboxctl.download import DownloadError, rich_progress
+    from sandboxctl.download import DownloadError
     from sandboxctl.images import ImageBuildError
 
     try:
@@ -259,13 +276,7 @@ def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> di
             log=stack.log,
         )
         if builds.MODEL_SERVICE in todo:
-            with rich_progress("llama.cpp source") as progress:
-                llama_source.place_source(
-                    stack.settings.llama_cpp_version,
-                    context=stack.root / "model" / "context",
-                    sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
-                    progress=progress,
-                )
+            place_llama_source(stack)
             builds.build_model_image(
                 stack.root,
                 images[builds.MODEL_SERVICE],
@@ -302,8 +313,8 @@ def prepare_model(stack: Stack) -> Path:
             return path
         if model.generated:
             stack.log(f"generating the offline tiny model into {path}")
-            vocab = llama_source.vocab_path(stack.root / "model" / "context")
-            return tiny_model.generate(vocab, path)
+            context = place_llama_source(stack)  # its tokenizer comes from the source
+            return tiny_model.generate(llama_source.vocab_path(context), path)
         with rich_progress(model.key) as progress:
             catalog.fetch_model(model, directory=path.parent, progress=progress)
     except (catalog.CatalogError, llama_source.SourceError, tiny_model.TinyModelError) as error:
