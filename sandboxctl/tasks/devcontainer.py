@@ -1,0 +1,91 @@
+"""Dev container tasks: prepare, up, down, and the real check behind the milestone."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from sandboxctl import devcontainer as dc
+from sandboxctl import stack as stack_
+from sandboxctl.compose import run_compose
+from sandboxctl.tasks._support import root
+
+
+@task()
+def prepare(c: Context) -> None:
+    """Install the pinned Dev Containers CLI (npm ci) and fill the dev image's wheels."""
+    try:
+        binary = dc.ensure_cli(root())
+        dc.ensure_dev_wheels(root())
+    except dc.DevcontainerError as error:
+        raise Exit(str(error), code=1) from error
+    print(f"devcontainer CLI {dc.installed_version(root())}: {binary}")
+
+
+@task(help={"recreate": "Remove the existing dev container first (after config changes)"})
+def up(c: Context, recreate: bool = False) -> None:
+    """Start the stack if needed, then the dev container with the Dev Containers CLI."""
+    try:
+        binary = dc.ensure_cli(root())
+        dc.ensure_dev_wheels(root())
+        stack = stack_.open_stack(root())
+        stack_.bring_up(stack)
+        cli = dc.DevcontainerCli(
+            binary, dc.choose_docker_path(), dc.compose_binary(stack.compose), stack.engine.env()
+        )
+    except (dc.DevcontainerError, stack_.StackError) as error:
+        raise Exit(str(error), code=1) from error
+    result = stack.runner.run(cli.up_argv(root(), recreate=recreate), env=cli.env, capture=False)
+    if not result.ok:
+        raise Exit(f"devcontainer up failed (exit {result.returncode}); see above", code=1)
+    print(
+        "dev container up; a shell in it: "
+        f"{binary} exec --workspace-folder . --docker-path {cli.docker_path} bash"
+    )
+
+
+@task()
+def down(c: Context) -> None:
+    """Remove the dev container only; the stack keeps running (`invoke down` stops it)."""
+    try:
+        stack = stack_.open_stack(root())
+    except stack_.StackError as error:
+        raise Exit(str(error), code=1) from error
+    result = run_compose(
+        stack.compose,
+        ["rm", "--stop", "--force", dc.DEV_SERVICE],
+        engine=stack.engine,
+        project_dir=root(),
+        files=dc.compose_files(root()),
+        runner=stack.runner,
+    )
+    if not result.ok:
+        raise Exit(f"removing the dev container failed (exit {result.returncode})", code=1)
+
+
+@task(
+    help={
+        "keep": "Leave the check's sandbox and containers up (for debugging); tear down by hand",
+    }
+)
+def check(c: Context, keep: bool = False) -> None:
+    """Validate the dev container for real on a fresh sandbox (the milestone's check)."""
+    if keep:
+        report = dc.run_check(root(), Path(tempfile.mkdtemp(prefix="devc-check-")), keep=True)
+    else:
+        with tempfile.TemporaryDirectory(prefix="devc-check-") as scratch:
+            report = dc.run_check(root(), Path(scratch))
+    for name, value in report.figures.items():
+        print(f"  {name}: {value}")
+    if not report.passed:
+        raise Exit(
+            "devcontainer.check failed: "
+            + "; ".join(report.failures or ["no supervisor test ran"])
+            + f" (full log: {report.log_path})",
+            code=1,
+        )
+    print(f"devcontainer.check passed; recorded in results/{dc.RESULT_NAME}.json")
