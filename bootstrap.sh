@@ -38,6 +38,13 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 export VIRTUAL_ENV="$PWD/.venv"
 
+# Podman, runc and the Compose v2 plugin checked, and the engine quirks of this host (for
+# example ulimits a VM withholds, hybrid cgroups) fixed in a containers.conf drop-in:
+# running this script is the consent that `invoke host.prepare` otherwise asks for.
+if [ "${SANDBOX_SKIP_HOST_PREPARE:-}" != "1" ]; then
+    invoke host.prepare --yes
+fi
+
 if [ "$#" -eq 0 ]; then
     echo "bootstrap: environment ready; run commands as ./bootstrap.sh COMMAND [ARGS...]" >&2
     exit 0

@@ -15,7 +15,7 @@ ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))
 for collection in plan.collections():  # plan.check, notes.add, issue.log, issue.resolve
     ns.add_collection(collection)
-for top_level in (stack.up, stack.down, stack.ps, stack.logs, stack.run, stack.demo):
+for top_level in (stack.up, stack.down, stack.ps, stack.logs, stack.run, stack.e2e, stack.demo):
     ns.add_task(top_level)
 ns.add_task(host.doctor, "doctor")
 ns.add_task(plan.milestones)

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from sandboxctl import builds, llama_source, tiny_model
 from sandboxctl import catalog as catalog_
-from sandboxctl import llama_source, tiny_model
 from sandboxctl.download import DownloadError, rich_progress
+from sandboxctl.images import ImageBuildError
 from sandboxctl.tasks._support import settings_or_exit
 
 
@@ -150,30 +150,12 @@ def build(c: Context, version: str = "", backend: str = "", ccache: str = "defau
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
     settings = settings_or_exit(require_file=False)
     backend = backend or settings.gpu_backend
-    manifest = llama_source.read_manifest()
-    placed_origin = str(manifest["origin"]) if manifest and "origin" in manifest else None
-    try:
-        pin, _origin = llama_source.resolve(
-            llama_source.load_sources(), _version(version), placed_origin
-        )
-    except llama_source.SourceError as error:
-        raise Exit(f"model.build: {error}", code=1) from error
-    if manifest is None or manifest.get("version") != pin.version:
-        raise Exit(f"model.build: llama.cpp {pin.version} is not placed: run `invoke model.source`")
+    pinned = _version(version) or settings.llama_cpp_version
     cache = None
     if ccache:
         cache = llama_source.cache_dir() / "ccache" if ccache == "default" else Path(ccache)
-        cache.mkdir(parents=True, exist_ok=True)
+    tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
     try:
-        command = llama_source.build_command(
-            pin,
-            manifest,
-            backend=backend,
-            ccache_dir=cache,
-            tag=llama_source.image_tag(pin.version, backend, settings.compose_project_name),
-        )
-    except llama_source.SourceError as error:
+        builds.build_model_image(llama_source.REPO_ROOT, tag, pinned, backend, ccache_dir=cache)
+    except (llama_source.SourceError, ImageBuildError) as error:
         raise Exit(f"model.build: {error}", code=1) from error
-    print(" ".join(command))
-    if subprocess.run(command, check=False).returncode != 0:
-        raise Exit("model.build: podman build failed; the output above shows the step", code=1)

@@ -109,3 +109,9 @@ def demo(c: Context, dest: str = "demo-sandbox") -> None:
     c.run(" ".join([*invoke, "up"]), pty=False)
     c.run(" ".join([*invoke, "run", repr("Create hello.txt containing a greeting.")]), pty=False)
     print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
+
+
+@task()
+def e2e(c: Context) -> None:
+    """Run the end-to-end check (`nox -s e2e`): render, build, up, one task, down."""
+    c.run("nox -s e2e", pty=False)
