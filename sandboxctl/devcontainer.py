@@ -171,6 +171,7 @@ def ensure_dev_wheels(
     script = root / "supervisor" / "scripts" / "wheelhouse.py"
     lock = config_dir(root) / "requirements.lock"
     argv = [python, str(script), "--lock", str(lock), "--dest", str(dest)]
+    dest.mkdir(parents=True, exist_ok=True)
     result = run.run(argv, cwd=root)
     if not result.ok:
         raise DevcontainerError(
