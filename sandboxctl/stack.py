@@ -26,6 +26,9 @@ from sandboxctl.engine import Engine
 API_KEY_NAME = "model_api_key"
 """File name of the model API key under ``secrets/`` (the compose secret of that name)."""
 
+TOOLS_TOKEN_NAME = "tools_token"  # noqa: S105 (a file name, not a secret)
+"""File name of the tools service's token under ``secrets/`` (the compose secret)."""
+
 READY_DEADLINE_S = 300.0
 
 FINISHED_EXIT_CODES = frozenset({0, 3, 4})
@@ -44,10 +47,24 @@ def ensure_api_key(root: Path) -> Path:
     because it is bind-mounted into the containers, whose non-root users must read it.
     An existing key is kept (a restart must not change it), only its modes are repaired.
     """
+    return ensure_secret(root, API_KEY_NAME)
+
+
+def ensure_tools_token(root: Path) -> Path:
+    """Create ``secrets/tools_token`` once, like the API key (see :func:`ensure_api_key`).
+
+    The supervisor authenticates to the ``tools`` service with it; only those two
+    services mount it.
+    """
+    return ensure_secret(root, TOOLS_TOKEN_NAME)
+
+
+def ensure_secret(root: Path, name: str) -> Path:
+    """Create ``secrets/NAME`` once (a random token, folder 0700, file 0644); return it."""
     folder = root / "secrets"
     folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)
-    key = folder / API_KEY_NAME
+    key = folder / name
     if not key.exists():
         fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -327,6 +344,7 @@ def prepare_model(stack: Stack) -> Path:
 def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_DEADLINE_S) -> float:
     """Key, images, model, then ``compose up -d`` and wait for readiness; return its seconds."""
     ensure_api_key(stack.root)
+    ensure_tools_token(stack.root)
     images = prepare_images(stack, rebuild=rebuild)
     model_file = prepare_model(stack)
     stack.require(stack.compose_run("create"), "compose create")

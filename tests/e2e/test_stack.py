@@ -57,9 +57,9 @@ def test_supervisor_reached_the_model_by_service_name(e2e_stack: E2EStack) -> No
 
 
 def test_containers_run_non_root_without_capabilities(e2e_stack: E2EStack) -> None:
-    """Both services run as uid 10001 with an empty effective capability set."""
+    """Every service runs as uid 10001 with an empty effective capability set."""
     containers = e2e_stack.containers()
-    assert set(containers) == {"model-server", "supervisor"}
+    assert set(containers) == {"model-server", "supervisor", "tools"}
     for name, info in containers.items():
         status = e2e_stack.podman("exec", info["Id"], "cat", "/proc/1/status")
         fields = dict(line.split(":\t", 1) for line in status.splitlines() if ":\t" in line)

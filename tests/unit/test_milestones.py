@@ -254,12 +254,12 @@ def test_devcontainer_not_validated_without_its_config(repo: Path, tmp_path: Pat
 def test_containers_running_when_fake_podman_lists_both_services(
     repo: Path, tmp_path: Path
 ) -> None:
-    """Both services the plan requires run: done; the project label filtered on."""
+    """Every service the plan requires runs: done; the project label filtered on."""
     fakes = Fakes(tmp_path)
     fakes.set(
         machine=running_machine(),
         socket_answers=True,
-        containers=[container("model-server"), container("supervisor")],
+        containers=[container("model-server"), container("supervisor"), container("tools")],
     )
     status = milestones.containers_running(probes(repo, fakes))
     assert status.done, status.detail

@@ -139,10 +139,10 @@ def test_renamed_volume_is_a_drift_in_compose(repo: Path) -> None:
 
 
 def test_removed_cap_drop_is_a_drift_for_each_service(repo: Path) -> None:
-    """Without `cap_drop: [ALL]` in the shared hardening block, both services drift."""
+    """Without `cap_drop: [ALL]` in the shared hardening block, every service drifts."""
     replace(repo / "compose.yaml", "  cap_drop: [ALL]\n", "")
     found = [d for d in drifts(repo) if "cap_drop lacks ALL" in d]
-    assert len(found) == 2
+    assert len(found) == 3
     assert all(d.startswith("compose.yaml:") for d in found)
 
 
@@ -198,7 +198,10 @@ def test_unplanned_service_is_a_drift(repo: Path) -> None:
 
 def test_required_service_missing_from_compose_is_a_drift(repo: Path) -> None:
     """A service the plan requires (not marked planned) must exist."""
-    replace(repo / "PLAN.md", "  tools:\n    planned: true\n", "  tools:\n")
+    text = (repo / "compose.yaml").read_text()
+    start = text.index("\n  tools:\n") + 1
+    end = text.index("\nvolumes:\n", start) + 1
+    (repo / "compose.yaml").write_text(text[:start] + text[end:])
     assert any("service tools required by PLAN.md is missing" in d for d in drifts(repo))
 
 

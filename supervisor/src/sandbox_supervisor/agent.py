@@ -16,7 +16,9 @@ run. Steps, wall clock and tokens are checked before every model call; a run als
 stops after ``max_tool_timeouts`` consecutive tool timeouts. Tool calls run only
 after a complete reply was received and each call id runs at most once, so
 retrying a model request can never execute a tool call twice. Every event goes to
-the trajectory before the loop moves on; ``run_end`` is written in ``finally``.
+the trajectory before the loop moves on; ``run_end`` is written in ``finally``. When
+the trajectory itself cannot be written (a full disk) the run stops at once with
+status ``log_failed``: nothing runs that could not be recorded first.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox_supervisor.client import ChatModel, DeadlineExceeded, ModelError, ModelReply
-from sandbox_supervisor.tools import Executor, ToolRequest, ToolResult
-from sandbox_supervisor.trajectory import TrajectoryWriter
+from sandbox_supervisor.tools import Executor, ExecutorUnavailable, ToolRequest, ToolResult
+from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter
 
 FINISH = "finish"
 FINISH_SPEC: dict[str, Any] = {
@@ -58,6 +60,8 @@ EXIT_CODES: dict[str, int] = {
     "model_rejected": 5,
     "model_error": 5,
     "script_exhausted": 5,
+    "tools_unavailable": 5,
+    "log_failed": 6,
     "interrupted": 130,
 }
 
@@ -247,14 +251,18 @@ class Agent:
     def run(self, task: str, run_info: dict[str, Any] | None = None) -> RunResult:
         """Run the task to an end; never raises for model, tool or budget trouble."""
         self.started = self.clock()
-        self.log.write(
-            "run_start",
-            task=task,
-            tool_mode=self.mode,
-            limits=self.limits.__dict__,
-            tools=[s["name"] for s in self.specs],
-            **(run_info or {}),
-        )
+        try:
+            self.log.write(
+                "run_start",
+                task=task,
+                tool_mode=self.mode,
+                limits=self.limits.__dict__,
+                tools=[s["name"] for s in self.specs],
+                **(run_info or {}),
+            )
+        except TrajectoryError as exc:
+            self.progress(f"run not started: {exc}")
+            return RunResult("log_failed", str(exc), None, 0, dict(self.tokens), 0.0, 0)
         self.messages = [
             {"role": "system", "content": system_prompt(self.mode, self.specs)},
             {"role": "user", "content": task},
@@ -271,12 +279,17 @@ class Agent:
             status, reason = "time_budget", str(exc)
         except ModelError as exc:
             status, reason = exc.kind, str(exc)
-            self.log.write("error", where="model", kind=exc.kind, message=str(exc))
+            self._record("error", where="model", kind=exc.kind, message=str(exc))
+        except TrajectoryError as exc:
+            status, reason = "log_failed", str(exc)
+        except ExecutorUnavailable as exc:
+            status, reason = "tools_unavailable", str(exc)
+            self._record("error", where="tools", kind="tools_unavailable", message=str(exc))
         except KeyboardInterrupt:
             status, reason = "interrupted", "interrupted by the user"
         except Exception as exc:
             status, reason = "error", f"{type(exc).__name__}: {exc}"
-            self.log.write(
+            self._record(
                 "error",
                 where="supervisor",
                 kind=type(exc).__name__,
@@ -285,10 +298,12 @@ class Agent:
             )
         finally:
             elapsed = round(self.clock() - self.started, 4)
+            if self.log.broken is not None and status != "log_failed":
+                status, reason = "log_failed", f"{reason}; the trajectory failed: {self.log.broken}"
             result = RunResult(
                 status, reason, answer, self.steps, dict(self.tokens), elapsed, len(self.executed)
             )
-            self.log.write(
+            self._record(
                 "run_end",
                 status=status,
                 reason=reason,
@@ -299,8 +314,20 @@ class Agent:
                 tool_calls=len(self.executed),
                 exit_code=result.exit_code,
             )
+            if self.log.broken is not None and result.status != "log_failed":
+                result.status = "log_failed"
+                result.reason = f"{result.reason}; the trajectory failed: {self.log.broken}"
         self.progress(f"run ended: {status} ({reason})" if reason else f"run ended: {status}")
         return result
+
+    def _record(self, event_type: str, **fields: Any) -> None:
+        """Write a record while ending a run: a trajectory that fails is not raised again."""
+        if self.log.broken is not None:
+            return
+        try:
+            self.log.write(event_type, **fields)
+        except TrajectoryError as exc:
+            self.progress(str(exc))
 
     def check_limits(self) -> None:
         """Stop before a model call that would go over a budget."""

@@ -1,7 +1,10 @@
-"""The ``sandbox-supervisor`` command: ``run``, ``show``, ``replay`` and ``check``.
+"""The ``sandbox-supervisor`` command: ``run``, ``show``, ``replay``, ``check``,
+``recover`` and ``serve``.
 
 Progress goes to stderr, results to stdout. ``run`` exits with a code that says how
 the run ended (see ``EXIT_CODES`` in :mod:`sandbox_supervisor.agent` and the README).
+``serve`` runs the ``tools`` service (:mod:`sandbox_supervisor.tools.service`); with
+``SUPERVISOR_TOOLS_URL`` set, ``run`` executes tool calls there instead of in process.
 """
 
 from __future__ import annotations
@@ -30,8 +33,24 @@ from sandbox_supervisor.client import (
 )
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
 from sandbox_supervisor.scripted import ScriptedModel, load_script
-from sandbox_supervisor.tools import InProcessExecutor, Limits, ToolRequest, Workspace
-from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter, iter_runs, read_records
+from sandbox_supervisor.tools import (
+    Executor,
+    ExecutorUnavailable,
+    InProcessExecutor,
+    Limits,
+    ToolRequest,
+    Workspace,
+)
+from sandbox_supervisor.tools.remote import RemoteExecutor
+from sandbox_supervisor.trajectory import (
+    TrajectoryError,
+    TrajectoryWriter,
+    is_locked,
+    iter_runs,
+    read_records,
+    recover_dir,
+    unfinished_run,
+)
 
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = EXIT_CODES["model_unavailable"]
@@ -77,8 +96,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(env, args.config)
 
 
+def _secrets(settings: Settings) -> tuple[str, ...]:
+    """The secret values this process holds (kept out of commands and outputs)."""
+    held = (settings.api_key, settings.tools_token)
+    return tuple(value.get_secret_value() for value in held if value is not None)
+
+
 def _limits(settings: Settings) -> Limits:
-    secret = (settings.api_key.get_secret_value(),) if settings.api_key else ()
+    secret = _secrets(settings)
     return Limits(
         read_cap_bytes=settings.read_cap_bytes,
         write_cap_bytes=settings.write_cap_bytes,
@@ -105,7 +130,26 @@ def _log_path(settings: Settings, given: Path | None, prefix: str = "") -> tuple
     return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
 
 
-def _executor(settings: Settings, workspace: Path | None = None) -> InProcessExecutor:
+def _executor(settings: Settings, workspace: Path | None = None) -> Executor:
+    """The tools service when ``SUPERVISOR_TOOLS_URL`` is set (and no workspace is given),
+    else an in-process executor on the workspace."""
+    if settings.tools_url and workspace is None:
+        if settings.tools_token is None:
+            raise ConfigError(
+                "SUPERVISOR_TOOLS_URL is set but SUPERVISOR_TOOLS_TOKEN_FILE is not: "
+                "the tools service needs its token"
+            )
+        return RemoteExecutor(
+            settings.tools_url,
+            settings.tools_token.get_secret_value(),
+            ready_timeout_s=settings.tools_ready_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            redact=_secrets(settings),
+        )
+    return _local_executor(settings, workspace)
+
+
+def _local_executor(settings: Settings, workspace: Path | None = None) -> InProcessExecutor:
     ws = Workspace.open(
         workspace or settings.workspace, allow_protected_writes=settings.allow_protected_writes
     )
@@ -129,6 +173,17 @@ def _interrupt_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, handler)
 
 
+def _ended_before_start(
+    log: TrajectoryWriter, task: str, info: dict[str, Any], where: str, kind: str, message: str
+) -> None:
+    """Record a run that could not start: run_start, the error, run_end."""
+    log.write("run_start", task=task, **info)
+    log.write("error", where=where, kind=kind, message=message)
+    log.write(
+        "run_end", status=kind, reason=message, answer=None, steps=0, exit_code=EXIT_CODES[kind]
+    )
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one task and exit with the outcome's code."""
     _interrupt_on_sigterm()
@@ -148,25 +203,27 @@ def cmd_run(args: argparse.Namespace) -> int:
                 mode, why = "json", "scripted model"
                 info["tool_mode_reason"] = why
         else:
-            client = ModelClient(
-                settings, on_retry=lambda n, d, why: progress(f"retry {n} in {d:.1f} s: {why}")
-            )
+
+            def on_retry(attempt: int, delay: float, why: str) -> None:
+                progress(f"retry {attempt} in {delay:.1f} s: {why}")
+                log.write(
+                    "error",
+                    where="model",
+                    kind="retry",
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    message=why,
+                )
+
+            client = ModelClient(settings, on_retry=on_retry)
             model = client
             progress(f"waiting for {settings.server_root}/health")
             try:
                 client.wait_ready(time.monotonic() + settings.ready_timeout_s)
             except ModelError as exc:
                 progress(str(exc))
-                log.write("run_start", task=args.task, **info)
-                log.write("error", where="model", kind=exc.kind, message=str(exc))
-                log.write(
-                    "run_end",
-                    status=exc.kind,
-                    reason=str(exc),
-                    answer=None,
-                    steps=0,
-                    exit_code=EXIT_CODES[exc.kind],
-                )
+                _ended_before_start(log, args.task, info, "model", exc.kind, str(exc))
+                client.close()
                 return _finish(exc.kind, None, log_path, progress)
             props = client.props()
             info["server"] = {"n_ctx": context_size(props), "model_path": props.get("model_path")}
@@ -174,14 +231,23 @@ def cmd_run(args: argparse.Namespace) -> int:
                 mode, why = detect_tool_mode(props)
                 info["tool_mode_reason"] = why
         progress(f"run {run_id}: tool mode {mode}, log {log_path}")
-        agent = Agent(
-            model, executor, log, mode=mode, limits=_agent_limits(settings), progress=progress
-        )
+        try:
+            agent = Agent(
+                model, executor, log, mode=mode, limits=_agent_limits(settings), progress=progress
+            )
+        except ExecutorUnavailable as exc:
+            progress(str(exc))
+            _ended_before_start(log, args.task, info, "tools", "tools_unavailable", str(exc))
+            if client is not None:
+                client.close()
+            return _finish("tools_unavailable", None, log_path, progress)
         try:
             result = agent.run(args.task, info)
         finally:
             if client is not None:
                 client.close()
+            if isinstance(executor, RemoteExecutor):
+                executor.close()
     progress(
         f"{result.status}: {result.steps} steps, {result.tokens['total']} tokens, "
         f"{result.elapsed_s:.1f} s"
@@ -249,6 +315,14 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(json.dumps(record))
     else:
         print(render(result.records))
+        if unfinished_run(result.records) is not None:
+            state = (
+                "still being written"
+                if is_locked(args.log)
+                else "interrupted: no run_end and no process writes it "
+                "(`sandbox-supervisor recover` records that)"
+            )
+            print(f"== unfinished: {state}")
     if result.torn_bytes:
         print(f"warning: torn last line ({result.torn_bytes} bytes) ignored", file=sys.stderr)
     return 0
@@ -358,6 +432,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if ok else EXIT_UNAVAILABLE
 
 
+def cmd_recover(args: argparse.Namespace) -> int:
+    """Mark every run that ended without ``run_end`` (its process died) as interrupted."""
+    log_dir = args.log_dir or _settings(args).log_dir
+    outcome = recover_dir(log_dir)
+    for path, what in outcome.items():
+        print(f"{path}: {what}")
+    if not args.quiet:
+        print(f"recover: {len(outcome)} file(s) needed it under {log_dir}", file=sys.stderr)
+    return 1 if any(what != "interrupted" for what in outcome.values()) else 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the tools service until SIGTERM or Ctrl-C."""
+    from sandbox_supervisor.tools.service import ToolService, make_server
+
+    _interrupt_on_sigterm()
+    settings = _settings(args)
+    if settings.tools_token is None:
+        raise ConfigError(
+            "SUPERVISOR_TOOLS_TOKEN_FILE: the tools service needs a token file "
+            "(a random secret of at least 16 characters)"
+        )
+    try:
+        service = ToolService(_local_executor(settings), settings.tools_token.get_secret_value())
+    except ValueError as exc:
+        raise ConfigError(f"SUPERVISOR_TOOLS_TOKEN_FILE: {exc}") from exc
+    server = make_server(service, args.host, args.port)
+    print(
+        f"tools: serving {settings.workspace} on {args.host}:{server.server_address[1]} "
+        f"(command timeout {settings.command_timeout_s:g} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        print("tools: stopping", file=sys.stderr, flush=True)
+    finally:
+        server.server_close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sandbox-supervisor``."""
     parser = argparse.ArgumentParser(
@@ -412,6 +528,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--model-url")
     check.add_argument("--json", action="store_true")
     check.set_defaults(func=cmd_check)
+
+    recover = sub.add_parser(
+        "recover", help="mark runs that ended without run_end (killed) as interrupted"
+    )
+    recover.add_argument("--log-dir", type=Path, help="trajectory directory (SUPERVISOR_LOG_DIR)")
+    recover.add_argument("-q", "--quiet", action="store_true")
+    recover.set_defaults(func=cmd_recover)
+
+    serve = sub.add_parser("serve", help="run the tools service (the tools container's command)")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")  # noqa: S104
+    serve.add_argument("--port", type=int, default=8700, help="port to listen on")
+    serve.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 
@@ -424,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"sandbox-supervisor: configuration error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (TrajectoryError, FileNotFoundError, ValueError) as exc:
+    except (TrajectoryError, OSError, ValueError) as exc:
         print(f"sandbox-supervisor: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

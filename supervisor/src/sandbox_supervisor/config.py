@@ -88,10 +88,26 @@ class Settings(BaseModel):
     )
     fsync: bool = Field(True, description="fsync the trajectory after every record")
 
+    tools_url: str | None = Field(
+        None,
+        description="base URL of the tools service; unset: tools run in this process",
+        pattern=r"^https?://[^\s]+$",
+    )
+    tools_token_file: Path | None = Field(
+        None, description="file holding the tools service's token (client and server)"
+    )
+    tools_token: SecretStr | None = Field(
+        None, exclude=True, description="read from tools_token_file"
+    )
+    tools_ready_timeout_s: float = Field(
+        60.0, ge=0, le=3600, description="wait for the tools service before giving up"
+    )
+
     def public_dict(self) -> dict[str, Any]:
         """Return the settings as JSON-able data without any secret (for logs)."""
-        data = self.model_dump(mode="json", exclude={"api_key"})
+        data = self.model_dump(mode="json", exclude={"api_key", "tools_token"})
         data["api_key_set"] = self.api_key is not None
+        data["tools_token_set"] = self.tools_token is not None
         return data
 
     @property
@@ -99,6 +115,10 @@ class Settings(BaseModel):
         """Base URL of the server itself (``model_url`` without a trailing ``/v1``)."""
         url = self.model_url.rstrip("/")
         return url[: -len("/v1")] if url.endswith("/v1") else url
+
+
+_SECRET_FIELDS = {"api_key": "api_key_file", "tools_token": "tools_token_file"}
+"""Secret settings, each read from the file that another setting names."""
 
 
 def _env_name(field: str) -> str:
@@ -120,7 +140,7 @@ def _allowed(field: str) -> str:
     kind = "an integer" if annotation is int else "a number" if annotation is float else "a value"
     if lo is not None and hi is not None:
         return f"{kind} from {lo} to {hi}"
-    if field == "model_url":
+    if field in ("model_url", "tools_url"):
         return "an http:// or https:// URL"
     return kind
 
@@ -163,7 +183,7 @@ def load_settings(
     file when ``config_file`` is not given. The key file, when set, must be readable.
     """
     env = os.environ if env is None else env
-    fields = [f for f in Settings.model_fields if f != "api_key"]
+    fields = [f for f in Settings.model_fields if f not in _SECRET_FIELDS]
     values: dict[str, Any] = {}
     file_path = config_file or (Path(env[CONFIG_FILE_VAR]) if env.get(CONFIG_FILE_VAR) else None)
     if file_path is not None:
@@ -181,16 +201,18 @@ def load_settings(
         field = name[len(ENV_PREFIX) :].lower()
         values[field] = value
         from_env.add(field)
-    key_file = values.get("api_key_file")
-    if key_file:
+    for secret_field, file_field in _SECRET_FIELDS.items():
+        key_file = values.get(file_field)
+        if not key_file:
+            continue
+        source = _source_name(file_field, from_env)
         try:
             key = Path(key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
-            source = _source_name("api_key_file", from_env)
             raise ConfigError(f"{source}: cannot read key file {key_file}: {exc.strerror}") from exc
         if not key:
-            raise ConfigError(f"{_source_name('api_key_file', from_env)}: {key_file} is empty")
-        values["api_key"] = key
+            raise ConfigError(f"{source}: {key_file} is empty")
+        values[secret_field] = key
     try:
         settings = Settings.model_validate(values)
     except ValidationError as exc:

@@ -17,6 +17,12 @@ process. A crash can at worst leave a torn last line, which the next writer cuts
 off (and records as a ``repair`` event) before appending. :func:`read_records`
 accepts such a torn last line only when asked and fails loudly on anything
 damaged before it.
+
+A write that fails (a full disk: ``ENOSPC``) cuts the file back to where the record
+began, marks the writer broken and raises :class:`TrajectoryError`; the file keeps
+only complete records. A run whose writer died before ``run_end`` (the process was
+killed) is found by :func:`recover_interrupted` once no process holds the file's
+lock, and gets a ``run_end`` with status ``interrupted`` and ``recovered: true``.
 """
 
 from __future__ import annotations
@@ -122,6 +128,7 @@ class TrajectoryWriter:
             raise
         self._seq = repair.last_seq + 1
         self.repair = repair
+        self.broken: str | None = None
         if repair.dropped_bytes:
             self.write("repair", dropped_bytes=repair.dropped_bytes, after_seq=repair.last_seq)
 
@@ -136,6 +143,8 @@ class TrajectoryWriter:
             raise ValueError(f"unknown event type {event_type!r}")
         if self._fd < 0:
             raise TrajectoryError(f"{self.path} is closed")
+        if self.broken is not None:
+            raise TrajectoryError(f"{self.path} can no longer be written: {self.broken}")
         record: dict[str, Any] = {
             "v": FORMAT_VERSION,
             "seq": self._seq,
@@ -146,13 +155,27 @@ class TrajectoryWriter:
         record.update(fields)
         data = encode_record(record)
         view = memoryview(data)
+        start = os.fstat(self._fd).st_size
         written = 0
-        while written < len(data):  # one write; the loop only covers a short write
-            written += os.write(self._fd, view[written:])
-        if self.fsync:
-            os.fsync(self._fd)
+        try:
+            while written < len(data):  # one write; the loop only covers a short write
+                written += os.write(self._fd, view[written:])
+            if self.fsync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self._fail(start, exc)
         self._seq += 1
         return record
+
+    def _fail(self, start: int, exc: OSError) -> None:
+        """Cut a partly written record off, mark the writer broken and raise."""
+        reason = exc.strerror or str(exc)
+        try:
+            os.ftruncate(self._fd, start)  # frees blocks, so it works on a full disk too
+        except OSError:
+            reason += "; the partial record could not be cut off (the next writer repairs it)"
+        self.broken = reason
+        raise TrajectoryError(f"cannot write the trajectory {self.path}: {reason}") from exc
 
     def close(self) -> None:
         """Release the lock and close the file (idempotent)."""
@@ -216,3 +239,96 @@ def iter_runs(records: list[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
         current.append(record)
     if current:
         yield current
+
+
+INTERRUPTED_REASON = "the run's process ended without recording run_end (killed or crashed)"
+
+
+def is_locked(path: Path) -> bool:
+    """Whether a live :class:`TrajectoryWriter` holds ``path`` (its exclusive lock)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock taken here
+    return False
+
+
+def unfinished_run(records: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    """The last run of ``records`` when it has no ``run_end``; None otherwise."""
+    runs = list(iter_runs(records))
+    if not runs or any(r["type"] == "run_end" for r in runs[-1]):
+        return None
+    return runs[-1] if runs[-1][0]["type"] == "run_start" else None
+
+
+def recover_interrupted(path: Path, *, fsync: bool = True) -> dict[str, Any] | None:
+    """Close an interrupted run: append ``run_end`` (status ``interrupted``) when needed.
+
+    Returns the record written, or None when the last run is finished, the file holds no
+    run, or a live writer holds it (a run in progress is not interrupted). A torn last
+    line is cut off first (recorded as ``repair``). Raises :class:`TrajectoryError` when
+    the file is damaged or cannot be written.
+    """
+    run = unfinished_run(read_records(path).records)
+    if run is None:
+        return None
+    try:
+        writer = TrajectoryWriter(path, str(run[0]["run_id"]), fsync=fsync)
+    except TrajectoryError:
+        if is_locked(path):
+            return None
+        raise
+    with writer:
+        run = unfinished_run(read_records(path).records)  # again, now that it is ours
+        if run is None:
+            return None
+        steps = max((int(r.get("step", 0)) for r in run), default=0)
+        return writer.write(
+            "run_end",
+            status="interrupted",
+            reason=INTERRUPTED_REASON,
+            answer=None,
+            steps=steps,
+            tool_calls=len({r["call_id"] for r in run if r["type"] == "tool_result"}),
+            exit_code=130,
+            recovered=True,
+        )
+
+
+def recover_dir(directory: Path, *, fsync: bool = True) -> dict[Path, str]:
+    """Run :func:`recover_interrupted` on every ``*.jsonl`` under ``directory``.
+
+    Returns path -> what happened (``interrupted``, or the error) for the files it touched.
+    """
+    outcome: dict[Path, str] = {}
+    for path in sorted(Path(directory).rglob("*.jsonl")):
+        try:
+            if _last_type(path) == "run_end":
+                continue
+            if recover_interrupted(path, fsync=fsync) is not None:
+                outcome[path] = "interrupted"
+        except (TrajectoryError, OSError) as exc:
+            outcome[path] = f"not recovered: {exc}"
+    return outcome
+
+
+def _last_type(path: Path, window: int = 65_536) -> str | None:
+    """The ``type`` of the last complete record, from the file's tail (None if unsure)."""
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - window))
+        tail = handle.read()
+    lines = tail.split(b"\n")
+    if len(lines) < 2 or (size > window and len(lines) < 3):
+        return None
+    try:
+        record = json.loads(lines[-2])
+    except ValueError:
+        return None
+    return str(record.get("type")) if isinstance(record, dict) else None

@@ -16,6 +16,10 @@ from sandbox_supervisor.tools.registry import Limits, Registry, ToolRequest, Too
 from sandbox_supervisor.tools.workspace import Workspace
 
 
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot run tool calls at all (the tools service is unreachable)."""
+
+
 @runtime_checkable
 class Executor(Protocol):
     """Runs tool calls somewhere (this process, or the ``tools`` service)."""

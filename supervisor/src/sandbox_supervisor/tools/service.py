@@ -1,0 +1,235 @@
+"""The ``tools`` service: an executor behind a small authenticated HTTP API.
+
+``sandbox-supervisor serve`` runs it in the ``tools`` container, which mounts the
+workspace and nothing else; the supervisor reaches it with a
+:class:`~sandbox_supervisor.tools.remote.RemoteExecutor`. The API (JSON in, JSON out)::
+
+    GET  /health       200 {"status": "ok"}  (no token: says nothing but "alive")
+    GET  /v1/specs     200 {"tools": [...], "limits": {...}}
+    POST /v1/execute   {"key": "...", "request": ToolRequest}
+                       200 {"result": ToolResult, "replayed": false}
+
+Every ``/v1`` call needs ``Authorization: Bearer TOKEN``; the token comes from a file
+secret and is compared in constant time (:func:`hmac.compare_digest`). Bodies have a
+size cap and must declare their length; the socket has a read timeout. Tool calls run
+under the same workspace rules as in process (:class:`~.registry.Registry`): real
+paths, no escape, protected directories, size caps, command timeouts. The token is
+redacted from every output and kept out of commands' environment.
+
+``key`` makes ``execute`` idempotent: a request whose key was seen returns the first
+result (``replayed: true``), and one that arrives while the first is still running
+waits for it, so a client that retries after a broken connection never runs a tool
+call twice. Keys are remembered for the last ``cache_size`` calls, in memory (a
+restarted service forgets them).
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import sys
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from sandbox_supervisor.tools.executor import InProcessExecutor
+from sandbox_supervisor.tools.registry import ToolRequest, ToolResult
+
+DEFAULT_PORT = 8700
+MIN_TOKEN_CHARS = 16
+MAX_KEY_CHARS = 200
+SOCKET_TIMEOUT_S = 30.0
+
+Reply = tuple[int, dict[str, Any]]
+
+
+def _stderr(message: str) -> None:
+    print(f"tools: {message}", file=sys.stderr, flush=True)
+
+
+class ToolService:
+    """The API's logic, independent of the HTTP server (see the module docstring)."""
+
+    def __init__(
+        self,
+        executor: InProcessExecutor,
+        token: str,
+        *,
+        cache_size: int = 512,
+        max_running: int = 4,
+        max_body_bytes: int | None = None,
+        log: Callable[[str], None] = _stderr,
+    ) -> None:
+        if len(token) < MIN_TOKEN_CHARS:
+            raise ValueError(f"the tools token must have at least {MIN_TOKEN_CHARS} characters")
+        self.executor = executor
+        self._token = token.encode("utf-8")
+        self.cache_size = cache_size
+        # JSON may escape every byte of written content as \\uXXXX (6 bytes).
+        self.max_body_bytes = max_body_bytes or executor.limits.write_cap_bytes * 6 + 65_536
+        self.log = log
+        self._lock = threading.Lock()
+        self._done: OrderedDict[str, ToolResult] = OrderedDict()
+        self._running: dict[str, threading.Event] = {}
+        self._slots = threading.BoundedSemaphore(max_running)
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the token (constant-time compare)."""
+        scheme, _, value = (header or "").partition(" ")
+        given = value.strip().encode("utf-8") if scheme.lower() == "bearer" else b""
+        return hmac.compare_digest(given, self._token)
+
+    def limits(self) -> dict[str, Any]:
+        """The limits the service applies, without the secrets."""
+        data = asdict(self.executor.limits)
+        data.pop("secrets", None)
+        return data
+
+    def handle(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> Reply:
+        """Answer one request: (HTTP status, JSON body)."""
+        path = path.split("?", 1)[0]
+        if path == "/health":
+            return (200, {"status": "ok"}) if method == "GET" else _error(405, "use GET")
+        if path not in ("/v1/specs", "/v1/execute"):
+            return _error(404, f"no such endpoint {path}")
+        if not self.authorized(headers.get("authorization")):
+            return _error(401, "missing or wrong token")
+        if path == "/v1/specs":
+            if method != "GET":
+                return _error(405, "use GET")
+            return 200, {"tools": self.executor.specs(), "limits": self.limits()}
+        if method != "POST":
+            return _error(405, "use POST")
+        try:
+            data = json.loads(body)
+            key = data["key"]
+            request = ToolRequest.from_dict(data["request"])
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
+                raise ValueError(f"key must be a string of 1 to {MAX_KEY_CHARS} characters")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            return _error(400, f"bad request body: {exc}")
+        if not self._slots.acquire(blocking=False):
+            return _error(503, "busy: too many tool calls at once")
+        try:
+            result, replayed = self.execute(key, request)
+        finally:
+            self._slots.release()
+        return 200, {"result": result.to_dict(), "replayed": replayed}
+
+    def execute(self, key: str, request: ToolRequest) -> tuple[ToolResult, bool]:
+        """Run ``request`` once per ``key``; return (result, whether it was replayed)."""
+        with self._lock:
+            done = self._done.get(key)
+            if done is not None:
+                self.log(f"key={key} call={request.call_id} replayed")
+                return done, True
+            event = self._running.get(key)
+            owner = event is None
+            if event is None:
+                event = self._running[key] = threading.Event()
+        if not owner:
+            event.wait()
+            with self._lock:
+                done = self._done.get(key)
+            if done is None:  # evicted already: cannot happen with a sane cache size
+                return _failed(request, "the first run of this call was forgotten"), True
+            self.log(f"key={key} call={request.call_id} replayed after waiting")
+            return done, True
+        started = time.monotonic()
+        result = _failed(request, "the tools service stopped while running the call")
+        try:
+            result = self.executor.execute(request)
+        except Exception as exc:  # the service must answer; the executor should not raise
+            result = _failed(request, f"tools service error: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self._done[key] = result
+                while len(self._done) > self.cache_size:
+                    self._done.popitem(last=False)
+                del self._running[key]
+            event.set()
+        exit_code = "" if result.exit_code is None else f" exit={result.exit_code}"
+        self.log(
+            f"key={key} call={request.call_id} tool={request.name} status={result.status}"
+            f"{exit_code} {time.monotonic() - started:.3f}s"
+        )
+        return result, False
+
+
+def _error(status: int, message: str) -> Reply:
+    return status, {"error": message}
+
+
+def _failed(request: ToolRequest, message: str) -> ToolResult:
+    return ToolResult(request.call_id, request.name, "failed", message)
+
+
+def make_handler(service: ToolService) -> type[BaseHTTPRequestHandler]:
+    """A request handler class bound to ``service``."""
+
+    class Handler(BaseHTTPRequestHandler):
+        timeout = SOCKET_TIMEOUT_S
+        protocol_version = "HTTP/1.1"
+        server_version = "tools"
+        sys_version = ""
+
+        def _answer(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
+            data = json.dumps(payload).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Bearer realm="tools"')
+            if close:
+                self.send_header("Connection", "close")
+                self.close_connection = True
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _dispatch(self, method: str) -> None:
+            body = b""
+            if method == "POST":
+                length_header = self.headers.get("Content-Length")
+                if length_header is None or not length_header.isdigit():
+                    self._answer(411, {"error": "Content-Length required"}, close=True)
+                    return
+                length = int(length_header)
+                if length > service.max_body_bytes:
+                    message = f"body of {length} bytes; the limit is {service.max_body_bytes}"
+                    self._answer(413, {"error": message}, close=True)
+                    return
+                body = self.rfile.read(length)
+            headers = {key.lower(): value for key, value in self.headers.items()}
+            status, payload = service.handle(method, self.path, headers, body)
+            self._answer(status, payload)
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_PUT(self) -> None:
+            self._answer(405, {"error": "method not allowed"}, close=True)
+
+        do_DELETE = do_PATCH = do_PUT
+
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            if str(getattr(code, "value", code)) != "200":  # executions are logged already
+                super().log_request(code, size)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            service.log(f"{self.address_string()} {format % args}")
+
+    return Handler
+
+
+def make_server(service: ToolService, host: str, port: int) -> ThreadingHTTPServer:
+    """A threaded HTTP server for ``service`` (daemon threads; call ``serve_forever``)."""
+    server = ThreadingHTTPServer((host, port), make_handler(service))
+    server.daemon_threads = True
+    return server
