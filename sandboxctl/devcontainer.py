@@ -39,6 +39,8 @@ from sandboxctl.compose import ComposeCommand, packaged_binary
 
 CLI_PACKAGE = "@devcontainers/cli"
 DEV_SERVICE = "dev"
+DEV_NETWORK = "dev-egress"
+"""The dev container's non-internal network (declared in .devcontainer/compose.yaml)."""
 DEV_UID = 10001
 """uid (and gid) of the image's ``dev`` user: the supervisor image's own user, renamed."""
 REMOTE_WORKSPACE = "/workspaces/sandbox"

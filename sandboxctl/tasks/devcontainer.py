@@ -65,6 +65,8 @@ def down(c: Context) -> None:
     )
     if not result.ok:
         raise Exit(f"removing the dev container failed (exit {result.returncode})", code=1)
+    # The dev container's own network; `invoke down` knows only compose.yaml's networks.
+    stack.podman("network", "rm", f"{stack.project}_{dc.DEV_NETWORK}")
 
 
 @task(
