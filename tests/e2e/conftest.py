@@ -70,6 +70,61 @@ class E2EStack:
         data = json.loads(self.podman("inspect", *ids))
         return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in data}
 
+    def container(self, service: str) -> dict[str, Any]:
+        """`podman inspect` of one service's container (fails the test when absent)."""
+        containers = self.containers()
+        assert service in containers, f"no {service} container in {sorted(containers)}"
+        return containers[service]
+
+    def exec(
+        self, service: str, *command: str, stdin: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run COMMAND in the service's running container (`podman exec`); never raises
+        for its exit code."""
+        return subprocess.run(
+            [
+                "podman",
+                "exec",
+                *(["-i"] if stdin is not None else []),
+                self.name(service),
+                *command,
+            ],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def name(self, service: str) -> str:
+        """The container name Compose gives the service's first replica."""
+        return f"{PROJECT}-{service}-1"
+
+    def scripted_run(
+        self, label: str, steps: list[dict[str, Any]], timeout: float = 180
+    ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
+        """Run the supervisor with a scripted model (no model server needed) through the
+        stack's real tools service; return the process and the trajectory's records."""
+        script = f"/tmp/{label}.json"
+        log = f"/logs/{label}.jsonl"
+        written = self.exec("supervisor", "sh", "-c", f"cat > {script}", stdin=json.dumps(steps))
+        assert written.returncode == 0, written.stderr
+        result = self.exec(
+            "supervisor", "sandbox-supervisor", "run", "--scripted", script, "--log", log,
+            f"scripted {label}", timeout=timeout,
+        )  # fmt: skip
+        shown = self.exec("supervisor", "sandbox-supervisor", "show", "--json", log)
+        records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
+        return result, records
+
+    def volume_path(self, volume: str) -> Path:
+        """Where the project's named volume lives on this (rootful, native) host."""
+        return Path(
+            self.podman(
+                "volume", "inspect", "--format", "{{.Mountpoint}}", f"{PROJECT}_{volume}"
+            ).strip()
+        )
+
 
 def render_sandbox(dest: Path) -> Path:
     """Render the template (or copy this rendered sandbox) with the e2e project name."""
