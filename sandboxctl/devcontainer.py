@@ -272,6 +272,12 @@ def expected_owner(host_uid: int) -> int:
     return host_uid if host_uid != 0 else DEV_UID
 
 
+def is_uid_image(name: str) -> bool:
+    """Tell whether ``name`` is the CLI's ``vsc-...-uid`` image (``updateRemoteUserUID``)."""
+    repository = name.rsplit("/", 1)[-1].split(":", 1)[0]
+    return repository.startswith("vsc-") and repository.endswith("-uid")
+
+
 def compose_files(root: Path) -> list[Path]:
     """Return the compose files of the dev container's project, as devcontainer.json lists."""
     return [root / "compose.yaml", config_dir(root) / "compose.yaml"]
@@ -381,6 +387,7 @@ def run_check(
     log_file = report.log_path.open("w", encoding="utf-8")
     sandbox = scratch / "sandbox"
     opened: stack_.Stack | None = None
+    uid_image = ""
 
     def note(step: str, result: Result) -> None:
         log_file.write(f"$ {step} (exit {result.returncode})\n{result.stdout}\n{result.stderr}\n")
@@ -408,6 +415,10 @@ def run_check(
         note("devcontainer up", up)
         outcome = parse_up_output(up.stdout)
         figures["remote_user"] = outcome.get("remoteUser")
+        image = opened.podman("inspect", "--format", "{{.ImageName}}", outcome["containerId"])
+        # updateRemoteUserUID's per-workspace image (`vsc-...-uid`): removed at teardown.
+        uid_image = image.stdout.strip() if image.ok else ""
+        figures["uid_image"] = uid_image
 
         def inside(*command: str) -> Result:
             t = time.monotonic()
@@ -462,6 +473,8 @@ def run_check(
             note("compose down --volumes", down)
             if not down.ok:
                 report.failures.append(f"teardown failed: {_tail(down)}")
+            if is_uid_image(uid_image):
+                opened.podman("rmi", uid_image)
         if not keep:
             shutil.rmtree(sandbox, ignore_errors=True)
         figures["total_s"] = round(time.monotonic() - started, 1)

@@ -79,6 +79,14 @@ def test_everything_is_torn_down(report: dc.CheckReport) -> None:
     assert not Path(report.figures["sandbox"]).exists()
 
 
+def test_per_workspace_uid_image_is_removed(report: dc.CheckReport) -> None:
+    """The CLI's `vsc-...-uid` image of the throw-away sandbox does not pile up."""
+    image = report.figures["uid_image"]
+    assert dc.is_uid_image(image)
+    exists = subprocess.run(["podman", "image", "exists", image], check=False)
+    assert exists.returncode == 1
+
+
 def test_milestone_result_is_recorded(report: dc.CheckReport) -> None:
     """results/devcontainer.json holds the outcome, as the milestone reads it."""
     result = read_result(ROOT, dc.RESULT_NAME)

@@ -289,6 +289,13 @@ def test_passed_count_reads_the_pytest_summary() -> None:
     assert dc.passed_count("ERROR: file not found") == 0
 
 
+def test_uid_image_is_recognised_with_its_registry_and_tag() -> None:
+    """Podman reports `docker.io/library/vsc-NAME-HASH-uid:latest`; the base image is not one."""
+    assert dc.is_uid_image("docker.io/library/vsc-sandbox-0123abcd-uid:latest")
+    assert not dc.is_uid_image("localhost/devc-sandbox-dev:dev")
+    assert not dc.is_uid_image("localhost/uid:latest")
+
+
 # --- ownership ----------------------------------------------------------------------------
 
 
