@@ -29,6 +29,7 @@ nox.options.sessions = [
     *(["template"] if IS_TEMPLATE else []),
     "container",
     "e2e",
+    "devcontainer",
 ]
 
 
@@ -101,3 +102,11 @@ def e2e(session: nox.Session) -> None:
     install(session)
     session.run("invoke", "images.base")
     pytest(session, "tests/e2e", "-s")
+
+
+@nox.session
+def devcontainer(session: nox.Session) -> None:
+    """Bring the dev container up with the pinned Dev Containers CLI on Podman; tests inside."""
+    install(session)
+    session.run("invoke", "images.base")
+    pytest(session, "tests/devcontainer", "-s", marks="container")

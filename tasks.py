@@ -6,10 +6,20 @@ The logic lives in `sandboxctl/`, where it is unit-tested; this file only wires.
 
 from invoke.collection import Collection
 
-from sandboxctl.tasks import bench, host, images, machine, model, plan, scaffold, stack
+from sandboxctl.tasks import (
+    bench,
+    devcontainer,
+    host,
+    images,
+    machine,
+    model,
+    plan,
+    scaffold,
+    stack,
+)
 
 ns = Collection()
-for module in (host, machine, model, bench):
+for module in (host, machine, model, bench, devcontainer):
     ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))
