@@ -93,6 +93,10 @@ def container(session: nox.Session) -> None:
     """Build and probe real images with Podman (model server, engine service); minutes cold."""
     install(session)
     session.run("invoke", "images.base")
+    # What the container tests run: the pinned source, the offline tiny model, the image.
+    session.run("invoke", "model.source")
+    session.run("invoke", "model.tiny")
+    session.run("invoke", "model.build")
     pytest(session, "tests/container", marks="container")
 
 

@@ -22,10 +22,14 @@ from sandboxctl.engine import (
     stop_service,
 )
 
-pytestmark = [
-    pytest.mark.container,
-    pytest.mark.skipif(shutil.which("podman") is None, reason="podman is not installed"),
-]
+pytestmark = [pytest.mark.container]
+
+
+@pytest.fixture(autouse=True)
+def _podman_installed() -> None:
+    """These tests need the real podman: its absence is a failure, not a skip."""
+    if shutil.which("podman") is None:
+        pytest.fail("podman is not installed: run `invoke host.prepare`")
 
 
 def test_service_started_answers_and_is_stopped_by_its_recorded_pid(tmp_path: Path) -> None:

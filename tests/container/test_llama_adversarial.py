@@ -79,16 +79,16 @@ class Server:
 def started(tmp_path: Path) -> Iterator[Server]:
     """Start a hardened llama-server with the tiny model; remove it afterwards."""
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
+        pytest.fail("podman is not installed: run `invoke host.prepare`")
     settings = load_settings(ROOT)
     image = (
         f"localhost/{settings.compose_project_name}-model-server:{settings.llama_cpp_version}-cpu"
     )
     if podman("image", "exists", image, check=False).returncode != 0:
-        pytest.skip(f"{image} is not built: run `invoke images.build --only model-server`")
+        pytest.fail(f"{image} is not built: run `invoke images.build --only model-server`")
     model = ROOT / "models" / "tiny.gguf"
     if not model.is_file():
-        pytest.skip(f"{model} is missing: run `invoke model.tiny`")
+        pytest.fail(f"{model} is missing: run `invoke model.tiny`")
     key_file = tmp_path / "model_api_key"
     key_file.write_text(API_KEY + "\n")
     key_file.chmod(0o644)

@@ -84,7 +84,7 @@ class Server:
 @pytest.fixture(scope="module")
 def image() -> str:
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed")
+        pytest.fail("podman is not installed: run `invoke host.prepare`")
     try:
         pin, _origin, _result, _tree = llama_source.place_source()
     except llama_source.SourceError as error:

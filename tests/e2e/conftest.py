@@ -145,15 +145,6 @@ def render_sandbox(dest: Path) -> Path:
     return dest
 
 
-def reuse_models(sandbox: Path) -> None:
-    """Copy the models this repository already holds (the generated tiny model) into the
-    sandbox: a rendered sandbox has no llama.cpp source to generate it from."""
-    for model in sorted((ROOT / "models").glob("*.gguf")):
-        (sandbox / "models").mkdir(exist_ok=True)
-        if not (sandbox / "models" / model.name).exists():
-            shutil.copy2(model, sandbox / "models" / model.name)
-
-
 @pytest.fixture(scope="session")
 def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
     """Render, `invoke up` (images, model, stack, readiness), `invoke run` one task."""
@@ -161,13 +152,11 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
         pytest.fail("podman is not installed: run `./bootstrap.sh` or `invoke host.prepare`")
     stack = E2EStack(render_sandbox(tmp_path_factory.mktemp("e2e") / "sandbox"))
     os.environ.pop("DOCKER_HOST", None)
-    reuse_models(stack.path)
     start = time.monotonic()
     try:
-        # `up` builds only missing images: rebuild the supervisor's (cached layers, seconds)
-        # so the stack runs the code under test, not an older image with the same tag.
-        stack.invoke("images.build", "--only", "supervisor", timeout=900)
-        stack.invoke("up", "--timeout", "600")
+        # `up` alone builds only missing images: `--build` rebuilds both (layer caches make
+        # that seconds) so the stack runs the code under test, not an older image's.
+        stack.invoke("up", "--build", "--timeout", "600")
         stack.up_seconds = time.monotonic() - start
         start = time.monotonic()
         result = stack.invoke("run", TASK, "--max-steps", "3", check=False, timeout=600)

@@ -13,7 +13,7 @@ import gguf
 import numpy as np
 import pytest
 
-from sandboxctl import llama_source, tiny_model
+from sandboxctl import tiny_model
 
 SMALL = tiny_model.TinySpec(layers=1, width=16, heads=2, kv_heads=2, ffn=32, context=64)
 
@@ -95,13 +95,3 @@ def test_inconsistent_shape_is_refused(vocab: Path, tmp_path: Path) -> None:
     bad = tiny_model.TinySpec(width=10, heads=3)
     with pytest.raises(tiny_model.TinyModelError, match="divide"):
         tiny_model.generate(vocab, tmp_path / "m.gguf", bad)
-
-
-def test_template_tokens_exist_in_real_llama_spm_vocab() -> None:
-    try:
-        path = llama_source.vocab_path()
-    except llama_source.SourceError:
-        pytest.skip("llama.cpp source not placed (invoke model.source)")
-    tokens = set(gguf.GGUFReader(path).fields["tokenizer.ggml.tokens"].contents())
-    assert {"[", "]", "INST", "/", "<<", ">>"} <= tokens
-    assert "<|im_start|>" not in tokens
