@@ -177,3 +177,11 @@ def test_rendered_project_passes_its_own_unit_tests(default_render: Path) -> Non
         text=True,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_every_guide_reaches_the_rendered_sandbox(default_render: Path) -> None:
+    """Each document of docs/ is rendered, except the template's own notes and issue log."""
+    own_history = {"IMPLEMENTATION_NOTES.md", "ISSUE_LOG.md"}
+    guides = {p.name for p in (ROOT / "docs").glob("*.md")} - own_history
+    rendered = {p.name for p in (default_render / "docs").glob("*.md")}
+    assert rendered == guides
