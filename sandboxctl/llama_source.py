@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import shutil
 import tarfile
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import yaml
@@ -204,6 +205,34 @@ def _is_placed(context: Path, pin: Pin, sha256: str) -> bool:
     )
 
 
+def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
+    """Refuse what tarfile's "data" filter refuses: absolute or escaping names, links that
+    leave the tree, devices and FIFOs (for Pythons whose tarfile has no filters)."""
+    name = PurePosixPath(member.name)
+    if name.is_absolute() or ".." in name.parts:
+        raise SourceError(f"{archive}: member {member.name} leaves the tree")
+    if member.issym():
+        target = PurePosixPath(posixpath.normpath(str(name.parent / member.linkname)))
+        if PurePosixPath(member.linkname).is_absolute() or target.parts[:1] == ("..",):
+            raise SourceError(f"{archive}: link {member.name} points outside the tree")
+    if member.isdev() or member.isfifo():
+        raise SourceError(f"{archive}: {member.name} is a device or FIFO")
+
+
+def _extract_member(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path, archive: Path
+) -> None:
+    """Extract one member safely: tarfile's "data" filter where this Python has it (3.11.4
+    and later), the same checks by hand where it does not (Debian 12 ships 3.11.2)."""
+    if hasattr(tarfile, "data_filter"):
+        tar.extract(member, into, filter="data")
+        return
+    _check_member(member, archive)
+    member.mode &= 0o755  # no setuid, setgid or sticky bits, as the data filter does
+    member.uid = member.gid = os.getuid()
+    tar.extract(member, into)
+
+
 def _extract_subtree(archive: Path, subdir: str, into: Path) -> None:
     """Extract the members of ``archive`` under ``subdir`` into ``into``, safely."""
     prefix = subdir.strip("/") + "/"
@@ -221,7 +250,7 @@ def _extract_subtree(archive: Path, subdir: str, into: Path) -> None:
                     if not member.linkname.startswith(prefix):
                         raise SourceError(f"{archive}: hard link {member.name} leaves the tree")
                     member.linkname = member.linkname[len(prefix) :]
-                tar.extract(member, into, filter="data")
+                _extract_member(tar, member, into, archive)
                 count += 1
     except (tarfile.TarError, EOFError, OSError) as error:
         raise SourceError(f"cannot extract {archive}: {error}") from error
