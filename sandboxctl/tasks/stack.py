@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -106,8 +107,8 @@ def demo(c: Context, dest: str = "demo-sandbox") -> None:
 
     target = render_sandbox(Path(dest), replace_rendered=True).resolve()
     invoke = ["invoke", "--search-root", str(target)]
-    c.run(" ".join([*invoke, "up"]), pty=False)
-    c.run(" ".join([*invoke, "run", repr("Create hello.txt containing a greeting.")]), pty=False)
+    c.run(shlex.join([*invoke, "up"]), pty=False)
+    c.run(shlex.join([*invoke, "run", "Create hello.txt containing a greeting."]), pty=False)
     print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
 
 
