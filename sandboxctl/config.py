@@ -148,6 +148,32 @@ def _as_choice(key: str, value: str, choices: tuple[str, ...], errors: list[str]
     return choices[0]
 
 
+def compose_file_mismatches(values: Mapping[str, str]) -> list[str]:
+    """Say where COMPOSE_FILE disagrees with PUBLISH_MODEL_PORT or GPU_BACKEND.
+
+    Compose only reads COMPOSE_FILE, so a flag changed without it would do nothing.
+    """
+    files = [name.strip() for name in values.get("COMPOSE_FILE", "").split(":") if name.strip()]
+    if not files:
+        return []
+    problems = []
+    publish = values.get("PUBLISH_MODEL_PORT", "").strip().lower() in _TRUE
+    if publish != ("compose.publish.yaml" in files):
+        problems.append(
+            f"PUBLISH_MODEL_PORT={values.get('PUBLISH_MODEL_PORT')} but COMPOSE_FILE "
+            f"{'lacks' if publish else 'has'} compose.publish.yaml: change both together"
+        )
+    backend = values.get("GPU_BACKEND", "cpu").strip()
+    overlays = {name for name in files if name in {"compose.cuda.yaml", "compose.vulkan.yaml"}}
+    wanted = set() if backend == "cpu" else {f"compose.{backend}.yaml"}
+    if backend in GPU_BACKENDS and overlays != wanted:
+        problems.append(
+            f"GPU_BACKEND={backend} but COMPOSE_FILE names {sorted(overlays) or 'no GPU file'}:"
+            f" use {sorted(wanted) or 'no GPU file'} for this backend"
+        )
+    return problems
+
+
 def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = None) -> Settings:
     """Validate ``values`` (defaults filled in for absent keys) and return :class:`Settings`.
 
@@ -178,6 +204,8 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         errors.append(
             f"DOCKER_HOST={docker_host!r}: expected a URL such as unix:///run/podman/podman.sock"
         )
+
+    errors += compose_file_mismatches(merged)
 
     settings = Settings(
         compose_project_name=project,

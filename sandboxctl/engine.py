@@ -319,6 +319,25 @@ def ping(path: Path, timeout: float = 2.0) -> bool:
     return status == 200 and body.strip() == b"OK"
 
 
+def socket_is_dead(path: Path, timeout: float = 2.0) -> bool:
+    """Tell whether ``path`` is a socket nobody listens on (safe to remove).
+
+    Only a refused connection proves it: a timeout means a slow or busy engine, and a
+    socket-activated one (systemd's podman.socket) must never be deleted.
+    """
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(timeout)
+    try:
+        probe.connect(str(path))
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return False
+
+
 def engine_version(path: Path) -> dict[str, Any] | None:
     """Return the engine's ``/version`` document, or None when it cannot be read."""
     try:
@@ -427,6 +446,7 @@ def ensure_service(
     *,
     state_dir: Path | None = None,
     ping_fn: Callable[[Path], bool] = ping,
+    is_dead: Callable[[Path], bool] = socket_is_dead,
     spawn: Callable[[list[str], Path], int] | None = None,
     deadline_s: float = 15.0,
     env: Mapping[str, str] | None = None,
@@ -447,7 +467,12 @@ def ensure_service(
     directory = state_dir or default_state_dir(env)
     sock.parent.mkdir(parents=True, exist_ok=True)
     if sock.exists() or sock.is_symlink():
-        sock.unlink()  # a stale socket left by a service that died: nothing answers on it
+        if not is_dead(sock):
+            raise EngineError(
+                f"{sock} exists and accepts connections but did not answer /_ping in time: "
+                "the engine may be busy or socket-activated; retry, or check `podman info`"
+            )
+        sock.unlink()  # a stale socket left by a service that died: connections are refused
     argv = service_argv(sock)
     directory.mkdir(parents=True, exist_ok=True)
     log_path = directory / "podman-service.log"

@@ -211,8 +211,10 @@ def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
     name = PurePosixPath(member.name)
     if name.is_absolute() or ".." in name.parts:
         raise SourceError(f"{archive}: member {member.name} leaves the tree")
-    if member.issym():
-        target = PurePosixPath(posixpath.normpath(str(name.parent / member.linkname)))
+    if member.issym() or member.islnk():
+        # A symbolic link is relative to its folder; a hard link names a member of the tree.
+        base = name.parent if member.issym() else PurePosixPath()
+        target = PurePosixPath(posixpath.normpath(str(base / member.linkname)))
         if PurePosixPath(member.linkname).is_absolute() or target.parts[:1] == ("..",):
             raise SourceError(f"{archive}: link {member.name} points outside the tree")
     if member.isdev() or member.isfifo():

@@ -12,6 +12,7 @@ import os
 import secrets
 import stat
 import tarfile
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -59,16 +60,30 @@ def ensure_tools_token(root: Path) -> Path:
     return ensure_secret(root, TOOLS_TOKEN_NAME)
 
 
+MIN_SECRET_CHARS = 16
+"""A secret file shorter than this (empty after a crash, say) is replaced, not kept."""
+
+
 def ensure_secret(root: Path, name: str) -> Path:
-    """Create ``secrets/NAME`` once (a random token, folder 0700, file 0644); return it."""
+    """Create ``secrets/NAME`` once (a random token, folder 0700, file 0644); return it.
+
+    The token is written to a temporary file and renamed into place, so a crash never
+    leaves a half-written secret; one that is too short to be ours is replaced.
+    """
     folder = root / "secrets"
     folder.mkdir(mode=0o700, exist_ok=True)
     folder.chmod(0o700)
     key = folder / name
-    if not key.exists():
-        fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(secrets.token_urlsafe(32))
+    if not key.is_file() or len(key.read_text(encoding="utf-8").strip()) < MIN_SECRET_CHARS:
+        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(32))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(temporary, key)
+        finally:
+            Path(temporary).unlink(missing_ok=True)
     key.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
     return key
 
@@ -210,8 +225,8 @@ class Stack:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         log_path = f"/logs/run-{stamp}.jsonl"
         result = self.compose_run(
-            "exec", "-T", "supervisor", "sandbox-supervisor", "run", task, "--log", log_path,
-            *extra,
+            "exec", "-T", "supervisor", "sandbox-supervisor", "run", "--log", log_path,
+            *extra, "--", task,
         )  # fmt: skip
         return result, log_path
 

@@ -14,6 +14,8 @@ from invoke.tasks import task
 from sandboxctl import stack as stack_
 from sandboxctl.tasks._support import ask, root
 
+DEMO_TASK = "Create hello.txt containing a greeting."
+
 
 @contextmanager
 def opened() -> Iterator[stack_.Stack]:
@@ -106,9 +108,9 @@ def demo(c: Context, dest: str = "demo-sandbox") -> None:
     from sandboxctl.tasks.scaffold import render_sandbox
 
     target = render_sandbox(Path(dest), replace_rendered=True).resolve()
-    invoke = ["invoke", "--search-root", str(target)]
-    c.run(shlex.join([*invoke, "up"]), pty=False)
-    c.run(shlex.join([*invoke, "run", "Create hello.txt containing a greeting."]), pty=False)
+    with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
+        c.run("invoke up", pty=False, in_stream=False)
+        c.run(shlex.join(["invoke", "run", DEMO_TASK]), pty=False, in_stream=False)
     print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
 
 

@@ -46,13 +46,14 @@ def snapshot_template(dest: Path) -> Path:
 
 
 def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> None:
-    """From tag v1.0.0 to HEAD: the user's line survives and the template's new line lands."""
+    """From tag v1.0.0 to HEAD: the user's edit survives, the template's new line lands,
+    and no merge conflict is left in the file."""
     template = snapshot_template(tmp_path / "template")
     sandbox = tmp_path / "sandbox"
     scaffold.render(sandbox, src=template, vcs_ref="v1.0.0")
     git(sandbox, "init", "-q", "-b", "main")
     env = sandbox / ".env"
-    env.write_text(env.read_text() + "MY_SETTING=kept\n")
+    env.write_text(env.read_text().replace("MACHINE_CPUS=4\n", "MACHINE_CPUS=8\n"))
     git(sandbox, "add", "-A")
     git(sandbox, "commit", "-q", "-m", "sandbox with my edit")
 
@@ -65,8 +66,10 @@ def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> N
 
     run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
 
-    text = env.read_text()
-    assert "MY_SETTING=kept" in text
-    assert "TEMPLATE_SETTING=new" in text
+    lines = env.read_text().splitlines()
+    assert "MACHINE_CPUS=8" in lines
+    assert "MACHINE_CPUS=4" not in lines
+    assert "TEMPLATE_SETTING=new" in lines
+    assert not [line for line in lines if line.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
     answers = yaml.safe_load((sandbox / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v2.0.0"

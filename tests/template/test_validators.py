@@ -22,6 +22,8 @@ BAD_ANSWERS = [
     ("model", "no-such-model"),
     ("llama_cpp_version", "b1"),
     ("project_name", "   "),
+    ("project_name", 'say "hi"'),
+    ("project_name", "costs $HOME"),
 ]
 
 

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl.config import ConfigError, find_root, load_settings, parse_dotenv
+from sandboxctl.config import (
+    ConfigError,
+    find_root,
+    load_settings,
+    parse_dotenv,
+    settings_from_mapping,
+)
 
 GOOD_ENV = """\
 # answers
@@ -130,3 +136,28 @@ def test_find_root_walks_up_to_the_folder_with_env(tmp_path: Path) -> None:
     nested = tmp_path / "supervisor" / "src"
     nested.mkdir(parents=True)
     assert find_root(nested) == tmp_path.resolve()
+
+
+def test_publish_flag_without_its_compose_file_is_an_error() -> None:
+    """PUBLISH_MODEL_PORT=true while COMPOSE_FILE lacks compose.publish.yaml would publish
+    nothing: the settings say so instead of silently ignoring the flag."""
+    with pytest.raises(ConfigError, match=r"compose\.publish\.yaml"):
+        settings_from_mapping({"PUBLISH_MODEL_PORT": "true", "COMPOSE_FILE": "compose.yaml"})
+
+
+def test_gpu_backend_without_its_compose_file_is_an_error() -> None:
+    """GPU_BACKEND=cuda needs compose.cuda.yaml in COMPOSE_FILE for the device passthrough."""
+    with pytest.raises(ConfigError, match=r"compose\.cuda\.yaml"):
+        settings_from_mapping({"GPU_BACKEND": "cuda", "COMPOSE_FILE": "compose.yaml"})
+
+
+def test_consistent_compose_file_is_accepted() -> None:
+    """Flags and COMPOSE_FILE that agree load fine."""
+    settings = settings_from_mapping(
+        {
+            "PUBLISH_MODEL_PORT": "true",
+            "GPU_BACKEND": "vulkan",
+            "COMPOSE_FILE": "compose.yaml:compose.vulkan.yaml:compose.publish.yaml",
+        }
+    )
+    assert settings.publish_model_port is True

@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.server
 import json
 import signal
+import socket
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -288,6 +289,29 @@ def test_ensure_service_removes_a_stale_socket_file_first(tmp_path: Path) -> Non
     answers = iter([False, True])
     ensure_service(engine, state_dir=tmp_path, ping_fn=lambda _p: next(answers), spawn=spawn)
     assert seen == [False]
+
+
+def test_ensure_service_keeps_a_socket_that_accepts_but_answers_slowly(tmp_path: Path) -> None:
+    """A listening socket that misses the ping (busy, or socket-activated by systemd) is
+    never deleted and no second service is started: a clear error instead."""
+    sock = tmp_path / "podman.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(sock))
+    listener.listen(1)
+    engine = replace(resolve_engine(LINUX_ROOT, environ={}), socket_path=sock)
+    spawned: list[list[str]] = []
+
+    def spawn(argv: list[str], _log: Path) -> int:
+        spawned.append(argv)
+        return 1
+
+    try:
+        with pytest.raises(EngineError, match="did not answer /_ping in time"):
+            ensure_service(engine, state_dir=tmp_path, ping_fn=lambda _p: False, spawn=spawn)
+    finally:
+        listener.close()
+    assert sock.exists()
+    assert spawned == []
 
 
 def test_ensure_service_fails_clearly_when_the_service_never_answers(tmp_path: Path) -> None:

@@ -244,6 +244,28 @@ def test_member_escaping_is_refused_without_tarfile_filters(
     assert not (tmp_path / "escape.txt").exists()
 
 
+def test_hard_link_escaping_is_refused_without_tarfile_filters(
+    served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without filters, a hard link whose target climbs out of the tree is refused."""
+    monkeypatch.delattr("tarfile.data_filter", raising=False)
+    www, base = served
+    archive = www / "sdist.tar.gz"
+    make_sdist(archive, good_files())
+    with tarfile.open(archive, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]  # type: ignore[union-attr]
+    with tarfile.open(archive, "w:gz") as tar:
+        for member, data in members:
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+        link = tarfile.TarInfo(f"{SUBDIR}/evil")
+        link.type, link.linkname = tarfile.LNKTYPE, f"{SUBDIR}/../../../../etc/hostname"
+        tar.addfile(link)
+    sha = hashlib.sha256(archive.read_bytes()).hexdigest()
+    pins = write_pins(tmp_path / "p.yaml", f"{base}/sdist.tar.gz", sha)
+    with pytest.raises(llama_source.SourceError, match="points outside the tree"):
+        llama_source.place_source(context=tmp_path / "context", sources_file=pins)
+
+
 def test_source_is_placed_without_tarfile_filters(
     served: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -151,7 +151,33 @@ def test_run_task_execs_the_supervisor_with_a_log_path_fake_compose(tmp_path: Pa
     result, log_path = built.run_task("write hello.txt")
     assert result.ok
     argv = calls(log)[-1]
-    assert argv[-6:-2] == ["supervisor", "sandbox-supervisor", "run", "write hello.txt"]
-    assert argv[-2:] == ["--log", log_path]
+    assert argv[-7:] == [
+        "supervisor",
+        "sandbox-supervisor",
+        "run",
+        "--log",
+        log_path,
+        "--",
+        "write hello.txt",
+    ]
     assert log_path.startswith("/logs/run-")
     assert log_path.endswith(".jsonl")
+
+
+def test_task_starting_with_a_dash_stays_the_task_fake_compose(tmp_path: Path) -> None:
+    """A task like "-v the output" comes after `--`, so it is never read as an option."""
+    built, log = make_stack(tmp_path, {})
+    built.run_task("-v the output", ["--max-steps", "3"])
+    argv = calls(log)[-1]
+    assert argv[-2:] == ["--", "-v the output"]
+    assert argv.index("--max-steps") < argv.index("--")
+
+
+def test_empty_secret_left_by_a_crash_is_replaced(tmp_path: Path) -> None:
+    """A secret file too short to be ours (empty after a crash) gets a fresh token."""
+    folder = tmp_path / "secrets"
+    folder.mkdir()
+    (folder / "model_api_key").write_text("")
+    key = stack.ensure_api_key(tmp_path)
+    assert len(key.read_text()) >= stack.MIN_SECRET_CHARS
+    assert [p.name for p in folder.iterdir()] == ["model_api_key"]  # no temporary left
