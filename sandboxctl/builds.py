@@ -61,9 +61,12 @@ def build_model_image(
     backend: str,
     *,
     ccache_dir: Path | None = None,
+    env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = print,
 ) -> None:
     """Build the model-server image; llama.cpp's compile output streams through.
+
+    ``env`` is the environment podman runs with (the engine's, see ``Engine.env``).
 
     Raises :class:`ImageBuildError` when the build fails.
     """
@@ -71,7 +74,7 @@ def build_model_image(
         ccache_dir.mkdir(parents=True, exist_ok=True)
     command = model_build_command(root, tag, version, backend, ccache_dir)
     log(f"building {tag} (llama.cpp {version}, {backend}); a cold build takes minutes")
-    if subprocess.run(command, check=False).returncode != 0:
+    if subprocess.run(command, check=False, env=None if env is None else dict(env)).returncode:
         raise ImageBuildError(f"building {tag} failed; the output above shows the failing step")
 
 

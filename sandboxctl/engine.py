@@ -147,8 +147,15 @@ class Engine:
     socket_path: Path | None = None
 
     def env(self) -> dict[str, str]:
-        """Return the variables that point Docker/Compose clients at this engine."""
-        return {"DOCKER_HOST": self.docker_host, **COMPOSE_ENV}
+        """Return the variables that point Docker/Compose clients, and the podman CLI, at
+        this engine: a machine by its connection name, an explicit host by its URL, so
+        images are built in the same store that Compose then runs them from."""
+        env = {"DOCKER_HOST": self.docker_host, **COMPOSE_ENV}
+        if self.kind == "machine" and self.machine_name:
+            env["CONTAINER_CONNECTION"] = self.machine_name
+        elif self.kind == "explicit":
+            env["CONTAINER_HOST"] = self.docker_host
+        return env
 
     @property
     def needs_local_service(self) -> bool:

@@ -138,13 +138,8 @@ class Stack:
         return f"{self.project}_{name}"
 
     def podman(self, *args: str, capture: bool = True) -> Result:
-        """Run ``podman ARGS`` against this stack's engine.
-
-        Native and machine engines are podman's own default connection; an explicit
-        ``DOCKER_HOST`` is passed on with ``--url``.
-        """
-        url = ["--url", self.engine.docker_host] if self.engine.kind == "explicit" else []
-        return self.runner.run(["podman", *url, *args], capture=capture, env=self.engine.env())
+        """Run ``podman ARGS`` against this stack's engine (see :meth:`Engine.env`)."""
+        return self.runner.run(["podman", *args], capture=capture, env=self.engine.env())
 
     def compose_run(self, *args: str, capture: bool = False) -> Result:
         """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept."""
@@ -254,7 +249,8 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
         compose = find_compose()
     except (ConfigError, EngineError, ComposeError) as error:
         raise StackError(str(error)) from error
-    return Stack(root, settings, engine, compose, log=log)
+    # Every podman and compose call of this stack, builds included, targets this engine.
+    return Stack(root, settings, engine, compose, Runner(extra_env=engine.env()), log=log)
 
 
 def place_llama_source(stack: Stack) -> Path:
@@ -315,6 +311,7 @@ def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> di
                 stack.settings.llama_cpp_version,
                 stack.settings.gpu_backend,
                 ccache_dir=llama_source.cache_dir() / "ccache",
+                env=stack.runner.environ(),
                 log=stack.log,
             )
         if builds.SUPERVISOR_SERVICE in todo:

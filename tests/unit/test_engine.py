@@ -176,6 +176,23 @@ def test_engine_env_selects_the_classic_builder() -> None:
     }
 
 
+def test_machine_engine_points_podman_at_its_connection_fake_vm(fakes: FakeTools) -> None:
+    """A machine named in the answers is podman's connection for every call (builds land
+    in the store Compose runs from, even when it is not the default connection)."""
+    fakes.update(machines={"dev": {**MACHINE, "Name": "dev"}})
+    settings = settings_from_mapping({"MACHINE_NAME": "dev"})
+    env = resolve_engine(WSL, settings, environ={}, runner=fakes.runner()).env()
+    assert env["CONTAINER_CONNECTION"] == "dev"
+    assert "CONTAINER_HOST" not in env
+
+
+def test_explicit_engine_points_podman_at_its_url() -> None:
+    """An explicit DOCKER_HOST is podman's remote URL too."""
+    env = resolve_engine(LINUX_ROOT, environ={"DOCKER_HOST": "unix:///tmp/other.sock"}).env()
+    assert env["CONTAINER_HOST"] == "unix:///tmp/other.sock"
+    assert "CONTAINER_CONNECTION" not in env
+
+
 def test_native_engine_without_systemd_says_healthchecks_do_not_run() -> None:
     host = replace(LINUX_ROOT, has_systemd=False)
     assert resolve_engine(host, environ={}).quirks.healthchecks_run is False
