@@ -510,6 +510,9 @@ def _spawn_detached(env: Mapping[str, str] | None) -> Callable[[list[str], Path]
                     stderr=log,
                     start_new_session=True,  # survives the task; stopped by stop_service
                     env=None if env is None else dict(env),
+                    # A daemon must not keep the caller's folder: when that is deleted (a
+                    # temporary sandbox), conmon fails every later container start.
+                    cwd="/",
                 )
             except FileNotFoundError as error:
                 raise EngineError("podman is not installed: run `invoke host.prepare`") from error

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import signal
 import socket
 import socketserver
@@ -26,6 +27,7 @@ from sandboxctl.engine import (
     HostInfo,
     Platform,
     ServiceState,
+    _spawn_detached,
     cgroup_layout,
     classify_platform,
     detect_host,
@@ -403,3 +405,17 @@ def test_stop_service_never_kills_a_recycled_pid(tmp_path: Path) -> None:
     assert killed == []
     assert not record.exists()
     assert "gone" in message
+
+
+def test_spawned_service_runs_in_the_root_folder_not_the_callers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service outlives the task that started it, often in a temporary sandbox that is
+    deleted later; conmon then fails every container start. It must not keep that folder."""
+    caller = tmp_path / "sandbox"
+    caller.mkdir()
+    monkeypatch.chdir(caller)
+    out = tmp_path / "cwd.txt"
+    pid = _spawn_detached(None)(["sh", "-c", f"pwd > {out}"], tmp_path / "service.log")
+    os.waitpid(pid, 0)
+    assert out.read_text().strip() == "/"
