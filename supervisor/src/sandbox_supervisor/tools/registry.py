@@ -13,7 +13,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +21,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sandbox_supervisor.tools.commands import CappedBuffer, clean_text, run_shell, scrubbed_env
+from sandbox_supervisor.tools.textsearch import (
+    NotRegularFile,
+    kind_of,
+    open_regular,
+    search,
+    search_in_child,
+)
 from sandbox_supervisor.tools.workspace import PathRefused, Workspace
 
 Status = Literal["ok", "failed", "timeout", "refused", "invalid"]
@@ -83,6 +90,7 @@ class Limits:
     command_grace_s: float = 2.0
     max_entries: int = 1000
     max_matches: int = 200
+    search_timeout_s: float = 10.0  # search_text stops (a regex search is killed) after this
     secrets: tuple[str, ...] = ()  # kept out of commands' environment and of every output
 
 
@@ -167,13 +175,18 @@ def _result(name: str, status: Status, output: str, started: float, **kw: Any) -
 
 
 def read_file(args: ReadFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
-    """Return a file's text; a file over the cap comes back as head and tail with a marker."""
+    """Return a file's text; a file over the cap comes back as head and tail with a marker.
+
+    Anything but a regular file is refused without blocking (a FIFO would block
+    a plain open until a writer came; see :func:`.textsearch.open_regular`).
+    """
     started = time.monotonic()
     real = ws.resolve(args.path)
-    fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        fd = open_regular(real)
+    except NotRegularFile as exc:
+        return _not_regular("read_file", args.path, exc.kind, started)
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return _result("read_file", "failed", f"{args.path} is not a regular file", started)
         buffer = CappedBuffer(limits.read_cap_bytes)
         while chunk := handle.read(65_536):
             buffer.feed(chunk)
@@ -182,8 +195,23 @@ def read_file(args: ReadFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
     )
 
 
+def _not_regular(name: str, path: str, kind: str, started: float) -> ToolResult:
+    if kind == "a directory":
+        return _result(name, "failed", f"{path} is a directory; use list_dir", started)
+    return _result(
+        name,
+        "refused",
+        f"{path} is {kind}, not a regular file; {name} only handles regular files",
+        started,
+    )
+
+
 def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
-    """Replace a file atomically (temporary file, fsync, rename); create parent directories."""
+    """Replace a file atomically (temporary file, fsync, rename); create parent directories.
+
+    An existing target that is not a regular file (a directory, FIFO, socket or
+    device) is left alone and the call refused.
+    """
     started = time.monotonic()
     data = args.content.encode("utf-8", errors="surrogateescape")
     if len(data) > limits.write_cap_bytes:
@@ -194,8 +222,13 @@ def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult
             started,
         )
     real = ws.resolve(args.path, write=True)
-    if real.is_dir():
-        return _result("write_file", "failed", f"{args.path} is a directory", started)
+    try:
+        mode = os.lstat(real).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(mode):  # a FIFO, socket or device: never replaced or opened
+            return _not_regular("write_file", args.path, kind_of(mode), started)
     parent = real.parent
     if not parent.exists():
         rel_parent = ws.relative(parent)
@@ -216,7 +249,11 @@ def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult
 
 
 def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
-    """List a directory: one entry per line, ``/`` after directories, ``@`` after links."""
+    """List a directory: one entry per line, ``/`` after directories, ``@`` after links.
+
+    A regular file shows its size; any other kind (FIFO, socket, device) shows
+    what it is. Nothing listed is opened, only ``lstat``-ed.
+    """
     started = time.monotonic()
     real = ws.resolve(args.path)
     if not real.is_dir():
@@ -230,8 +267,11 @@ def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
         elif entry.is_dir(follow_symlinks=False):
             lines.append(f"{entry.name}/")
         else:
-            size = entry.stat(follow_symlinks=False).st_size
-            lines.append(f"{entry.name}\t{size}")
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISREG(info.st_mode):
+                lines.append(f"{entry.name}\t{info.st_size}")
+            else:
+                lines.append(f"{entry.name}\t[{kind_of(info.st_mode)}]")
     more = len(ordered) - limits.max_entries
     if more > 0:
         lines.append(f"[{more} more entries]")
@@ -244,50 +284,39 @@ def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
     )
 
 
-def _walk_files(root: Path) -> Iterator[Path]:
-    if root.is_file():
-        yield root
-        return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            path = Path(dirpath, name)
-            if not path.is_symlink():
-                yield path
-
-
 def search_text(args: SearchTextArgs, ws: Workspace, limits: Limits) -> ToolResult:
-    """Find lines containing a text (or matching a regex); ``path:line: text`` per match."""
+    """Find lines containing a text (or matching a regex); ``path:line: text`` per match.
+
+    Only regular files are read (FIFOs and the like are skipped, links not
+    followed). The search stops at ``limits.search_timeout_s`` with a marker; a
+    regex search runs in a child process killed at that deadline, since one
+    backtracking match cannot be interrupted in-process (see :mod:`.textsearch`).
+    """
     started = time.monotonic()
     try:
-        pattern = re.compile(args.pattern if args.regex else re.escape(args.pattern))
+        re.compile(args.pattern if args.regex else re.escape(args.pattern))
     except re.error as exc:
         return _result("search_text", "invalid", f"bad regular expression: {exc}", started)
     real = ws.resolve(args.path)
-    matches: list[str] = []
-    for path in _walk_files(real):
-        try:
-            with path.open("rb") as handle:
-                data = handle.read(limits.read_cap_bytes * 16)
-        except OSError:
-            continue
-        if b"\x00" in data[:8192]:
-            continue  # binary
-        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
-            if pattern.search(line):
-                matches.append(f"{ws.relative(path)}:{number}: {line[:300]}")
-                if len(matches) >= limits.max_matches:
-                    break
-        if len(matches) >= limits.max_matches:
-            matches.append(f"[stopped at {limits.max_matches} matches]")
-            break
-    output = "\n".join(matches) if matches else "no matches"
+    options: dict[str, Any] = {
+        "root": str(real),
+        "base": str(ws.root),
+        "max_matches": limits.max_matches,
+        "read_bytes": limits.read_cap_bytes * 16,
+        "timeout_s": limits.search_timeout_s,
+    }
+    if args.regex:
+        outcome = search_in_child(args.pattern, **options)
+    else:
+        outcome = search(args.pattern, regex=False, **options)
+    lines = outcome.matches + outcome.notes
+    output = "\n".join(lines) if outcome.matches else "\n".join(["no matches", *outcome.notes])
     return _result(
         "search_text",
-        "ok",
+        "timeout" if outcome.hit_deadline else "ok",
         clean_text(output.encode("utf-8", "replace")),
         started,
-        truncated=len(matches) > limits.max_matches,
+        truncated=bool(outcome.notes),
     )
 
 
