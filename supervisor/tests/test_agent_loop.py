@@ -249,3 +249,19 @@ def test_json_mode_schema_lists_every_tool_and_finish(executor: InProcessExecuto
     names = [c["properties"]["tool"]["const"] for c in schema["properties"]["action"]["anyOf"]]
     assert names == ["read_file", "write_file", "list_dir", "search_text", "run_command", "finish"]
     assert "title" not in json.dumps(schema)
+
+
+@pytest.mark.parametrize("mode", ["json", "native"])
+def test_lone_surrogate_in_model_json_is_replaced_not_fatal(
+    mode: str, workspace: Workspace, executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    """JSON lets a model emit "\\udada", which UTF-8 cannot encode (a random model did, in the
+    e2e): the loop replaces it with U+FFFD, writes the file and goes on."""
+    result, _model = _run(
+        [act("write_file", path="a.txt", content="x\udaday"), act("finish", answer="done")],
+        executor,
+        log,
+        mode,
+    )
+    assert result.status == "success"
+    assert (workspace.root / "a.txt").read_text(encoding="utf-8") == "x\ufffdy"

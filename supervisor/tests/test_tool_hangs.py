@@ -152,3 +152,16 @@ def test_invalid_regex_is_reported_without_starting_a_search(
 ) -> None:
     result, _ = _call_guarded(executor, "search_text", pattern="(", regex=True)
     assert result.status == "invalid"
+
+
+def test_text_that_utf8_cannot_encode_is_an_invalid_call_not_an_exception(
+    tmp_path: Path,
+) -> None:
+    """A lone surrogate reaching a tool directly (not through the agent) is reported as an
+    invalid call: tools never raise."""
+    executor = InProcessExecutor(Workspace(tmp_path))
+    result = executor.execute(
+        ToolRequest(call_id="1", name="write_file", arguments={"path": "a", "content": "\udada"})
+    )
+    assert result.status == "invalid"
+    assert not (tmp_path / "a").exists()

@@ -24,6 +24,7 @@ status ``log_failed``: nothing runs that could not be recorded first.
 from __future__ import annotations
 
 import json
+import re
 import time
 import traceback
 from collections.abc import Callable
@@ -84,6 +85,24 @@ _GRAMMAR_KEYS = frozenset(
         "description",
     }
 )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def without_lone_surrogates(value: Any) -> Any:
+    """Replace lone UTF-16 surrogates (JSON allows ``"\\udada"``; UTF-8 cannot encode it) with
+    U+FFFD in every string of a parsed reply, so no tool, log or request chokes on them."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)  # json.loads already joined valid pairs
+    if isinstance(value, list):
+        return [without_lone_surrogates(item) for item in value]
+    if isinstance(value, dict):
+        return {
+            without_lone_surrogates(key): without_lone_surrogates(item)
+            for key, item in value.items()
+        }
+    return value
 
 
 class Stop(Exception):
@@ -446,7 +465,7 @@ class Agent:
             arguments: Any = None
             if problem is None:
                 try:
-                    arguments = json.loads(call.arguments or "{}")
+                    arguments = without_lone_surrogates(json.loads(call.arguments or "{}"))
                 except ValueError as exc:
                     problem = f"arguments of {call.name} are not valid JSON: {exc}"
                 else:
@@ -464,7 +483,7 @@ class Agent:
         if text.startswith("```"):  # tolerate a fenced block from unconstrained servers
             text = text.strip("`").removeprefix("json").strip()
         try:
-            data = json.loads(text)
+            data = without_lone_surrogates(json.loads(text))
         except ValueError as exc:
             cut = " (the reply was cut at max tokens)" if reply.finish_reason == "length" else ""
             parsed.problems.append(("", f"the reply is not valid JSON{cut}: {exc}"))

@@ -404,6 +404,10 @@ class Registry:
                 except OSError as exc:
                     reason = exc.strerror or str(exc)
                     result = _result(request.name, "failed", f"{reason}", started)
+                except UnicodeError as exc:  # e.g. a lone surrogate that UTF-8 cannot encode
+                    result = _result(
+                        request.name, "invalid", f"text is not valid Unicode: {exc}", started
+                    )
         output = result.output
         for secret in limits.secrets:
             if secret:
