@@ -321,30 +321,11 @@ class CheckReport:
 
 
 def render_fresh(source: Path, dest: Path) -> Path:
-    """Render the template at ``source`` into ``dest`` (project :data:`CHECK_PROJECT`).
-
-    In a rendered sandbox (no ``copier.yml``), its git-tracked files are copied instead and
-    ``COMPOSE_PROJECT_NAME`` is set, so the user's own stack is never touched.
-    """
+    """A fresh sandbox in ``dest`` with project :data:`CHECK_PROJECT` (see
+    :func:`sandboxctl.scaffold.fresh_sandbox`)."""
     from sandboxctl import scaffold
 
-    if scaffold.is_template_repository(source):
-        return scaffold.render(dest, {"project_slug": CHECK_PROJECT}, src=source)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=source, capture_output=True, text=True, check=True
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(source / name, dest / name, follow_symlinks=False)
-    env = dest / ".env"
-    lines = [
-        f"COMPOSE_PROJECT_NAME={CHECK_PROJECT}"
-        if line.startswith("COMPOSE_PROJECT_NAME=")
-        else line
-        for line in env.read_text(encoding="utf-8").splitlines()
-    ]
-    env.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return dest
+    return scaffold.fresh_sandbox(source, dest, CHECK_PROJECT)
 
 
 def chown_tree(root: Path, uid: int, gid: int) -> None:

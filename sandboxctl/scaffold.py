@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -75,3 +76,27 @@ def parse_answers(text: str) -> dict[str, str]:
             raise ValueError(f"answer {pair!r} is not NAME=VALUE")
         answers[name.strip()] = value.strip()
     return answers
+
+
+def fresh_sandbox(source: Path, dest: Path, project: str) -> Path:
+    """Make a throw-away sandbox in ``dest`` whose Compose project is ``project``.
+
+    From the template, it is rendered with ``project_slug=project``; from a rendered sandbox
+    (no ``copier.yml``), its git-tracked files are copied and ``COMPOSE_PROJECT_NAME`` set.
+    Either way the user's own stack is never touched. Used by the e2e and dev container checks.
+    """
+    if is_template_repository(source):
+        return render(dest, {"project_slug": project}, src=source)
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=source, capture_output=True, text=True, check=True
+    ).stdout
+    for name in filter(None, listed.split("\0")):
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source / name, dest / name, follow_symlinks=False)
+    env = dest / ".env"
+    lines = [
+        f"COMPOSE_PROJECT_NAME={project}" if line.startswith("COMPOSE_PROJECT_NAME=") else line
+        for line in env.read_text(encoding="utf-8").splitlines()
+    ]
+    env.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return dest

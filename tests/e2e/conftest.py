@@ -137,21 +137,7 @@ class E2EStack:
 
 def render_sandbox(dest: Path) -> Path:
     """Render the template (or copy this rendered sandbox) with the e2e project name."""
-    if scaffold.is_template_repository(ROOT):
-        return scaffold.render(dest, {"project_slug": PROJECT}, src=ROOT)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-    for name in filter(None, listed.split("\0")):
-        (dest / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / name, dest / name, follow_symlinks=False)
-    env = dest / ".env"
-    lines = [
-        f"COMPOSE_PROJECT_NAME={PROJECT}" if line.startswith("COMPOSE_PROJECT_NAME=") else line
-        for line in env.read_text().splitlines()
-    ]
-    env.write_text("\n".join(lines) + "\n")
-    return dest
+    return scaffold.fresh_sandbox(ROOT, dest, PROJECT)
 
 
 @pytest.fixture(scope="session")

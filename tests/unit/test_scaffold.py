@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from sandboxctl import scaffold
@@ -32,3 +35,23 @@ def test_choice_values_reads_mapping_and_list_choices() -> None:
     assert scaffold.choice_values({"choices": {"CPU": "cpu", "CUDA": "cuda"}}) == ["cpu", "cuda"]
     assert scaffold.choice_values({"choices": ["z", "Z"]}) == ["z", "Z"]
     assert scaffold.choice_values({}) == []
+
+
+def test_fresh_sandbox_from_a_rendered_sandbox_copies_tracked_files_and_renames_project(
+    tmp_path: Path,
+) -> None:
+    """In a rendered sandbox (no copier.yml) the check copies what git tracks, not secrets
+    or models lying around, and gives the copy its own Compose project."""
+    source = tmp_path / "mine"
+    source.mkdir()
+    (source / ".env").write_text("COMPOSE_PROJECT_NAME=mine\nMODEL_PORT=8080\n")
+    (source / "tasks.py").write_text("# tasks\n")
+    subprocess.run(["git", "init", "-q"], cwd=source, check=True)
+    subprocess.run(["git", "add", ".env", "tasks.py"], cwd=source, check=True)
+    (source / "secret.txt").write_text("untracked\n")
+
+    dest = scaffold.fresh_sandbox(source, tmp_path / "copy", "check-sandbox")
+
+    assert sorted(p.name for p in dest.iterdir()) == [".env", "tasks.py"]
+    assert (dest / ".env").read_text() == "COMPOSE_PROJECT_NAME=check-sandbox\nMODEL_PORT=8080\n"
+    assert (source / ".env").read_text().startswith("COMPOSE_PROJECT_NAME=mine")
