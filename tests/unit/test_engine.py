@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import http.server
 import json
-import os
 import signal
 import socket
 import socketserver
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -416,6 +416,8 @@ def test_spawned_service_runs_in_the_root_folder_not_the_callers(
     caller.mkdir()
     monkeypatch.chdir(caller)
     out = tmp_path / "cwd.txt"
-    pid = _spawn_detached(None)(["sh", "-c", f"pwd > {out}"], tmp_path / "service.log")
-    os.waitpid(pid, 0)
+    _spawn_detached(None)(["sh", "-c", f"pwd > {out}.tmp && mv {out}.tmp {out}"], tmp_path / "log")
+    deadline = time.monotonic() + 10
+    while not out.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # the child is detached: wait for its answer, not for the process
     assert out.read_text().strip() == "/"
