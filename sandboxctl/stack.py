@@ -15,7 +15,7 @@ import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -137,9 +137,13 @@ class Stack:
         """The engine's name of the project's volume ``name`` (Compose prefixes it)."""
         return f"{self.project}_{name}"
 
+    def __post_init__(self) -> None:
+        """Point every command this stack runs (podman, builds, Compose) at its engine."""
+        self.runner = replace(self.runner, extra_env={**self.engine.env(), **self.runner.extra_env})
+
     def podman(self, *args: str, capture: bool = True) -> Result:
         """Run ``podman ARGS`` against this stack's engine (see :meth:`Engine.env`)."""
-        return self.runner.run(["podman", *args], capture=capture, env=self.engine.env())
+        return self.runner.run(["podman", *args], capture=capture)
 
     def compose_run(self, *args: str, capture: bool = False) -> Result:
         """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept."""
@@ -249,8 +253,7 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
         compose = find_compose()
     except (ConfigError, EngineError, ComposeError) as error:
         raise StackError(str(error)) from error
-    # Every podman and compose call of this stack, builds included, targets this engine.
-    return Stack(root, settings, engine, compose, Runner(extra_env=engine.env()), log=log)
+    return Stack(root, settings, engine, compose, log=log)
 
 
 def place_llama_source(stack: Stack) -> Path:
