@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sandboxctl import llama_source
 from sandboxctl._proc import Runner
 from sandboxctl.images import BuildResult, ImageBuildError, build_image
+from sandboxctl.models import source as llama_source
 
 MODEL_SERVICE = "model-server"
 SUPERVISOR_SERVICE = "supervisor"

@@ -359,13 +359,13 @@ def check_line_endings(inputs: DoctorInputs, _state: _State) -> Check:
 
 
 def model_entry(root: Path, key: str) -> dict[str, Any] | None:
-    """Return the catalog entry ``key`` as a dict (through sandboxctl.catalog when it can
+    """Return the catalog entry ``key`` as a dict (through sandboxctl.models.catalog when it can
     load the catalog, else read straight from model/catalog.yaml); None when absent."""
     path = root / "model" / "catalog.yaml"
     if not path.is_file():
         return None
     try:
-        from sandboxctl import catalog
+        from sandboxctl.models import catalog
 
         model = catalog.load_catalog(path).models.get(key)
         if model is None:

@@ -259,8 +259,8 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
 def place_llama_source(stack: Stack) -> Path:
     """Verify and place the pinned llama.cpp source in model/context (cached; quick when
     already there) and return that folder."""
-    from sandboxctl import llama_source
-    from sandboxctl.download import rich_progress
+    from sandboxctl.models import source as llama_source
+    from sandboxctl.models.download import rich_progress
 
     context = stack.root / "model" / "context"
     with rich_progress("llama.cpp source") as progress:
@@ -278,10 +278,11 @@ def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> di
 
     ``only`` limits the work to one service. Returns service -> image tag.
     """
-    from sandboxctl import base_image, builds, llama_source
+    from sandboxctl import base_image, builds
     from sandboxctl.compose import ComposeError, compose_config
-    from sandboxctl.download import DownloadError
     from sandboxctl.images import ImageBuildError
+    from sandboxctl.models import source as llama_source
+    from sandboxctl.models.download import DownloadError
 
     try:
         project = compose_config(stack.compose, project_dir=stack.root, engine=stack.engine)
@@ -333,8 +334,10 @@ def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> di
 
 def prepare_model(stack: Stack) -> Path:
     """Return the host path of the answered model, generating or fetching it when absent."""
-    from sandboxctl import catalog, llama_source, tiny_model
-    from sandboxctl.download import DownloadError, rich_progress
+    from sandboxctl.models import catalog
+    from sandboxctl.models import source as llama_source
+    from sandboxctl.models import tiny as tiny_model
+    from sandboxctl.models.download import DownloadError, rich_progress
 
     try:
         model = catalog.load_catalog(stack.root / "model" / "catalog.yaml").get(

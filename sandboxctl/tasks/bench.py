@@ -6,9 +6,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl import bench_model
-from sandboxctl.catalog import CatalogError
-from sandboxctl.llama_source import REPO_ROOT, SourceError
+from sandboxctl.models import bench as bench_model
+from sandboxctl.models.catalog import CatalogError
+from sandboxctl.models.source import REPO_ROOT, SourceError
 
 
 @task(

@@ -8,10 +8,12 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl import builds, llama_source, tiny_model
-from sandboxctl import catalog as catalog_
-from sandboxctl.download import DownloadError, rich_progress
+from sandboxctl import builds
 from sandboxctl.images import ImageBuildError
+from sandboxctl.models import catalog as catalog_
+from sandboxctl.models import source as llama_source
+from sandboxctl.models import tiny as tiny_model
+from sandboxctl.models.download import DownloadError, rich_progress
 from sandboxctl.tasks._support import settings_or_exit
 
 

@@ -23,7 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-from sandboxctl import llama_source, tiny_model
+from sandboxctl.models import source as llama_source
+from sandboxctl.models import tiny as tiny_model
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 

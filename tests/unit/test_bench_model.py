@@ -1,11 +1,11 @@
-"""Unit tests of sandboxctl.bench_model's pure parts (the benchmark itself needs Podman)."""
+"""Unit tests of sandboxctl.models.bench's pure parts (the benchmark itself needs Podman)."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from sandboxctl import bench_model
+from sandboxctl.models import bench as bench_model
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "Containerfile"
 

@@ -4,7 +4,7 @@
 hold that source (the GitHub release archive, PyPI's llama-cpp-python sdist
 that vendors it). :func:`place_source` downloads the chosen archive into the
 cache (``$XDG_CACHE_HOME/ai-sandbox/llama-cpp`` or ``~/.cache/...``) through
-:mod:`sandboxctl.download`, so it is verified by SHA-256 before anything is
+:mod:`sandboxctl.models.download`, so it is verified by SHA-256 before anything is
 extracted, then extracts the llama.cpp tree into a temporary directory next
 to the build context and renames it into place (``model/context/llama.cpp``),
 with a ``source.json`` manifest. A failure leaves the previous context as it
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from sandboxctl.download import (
+from sandboxctl.models.download import (
     SHA256_RE,
     DownloadError,
     DownloadResult,
@@ -34,7 +34,7 @@ from sandboxctl.download import (
     fsync_dir,
 )
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCES_FILE = REPO_ROOT / "model" / "llama-cpp-sources.yaml"
 CONTEXT_DIR = REPO_ROOT / "model" / "context"
 ORIGINS = ("pypi", "github")

@@ -34,7 +34,7 @@ from typing import Any
 
 import httpx
 
-from sandboxctl import llama_source
+from sandboxctl.models import source as llama_source
 
 CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
@@ -293,7 +293,8 @@ def format_results(result: BenchResult) -> str:
 
 def _ensure_model(key: str) -> Path:
     """Return the benchmark model's path, generating the tiny model if it is missing."""
-    from sandboxctl import catalog, tiny_model
+    from sandboxctl.models import catalog
+    from sandboxctl.models import tiny as tiny_model
 
     model = catalog.load_catalog().get(key)
     path = catalog.model_path(model)

@@ -3,7 +3,7 @@
 Every entry (stored as ``KEY.gguf``) says where the GGUF comes from, the SHA-256 it must have
 (only when read on the publisher's page, cited in ``sha256_source``), its
 license, chat-template and tool-calling support and a recommended per-slot
-context. ``tiny`` is generated offline (:mod:`sandboxctl.tiny_model`) and is
+context. ``tiny`` is generated offline (:mod:`sandboxctl.models.tiny`) and is
 the default for tests and hosts with no network.
 
 Models live in the model-data directory: ``$SANDBOX_MODEL_DIR`` when set,
@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from sandboxctl.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
+from sandboxctl.models.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 CATALOG_FILE = REPO_ROOT / "model" / "catalog.yaml"
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 REQUIRED = {

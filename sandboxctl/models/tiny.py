@@ -29,7 +29,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from sandboxctl.download import fsync_dir
+from sandboxctl.models.download import fsync_dir
 
 ARCH = "llama"
 DEFAULT_SEED = 20240601

@@ -1,0 +1,10 @@
+"""The model concern: which models exist, where they come from, and how they run.
+
+- :mod:`~sandboxctl.models.catalog`: the model catalog (``model/catalog.yaml``),
+  its schema and the path each model takes on the host and in the container.
+- :mod:`~sandboxctl.models.download`: verified downloads with progress and resume.
+- :mod:`~sandboxctl.models.source`: the pinned llama.cpp source and the model image
+  build command.
+- :mod:`~sandboxctl.models.tiny`: the tiny random-weight model generated offline.
+- :mod:`~sandboxctl.models.bench`: the llama-server benchmark (container vs host).
+"""
