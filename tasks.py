@@ -11,6 +11,7 @@ from sandboxctl.tasks import (
     devcontainer,
     host,
     images,
+    kube,
     machine,
     model,
     plan,
@@ -19,7 +20,7 @@ from sandboxctl.tasks import (
 )
 
 ns = Collection()
-for module in (host, machine, model, bench, devcontainer):
+for module in (host, machine, model, bench, devcontainer, kube):
     ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))
