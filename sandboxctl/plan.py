@@ -810,6 +810,25 @@ def check_deviations(
         )
 
 
+def check_kube(root: Path, report: Report) -> None:
+    """Report each file of ``kube/`` (when the sandbox has one) that a fresh render of the
+    Compose model would write differently (``invoke kube.render``; docs/KUBERNETES.md)."""
+    if not (root / "kube").is_dir():
+        return
+    from sandboxctl.compose import ComposeError, find_compose
+    from sandboxctl.kube import render
+    from sandboxctl.kube.convert import ConvertError
+
+    try:
+        found = render.drift(root, render.compose_model(find_compose(), root))
+    except (ComposeError, ConvertError) as error:
+        report.drift("kube", 1, f"the Kubernetes manifests cannot be rendered: {error}")
+        return
+    for file, problem in found:
+        report.drift(file, 1, f"{problem}: run `invoke kube.render`")
+    report.checked.append("kube/")
+
+
 def check(
     root: Path, *, max_open_days: int = DEFAULT_MAX_OPEN_DAYS, now: datetime | None = None
 ) -> Report:
@@ -840,6 +859,7 @@ def check(
     check_catalogs(root, plan, report)
     check_template_choices(root, report)
     check_deviations(root, report, max_open_days=max_open_days, now=now)
+    check_kube(root, report)
     return report
 
 
