@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from sandbox_supervisor.agent import Agent, AgentLimits, action_schema
+from sandbox_supervisor.agent import Agent, AgentLimits
+from sandbox_supervisor.dialects import action_schema
 from sandbox_supervisor.scripted import ScriptedModel, load_script
 from sandbox_supervisor.tools import InProcessExecutor, Limits, Workspace
 from sandbox_supervisor.trajectory import TrajectoryWriter, read_records

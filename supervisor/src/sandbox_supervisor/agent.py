@@ -1,17 +1,9 @@
 """The agent loop: check limits, query the model, parse its reply, execute, observe.
 
-Two ways for the model to act, one loop:
-
-* ``native``: tools are sent as OpenAI ``tools``; the reply's ``tool_calls`` are the
-  actions, and each result goes back as a ``tool`` message.
-* ``json``: the request carries ``response_format`` with a JSON schema whose
-  ``action`` is one of the tools with its arguments, or ``finish`` with an answer.
-  Servers such as llama-server turn that schema into a grammar, so even a model
-  with no tool template produces well-formed actions.
-
-Either way the reply is validated here (a server may ignore the schema and return
-any text with a 200). A malformed reply, an unknown tool or bad arguments go back
-to the model as an observation; ``max_invalid_replies`` of them in a row end the
+How the model is asked and how its reply is read is the job of a dialect
+(:mod:`.dialects`: native tool calls, or a JSON-schema-constrained fallback); the
+loop is the same for both. A malformed reply, an unknown tool or bad arguments go
+back to the model as an observation; ``max_invalid_replies`` of them in a row end the
 run. Steps, wall clock and tokens are checked before every model call; a run also
 stops after ``max_tool_timeouts`` consecutive tool timeouts. Tool calls run only
 after a complete reply was received and each call id runs at most once, so
@@ -24,85 +16,20 @@ status ``log_failed``: nothing runs that could not be recorded first.
 from __future__ import annotations
 
 import json
-import re
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sandbox_supervisor.client import ChatModel, DeadlineExceeded, ModelError, ModelReply
+from sandbox_supervisor.dialects import FINISH, Action, Parsed, dialect, system_prompt
+from sandbox_supervisor.exit_codes import EXIT_CODES, for_status
+from sandbox_supervisor.limits import AgentLimits
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, ToolRequest, ToolResult
 from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter
 
-FINISH = "finish"
-FINISH_SPEC: dict[str, Any] = {
-    "name": FINISH,
-    "description": "End the task and give the final answer.",
-    "parameters": {
-        "type": "object",
-        "properties": {"answer": {"type": "string", "description": "the final answer"}},
-        "required": ["answer"],
-        "additionalProperties": False,
-    },
-}
-
-#: Exit code of ``sandbox-supervisor run`` for each run status.
-EXIT_CODES: dict[str, int] = {
-    "success": 0,
-    "error": 1,
-    "step_budget": 3,
-    "time_budget": 3,
-    "token_budget": 3,
-    "context_exhausted": 3,
-    "invalid_replies": 4,
-    "tool_timeouts": 4,
-    "model_unavailable": 5,
-    "model_rejected": 5,
-    "model_error": 5,
-    "script_exhausted": 5,
-    "tools_unavailable": 5,
-    "log_failed": 6,
-    "interrupted": 130,
-}
-
-# JSON-schema keys that llama.cpp's schema-to-grammar converter understands; others go.
-_GRAMMAR_KEYS = frozenset(
-    {
-        "type",
-        "properties",
-        "required",
-        "additionalProperties",
-        "items",
-        "enum",
-        "const",
-        "anyOf",
-        "oneOf",
-        "minLength",
-        "maxLength",
-        "minItems",
-        "maxItems",
-        "description",
-    }
-)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def without_lone_surrogates(value: Any) -> Any:
-    """Replace lone UTF-16 surrogates (JSON allows ``"\\udada"``; UTF-8 cannot encode it) with
-    U+FFFD in every string of a parsed reply, so no tool, log or request chokes on them."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)  # json.loads already joined valid pairs
-    if isinstance(value, list):
-        return [without_lone_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {
-            without_lone_surrogates(key): without_lone_surrogates(item)
-            for key, item in value.items()
-        }
-    return value
+__all__ = ["EXIT_CODES", "Agent", "AgentLimits", "RunResult", "Stop"]
 
 
 class Stop(Exception):
@@ -113,22 +40,6 @@ class Stop(Exception):
         self.status = status
         self.reason = reason
         self.answer = answer
-
-
-class FormatError(Exception):
-    """The reply could not be read as actions; the message is fed back to the model."""
-
-
-@dataclass(frozen=True)
-class AgentLimits:
-    """Budgets and stop conditions of one run."""
-
-    max_steps: int = 30
-    max_wall_s: float = 1800.0
-    max_total_tokens: int = 200_000
-    max_invalid_replies: int = 3
-    max_tool_timeouts: int = 3
-    max_observation_chars: int = 16_000
 
 
 @dataclass
@@ -146,91 +57,7 @@ class RunResult:
     @property
     def exit_code(self) -> int:
         """The CLI's exit code for this outcome."""
-        return EXIT_CODES.get(self.status, 1)
-
-
-@dataclass(frozen=True)
-class Action:
-    """One validated action from a reply: a tool call or ``finish``."""
-
-    call_id: str
-    name: str
-    arguments: dict[str, Any]
-    model_call_id: str | None = None
-
-
-@dataclass
-class _Parsed:
-    actions: list[Action] = field(default_factory=list)
-    problems: list[tuple[str, str]] = field(default_factory=list)  # (model call id, message)
-
-
-def grammar_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Keep only the JSON-schema keys a grammar-constrained server understands."""
-    out: dict[str, Any] = {}
-    for key, value in schema.items():
-        if key not in _GRAMMAR_KEYS:
-            continue
-        if key == "properties":
-            out[key] = {name: grammar_schema(sub) for name, sub in value.items()}
-        elif key in ("anyOf", "oneOf"):
-            out[key] = [grammar_schema(sub) for sub in value]
-        elif key == "items" and isinstance(value, dict):
-            out[key] = grammar_schema(value)
-        else:
-            out[key] = value
-    return out
-
-
-def action_schema(specs: list[dict[str, Any]], thought_max: int = 600) -> dict[str, Any]:
-    """The JSON schema of one reply in json mode: a thought and one action."""
-    choices = []
-    for spec in [*specs, FINISH_SPEC]:
-        choices.append(
-            {
-                "type": "object",
-                "properties": {
-                    "tool": {"type": "string", "const": spec["name"]},
-                    "args": grammar_schema(spec["parameters"]),
-                },
-                "required": ["tool", "args"],
-                "additionalProperties": False,
-            }
-        )
-    return {
-        "type": "object",
-        "properties": {
-            "thought": {"type": "string", "maxLength": thought_max},
-            "action": {"anyOf": choices},
-        },
-        "required": ["thought", "action"],
-        "additionalProperties": False,
-    }
-
-
-def system_prompt(mode: str, specs: list[dict[str, Any]]) -> str:
-    """The system message: the job, the tools and how to answer."""
-    lines = [
-        "You are an agent that completes a task inside a workspace directory.",
-        "All paths are relative to the workspace root. Work step by step: one action,",
-        "then read its result. When the task is done, call finish with your answer.",
-        "",
-        "Tools:",
-    ]
-    for spec in [*specs, FINISH_SPEC]:
-        args = json.dumps(spec["parameters"].get("properties", {}), separators=(",", ":"))
-        lines.append(f"- {spec['name']}: {spec['description']} Arguments: {args}")
-    if mode == "json":
-        lines += [
-            "",
-            "Reply with exactly one JSON object and nothing else:",
-            '{"thought": "<short reasoning>", "action": {"tool": "<tool name>", "args": {...}}}',
-            'To finish: {"thought": "...", "action": {"tool": "finish",'
-            ' "args": {"answer": "..."}}}',
-        ]
-    else:
-        lines += ["", "Act only through tool calls; call finish to end."]
-    return "\n".join(lines)
+        return for_status(self.status)
 
 
 class Agent:
@@ -247,8 +74,7 @@ class Agent:
         progress: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if mode not in ("native", "json"):
-            raise ValueError(f"tool mode must be native or json, not {mode!r}")
+        self.dialect = dialect(mode)
         self.model = model
         self.executor = executor
         self.log = log
@@ -275,7 +101,7 @@ class Agent:
                 "run_start",
                 task=task,
                 tool_mode=self.mode,
-                limits=self.limits.__dict__,
+                limits=asdict(self.limits),
                 tools=[s["name"] for s in self.specs],
                 **(run_info or {}),
             )
@@ -365,17 +191,7 @@ class Agent:
         """Send the conversation to the model; log the request and the response."""
         self.steps += 1
         step = self.steps
-        kwargs: dict[str, Any] = {}
-        if self.mode == "native":
-            kwargs["tools"] = [*self.specs, FINISH_SPEC]
-        else:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "action",
-                    "schema": action_schema(self.specs),
-                },
-            }
+        kwargs = self.dialect.request(self.specs)
         self.log.write(
             "model_request",
             step=step,
@@ -394,8 +210,8 @@ class Agent:
 
     def step(self, reply: ModelReply) -> None:
         """Parse the reply, run its actions, and feed the results back."""
-        parsed = self.parse(reply)
-        self.remember(reply)
+        parsed = self.dialect.parse(reply, self.steps, self.tool_names)
+        self.messages.append(self.dialect.assistant_message(reply))
         if not parsed.actions:
             why = "; ".join(msg for _, msg in parsed.problems) or "no action in the reply"
             self.invalid(reply, why, parsed)
@@ -422,12 +238,6 @@ class Agent:
         elif not any_valid:
             self.count_invalid("every tool call in the reply was invalid")
 
-    def parse(self, reply: ModelReply) -> _Parsed:
-        """Validate the reply into actions (and problems to report to the model)."""
-        if self.mode == "native":
-            return self._parse_native(reply)
-        return self._parse_json(reply)
-
     def execute(self, action: Action) -> ToolResult:
         """Run one action through the executor, at most once per call id."""
         if action.call_id in self.executed:
@@ -448,84 +258,7 @@ class Agent:
             self.timeouts_in_a_row = 0
         return result
 
-    # -- parsing -----------------------------------------------------------------------
-    def _parse_native(self, reply: ModelReply) -> _Parsed:
-        parsed = _Parsed()
-        if not reply.tool_calls:
-            parsed.problems.append(
-                ("", "the reply has no tool call; act through a tool, or call finish to end")
-            )
-            return parsed
-        seen: set[str] = set()
-        for index, call in enumerate(reply.tool_calls):
-            if call.id in seen:
-                continue  # the same call twice in one reply runs once
-            seen.add(call.id)
-            problem = self._check_name(call.name)
-            arguments: Any = None
-            if problem is None:
-                try:
-                    arguments = without_lone_surrogates(json.loads(call.arguments or "{}"))
-                except ValueError as exc:
-                    problem = f"arguments of {call.name} are not valid JSON: {exc}"
-                else:
-                    if not isinstance(arguments, dict):
-                        problem = f"arguments of {call.name} must be a JSON object"
-            if problem is not None:
-                parsed.problems.append((call.id, problem))
-                continue
-            parsed.actions.append(Action(f"{self.steps}.{index}", call.name, arguments, call.id))
-        return parsed
-
-    def _parse_json(self, reply: ModelReply) -> _Parsed:
-        parsed = _Parsed()
-        text = (reply.content or "").strip()
-        if text.startswith("```"):  # tolerate a fenced block from unconstrained servers
-            text = text.strip("`").removeprefix("json").strip()
-        try:
-            data = without_lone_surrogates(json.loads(text))
-        except ValueError as exc:
-            cut = " (the reply was cut at max tokens)" if reply.finish_reason == "length" else ""
-            parsed.problems.append(("", f"the reply is not valid JSON{cut}: {exc}"))
-            return parsed
-        action = data.get("action") if isinstance(data, dict) else None
-        if not isinstance(action, dict) or not isinstance(action.get("tool"), str):
-            parsed.problems.append(
-                ("", 'the reply must be {"thought": ..., "action": {"tool": ..., "args": {...}}}')
-            )
-            return parsed
-        name = action["tool"]
-        args = action.get("args", {})
-        problem = self._check_name(name)
-        if problem is None and not isinstance(args, dict):
-            problem = "action.args must be a JSON object"
-        if problem is not None:
-            parsed.problems.append(("", problem))
-            return parsed
-        parsed.actions.append(Action(f"{self.steps}.0", name, args))
-        return parsed
-
-    def _check_name(self, name: str) -> str | None:
-        if name == FINISH or name in self.tool_names:
-            return None
-        known = ", ".join(sorted([*self.tool_names, FINISH]))
-        return f"unknown tool {name!r}; the tools are: {known}"
-
     # -- messages ----------------------------------------------------------------------
-    def remember(self, reply: ModelReply) -> None:
-        """Append the model's reply to the conversation."""
-        message: dict[str, Any] = {"role": "assistant", "content": reply.content or ""}
-        if self.mode == "native" and reply.tool_calls:
-            message["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": c.arguments},
-                }
-                for c in reply.tool_calls
-            ]
-        self.messages.append(message)
-
     def observe(self, action: Action, result: ToolResult) -> None:
         """Feed a tool result back to the model."""
         head = f"[{action.name}: {result.status}"
@@ -534,41 +267,20 @@ class Agent:
         if result.truncated:
             head += ", output truncated"
         text = f"{head}]\n{self._cap(result.output)}"
-        if self.mode == "native":
-            self.messages.append(
-                {"role": "tool", "tool_call_id": action.model_call_id, "content": text}
-            )
-        else:
-            self.messages.append({"role": "user", "content": f"Observation:\n{text}"})
+        self.messages.append(self.dialect.observation(action.model_call_id, text))
 
     def observe_problem(self, model_call_id: str, message: str) -> None:
         """Answer one bad native tool call (every call id needs an answer)."""
         self.log.write(
             "error", where="reply", kind="invalid_call", message=message, step=self.steps
         )
-        self.messages.append(
-            {"role": "tool", "tool_call_id": model_call_id, "content": f"[error] {message}"}
-        )
+        self.messages.append(self.dialect.observation(model_call_id, f"[error] {message}"))
 
-    def invalid(self, reply: ModelReply, why: str, parsed: _Parsed) -> None:
+    def invalid(self, reply: ModelReply, why: str, parsed: Parsed) -> None:
         """Tell the model what was wrong with its reply; stop after too many in a row."""
         self.log.write("error", where="reply", kind="invalid_reply", message=why, step=self.steps)
         self.progress(f"step {self.steps}: invalid reply: {why[:120]}")
-        if self.mode == "native" and reply.tool_calls:
-            for model_id, message in parsed.problems:
-                self.messages.append(
-                    {"role": "tool", "tool_call_id": model_id, "content": f"[error] {message}"}
-                )
-        else:
-            hint = (
-                'Reply with one JSON object: {"thought": "...", "action": {"tool": "...", '
-                '"args": {...}}}.'
-                if self.mode == "json"
-                else "Use a tool call."
-            )
-            self.messages.append(
-                {"role": "user", "content": f"Your last reply was not usable: {why}. {hint}"}
-            )
+        self.messages.extend(self.dialect.complaint(reply, parsed, why))
         self.count_invalid(why)
 
     def count_invalid(self, why: str) -> None:

@@ -1,8 +1,8 @@
 """The ``sandbox-supervisor`` command: ``run``, ``show``, ``replay``, ``check``,
-``recover`` and ``serve``.
+``recover``, ``serve`` and ``exit-codes``.
 
 Progress goes to stderr, results to stdout. ``run`` exits with a code that says how
-the run ended (see ``EXIT_CODES`` in :mod:`sandbox_supervisor.agent` and the README).
+the run ended (see :mod:`.exit_codes`, ``sandbox-supervisor exit-codes`` and the README).
 ``serve`` runs the ``tools`` service (:mod:`sandbox_supervisor.tools.service`); with
 ``SUPERVISOR_TOOLS_URL`` set, ``run`` executes tool calls there instead of in process.
 """
@@ -11,37 +11,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import secrets
-import signal
 import sys
-import time
 from collections.abc import Sequence
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from sandbox_supervisor import __version__
-from sandbox_supervisor.agent import EXIT_CODES, Agent, AgentLimits
-from sandbox_supervisor.client import (
-    ChatModel,
-    ModelClient,
-    ModelError,
-    context_size,
-    detect_tool_mode,
-)
+from sandbox_supervisor import __version__, exit_codes
+from sandbox_supervisor.agent import Agent
+from sandbox_supervisor.client import ModelClient, context_size, detect_tool_mode
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
-from sandbox_supervisor.scripted import ScriptedModel, load_script
-from sandbox_supervisor.tools import (
-    Executor,
-    ExecutorUnavailable,
-    InProcessExecutor,
-    Limits,
-    ToolRequest,
-    Workspace,
+from sandbox_supervisor.scripted import ScriptedModel
+from sandbox_supervisor.session import (
+    finish,
+    interrupt_on_sigterm,
+    local_executor,
+    log_path,
+    make_executor,
+    run_task,
+    versions,
 )
-from sandbox_supervisor.tools.remote import RemoteExecutor
+from sandbox_supervisor.tools import ToolRequest
 from sandbox_supervisor.trajectory import (
     TrajectoryError,
     TrajectoryWriter,
@@ -51,260 +40,23 @@ from sandbox_supervisor.trajectory import (
     recover_dir,
     unfinished_run,
 )
+from sandbox_supervisor.view import Progress, render
 
-EXIT_USAGE = 2
-EXIT_UNAVAILABLE = EXIT_CODES["model_unavailable"]
-
-
-def versions() -> dict[str, str]:
-    """Versions of the supervisor, Python and the libraries that shape its behaviour."""
-    found = {"sandbox-supervisor": __version__, "python": platform.python_version()}
-    for name in ("openai", "httpx", "pydantic"):
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "unknown"
-    found["platform"] = platform.platform()
-    return found
-
-
-class Progress:
-    """Progress lines on stderr with the time since start."""
-
-    def __init__(self, quiet: bool = False) -> None:
-        self.started = time.monotonic()
-        self.quiet = quiet
-
-    def __call__(self, message: str) -> None:
-        if not self.quiet:
-            elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:7.2f}s] {message}", file=sys.stderr, flush=True)
+EXIT_USAGE = exit_codes.USAGE
+EXIT_UNAVAILABLE = exit_codes.UNAVAILABLE
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    env = dict(os.environ)
-    overrides = {
-        "workspace": getattr(args, "workspace", None),
-        "log_dir": getattr(args, "log_dir", None),
-        "tool_mode": getattr(args, "tool_mode", None),
-        "max_steps": getattr(args, "max_steps", None),
-        "model_url": getattr(args, "model_url", None),
-    }
-    for field, value in overrides.items():
-        if value is not None:
-            env[f"SUPERVISOR_{field.upper()}"] = str(value)
-    return load_settings(env, args.config)
-
-
-def _secrets(settings: Settings) -> tuple[str, ...]:
-    """The secret values this process holds (kept out of commands and outputs)."""
-    held = (settings.api_key, settings.tools_token)
-    return tuple(value.get_secret_value() for value in held if value is not None)
-
-
-def _limits(settings: Settings) -> Limits:
-    secret = _secrets(settings)
-    return Limits(
-        read_cap_bytes=settings.read_cap_bytes,
-        write_cap_bytes=settings.write_cap_bytes,
-        output_cap_bytes=settings.output_cap_bytes,
-        command_timeout_s=settings.command_timeout_s,
-        command_grace_s=settings.command_grace_s,
-        secrets=secret,
-    )
-
-
-def _agent_limits(settings: Settings, min_steps: int = 0) -> AgentLimits:
-    return AgentLimits(
-        max_steps=max(settings.max_steps, min_steps),
-        max_wall_s=settings.max_wall_s,
-        max_total_tokens=settings.max_total_tokens,
-        max_invalid_replies=settings.max_invalid_replies,
-        max_tool_timeouts=settings.max_tool_timeouts,
-        max_observation_chars=settings.max_observation_chars,
-    )
-
-
-def _log_path(settings: Settings, given: Path | None, prefix: str = "") -> tuple[Path, str]:
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-    return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
-
-
-def _executor(settings: Settings, workspace: Path | None = None) -> Executor:
-    """The tools service when ``SUPERVISOR_TOOLS_URL`` is set (and no workspace is given),
-    else an in-process executor on the workspace."""
-    if settings.tools_url and workspace is None:
-        if settings.tools_token is None:
-            raise ConfigError(
-                "SUPERVISOR_TOOLS_URL is set but SUPERVISOR_TOOLS_TOKEN_FILE is not: "
-                "the tools service needs its token"
-            )
-        return RemoteExecutor(
-            settings.tools_url,
-            settings.tools_token.get_secret_value(),
-            ready_timeout_s=settings.tools_ready_timeout_s,
-            connect_timeout_s=settings.connect_timeout_s,
-            redact=_secrets(settings),
-        )
-    return _local_executor(settings, workspace)
-
-
-def _local_executor(settings: Settings, workspace: Path | None = None) -> InProcessExecutor:
-    ws = Workspace.open(
-        workspace or settings.workspace, allow_protected_writes=settings.allow_protected_writes
-    )
-    return InProcessExecutor(ws, _limits(settings))
-
-
-def _finish(result_status: str, answer: str | None, log_path: Path, progress: Progress) -> int:
-    code = EXIT_CODES.get(result_status, 1)
-    progress(f"trajectory: {log_path}")
-    if answer is not None:
-        print(answer)
-    return code
-
-
-def _interrupt_on_sigterm() -> None:
-    """Turn SIGTERM (``docker stop``) into KeyboardInterrupt so the run ends recorded."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def _ended_before_start(
-    log: TrajectoryWriter, task: str, info: dict[str, Any], where: str, kind: str, message: str
-) -> None:
-    """Record a run that could not start: run_start, the error, run_end."""
-    log.write("run_start", task=task, **info)
-    log.write("error", where=where, kind=kind, message=message)
-    log.write(
-        "run_end", status=kind, reason=message, answer=None, steps=0, exit_code=EXIT_CODES[kind]
-    )
+    """Settings from the environment and ``--config``, with this command's options on top."""
+    options = ("workspace", "log_dir", "tool_mode", "max_steps", "model_url")
+    overrides = {name: getattr(args, name, None) for name in options}
+    return load_settings(None, args.config, overrides)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one task and exit with the outcome's code."""
-    _interrupt_on_sigterm()
     settings = _settings(args)
-    progress = Progress(args.quiet)
-    executor = _executor(settings)
-    log_path, run_id = _log_path(settings, args.log)
-    info: dict[str, Any] = {"config": settings.public_dict(), "versions": versions()}
-    model: ChatModel
-    client: ModelClient | None = None
-    mode: str = settings.tool_mode
-    with TrajectoryWriter(log_path, run_id, fsync=settings.fsync) as log:
-        if args.scripted:
-            model = ScriptedModel(load_script(args.scripted))
-            info["model_source"] = f"scripted:{args.scripted}"
-            if mode == "auto":
-                mode, why = "json", "scripted model"
-                info["tool_mode_reason"] = why
-        else:
-
-            def on_retry(attempt: int, delay: float, why: str) -> None:
-                progress(f"retry {attempt} in {delay:.1f} s: {why}")
-                log.write(
-                    "error",
-                    where="model",
-                    kind="retry",
-                    attempt=attempt,
-                    delay_s=round(delay, 3),
-                    message=why,
-                )
-
-            client = ModelClient(settings, on_retry=on_retry)
-            model = client
-            progress(f"waiting for {settings.server_root}/health")
-            try:
-                client.wait_ready(time.monotonic() + settings.ready_timeout_s)
-            except ModelError as exc:
-                progress(str(exc))
-                _ended_before_start(log, args.task, info, "model", exc.kind, str(exc))
-                client.close()
-                return _finish(exc.kind, None, log_path, progress)
-            props = client.props()
-            info["server"] = {"n_ctx": context_size(props), "model_path": props.get("model_path")}
-            if mode == "auto":
-                mode, why = detect_tool_mode(props)
-                info["tool_mode_reason"] = why
-        progress(f"run {run_id}: tool mode {mode}, log {log_path}")
-        try:
-            agent = Agent(
-                model, executor, log, mode=mode, limits=_agent_limits(settings), progress=progress
-            )
-        except ExecutorUnavailable as exc:
-            progress(str(exc))
-            _ended_before_start(log, args.task, info, "tools", "tools_unavailable", str(exc))
-            if client is not None:
-                client.close()
-            return _finish("tools_unavailable", None, log_path, progress)
-        try:
-            result = agent.run(args.task, info)
-        finally:
-            if client is not None:
-                client.close()
-            if isinstance(executor, RemoteExecutor):
-                executor.close()
-    progress(
-        f"{result.status}: {result.steps} steps, {result.tokens['total']} tokens, "
-        f"{result.elapsed_s:.1f} s"
-    )
-    return _finish(result.status, result.answer, log_path, progress)
-
-
-def render(records: list[dict[str, Any]]) -> str:
-    """A readable rendering of a trajectory: steps, tool calls, timings, tokens."""
-    out: list[str] = []
-    for record in records:
-        kind = record["type"]
-        if kind == "run_start":
-            model = record.get("config", {}).get("model", record.get("model_source", "?"))
-            out.append(
-                f"== run {record['run_id']} at {record['ts']} model={model} "
-                f"mode={record.get('tool_mode')}"
-            )
-            out.append(f"   task: {record.get('task')}")
-        elif kind == "model_response":
-            reply = record["reply"]
-            usage = reply.get("usage", {})
-            what = ", ".join(c["name"] for c in reply.get("tool_calls", [])) or _short(
-                reply.get("content") or "", 100
-            )
-            out.append(
-                f"-- step {record['step']}: model {reply.get('latency_s', 0):.2f}s "
-                f"tokens {usage.get('prompt_tokens', 0)}+"
-                f"{usage.get('completion_tokens', 0)} try {reply.get('attempts', 1)}: "
-                f"{what}"
-            )
-        elif kind == "tool_call":
-            out.append(f"   -> {record['name']} {_short(json.dumps(record.get('arguments')), 120)}")
-        elif kind == "tool_result":
-            extra = f" exit={record['exit_code']}" if record.get("exit_code") is not None else ""
-            first = _short(record.get("output", ""), 100)
-            out.append(
-                f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}"
-            )
-        elif kind == "error":
-            out.append(f"   !! {record.get('kind')}: {_short(record.get('message', ''), 160)}")
-        elif kind == "repair":
-            out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
-        elif kind == "run_end":
-            tokens = record.get("tokens") or {}
-            out.append(
-                f"== end: {record['status']} after {record.get('steps')} steps, "
-                f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
-                + (f"; answer: {record['answer']}" if record.get("answer") else "")
-                + (f"; {record['reason']}" if record.get("reason") else "")
-            )
-    return "\n".join(out)
-
-
-def _short(text: str, limit: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return run_task(settings, args.task, scripted=args.scripted, log=args.log, quiet=args.quiet)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -349,14 +101,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
         replies = [{"reply": r["reply"]} for r in run if r["type"] == "model_response"]
         start = run[0]
         mode = start.get("tool_mode", "json")
-        log_path, run_id = _log_path(settings, args.out, prefix="replay-")
-        with TrajectoryWriter(log_path, run_id, fsync=settings.fsync) as log:
+        path, run_id = log_path(settings, args.out, prefix="replay-")
+        with TrajectoryWriter(path, run_id, fsync=settings.fsync) as log:
             agent = Agent(
                 ScriptedModel(replies, model="replay"),
-                _executor(settings, args.workspace),
+                make_executor(settings, args.workspace),
                 log,
                 mode=mode,
-                limits=_agent_limits(settings, len(replies)),
+                limits=settings.agent_limits(len(replies)),
                 progress=progress,
             )
             result = agent.run(
@@ -368,8 +120,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     "replay_of": start["run_id"],
                 },
             )
-        return _finish(result.status, result.answer, log_path, progress)
-    executor = _executor(settings, args.workspace)
+        return finish(result.status, result.answer, path, progress)
+    executor = make_executor(settings, args.workspace)
     recorded = {r["call_id"]: r for r in run if r["type"] == "tool_result"}
     differ = 0
     for record in run:
@@ -447,7 +199,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the tools service until SIGTERM or Ctrl-C."""
     from sandbox_supervisor.tools.service import ToolService, make_server
 
-    _interrupt_on_sigterm()
+    interrupt_on_sigterm()
     settings = _settings(args)
     if settings.tools_token is None:
         raise ConfigError(
@@ -455,7 +207,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "(a random secret of at least 16 characters)"
         )
     try:
-        service = ToolService(_local_executor(settings), settings.tools_token.get_secret_value())
+        service = ToolService(local_executor(settings), settings.tools_token.get_secret_value())
     except ValueError as exc:
         raise ConfigError(f"SUPERVISOR_TOOLS_TOKEN_FILE: {exc}") from exc
     server = make_server(service, args.host, args.port)
@@ -471,6 +223,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("tools: stopping", file=sys.stderr, flush=True)
     finally:
         server.server_close()
+    return 0
+
+
+def cmd_exit_codes(args: argparse.Namespace) -> int:
+    """Print the exit-code contract (``exit_codes.json``) for the host and for people."""
+    if args.json:
+        print(json.dumps(exit_codes.contract(), indent=2))
+        return 0
+    for name, entry in exit_codes.contract()["codes"].items():
+        finished = "finished" if entry["finished"] else "did not finish"
+        print(f"{entry['code']:>3}  {name:<12} {finished:<15} {entry['meaning']}")
     return 0
 
 
@@ -541,6 +304,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8700, help="port to listen on")
     serve.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
     serve.set_defaults(func=cmd_serve)
+
+    codes = sub.add_parser("exit-codes", help="print what each exit code of `run` means")
+    codes.add_argument("--json", action="store_true", help="the machine-readable contract")
+    codes.set_defaults(func=cmd_exit_codes)
     return parser
 
 
@@ -557,4 +324,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sandbox-supervisor: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        return EXIT_CODES["interrupted"]
+        return exit_codes.INTERRUPTED

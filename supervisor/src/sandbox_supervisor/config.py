@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from sandbox_supervisor.limits import AgentLimits, Limits
+
 ENV_PREFIX = "SUPERVISOR_"
 CONFIG_FILE_VAR = "SUPERVISOR_CONFIG_FILE"
 
@@ -110,6 +112,33 @@ class Settings(BaseModel):
         data["tools_token_set"] = self.tools_token is not None
         return data
 
+    def secrets(self) -> tuple[str, ...]:
+        """The secret values this process holds (kept out of commands and outputs)."""
+        held = (self.api_key, self.tools_token)
+        return tuple(value.get_secret_value() for value in held if value is not None)
+
+    def tool_limits(self) -> Limits:
+        """What one tool call may do, with this process's secrets to keep out."""
+        return Limits(
+            read_cap_bytes=self.read_cap_bytes,
+            write_cap_bytes=self.write_cap_bytes,
+            output_cap_bytes=self.output_cap_bytes,
+            command_timeout_s=self.command_timeout_s,
+            command_grace_s=self.command_grace_s,
+            secrets=self.secrets(),
+        )
+
+    def agent_limits(self, min_steps: int = 0) -> AgentLimits:
+        """What one run may spend (at least ``min_steps`` steps, for a replay)."""
+        return AgentLimits(
+            max_steps=max(self.max_steps, min_steps),
+            max_wall_s=self.max_wall_s,
+            max_total_tokens=self.max_total_tokens,
+            max_invalid_replies=self.max_invalid_replies,
+            max_tool_timeouts=self.max_tool_timeouts,
+            max_observation_chars=self.max_observation_chars,
+        )
+
     @property
     def server_root(self) -> str:
         """Base URL of the server itself (``model_url`` without a trailing ``/v1``)."""
@@ -145,10 +174,8 @@ def _allowed(field: str) -> str:
     return kind
 
 
-def _source_name(field: str, from_env: set[str]) -> str:
-    if field in from_env:
-        return _env_name(field)
-    return f"{field} (config file)"
+def _source_name(field: str, sources: Mapping[str, str]) -> str:
+    return sources.get(field, f"{field} (config file)")
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -175,11 +202,15 @@ def _unknown(name: str, known: list[str]) -> ConfigError:
 
 
 def load_settings(
-    env: Mapping[str, str] | None = None, config_file: Path | None = None
+    env: Mapping[str, str] | None = None,
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
     """Build :class:`Settings` from a config file (optional) and ``SUPERVISOR_*`` variables.
 
-    Environment variables win over the file. ``SUPERVISOR_CONFIG_FILE`` names the
+    Environment variables win over the file, and ``overrides`` (command-line options:
+    setting name -> value, None meaning "not given") win over both; an error about an
+    override names its option (``--max-steps``). ``SUPERVISOR_CONFIG_FILE`` names the
     file when ``config_file`` is not given. The key file, when set, must be readable.
     """
     env = os.environ if env is None else env
@@ -191,7 +222,7 @@ def load_settings(
             if key not in fields:
                 raise _unknown(f"{key} (in {file_path})", fields)
             values[key] = value
-    from_env: set[str] = set()
+    sources: dict[str, str] = {}
     known_env = [_env_name(f) for f in fields] + [CONFIG_FILE_VAR]
     for name, value in env.items():
         if not name.startswith(ENV_PREFIX) or name == CONFIG_FILE_VAR:
@@ -200,12 +231,19 @@ def load_settings(
             raise _unknown(name, known_env)
         field = name[len(ENV_PREFIX) :].lower()
         values[field] = value
-        from_env.add(field)
+        sources[field] = name
+    for field, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if field not in fields:
+            raise _unknown(f"--{field.replace('_', '-')}", fields)
+        values[field] = str(value) if isinstance(value, Path) else value
+        sources[field] = f"--{field.replace('_', '-')}"
     for secret_field, file_field in _SECRET_FIELDS.items():
         key_file = values.get(file_field)
         if not key_file:
             continue
-        source = _source_name(file_field, from_env)
+        source = _source_name(file_field, sources)
         try:
             key = Path(key_file).read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -223,7 +261,7 @@ def load_settings(
                 problems.append(err["msg"])
                 continue
             got = values.get(field)
-            problems.append(f"{_source_name(field, from_env)}={got!r}: must be {_allowed(field)}")
+            problems.append(f"{_source_name(field, sources)}={got!r}: must be {_allowed(field)}")
         raise ConfigError("; ".join(problems)) from None
     if settings.backoff_max_s < settings.backoff_base_s:
         raise ConfigError(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from sandbox_supervisor.tools.registry import Limits, Registry, ToolRequest, ToolResult
+from sandbox_supervisor.tools.registry import Registry
+from sandbox_supervisor.tools.types import Limits, ToolRequest, ToolResult
 from sandbox_supervisor.tools.workspace import Workspace
 
 

@@ -23,7 +23,7 @@ from typing import Any, cast, get_args
 import httpx
 
 from sandbox_supervisor.tools.executor import ExecutorUnavailable
-from sandbox_supervisor.tools.registry import Status, ToolRequest, ToolResult
+from sandbox_supervisor.tools.types import Status, ToolRequest, ToolResult
 
 RETRY_STATUS = frozenset({502, 503, 504})
 _STATUSES = frozenset(get_args(Status))

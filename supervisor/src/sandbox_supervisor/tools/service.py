@@ -37,7 +37,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from sandbox_supervisor.tools.executor import InProcessExecutor
-from sandbox_supervisor.tools.registry import ToolRequest, ToolResult
+from sandbox_supervisor.tools.types import ToolRequest, ToolResult
 
 DEFAULT_PORT = 8700
 MIN_TOKEN_CHARS = 16

@@ -1,0 +1,182 @@
+"""The pieces the commands are assembled from: executors, log paths, one agent run.
+
+:func:`run_task` is ``sandbox-supervisor run`` without the argument parsing: it
+connects to the model (or a scripted one), picks the tool mode, runs the loop with
+the trajectory and returns the exit code (see :mod:`.exit_codes`).
+"""
+
+from __future__ import annotations
+
+import platform
+import secrets
+import signal
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from sandbox_supervisor import __version__
+from sandbox_supervisor.agent import Agent
+from sandbox_supervisor.client import (
+    ChatModel,
+    ModelClient,
+    ModelError,
+    context_size,
+    detect_tool_mode,
+)
+from sandbox_supervisor.config import ConfigError, Settings
+from sandbox_supervisor.exit_codes import EXIT_CODES, for_status
+from sandbox_supervisor.scripted import ScriptedModel, load_script
+from sandbox_supervisor.tools import Executor, ExecutorUnavailable, InProcessExecutor, Workspace
+from sandbox_supervisor.tools.remote import RemoteExecutor
+from sandbox_supervisor.trajectory import TrajectoryWriter
+from sandbox_supervisor.view import Progress
+
+
+def versions() -> dict[str, str]:
+    """Versions of the supervisor, Python and the libraries that shape its behaviour."""
+    found = {"sandbox-supervisor": __version__, "python": platform.python_version()}
+    for name in ("openai", "httpx", "pydantic"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "unknown"
+    found["platform"] = platform.platform()
+    return found
+
+
+def log_path(settings: Settings, given: Path | None, prefix: str = "") -> tuple[Path, str]:
+    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+    return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
+
+
+def make_executor(settings: Settings, workspace: Path | None = None) -> Executor:
+    """The tools service when ``SUPERVISOR_TOOLS_URL`` is set (and no workspace is given),
+    else an in-process executor on the workspace."""
+    if settings.tools_url and workspace is None:
+        if settings.tools_token is None:
+            raise ConfigError(
+                "SUPERVISOR_TOOLS_URL is set but SUPERVISOR_TOOLS_TOKEN_FILE is not: "
+                "the tools service needs its token"
+            )
+        return RemoteExecutor(
+            settings.tools_url,
+            settings.tools_token.get_secret_value(),
+            ready_timeout_s=settings.tools_ready_timeout_s,
+            connect_timeout_s=settings.connect_timeout_s,
+            redact=settings.secrets(),
+        )
+    return local_executor(settings, workspace)
+
+
+def local_executor(settings: Settings, workspace: Path | None = None) -> InProcessExecutor:
+    ws = Workspace.open(
+        workspace or settings.workspace, allow_protected_writes=settings.allow_protected_writes
+    )
+    return InProcessExecutor(ws, settings.tool_limits())
+
+
+def finish(result_status: str, answer: str | None, path: Path, progress: Progress) -> int:
+    """Say where the trajectory is, print the answer; return the exit code of the status."""
+    code = for_status(result_status)
+    progress(f"trajectory: {path}")
+    if answer is not None:
+        print(answer)
+    return code
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (``docker stop``) into KeyboardInterrupt so the run ends recorded."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def ended_before_start(
+    log: TrajectoryWriter, task: str, info: dict[str, Any], where: str, kind: str, message: str
+) -> None:
+    """Record a run that could not start: run_start, the error, run_end."""
+    log.write("run_start", task=task, **info)
+    log.write("error", where=where, kind=kind, message=message)
+    log.write(
+        "run_end", status=kind, reason=message, answer=None, steps=0, exit_code=EXIT_CODES[kind]
+    )
+
+
+def run_task(
+    settings: Settings, task: str, *, scripted: str | None, log: Path | None, quiet: bool
+) -> int:
+    """Run one task to its end; return the exit code of its outcome."""
+    interrupt_on_sigterm()
+    progress = Progress(quiet)
+    executor = make_executor(settings)
+    path, run_id = log_path(settings, log)
+    info: dict[str, Any] = {"config": settings.public_dict(), "versions": versions()}
+    model: ChatModel
+    client: ModelClient | None = None
+    mode: str = settings.tool_mode
+    with TrajectoryWriter(path, run_id, fsync=settings.fsync) as writer:
+        if scripted:
+            model = ScriptedModel(load_script(scripted))
+            info["model_source"] = f"scripted:{scripted}"
+            if mode == "auto":
+                mode, why = "json", "scripted model"
+                info["tool_mode_reason"] = why
+        else:
+
+            def on_retry(attempt: int, delay: float, why: str) -> None:
+                progress(f"retry {attempt} in {delay:.1f} s: {why}")
+                writer.write(
+                    "error",
+                    where="model",
+                    kind="retry",
+                    attempt=attempt,
+                    delay_s=round(delay, 3),
+                    message=why,
+                )
+
+            client = ModelClient(settings, on_retry=on_retry)
+            model = client
+            progress(f"waiting for {settings.server_root}/health")
+            try:
+                client.wait_ready(time.monotonic() + settings.ready_timeout_s)
+            except ModelError as exc:
+                progress(str(exc))
+                ended_before_start(writer, task, info, "model", exc.kind, str(exc))
+                client.close()
+                return finish(exc.kind, None, path, progress)
+            props = client.props()
+            info["server"] = {"n_ctx": context_size(props), "model_path": props.get("model_path")}
+            if mode == "auto":
+                mode, why = detect_tool_mode(props)
+                info["tool_mode_reason"] = why
+        progress(f"run {run_id}: tool mode {mode}, log {path}")
+        try:
+            agent = Agent(
+                model,
+                executor,
+                writer,
+                mode=mode,
+                limits=settings.agent_limits(),
+                progress=progress,
+            )
+        except ExecutorUnavailable as exc:
+            progress(str(exc))
+            ended_before_start(writer, task, info, "tools", "tools_unavailable", str(exc))
+            if client is not None:
+                client.close()
+            return finish("tools_unavailable", None, path, progress)
+        try:
+            result = agent.run(task, info)
+        finally:
+            if client is not None:
+                client.close()
+            if isinstance(executor, RemoteExecutor):
+                executor.close()
+    progress(
+        f"{result.status}: {result.steps} steps, {result.tokens['total']} tokens, "
+        f"{result.elapsed_s:.1f} s"
+    )
+    return finish(result.status, result.answer, path, progress)

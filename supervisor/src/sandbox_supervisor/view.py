@@ -1,0 +1,74 @@
+"""How people see a run: progress lines on stderr and a readable rendering of a trajectory."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any
+
+
+class Progress:
+    """Progress lines on stderr with the time since start."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        self.started = time.monotonic()
+        self.quiet = quiet
+
+    def __call__(self, message: str) -> None:
+        if not self.quiet:
+            elapsed = time.monotonic() - self.started
+            print(f"[{elapsed:7.2f}s] {message}", file=sys.stderr, flush=True)
+
+
+def render(records: list[dict[str, Any]]) -> str:
+    """A readable rendering of a trajectory: steps, tool calls, timings, tokens."""
+    out: list[str] = []
+    for record in records:
+        kind = record["type"]
+        if kind == "run_start":
+            model = record.get("config", {}).get("model", record.get("model_source", "?"))
+            out.append(
+                f"== run {record['run_id']} at {record['ts']} model={model} "
+                f"mode={record.get('tool_mode')}"
+            )
+            out.append(f"   task: {record.get('task')}")
+        elif kind == "model_response":
+            reply = record["reply"]
+            usage = reply.get("usage", {})
+            what = ", ".join(c["name"] for c in reply.get("tool_calls", [])) or short(
+                reply.get("content") or "", 100
+            )
+            out.append(
+                f"-- step {record['step']}: model {reply.get('latency_s', 0):.2f}s "
+                f"tokens {usage.get('prompt_tokens', 0)}+"
+                f"{usage.get('completion_tokens', 0)} try {reply.get('attempts', 1)}: "
+                f"{what}"
+            )
+        elif kind == "tool_call":
+            out.append(f"   -> {record['name']} {short(json.dumps(record.get('arguments')), 120)}")
+        elif kind == "tool_result":
+            extra = f" exit={record['exit_code']}" if record.get("exit_code") is not None else ""
+            first = short(record.get("output", ""), 100)
+            out.append(
+                f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}"
+            )
+        elif kind == "error":
+            out.append(f"   !! {record.get('kind')}: {short(record.get('message', ''), 160)}")
+        elif kind == "repair":
+            out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
+        elif kind == "run_end":
+            tokens = record.get("tokens") or {}
+            out.append(
+                f"== end: {record['status']} after {record.get('steps')} steps, "
+                f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
+                + (f"; answer: {record['answer']}" if record.get("answer") else "")
+                + (f"; {record['reason']}" if record.get("reason") else "")
+            )
+    return "\n".join(out)
+
+
+def short(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters with ``...``."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
