@@ -13,7 +13,11 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 
-apt_packages=(python3 python3-venv python3-pip git ca-certificates podman runc debootstrap shellcheck)
+# The host's packages: one list, requirements/debian-packages.txt (also read by host.prepare).
+apt_packages=()
+while read -r pkg _; do
+    [ -n "$pkg" ] && apt_packages+=("$pkg")
+done < <(sed 's/#.*//' requirements/debian-packages.txt)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -21,6 +25,7 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]}" >&2
     "${SUDO[@]}" apt-get update -qq
+    # --no-install-recommends: every package the stack needs is named in the list.
     DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 

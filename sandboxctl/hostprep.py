@@ -2,18 +2,23 @@
 
 Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
 
-1. install what is missing of ``podman runc debootstrap python3-venv`` with apt
-   (through ``sudo`` when not root);
+1. install what is missing of ``requirements/debian-packages.txt`` with apt (through
+   ``sudo`` when not root): the one package list, which ``bootstrap.sh`` reads too;
 2. link Compose v2 as ``~/.docker/cli-plugins/docker-compose`` so ``docker compose`` works;
 3. probe the engine with a tiny container and diagnose the failures ENVIRONMENT.md lists
    (``setrlimit`` → ``default_ulimits``; ``cgroups in hybrid mode`` → ``runtime = "runc"``).
    Candidate fixes are tried as per-run flags first (``--ulimit``, ``--runtime``), so the
    diagnosis is the same with or without ``dry_run``; then they are written to the drop-in
-   ``/etc/containers/containers.conf.d/50-ai-sandbox.conf`` with the user's consent.
+   ``/etc/containers/containers.conf.d/50-ai-sandbox.conf`` with the user's consent;
+4. switch a CNI host to the netavark network backend (CNI has no DNS between containers
+   without a plugin), in the same drop-in, and remove the ``cni-podman0`` bridge CNI
+   leaves behind (it holds 10.88.0.1/16 and shadows netavark's default network);
+5. check that a container with ``--init`` runs (Podman's init binary is installed).
 """
 
 from __future__ import annotations
 
+import json
 import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
@@ -23,13 +28,29 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
 
-PACKAGES: tuple[str, ...] = ("podman", "runc", "debootstrap", "python3-venv")
+PACKAGE_LIST = Path(__file__).resolve().parents[1] / "requirements" / "debian-packages.txt"
+
+
+def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:
+    """Return the packages named in ``path`` (one a line; ``#`` starts a comment)."""
+    names = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = line.split("#", 1)[0].split()
+        names += words[:1]
+    return tuple(names)
+
+
+PACKAGES: tuple[str, ...] = read_package_list()
 DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
 DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
 PROBE_IMAGE = "docker.io/library/debian:bookworm-slim"
 
 FIX_ULIMITS = "default_ulimits"
 FIX_RUNC = "runtime_runc"
+FIX_NETAVARK = "network_backend"
+NETWORK_BACKEND = "netavark"
+CNI_BRIDGE = "cni-podman0"
+SYS_NET = Path("/sys/class/net")
 
 _ULIMIT_MARKERS = ("setrlimit", "error setting rlimit")
 _HYBRID_MARKER = "cgroups in hybrid mode not supported"
@@ -50,6 +71,7 @@ class PrepareContext:
     dropin: Path = DROPIN
     compose_binary: Path | None = None
     probe_image: str = PROBE_IMAGE
+    sys_net: Path = SYS_NET
 
 
 @dataclass
@@ -98,7 +120,10 @@ def apt_commands(missing: Sequence[str], is_root: bool) -> list[list[str]]:
     env = ["env", "DEBIAN_FRONTEND=noninteractive"]
     return [
         privileged([*env, "apt-get", "update"], is_root),
-        privileged([*env, "apt-get", "install", "-y", *missing], is_root),
+        # Every package the stack needs is in the list: no Recommends pulled in unasked.
+        privileged(
+            [*env, "apt-get", "install", "-y", "--no-install-recommends", *missing], is_root
+        ),
     ]
 
 
@@ -144,12 +169,15 @@ def diagnose(output: str) -> set[str]:
     return fixes
 
 
-def probe_argv(image: str | None, fixes: set[str]) -> list[str]:
+def probe_argv(image: str | None, fixes: set[str], *, init: bool = False) -> list[str]:
     """Return a tiny container run, with ``fixes`` applied as per-run flags.
 
-    With no local image, the host's root (read-only overlay) serves as the rootfs.
+    With no local image, the host's root (read-only overlay) serves as the rootfs. ``init``
+    asks for Podman's init binary (what Compose's ``init: true`` needs).
     """
     argv = ["podman", "run", "--rm", "--pull=never", "--network=none"]
+    if init:
+        argv.append("--init")
     if FIX_ULIMITS in fixes:
         argv += [f"--ulimit={limit}" for limit in DEFAULT_ULIMITS]
     if FIX_RUNC in fixes:
@@ -206,6 +234,8 @@ def wanted_dropin(existing: dict[str, Any], fixes: set[str] | frozenset[str]) ->
         merged.setdefault("containers", {})["default_ulimits"] = list(DEFAULT_ULIMITS)
     if FIX_RUNC in fixes:
         merged.setdefault("engine", {})["runtime"] = "runc"
+    if FIX_NETAVARK in fixes:
+        merged.setdefault("network", {})["network_backend"] = NETWORK_BACKEND
     return merged
 
 
@@ -249,6 +279,49 @@ def write_dropin(ctx: PrepareContext, text: str) -> None:
             raise PrepareError(f"`{quote(argv)}` failed: {result.output}")
     finally:
         staged.unlink(missing_ok=True)
+
+
+# --- network backend -----------------------------------------------------------------------
+
+
+def podman_info(runner: Runner) -> dict[str, Any] | None:
+    """Return ``podman info`` as a dict, or None when it fails."""
+    try:
+        result = runner.run(["podman", "info", "--format", "json"])
+    except CommandNotFound:
+        return None
+    if not result.ok:
+        return None
+    try:
+        data = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+@dataclass(frozen=True)
+class NetworkFacts:
+    """What the engine's networking looks like: the backend, and what a switch touches."""
+
+    backend: str
+    """``netavark``, ``cni``, or empty when ``podman info`` failed."""
+    containers: tuple[str, ...] = ()
+    stale_bridge: bool = False
+    """The ``cni-podman0`` bridge exists (CNI's default network; netavark never uses it)."""
+
+
+def network_facts(runner: Runner, sys_net: Path = SYS_NET) -> NetworkFacts:
+    """Read the network backend, the existing containers and whether CNI's bridge is up."""
+    info = podman_info(runner) or {}
+    backend = str(info.get("host", {}).get("networkBackend") or "")
+    listed = runner.run(["podman", "ps", "--all", "--format", "{{.Names}}"])
+    containers = tuple(listed.stdout.split()) if listed.ok else ()
+    return NetworkFacts(backend, containers, (sys_net / CNI_BRIDGE).exists())
+
+
+def bridge_removal_argv(is_root: bool) -> list[str]:
+    """Return the command that deletes CNI's stale bridge."""
+    return privileged(["ip", "link", "delete", CNI_BRIDGE], is_root)
 
 
 # --- the whole preparation -----------------------------------------------------------------
@@ -313,7 +386,7 @@ def prepare(
         report.add(f"done: {message}")
         report.changed = True
 
-    # 3. engine quirks
+    # 3-5. engine quirks, network backend, init
     if ctx.runner.which("podman") is None:
         report.add(f"podman not installed yet: the quirk probe {verb} run after installing it")
         return report
@@ -328,30 +401,67 @@ def prepare(
             f"{detail}"
         )
         return report
+    fixes = set(outcome.fixes) | _network_fixes(ctx, report, verb)
+    if _write_fixes(ctx, report, fixes, image, probe_name, dry_run=dry_run, confirm=confirm):
+        _remove_stale_bridge(ctx, report, dry_run=dry_run, confirm=confirm)
+        _check_init(ctx, image, report)
+    return report
+
+
+def _network_fixes(ctx: PrepareContext, report: PrepareReport, verb: str) -> set[str]:
+    facts = network_facts(ctx.runner, ctx.sys_net)
+    if facts.backend in ("", NETWORK_BACKEND):
+        report.add(f"ok: network backend {facts.backend or 'unknown (podman info failed)'}")
+        return set()
+    report.add(
+        f"network backend {facts.backend}: containers cannot resolve each other's names; "
+        f"{verb} switch to {NETWORK_BACKEND}"
+    )
+    if facts.containers:
+        shown = ", ".join(facts.containers[:8]) + (" ..." if len(facts.containers) > 8 else "")
+        report.add(
+            f"warn: {len(facts.containers)} container(s) created under {facts.backend} must be "
+            f"recreated after the switch (in a sandbox: `invoke down`, then `invoke up`): {shown}"
+        )
+    return {FIX_NETAVARK}
+
+
+def _write_fixes(
+    ctx: PrepareContext,
+    report: PrepareReport,
+    fixes: set[str],
+    image: str | None,
+    probe_name: str,
+    *,
+    dry_run: bool,
+    confirm: Callable[[str], bool],
+) -> bool:
+    """Write the drop-in the fixes need (with consent); False when a blocking problem stays."""
+    verb = "would" if dry_run else "will"
     existing = read_dropin(ctx.dropin)
-    wanted = wanted_dropin(existing, outcome.fixes)
-    if not outcome.fixes:
+    wanted = wanted_dropin(existing, fixes)
+    if not fixes:
         kept = f"; {ctx.dropin} kept" if existing else ""
         report.add(f"ok: containers run on this engine (probe: {probe_name}){kept}")
-        return report
-    names = ", ".join(sorted(outcome.fixes))
+        return True
+    names = ", ".join(sorted(fixes))
     if wanted == existing:
         problem = (
-            f"{ctx.dropin} sets {names} but containers still need them as flags: another "
+            f"{ctx.dropin} sets {names} but the engine does not follow it: another "
             "containers.conf (CONTAINERS_CONF, ~/.config/containers) overrides it"
         )
         report.blocking.append(problem)
         report.add(f"fail: {problem}")
-        return report
+        return False
     text = render_dropin(wanted)
-    report.add(f"engine quirks found: {names}; {verb} write {ctx.dropin}:")
+    report.add(f"engine settings needed: {names}; {verb} write {ctx.dropin}:")
     report.lines += [f"    {line}" for line in text.splitlines()]
     if dry_run:
-        return report
+        return True
     if not confirm(f"Write {ctx.dropin} with {names}?"):
         raise PrepareError(
-            f"declined: containers fail without {names}; write {ctx.dropin} yourself or pass "
-            "`--ulimit`/`--runtime` on every run"
+            f"declined: the stack fails without {names}; write {ctx.dropin} yourself "
+            "(see docs/HOST.md)"
         )
     write_dropin(ctx, text)
     report.changed = True
@@ -359,6 +469,50 @@ def prepare(
     if not verify.ok:
         report.blocking.append(f"still failing after writing {ctx.dropin}: {verify.output}")
         report.add(f"fail: still failing after the drop-in: {verify.output}")
-    else:
-        report.add(f"done: {ctx.dropin} written; containers run")
-    return report
+        return False
+    if FIX_NETAVARK in fixes:
+        backend = network_facts(ctx.runner, ctx.sys_net).backend
+        if backend != NETWORK_BACKEND:
+            problem = f"the network backend is still {backend or 'unknown'} after the drop-in"
+            report.blocking.append(problem)
+            report.add(f"fail: {problem}")
+            return False
+    report.add(f"done: {ctx.dropin} written; containers run")
+    return True
+
+
+def _remove_stale_bridge(
+    ctx: PrepareContext,
+    report: PrepareReport,
+    *,
+    dry_run: bool,
+    confirm: Callable[[str], bool],
+) -> None:
+    """Delete ``cni-podman0`` once the backend is netavark: CNI left it holding 10.88.0.1/16,
+    and netavark's default network (same subnet) then gets no working route."""
+    if not (ctx.sys_net / CNI_BRIDGE).exists():
+        return
+    if not dry_run and network_facts(ctx.runner, ctx.sys_net).backend != NETWORK_BACKEND:
+        return  # CNI still owns it
+    argv = bridge_removal_argv(ctx.is_root)
+    report.add(f"stale {CNI_BRIDGE} bridge (left by the CNI backend) shadows netavark's network")
+    if dry_run:
+        report.add(f"would run: {quote(argv)}")
+        return
+    if not confirm(f"Delete the stale {CNI_BRIDGE} bridge?"):
+        raise PrepareError(f"declined: delete it yourself: {quote(argv)}")
+    _run_step(ctx, argv, report)
+
+
+def _check_init(ctx: PrepareContext, image: str | None, report: PrepareReport) -> None:
+    """A container with ``--init`` runs (Compose's ``init: true`` needs Podman's init)."""
+    result = ctx.runner.run(probe_argv(image, set(), init=True))
+    if result.ok:
+        report.add("ok: containers start with --init (Podman's init binary is present)")
+        return
+    problem = (
+        f"containers with --init fail: {result.output.splitlines()[-1] if result.output else '?'}"
+        " (install catatonit: it is in requirements/debian-packages.txt)"
+    )
+    report.blocking.append(problem)
+    report.add(f"fail: {problem}")

@@ -22,8 +22,15 @@ def make(
     quirks: list[str] | None = None,
     is_root: bool = True,
     images: list[str] | None = None,
+    backend: str = "netavark",
+    containers: list[str] | None = None,
+    cni_bridge: bool = False,
 ) -> tuple[FakeTools, hostprep.PrepareContext]:
     dropin = tmp_path / "etc/containers/containers.conf.d/50-ai-sandbox.conf"
+    sys_net = tmp_path / "sys-class-net"
+    sys_net.mkdir()
+    if cni_bridge:
+        (sys_net / hostprep.CNI_BRIDGE).mkdir()
     fakes = FakeTools.create(
         tmp_path,
         state={
@@ -31,6 +38,9 @@ def make(
             "quirks": quirks or [],
             "images": [IMAGE] if images is None else images,
             "dropin": str(dropin),
+            "network_backend": backend,
+            "containers": containers or [],
+            "sys_net": str(sys_net),
         },
     )
     binary = tmp_path / "compose-bin"
@@ -44,6 +54,7 @@ def make(
         debian=True,
         dropin=dropin,
         compose_binary=binary,
+        sys_net=sys_net,
     )
     return fakes, ctx
 
@@ -60,7 +71,9 @@ def test_missing_packages_are_installed_through_sudo_when_not_root(tmp_path: Pat
     fakes, ctx = make(tmp_path, installed=["podman"], is_root=False)
     hostprep.prepare(ctx, confirm=yes)
     install = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y"]
-    assert [*install, "runc", "debootstrap", "python3-venv"] in fakes.calls("sudo")
+    install.append("--no-install-recommends")
+    wanted = [package for package in ALL_INSTALLED if package != "podman"]
+    assert [*install, *wanted] in fakes.calls("sudo")
     assert set(fakes.state["installed"]) == set(hostprep.PACKAGES)
 
 
@@ -153,7 +166,7 @@ def test_prepare_writes_the_dropin_with_both_fixes_and_verifies(tmp_path: Path) 
         "engine": {"runtime": "runc"},
     }
     assert report.blocking == []
-    assert report.lines[-1].startswith("done:")
+    assert any(line.startswith("done:") for line in report.lines)
 
 
 def test_prepare_is_idempotent_once_the_dropin_exists(tmp_path: Path) -> None:
@@ -207,3 +220,99 @@ def test_probe_uses_the_host_root_when_no_image_exists_yet(tmp_path: Path) -> No
 def test_render_dropin_round_trips_through_tomllib() -> None:
     settings = hostprep.wanted_dropin({}, {hostprep.FIX_ULIMITS, hostprep.FIX_RUNC})
     assert tomllib.loads(hostprep.render_dropin(settings)) == settings
+
+
+# --- the package list ----------------------------------------------------------------------
+
+
+def test_package_list_names_what_a_fresh_debian_lacks_for_the_stack() -> None:
+    for package in ("podman", "runc", "catatonit", "netavark", "aardvark-dns", "iptables"):
+        assert package in hostprep.PACKAGES
+
+
+def test_package_list_ignores_comments_and_blank_lines(tmp_path: Path) -> None:
+    listing = tmp_path / "packages.txt"
+    listing.write_text("# header\n\npodman   # the engine\n  runc\n")
+    assert hostprep.read_package_list(listing) == ("podman", "runc")
+
+
+def test_bootstrap_installs_from_the_same_package_list() -> None:
+    bootstrap = (hostprep.PACKAGE_LIST.parents[1] / "bootstrap.sh").read_text()
+    assert str(hostprep.PACKAGE_LIST.relative_to(hostprep.PACKAGE_LIST.parents[1])) in bootstrap
+    assert "apt_packages=()" in bootstrap  # filled from the list, not written out here
+
+
+# --- network backend and init ---------------------------------------------------------------
+
+
+def test_cni_backend_is_switched_to_netavark_in_the_dropin(tmp_path: Path) -> None:
+    _fakes, ctx = make(tmp_path, backend="cni")
+    report = hostprep.prepare(ctx, confirm=yes)
+    settings = tomllib.loads(ctx.dropin.read_text())
+    assert settings["network"]["network_backend"] == "netavark"
+    assert not report.blocking
+
+
+def test_cni_switch_names_the_containers_that_must_be_recreated(tmp_path: Path) -> None:
+    _fakes, ctx = make(tmp_path, backend="cni", containers=["old-web-1", "old-db-1"])
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert any("old-web-1" in line and "recreated" in line for line in report.lines)
+
+
+def test_netavark_host_gets_no_network_setting(tmp_path: Path) -> None:
+    _fakes, ctx = make(tmp_path)
+    hostprep.prepare(ctx, confirm=yes)
+    assert not ctx.dropin.exists()
+
+
+def test_stale_cni_bridge_is_deleted_after_the_switch(tmp_path: Path) -> None:
+    fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True)
+    hostprep.prepare(ctx, confirm=yes)
+    assert ["link", "delete", hostprep.CNI_BRIDGE] in fakes.calls("ip")
+    assert not (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+
+
+def test_stale_cni_bridge_on_a_netavark_host_is_deleted(tmp_path: Path) -> None:
+    _fakes, ctx = make(tmp_path, cni_bridge=True)
+    hostprep.prepare(ctx, confirm=yes)
+    assert not (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+
+
+def test_dry_run_keeps_the_bridge_and_says_how_it_would_go(tmp_path: Path) -> None:
+    fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True)
+    report = hostprep.prepare(ctx, dry_run=True)
+    assert (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+    assert fakes.calls("ip") == []
+    assert any("would run" in line and "ip link delete" in line for line in report.lines)
+
+
+def test_declining_the_bridge_removal_says_how_to_do_it(tmp_path: Path) -> None:
+    answers = iter([True, False])
+    _fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True)
+    with pytest.raises(hostprep.PrepareError, match="ip link delete cni-podman0"):
+        hostprep.prepare(ctx, confirm=lambda _q: next(answers))
+
+
+def test_network_setting_overridden_elsewhere_is_blocking(tmp_path: Path) -> None:
+    fakes, ctx = make(tmp_path, backend="cni")
+    hostprep.prepare(ctx, confirm=yes)
+    fakes.update(dropin=str(tmp_path / "elsewhere.conf"))  # the engine reads another file
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert any("overrides it" in problem for problem in report.blocking)
+
+
+def test_missing_init_binary_blocks_and_names_catatonit(tmp_path: Path) -> None:
+    installed = [package for package in ALL_INSTALLED if package != "catatonit"]
+    fakes, ctx = make(tmp_path)
+    fakes.update(installed=installed)
+    ctx.debian = False  # nothing installs it
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert any("catatonit" in problem for problem in report.blocking)
+
+
+def test_installing_the_missing_init_binary_makes_init_containers_run(tmp_path: Path) -> None:
+    installed = [package for package in ALL_INSTALLED if package != "catatonit"]
+    _fakes, ctx = make(tmp_path, installed=installed)
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert not report.blocking
+    assert any("--init" in line and line.startswith("ok") for line in report.lines)

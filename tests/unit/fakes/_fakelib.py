@@ -113,8 +113,23 @@ def podman_machine(state: dict[str, Any], args: list[str]) -> None:
     save(state)
 
 
+INIT_ERROR = (
+    "Error: container create: container-init binary not found on the host: "
+    "stat /usr/libexec/podman/catatonit: no such file or directory"
+)
+
+
+def network_backend(state: dict[str, Any]) -> str:
+    """The backend the fake engine uses: the drop-in's choice, else the state's (netavark)."""
+    if 'network_backend = "netavark"' in _dropin_settings(state):
+        return "netavark"
+    return str(state.get("network_backend", "netavark"))
+
+
 def podman_run(state: dict[str, Any], args: list[str]) -> None:
     dropin = _dropin_settings(state)
+    if "--init" in args and "catatonit" not in state.get("installed", ["catatonit"]):
+        fail(INIT_ERROR, 127)
     quirks = state.get("quirks", [])
     if "hybrid" in quirks and "--runtime=runc" not in args and 'runtime = "runc"' not in dropin:
         fail(HYBRID_ERROR, 126)
@@ -128,7 +143,7 @@ def podman_run(state: dict[str, Any], args: list[str]) -> None:
         print("f00dfeed" * 8)
     elif "getent" in args:
         name = args[-1]
-        if state.get("dns_broken"):
+        if state.get("dns_broken") or network_backend(state) == "cni":
             sys.exit(2)
         print(f"10.89.0.2       {name}.dns.podman {name}")
 
@@ -163,7 +178,14 @@ def podman(args: list[str]) -> None:
     elif command == "import":
         podman_import(state, rest)
     elif command == "info":
-        print(json.dumps(state.get("info", {})))
+        info = json.loads(json.dumps(state.get("info", {})))
+        info.setdefault("host", {})["networkBackend"] = network_backend(state)
+        print(json.dumps(info))
+    elif command == "ps":
+        if _option(rest, "--format") == "json":  # the running ones, with their labels
+            print(json.dumps(state.get("running", [])))
+        else:
+            print("\n".join(state.get("containers", [])))
     elif command == "build":
         print("STEP 1/2: FROM docker.io/library/debian:bookworm-slim")
         code = int(state.get("build_rc", 0))
@@ -240,7 +262,20 @@ def debootstrap(args: list[str]) -> None:
     print("I: Base system installed successfully.")
 
 
+def ip(args: list[str]) -> None:
+    """``ip link delete NAME`` removes NAME from the fake ``sys_net`` folder."""
+    state = load()
+    if args[:2] == ["link", "delete"] and state.get("sys_net"):
+        link = Path(state["sys_net"]) / args[2]
+        if not link.exists():
+            fail(f'Cannot find device "{args[2]}"', 1)
+        link.rmdir()
+        return
+    fail(f"fake ip: unsupported command {args}", 1)
+
+
 TOOLS = {
+    "ip": ip,
     "podman": podman,
     "docker": docker,
     "apt-get": apt_get,

@@ -18,7 +18,7 @@ from typing import Any
 from sandboxctl._proc import Runner
 
 FAKES_BIN = Path(__file__).resolve().parent / "bin"
-ALL_FAKES = ("podman", "docker", "apt-get", "dpkg-query", "sudo", "debootstrap")
+ALL_FAKES = ("podman", "docker", "apt-get", "dpkg-query", "sudo", "debootstrap", "ip")
 SYSTEM_TOOLS = ("env", "tar", "rm", "install", "sh", "true")
 
 
