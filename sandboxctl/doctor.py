@@ -40,6 +40,13 @@ MIN_CONTEXT_PER_SLOT = 2048
 DEFAULT_CTX_SIZE = 4096
 """compose.yaml's default for MODEL_CTX_SIZE."""
 SCRIPT_DIRS = ("model", "supervisor", ".devcontainer", "scripts", "docker", ".ci")
+AARDVARK_DIRS = (
+    "/usr/local/libexec/podman",
+    "/usr/local/lib/podman",
+    "/usr/libexec/podman",
+    "/usr/lib/podman",
+)
+"""Where Podman looks for its helper binaries (containers.conf ``helper_binaries_dir``)."""
 SKIP_DIRS = {".git", ".venv", ".nox", "node_modules", "__pycache__", ".mypy_cache", "build"}
 
 
@@ -71,6 +78,8 @@ class DoctorInputs:
     ping_fn: Callable[[Path], bool] = ping
     version_fn: Callable[[Path], dict[str, Any] | None] = engine_version
     packaged_compose: Path | bool | None = True
+    sys_net: Path = hostprep.SYS_NET
+    helper_dirs: tuple[str, ...] = AARDVARK_DIRS
 
 
 @dataclass
@@ -223,14 +232,54 @@ def check_runtime(inputs: DoctorInputs, state: _State) -> Check:
     return Check("runtime quirks", "fail", f"a tiny container fails: {last}", "see docs/HOST.md")
 
 
+def check_network(inputs: DoctorInputs, state: _State) -> Check:
+    """The network backend gives DNS between containers, and no stale CNI bridge is left."""
+    info = _podman_info(inputs, state)
+    if info is None:
+        return Check("network backend", "fail", "podman info unavailable", "invoke host.prepare")
+    backend = str(info.get("host", {}).get("networkBackend") or "?")
+    fix = "invoke host.prepare --yes (switches to netavark and cleans up)"
+    if backend != hostprep.NETWORK_BACKEND:
+        return Check(
+            "network backend",
+            "fail",
+            f"{backend}: containers cannot resolve each other's names (model-server)",
+            fix,
+        )
+    helpers = [Path(folder) for folder in inputs.helper_dirs]
+    if not any((folder / "aardvark-dns").is_file() for folder in helpers):
+        return Check("network backend", "fail", "netavark without aardvark-dns: no DNS", fix)
+    if (inputs.sys_net / hostprep.CNI_BRIDGE).exists():
+        return Check(
+            "network backend",
+            "fail",
+            f"netavark, but CNI's {hostprep.CNI_BRIDGE} bridge still holds 10.88.0.1/16",
+            fix,
+        )
+    return Check("network backend", "ok", "netavark with aardvark-dns")
+
+
+def check_init(inputs: DoctorInputs, state: _State) -> Check:
+    """Containers start with ``--init`` (Compose's ``init: true`` needs Podman's init)."""
+    if inputs.quick:
+        return Check("container init", "skip", "--quick: no container run")
+    image = inputs.probe_image if state.image_present else None
+    try:
+        result = inputs.runner.run(hostprep.probe_argv(image, set(), init=True))
+    except CommandNotFound:
+        return Check("container init", "fail", "podman not installed", "invoke host.prepare")
+    if result.ok:
+        return Check("container init", "ok", "containers start with --init")
+    last = result.output.splitlines()[-1] if result.output else "?"
+    return Check("container init", "fail", last, "invoke host.prepare --yes (installs catatonit)")
+
+
 def check_dns(inputs: DoctorInputs, state: _State) -> Check:
     """Service names resolve between containers on a user network."""
     if inputs.quick:
         return Check("DNS between containers", "skip", "--quick: no container run")
-    if not state.image_present:
-        return Check(
-            "DNS between containers", "skip", f"no local {inputs.probe_image}", "invoke images.base"
-        )
+    # With no local image yet, the host's root (read-only overlay) is the containers' root.
+    root = [inputs.probe_image] if state.image_present else ["--rootfs", "/:O"]
     suffix = uuid.uuid4().hex[:8]
     network, server = f"sandboxctl-doctor-{suffix}", f"doctor-dns-{suffix}"
     run = inputs.runner.run
@@ -251,7 +300,7 @@ def check_dns(inputs: DoctorInputs, state: _State) -> Check:
                 network,
                 "--name",
                 server,
-                inputs.probe_image,
+                *root,
                 "sleep",
                 "30",
             ]
@@ -266,7 +315,7 @@ def check_dns(inputs: DoctorInputs, state: _State) -> Check:
                 "--pull=never",
                 "--network",
                 network,
-                inputs.probe_image,
+                *root,
                 "getent",
                 "hosts",
                 server,
@@ -449,6 +498,8 @@ CHECKS: tuple[Callable[[DoctorInputs, _State], Check], ...] = (
     check_rootless,
     check_cgroups,
     check_runtime,
+    check_init,
+    check_network,
     check_dns,
     check_healthchecks,
     check_selinux,
@@ -484,6 +535,29 @@ def render(checks: list[Check], console: Console | None = None) -> None:
             check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail, check.fix
         )
     (console or Console()).print(table)
+
+
+PREFLIGHT: tuple[Callable[[DoctorInputs, _State], Check], ...] = (
+    check_runtime,
+    check_init,
+    check_network,
+)
+"""The checks ``up``, ``run`` and ``demo`` run before they start anything: each takes a
+second or two and catches what would otherwise fail minutes later."""
+
+
+def preflight(inputs: DoctorInputs) -> list[Check]:
+    """Run the :data:`PREFLIGHT` checks; return the ones that block the stack."""
+    state = _State()
+    failed = []
+    for check in PREFLIGHT:
+        try:
+            result = check(inputs, state)
+        except Exception as error:  # reported like run_checks does, never a traceback
+            result = Check(check.__name__.removeprefix("check_"), "fail", str(error))
+        if result.blocks:
+            failed.append(result)
+    return failed
 
 
 def exit_code(checks: list[Check]) -> int:

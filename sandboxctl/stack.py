@@ -157,11 +157,30 @@ class Stack:
         )
 
     def require(self, result: Result, what: str) -> Result:
-        """Raise :class:`StackError` naming ``what`` when ``result`` failed."""
+        """Raise :class:`StackError` naming ``what`` when ``result`` failed, with the last
+        lines it printed (or a pointer to them when they went to the terminal)."""
         if not result.ok:
-            detail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            raise StackError(f"{what} failed (exit {result.returncode}): {' '.join(detail)}")
+            lines = (result.stderr or result.stdout).strip().splitlines()[-5:]
+            detail = "\n  ".join(lines) if lines else "(its output is above)"
+            raise StackError(f"{what} failed (exit {result.returncode}):\n  {detail}")
         return result
+
+    def preflight(self, *, containers: bool = True) -> None:
+        """Run the doctor's preflight checks against this stack's engine: seconds, instead of
+        a failure minutes into a build or a wait. ``containers=False`` skips the ones that
+        start a container. Raises :class:`StackError` listing each failure and its fix."""
+        from sandboxctl import doctor
+        from sandboxctl.engine import detect_host
+
+        inputs = doctor.DoctorInputs(
+            root=self.root, host=detect_host(), runner=self.runner, environ=self.runner.environ()
+        )
+        if not containers:
+            inputs.quick = True
+        failed = doctor.preflight(inputs)
+        if failed:
+            lines = [f"  {check.name}: {check.detail}\n    fix: {check.fix}" for check in failed]
+            raise StackError("the host is not ready for the stack:\n" + "\n".join(lines))
 
     def model_in_volume(self, name: str, image: str) -> str | None:
         """Return the SHA-256 recorded next to ``name`` in the model-data volume, if any."""
@@ -228,6 +247,15 @@ class Stack:
             *extra, "--", task,
         )  # fmt: skip
         return result, log_path
+
+
+def require_running(stack: Stack, service: str = "supervisor") -> None:
+    """Raise :class:`StackError` unless ``service`` runs (``invoke up`` starts it)."""
+    listed = stack.compose_run("ps", "--status", "running", "--services", capture=True)
+    if service not in listed.stdout.split():
+        raise StackError(
+            f"the stack {stack.project} is not running ({service} is not up): run `invoke up`"
+        )
 
 
 def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
@@ -360,14 +388,16 @@ def prepare_model(stack: Stack) -> Path:
 
 
 def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_DEADLINE_S) -> float:
-    """Key, images, model, then ``compose up -d`` and wait for readiness; return its seconds."""
+    """Preflight, key, images, model, then ``compose up -d`` and wait for readiness; return
+    its seconds."""
+    stack.preflight()
     ensure_api_key(stack.root)
     ensure_tools_token(stack.root)
     images = prepare_images(stack, rebuild=rebuild)
     model_file = prepare_model(stack)
-    stack.require(stack.compose_run("create"), "compose create")
+    stack.require(stack.compose_run("create", capture=True), "compose create")
     stack.load_model(model_file, images["model-server"], stack.root / "models")
-    stack.require(stack.compose_run("up", "-d"), "compose up")
+    stack.require(stack.compose_run("up", "-d", capture=True), "compose up")
     seconds = stack.wait_ready(deadline_s)
     stack.log(f"stack {stack.project} ready in {seconds:.1f} s after `up`")
     return seconds

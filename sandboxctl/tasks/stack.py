@@ -15,6 +15,8 @@ from sandboxctl import stack as stack_
 from sandboxctl.tasks._support import ask, root
 
 DEMO_TASK = "Create hello.txt containing a greeting."
+DEMO_DEST = "demo-sandbox"
+"""Folder of `invoke demo`'s sandbox; its name is also the demo's Compose project."""
 
 
 @contextmanager
@@ -83,6 +85,8 @@ def run(c: Context, task: str, max_steps: int = 0) -> None:
     """Run one agent task in the running stack and show its trajectory."""
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     with opened() as stack:
+        stack.preflight(containers=False)
+        stack_.require_running(stack)
         result, log_path = stack.run_task(task, extra)
         stack.compose_run("exec", "-T", "supervisor", "sandbox-supervisor", "show", log_path)
         print(f"run: exit {result.returncode}; trajectory in the logs volume at {log_path}")
@@ -103,10 +107,12 @@ def build(c: Context, only: str = "", rebuild: bool = True) -> None:
 
 
 @task(help={"dest": "Folder of the demo sandbox (re-rendered if it is an earlier demo)"})
-def demo(c: Context, dest: str = "demo-sandbox") -> None:
+def demo(c: Context, dest: str = DEMO_DEST) -> None:
     """Scaffold a sandbox with default answers, bring it up and run one agent task."""
     from sandboxctl.tasks.scaffold import render_sandbox
 
+    with opened() as stack:  # the template root is a sandbox too: check this host first
+        stack.preflight()
     target = render_sandbox(Path(dest), replace_rendered=True).resolve()
     with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
         c.run("invoke up", pty=False, in_stream=False)

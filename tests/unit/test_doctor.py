@@ -68,6 +68,10 @@ def make(
         tmp_path,
         state={"info": INFO, "images": ["docker.io/library/debian:bookworm-slim"], **state},
     )
+    helpers = tmp_path / "usr-lib-podman"
+    helpers.mkdir()
+    (helpers / "aardvark-dns").write_text("#!/bin/sh\n")
+    (tmp_path / "sys-class-net").mkdir()
     inputs = doctor.DoctorInputs(
         root=root,
         host=ROOT_HOST,
@@ -80,6 +84,8 @@ def make(
             "Components": [{"Name": "Podman Engine"}],
         },
         packaged_compose=None,
+        sys_net=tmp_path / "sys-class-net",
+        helper_dirs=(str(helpers),),
     )
     return fakes, inputs
 
@@ -280,3 +286,63 @@ def test_settings_feed_the_engine_decision(tmp_path: Path) -> None:
     _fakes, inputs = make(tmp_path, env="DOCKER_HOST=unix:///srv/engine.sock\n")
     check = run_one("engine", inputs)
     assert "unix:///srv/engine.sock" in check.detail
+
+
+def test_dns_check_runs_on_the_host_root_before_any_image_exists(tmp_path: Path) -> None:
+    fakes, inputs = make(tmp_path, images=[])
+    assert run_one("DNS between containers", inputs).status == "ok"
+    runs = [argv for argv in fakes.calls("podman") if argv[0] == "run"]
+    assert any("--rootfs" in argv and "getent" in argv for argv in runs)
+
+
+def test_cni_backend_fails_the_network_check_with_host_prepare_fix(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, network_backend="cni")
+    check = run_one("network backend", inputs)
+    assert check.status == "fail"
+    assert "cni" in check.detail
+    assert "host.prepare" in check.fix
+
+
+def test_netavark_without_aardvark_dns_fails_the_network_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    inputs.helper_dirs = (str(tmp_path / "nowhere"),)
+    check = run_one("network backend", inputs)
+    assert check.status == "fail"
+    assert "aardvark-dns" in check.detail
+
+
+def test_stale_cni_bridge_fails_the_network_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    (inputs.sys_net / "cni-podman0").mkdir()
+    check = run_one("network backend", inputs)
+    assert check.status == "fail"
+    assert "cni-podman0" in check.detail
+
+
+def test_netavark_with_aardvark_dns_passes_the_network_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    assert run_one("network backend", inputs).status == "ok"
+
+
+def test_missing_init_binary_fails_the_init_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, installed=["podman"])
+    check = run_one("container init", inputs)
+    assert check.status == "fail"
+    assert "catatonit" in check.detail
+    assert "host.prepare" in check.fix
+
+
+def test_init_check_passes_when_init_containers_run(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    assert run_one("container init", inputs).status == "ok"
+
+
+def test_preflight_returns_only_the_blocking_failures(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, network_backend="cni", installed=["podman"])
+    names = sorted(check.name for check in doctor.preflight(inputs))
+    assert names == ["container init", "network backend"]
+
+
+def test_preflight_on_a_prepared_host_finds_nothing(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    assert doctor.preflight(inputs) == []

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl import stack
-from sandboxctl._proc import Runner
+from sandboxctl._proc import Result, Runner
 from sandboxctl.compose import ComposeCommand
 from sandboxctl.config import load_settings
 from sandboxctl.engine import Engine, Platform, Quirks
@@ -181,3 +181,30 @@ def test_empty_secret_left_by_a_crash_is_replaced(tmp_path: Path) -> None:
     key = stack.ensure_api_key(tmp_path)
     assert len(key.read_text()) >= stack.MIN_SECRET_CHARS
     assert [p.name for p in folder.iterdir()] == ["model_api_key"]  # no temporary left
+
+
+def test_failed_compose_step_shows_its_last_lines_fake_compose(tmp_path: Path) -> None:
+    """A captured failure carries Compose's own message, never an empty detail."""
+    built, _log = make_stack(tmp_path, {})
+    failure = Result(("compose", "create"), 1, "", "one\ntwo\nError: catatonit missing\n")
+    with pytest.raises(stack.StackError, match="catatonit missing"):
+        built.require(failure, "compose create")
+
+
+def test_failed_streamed_step_points_at_its_output() -> None:
+    """When the output went to the terminal, the error says so instead of ending blank."""
+    built = object.__new__(stack.Stack)
+    with pytest.raises(stack.StackError, match="its output is above"):
+        built.require(Result(("compose", "up"), 1), "compose up")
+
+
+def test_run_refuses_a_stack_that_is_not_running_fake_compose(tmp_path: Path) -> None:
+    built, _log = make_stack(tmp_path, {"--project-directory": (0, "model-server\n")})
+    with pytest.raises(stack.StackError, match="invoke up"):
+        stack.require_running(built)
+
+
+def test_running_stack_passes_the_running_check_fake_compose(tmp_path: Path) -> None:
+    built, log = make_stack(tmp_path, {"--project-directory": (0, "model-server\nsupervisor\n")})
+    stack.require_running(built)
+    assert any("--status" in argv and "running" in argv for argv in calls(log))
