@@ -9,7 +9,7 @@ needed: each action says so and manages the local ``podman system service`` inst
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -285,10 +285,47 @@ def native_start(engine: Engine, state_dir: Path | None = None, **service: Any) 
     ]
 
 
-def native_stop(engine: Engine, state_dir: Path | None = None) -> list[str]:
-    """Stop the local service only if sandboxctl started it."""
+COMPOSE_PROJECT_LABEL = "com.docker.compose.project"
+
+
+def engine_users(runner: Runner, own_project: str) -> list[str]:
+    """Describe who else runs containers on the engine: other Compose projects (other
+    sandboxes) and containers outside any project. Empty when nobody else does."""
+    try:
+        result = runner.run(["podman", "ps", "--format", "json"])
+    except CommandNotFound:
+        return []
+    try:
+        containers = json.loads(result.stdout or "[]") if result.ok else []
+    except json.JSONDecodeError:
+        containers = []
+    projects: dict[str, int] = {}
+    for container in containers if isinstance(containers, list) else []:
+        labels = container.get("Labels") or {}
+        project = labels.get(COMPOSE_PROJECT_LABEL, "")
+        if project != own_project:
+            projects[project] = projects.get(project, 0) + 1
+    return [
+        f"{count} container(s) of {f'project {name}' if name else 'no Compose project'}"
+        for name, count in sorted(projects.items())
+    ]
+
+
+def native_stop(
+    engine: Engine,
+    state_dir: Path | None = None,
+    *,
+    others: Sequence[str] = (),
+    confirm: Callable[[str], bool] = lambda _question: False,
+) -> list[str]:
+    """Stop the local service only if sandboxctl started it, and, when ``others`` (see
+    :func:`engine_users`) use the engine, only if ``confirm`` says yes."""
     if engine.socket_path is None:
         return [f"{engine.docker_host} is not a local socket; nothing to stop"]
+    if others and not confirm(
+        f"The Podman service is in use ({'; '.join(others)}). Stop it anyway?"
+    ):
+        return [NATIVE_NOTICE, f"kept the service: in use by {'; '.join(others)}"]
     return [NATIVE_NOTICE, stop_service(engine.socket_path, state_dir=state_dir)]
 
 

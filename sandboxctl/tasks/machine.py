@@ -13,6 +13,7 @@ from invoke.tasks import task
 from sandboxctl import machine as machine_
 from sandboxctl._proc import Runner
 from sandboxctl.compose import ComposeError, find_compose
+from sandboxctl.config import Settings
 from sandboxctl.engine import Platform, uses_machine
 from sandboxctl.tasks._support import ask, engine_or_exit, host, settings_or_exit
 
@@ -76,15 +77,27 @@ def start(c: Context, name: str = "") -> None:
         raise Exit(f"machine.start: {error}", code=1) from error
 
 
-@task(help={"name": "Machine name (default: MACHINE_NAME)"})
-def stop(c: Context, name: str = "") -> None:
+def _native_stop(settings: Settings, yes: bool) -> list[str]:
+    """Stop the native service we started; ask first when other sandboxes use it."""
+    engine = engine_or_exit(settings)
+    others = machine_.engine_users(Runner(extra_env=engine.env()), settings.compose_project_name)
+    return machine_.native_stop(engine, others=others, confirm=(lambda _q: True) if yes else ask)
+
+
+@task(
+    help={
+        "name": "Machine name (default: MACHINE_NAME)",
+        "yes": "native Linux: stop the service even when other sandboxes use it",
+    }
+)
+def stop(c: Context, name: str = "", yes: bool = False) -> None:
     """Stop the Podman machine (native Linux: stop the service only if we started it)."""
     settings = settings_or_exit()
     try:
         if uses_machine(host(), settings):
             _show(machine_.stop(name or settings.machine_name, Runner()))
         else:
-            _show(machine_.native_stop(engine_or_exit(settings)))
+            _show(_native_stop(settings, yes))
     except machine_.MachineError as error:
         raise Exit(f"machine.stop: {error}", code=1) from error
 
@@ -116,7 +129,7 @@ def rm(c: Context, name: str = "", yes: bool = False) -> None:
     try:
         if not uses_machine(host(), settings):
             _show(["native Linux: no VM to remove; stopping the local service if we started it"])
-            _show(machine_.native_stop(engine_or_exit(settings)))
+            _show(_native_stop(settings, yes))
             return
         if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
             raise Exit("machine.rm: not removed (pass --yes to skip the question)", code=1)

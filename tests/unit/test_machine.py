@@ -16,7 +16,7 @@ from fakes.harness import FakeTools
 
 from sandboxctl import machine
 from sandboxctl.config import settings_from_mapping
-from sandboxctl.engine import HostInfo, Platform, resolve_engine
+from sandboxctl.engine import Engine, HostInfo, Platform, resolve_engine
 
 SPEC = machine.MachineSpec(name="sbx", cpus=4, memory_mib=8192, disk_gib=60, rootful=True)
 
@@ -152,3 +152,48 @@ def test_native_start_reports_no_vm_and_serves_the_socket(tmp_path: Path) -> Non
     )
     assert lines[0].startswith("native Linux: no VM needed")
     assert "pid 99" in lines[1]
+
+
+def running(project: str | None) -> dict[str, object]:
+    labels = {machine.COMPOSE_PROJECT_LABEL: project} if project else {}
+    return {"Names": ["c"], "Labels": labels}
+
+
+def test_engine_users_lists_other_projects_and_loose_containers(tmp_path: Path) -> None:
+    fakes = FakeTools.create(
+        tmp_path, state={"running": [running("mine"), running("other"), running(None)]}
+    )
+    users = machine.engine_users(fakes.runner(), "mine")
+    assert users == ["1 container(s) of no Compose project", "1 container(s) of project other"]
+
+
+def test_engine_users_is_empty_when_only_this_sandbox_runs(tmp_path: Path) -> None:
+    fakes = FakeTools.create(tmp_path, state={"running": [running("mine"), running("mine")]})
+    assert machine.engine_users(fakes.runner(), "mine") == []
+
+
+def native_engine(tmp_path: Path) -> Engine:
+    host = HostInfo(platform=Platform.LINUX, is_root=True, uid=0)
+    return replace(resolve_engine(host, environ={}), socket_path=tmp_path / "p.sock")
+
+
+def test_native_stop_keeps_a_service_other_sandboxes_use_unless_confirmed(
+    tmp_path: Path,
+) -> None:
+    asked: list[str] = []
+    lines = machine.native_stop(
+        native_engine(tmp_path),
+        tmp_path,
+        others=["2 container(s) of project other"],
+        confirm=lambda question: asked.append(question) or False,
+    )
+    assert "project other" in asked[0]
+    assert lines[-1].startswith("kept the service")
+
+
+def test_native_stop_without_other_users_asks_nothing(tmp_path: Path) -> None:
+    def never(_question: str) -> bool:
+        raise AssertionError("asked")
+
+    lines = machine.native_stop(native_engine(tmp_path), tmp_path, confirm=never)
+    assert "nothing to stop" in lines[-1]
