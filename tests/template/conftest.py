@@ -22,8 +22,9 @@ def questions() -> dict[str, dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def default_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sandbox rendered once with every default answer."""
-    dest = tmp_path_factory.mktemp("default") / "sandbox"
+    """A sandbox rendered once with every default answer, into a folder named like the
+    template root's own project (the slug defaults to the folder's name)."""
+    dest = tmp_path_factory.mktemp("default") / "ai-sandbox"
     scaffold.render(dest, src=ROOT)
     return dest
 

@@ -185,3 +185,15 @@ def test_every_guide_reaches_the_rendered_sandbox(default_render: Path) -> None:
     guides = {p.name for p in (ROOT / "docs").glob("*.md")} - own_history
     rendered = {p.name for p in (default_render / "docs").glob("*.md")}
     assert rendered == guides
+
+
+@pytest.mark.parametrize(
+    ("folder", "slug"),
+    [("My Box", "my-box"), ("--odd__name--", "odd-name"), ("x" * 70 + "-y", "x" * 63)],
+)
+def test_slug_defaults_to_the_destination_folder_name(
+    tmp_path: Path, folder: str, slug: str
+) -> None:
+    """Two sandboxes rendered with defaults in different folders are different projects."""
+    dest = scaffold.render(tmp_path / folder, src=ROOT)
+    assert f"COMPOSE_PROJECT_NAME={slug}\n" in (dest / ".env").read_text()
