@@ -472,17 +472,20 @@ def _env(body: Obj, **values: str) -> None:
     )
 
 
-def job_script(job: str = JOB_NAME) -> str:
+def job_script(job: str = JOB_NAME, tasks_dir: str = TASKS_DIR, logs_dir: str = "/logs") -> str:
     """The Job container's shell: pick task number JOB_COMPLETION_INDEX from the task list,
-    run it, write its trajectory to /logs/JOB/task-INDEX.jsonl. A run that ended on its own
+    run it, write its trajectory to LOGS/JOB/task-INDEX.jsonl. A run that ended on its own
     terms (done, budget spent, gave up) completes the index; others fail it."""
     finished = "|".join(str(code) for code in sorted(FINISHED_EXIT_CODES))
+    pick = (
+        f'import json, os; print(json.load(open("{tasks_dir}/{TASKS_FILE}"))'
+        '[int(os.environ["JOB_COMPLETION_INDEX"])])'
+    )
     return (
         "set -u\n"
-        f'task="$(python3 -c \'import json, os; print(json.load(open("{TASKS_DIR}/'
-        f'{TASKS_FILE}"))[int(os.environ["JOB_COMPLETION_INDEX"])])\')" || exit 2\n'
-        f"mkdir -p /logs/{job}\n"
-        f'sandbox-supervisor run --log "/logs/{job}/task-$JOB_COMPLETION_INDEX.jsonl" '
+        f"task=\"$(python3 -c '{pick}')\" || exit 2\n"
+        f"mkdir -p {logs_dir}/{job}\n"
+        f'sandbox-supervisor run --log "{logs_dir}/{job}/task-$JOB_COMPLETION_INDEX.jsonl" '
         '-- "$task"\n'
         "code=$?\n"
         f'case "$code" in {finished}) exit 0 ;; *) exit "$code" ;; esac\n'
@@ -506,7 +509,8 @@ def agent_job(project: Mapping[str, Any], completions: int, parallelism: int) ->
     supervisor, sup_volumes = container(project, SUPERVISOR_SERVICE, sup_spec)
     tools, tools_volumes = container(project, TOOLS_SERVICE, tools_spec, tool_ports)
     supervisor.pop("args", None)
-    supervisor["command"] = ["/bin/sh", "-c", job_script()]
+    logs_dir = str((sup_spec.get("environment") or {}).get("SUPERVISOR_LOG_DIR") or "/logs")
+    supervisor["command"] = ["/bin/sh", "-c", job_script(logs_dir=logs_dir)]
     _env(supervisor, SUPERVISOR_TOOLS_URL=f"http://127.0.0.1:{tool_ports[0]}")
     supervisor["volumeMounts"].append({"name": "tasks", "mountPath": TASKS_DIR, "readOnly": True})
     tools["args"] = [*tools.get("args", []), "--host", "127.0.0.1"]
