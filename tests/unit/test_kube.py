@@ -165,12 +165,15 @@ def test_secrets_come_from_files_at_apply_time_and_never_sit_in_the_yaml(
     assert set(secrets) == {"model-api-key", "tools-token"}
     data = secrets["model-api-key"]["data"]["model_api_key"]
     assert base64.b64decode(data).decode() == SECRET_VALUES["model_api_key"]
+    subprocess.run(["git", "init", "-q", str(tree)], check=True)
     ignored = subprocess.run(
-        ["git", "check-ignore", "--no-index", "-q", "kube/base/secrets/model_api_key"],
-        cwd=ROOT,
-        check=False,
+        ["git", "check-ignore", "-q", "kube/base/secrets/model_api_key"], cwd=tree, check=False
     )
     assert ignored.returncode == 0, "kube/base/secrets/ copies must be git-ignored"
+    kept = subprocess.run(
+        ["git", "check-ignore", "-q", "kube/base/kustomization.yaml"], cwd=tree, check=False
+    )
+    assert kept.returncode == 1, "the manifests themselves are meant to be committed"
     mode = (tree / "kube/base/secrets/tools_token").stat().st_mode & 0o777
     assert mode == 0o600
 
