@@ -46,6 +46,7 @@ from sandboxctl.kube.convert import Edge, Obj
 SUBNET_POOL = "10.231.0.0/16"
 """Where the proof's internal networks take their /24s (the first ones no network uses)."""
 FIRST_HOST = 10
+KUBE_DEFAULT_NETWORK = "podman-default-kube-network"
 
 
 class LocalError(RuntimeError):
@@ -363,6 +364,15 @@ class Player:
             if self.runner.run(["podman", "network", "exists", name]).ok:
                 self.runner.run(["podman", "network", "rm", "-f", name], timeout=120)
                 removed.append(f"network {name}")
+        # `podman kube play` creates its default network even when every pod is given
+        # networks; it is podman's own, made again on demand: remove it once unused.
+        if self.runner.run(["podman", "network", "exists", KUBE_DEFAULT_NETWORK]).ok:
+            users = self.runner.run(
+                ["podman", "ps", "-aq", "--filter", f"network={KUBE_DEFAULT_NETWORK}"]
+            )
+            if users.ok and not users.stdout.strip():
+                self.runner.run(["podman", "network", "rm", KUBE_DEFAULT_NETWORK], timeout=120)
+                removed.append(f"network {KUBE_DEFAULT_NETWORK}")
         return removed
 
     def leftovers(self) -> list[str]:

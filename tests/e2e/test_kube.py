@@ -22,6 +22,9 @@ from conftest import FIGURES, PROJECT, TASK, render_sandbox
 from sandboxctl import stack as stack_
 from sandboxctl.kube import convert, proof
 
+NETWORKS_BEFORE: list[str] = []
+"""The engine's networks before the proof (kube play adds a default one of its own)."""
+
 
 def podman_names(*args: str) -> list[str]:
     """Names podman lists for ``args`` (pods, volumes or networks)."""
@@ -31,7 +34,7 @@ def podman_names(*args: str) -> list[str]:
 
 def everything_of(prefix: str) -> list[str]:
     """Pods, containers, volumes and networks whose name starts with ``prefix``."""
-    found = podman_names("pod", "ps", "-a", "--format", "{{.Name}}")
+    found = podman_names("pod", "ps", "--format", "{{.Name}}")
     found += podman_names("ps", "-a", "--format", "{{.Names}}")
     found += podman_names("volume", "ls", "--format", "{{.Name}}")
     found += podman_names("network", "ls", "--format", "{{.Name}}")
@@ -50,8 +53,10 @@ def played(sandbox: Path) -> proof.ProofResult:
     """Run the whole proof once (it tears down after itself, in a `finally`)."""
     prefix = proof.prefix_of(PROJECT)
     assert everything_of(prefix) == [], "a previous run left objects behind"
+    networks_before = podman_names("network", "ls", "--format", "{{.Name}}")
     stack = stack_.open_stack(sandbox)
     result = proof.run_proof(stack, TASK, ready_deadline_s=300, task_deadline_s=600)
+    NETWORKS_BEFORE[:] = networks_before
     FIGURES["kube"] = json.dumps({k: round(v, 1) for k, v in result.seconds.items()})
     print(f"kube proof: {FIGURES['kube']}")
     return result
@@ -90,6 +95,8 @@ def test_nothing_is_left_after_the_proof(played: proof.ProofResult) -> None:
     assert played.leftovers == []
     assert len(played.removed) >= 4 + 3 + 2
     assert everything_of(proof.prefix_of(PROJECT)) == []
+    after = podman_names("network", "ls", "--format", "{{.Name}}")
+    assert sorted(after) == sorted(NETWORKS_BEFORE), "the proof left a network behind"
 
 
 def test_kube_down_finds_nothing_to_remove(sandbox: Path, played: proof.ProofResult) -> None:

@@ -185,7 +185,7 @@ def test_down_removes_what_exists_and_leaves_nothing(plan: local.LocalPlan, tmp_
     state = {
         "pod": [f"{PREFIX}-supervisor", f"{PREFIX}-{convert.JOB_NAME}", "someone-else"],
         "volume": [f"{PREFIX}-logs", "e2e-sandbox_logs"],
-        "network": [f"{PREFIX}-ai-net"],
+        "network": [f"{PREFIX}-ai-net", local.KUBE_DEFAULT_NETWORK],
     }
     (tmp_path / "state.json").write_text(json.dumps(state))
     env = {
@@ -199,6 +199,7 @@ def test_down_removes_what_exists_and_leaves_nothing(plan: local.LocalPlan, tmp_
         f"pod {PREFIX}-supervisor",
         f"volume {PREFIX}-logs",
         f"network {PREFIX}-ai-net",
+        f"network {local.KUBE_DEFAULT_NETWORK}",
     ]
     assert player.leftovers() == []
     left = json.loads((tmp_path / "state.json").read_text())
