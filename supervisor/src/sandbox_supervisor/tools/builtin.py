@@ -9,26 +9,21 @@ for the model's mistakes.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from sandbox_supervisor.tools.commands import CappedBuffer, clean_text, run_shell, scrubbed_env
-from sandbox_supervisor.tools.textsearch import (
-    NotRegularFile,
-    kind_of,
-    open_regular,
-    search,
-    search_in_child,
-)
+from sandbox_supervisor.tools.commands import clean_text, run_shell, scrubbed_env
+from sandbox_supervisor.tools.textsearch import NotRegular, kind_of, search, search_in_child
 from sandbox_supervisor.tools.types import Limits, Status, ToolResult
-from sandbox_supervisor.tools.workspace import Workspace
+from sandbox_supervisor.tools.workspace import PathRefused, Workspace
 
 
 class ToolArgs(BaseModel):
@@ -86,22 +81,44 @@ def result(name: str, status: Status, output: str, started: float, **kw: Any) ->
 def read_file(args: ReadFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
     """Return a file's text; a file over the cap comes back as head and tail with a marker.
 
-    Anything but a regular file is refused without blocking (a FIFO would block
-    a plain open until a writer came; see :func:`.textsearch.open_regular`).
+    Only the head and the tail are read (``pread``), never the middle, so a huge or
+    sparse file costs no more than a small one. Anything but a regular file with one
+    link is refused without blocking (see :meth:`.Workspace.open_file`).
     """
     started = time.monotonic()
-    real = ws.resolve(args.path)
     try:
-        fd = open_regular(real)
-    except NotRegularFile as exc:
+        fd, _ = ws.open_file(args.path)
+    except NotRegular as exc:
         return _not_regular("read_file", args.path, exc.kind, started)
-    with os.fdopen(fd, "rb") as handle:
-        buffer = CappedBuffer(limits.read_cap_bytes)
-        while chunk := handle.read(65_536):
-            buffer.feed(chunk)
-    return result(
-        "read_file", "ok", clean_text(buffer.render()), started, truncated=buffer.dropped > 0
-    )
+    try:
+        size = os.fstat(fd).st_size
+        cap = limits.read_cap_bytes
+        if size <= cap:
+            data = _read_at(fd, 0, cap + 1)
+            dropped = max(0, len(data) - cap)
+            data = data[:cap]
+        else:
+            head = _read_at(fd, 0, cap // 2)
+            tail = _read_at(fd, size - (cap - cap // 2), cap - cap // 2)
+            dropped = size - len(head) - len(tail)
+            marker = f"\n[truncated {dropped} bytes]\n".encode()
+            data = head + marker + tail
+    finally:
+        os.close(fd)
+    return result("read_file", "ok", clean_text(data), started, truncated=dropped > 0)
+
+
+def _read_at(fd: int, offset: int, count: int) -> bytes:
+    """Up to ``count`` bytes from ``offset`` (short reads continued, EOF ends)."""
+    chunks: list[bytes] = []
+    while count > 0:
+        chunk = os.pread(fd, min(count, 1 << 20), offset)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        offset += len(chunk)
+        count -= len(chunk)
+    return b"".join(chunks)
 
 
 def _not_regular(name: str, path: str, kind: str, started: float) -> ToolResult:
@@ -116,10 +133,12 @@ def _not_regular(name: str, path: str, kind: str, started: float) -> ToolResult:
 
 
 def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
-    """Replace a file atomically (temporary file, fsync, rename); create parent directories.
+    """Replace a file atomically: a temporary file, fsync, rename, all relative to the
+    directory's handle; parent directories are created on the way.
 
     An existing target that is not a regular file (a directory, FIFO, socket or
-    device) is left alone and the call refused.
+    device) is left alone and the call refused. A rename replaces the name, so a
+    hard link's other names keep the old content.
     """
     started = time.monotonic()
     data = args.content.encode("utf-8", errors="surrogateescape")
@@ -130,60 +149,74 @@ def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult
             f"content is {len(data)} bytes; the limit is {limits.write_cap_bytes}",
             started,
         )
-    real = ws.resolve(args.path, write=True)
-    try:
-        mode = os.lstat(real).st_mode
-    except FileNotFoundError:
-        pass
-    else:
-        if not stat.S_ISREG(mode):  # a FIFO, socket or device: never replaced or opened
-            return _not_regular("write_file", args.path, kind_of(mode), started)
-    parent = real.parent
-    if not parent.exists():
-        rel_parent = ws.relative(parent)
-        parent.mkdir(parents=True, exist_ok=True)
-        ws.resolve(rel_parent, write=True)  # re-check: nothing raced a link in
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=".tmp-", suffix=".write")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, real)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return result("write_file", "ok", f"wrote {len(data)} bytes to {ws.relative(real)}", started)
+    with ws.located(args.path, write=True, create_dirs=True) as loc:
+        if loc.name is None:
+            raise PathRefused("cannot write a directory (or the workspace root itself)")
+        try:
+            mode = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            pass
+        else:
+            if not stat.S_ISREG(mode):  # a FIFO, socket or device: never replaced or opened
+                return _not_regular("write_file", args.path, kind_of(mode), started)
+        tmp = f".tmp-{secrets.token_hex(6)}.write"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o644, dir_fd=loc.dir_fd)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fchmod(handle.fileno(), 0o644)
+                os.fsync(handle.fileno())
+            os.replace(tmp, loc.name, src_dir_fd=loc.dir_fd, dst_dir_fd=loc.dir_fd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=loc.dir_fd)
+            raise
+        return result("write_file", "ok", f"wrote {len(data)} bytes to {loc.rel}", started)
+
+
+MAX_LISTED = 100_000  # names read from one directory before the listing stops
 
 
 def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
     """List a directory: one entry per line, ``/`` after directories, ``@`` after links.
 
     A regular file shows its size; any other kind (FIFO, socket, device) shows
-    what it is. Nothing listed is opened, only ``lstat``-ed.
+    what it is. Nothing listed is opened, only ``lstat``-ed relative to the handle.
     """
     started = time.monotonic()
-    real = ws.resolve(args.path)
-    if not real.is_dir():
+    try:
+        fd, _ = ws.open_dir(args.path)
+    except NotADirectoryError:
         return result("list_dir", "failed", f"{args.path} is not a directory", started)
-    lines = []
-    with os.scandir(real) as entries:
-        ordered = sorted(entries, key=lambda e: e.name)
-    for entry in ordered[: limits.max_entries]:
-        if entry.is_symlink():
-            lines.append(f"{entry.name}@")
-        elif entry.is_dir(follow_symlinks=False):
-            lines.append(f"{entry.name}/")
-        else:
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISREG(info.st_mode):
-                lines.append(f"{entry.name}\t{info.st_size}")
+    try:
+        names: list[str] = []
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                names.append(entry.name)
+                if len(names) >= MAX_LISTED:
+                    break
+        names.sort()
+        lines = []
+        for name in names[: limits.max_entries]:
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISLNK(info.st_mode):
+                lines.append(f"{name}@")
+            elif stat.S_ISDIR(info.st_mode):
+                lines.append(f"{name}/")
+            elif stat.S_ISREG(info.st_mode):
+                lines.append(f"{name}\t{info.st_size}")
             else:
-                lines.append(f"{entry.name}\t[{kind_of(info.st_mode)}]")
-    more = len(ordered) - limits.max_entries
+                lines.append(f"{name}\t[{kind_of(info.st_mode)}]")
+    finally:
+        os.close(fd)
+    more = len(names) - limits.max_entries
     if more > 0:
-        lines.append(f"[{more} more entries]")
+        lines.append(f"[{more}{'+' if len(names) >= MAX_LISTED else ''} more entries]")
     return result(
         "list_dir",
         "ok",
@@ -196,9 +229,10 @@ def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
 def search_text(args: SearchTextArgs, ws: Workspace, limits: Limits) -> ToolResult:
     """Find lines containing a text (or matching a regex); ``path:line: text`` per match.
 
-    Only regular files are read (FIFOs and the like are skipped, links not
-    followed). The search stops at ``limits.search_timeout_s`` with a marker; a
-    regex search runs in a child process killed at that deadline, since one
+    The start is resolved and opened through the workspace's handles; the walk below
+    it goes from handle to handle (see :func:`.textsearch.walk_regular_files`). The
+    search stops at ``limits.search_timeout_s`` with a marker; a regex search runs in
+    a child process (given the start's handle) killed at that deadline, since one
     backtracking match cannot be interrupted in-process (see :mod:`.textsearch`).
     """
     started = time.monotonic()
@@ -206,18 +240,29 @@ def search_text(args: SearchTextArgs, ws: Workspace, limits: Limits) -> ToolResu
         re.compile(args.pattern if args.regex else re.escape(args.pattern))
     except re.error as exc:
         return result("search_text", "invalid", f"bad regular expression: {exc}", started)
-    real = ws.resolve(args.path)
+    with ws.located(args.path) as loc:
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+        try:
+            start_fd = os.open(loc.name or ".", flags, dir_fd=loc.dir_fd)
+        except OSError as exc:
+            if exc.errno != errno.ELOOP:
+                raise
+            raise PathRefused(f"{args.path!r} changed while it was opened") from None
+        rel = loc.rel
     options: dict[str, Any] = {
-        "root": str(real),
-        "base": str(ws.root),
+        "start_fd": start_fd,
+        "start_rel": rel,
         "max_matches": limits.max_matches,
         "read_bytes": limits.read_cap_bytes * 16,
         "timeout_s": limits.search_timeout_s,
     }
-    if args.regex:
-        outcome = search_in_child(args.pattern, **options)
-    else:
-        outcome = search(args.pattern, regex=False, **options)
+    try:
+        if args.regex:
+            outcome = search_in_child(args.pattern, **options)
+        else:
+            outcome = search(args.pattern, regex=False, **options)
+    finally:
+        os.close(start_fd)
     lines = outcome.matches + outcome.notes
     output = "\n".join(lines) if outcome.matches else "\n".join(["no matches", *outcome.notes])
     return result(

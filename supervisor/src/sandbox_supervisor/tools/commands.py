@@ -1,24 +1,31 @@
 """Running a shell command for the model: bounded in time, output and reach.
 
-The command runs under ``/bin/sh -c`` in its own session and process group, with
-stdin from ``/dev/null`` and a scrubbed environment. Output (stdout and stderr
-merged, in order) is read while it streams and capped: the first and last halves of
-the cap are kept with ``[truncated N bytes]`` between them, so a command that
-prints forever costs bounded memory. On timeout the whole group gets ``SIGTERM``,
-then ``SIGKILL`` after a grace period. When the shell exits, whatever is left of
-its group (``sleep 1000 &``) is ended the same way, so the call never waits on a
-background child holding the pipe. Output is decoded as UTF-8 with replacement and
-ANSI escape sequences and other control characters are removed. A failing
-command is a result (output, exit code), never an exception.
+The command runs under ``/bin/sh -c`` in its own session, below a reaper process
+(:mod:`.reaper`, a child subreaper) that ends every process the command started
+when it ends, times out or is interrupted, and when the service shuts down
+(:func:`terminate_all`); stdin is ``/dev/null`` and the environment scrubbed.
+Output (stdout and stderr merged, in order) is read while it streams and capped:
+the first and last halves of the cap are kept with ``[truncated N bytes]`` between
+them, so a command that prints forever costs bounded memory. On timeout every
+descendant gets ``SIGTERM``, then ``SIGKILL`` after a grace period. When the shell
+exits, whatever it left running (``sleep 1000 &``, ``setsid sleep 1000 &``) is
+ended the same way, so the call never waits on a background child holding the
+pipe. Output is decoded as UTF-8 with replacement and ANSI escape sequences and
+other control characters are removed. A failing command is a result (output, exit
+code), never an exception.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import selectors
 import signal
 import subprocess
+import sys
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -112,50 +119,44 @@ class CommandOutcome:
     duration_s: float
 
 
-def _group_alive(pgid: int) -> bool:
-    """Whether any non-zombie process is still in process group ``pgid``."""
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        entries = os.listdir("/proc")
-    except OSError:
-        return True
-    for entry in entries:
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
-            return True
-    return False
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+_REAPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "reaper.py")
 
 
-def kill_group(pgid: int, grace_s: float) -> None:
-    """``SIGTERM`` the group, wait up to ``grace_s`` for it to go, then ``SIGKILL`` it."""
+def terminate_all(grace_s: float = 2.0) -> int:
+    """End every command still running (the service is shutting down); return how many."""
+    with _LIVE_LOCK:
+        live = list(_LIVE)
+    for reaper in live:
+        _stop(reaper, grace_s)
+    return len(live)
+
+
+def _stop(reaper: subprocess.Popen[bytes], grace_s: float) -> None:
+    """Ask a reaper to end its command (it ends every descendant), then make sure."""
+    with contextlib.suppress(ProcessLookupError):
+        reaper.send_signal(signal.SIGTERM)
     try:
-        os.killpg(pgid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + grace_s
-    while time.monotonic() < deadline:
-        if not _group_alive(pgid):
-            return
-        time.sleep(0.02)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + 1.0  # SIGKILL cannot be refused, but takes a moment
-    while time.monotonic() < deadline and _group_alive(pgid):
-        time.sleep(0.01)
+        reaper.wait(timeout=grace_s + 2.0)
+    except subprocess.TimeoutExpired:
+        reaper.kill()
+        reaper.wait()
+
+
+def _status(raw: bytes) -> dict[str, object]:
+    """Merge the reaper's JSON status lines (a cut last line is ignored)."""
+    merged: dict[str, object] = {}
+    for line in raw.splitlines():
+        with contextlib.suppress(ValueError):
+            item = json.loads(line)
+            if isinstance(item, dict):
+                merged.update(item)
+    return merged
+
+
+def _shell(command: str) -> list[str]:
+    return ["/bin/sh", "-c", command]
 
 
 def run_shell(
@@ -166,34 +167,41 @@ def run_shell(
     grace_s: float,
     cap_bytes: int,
     env: Mapping[str, str],
-    linger_s: float = 0.2,
 ) -> CommandOutcome:
-    """Run ``command`` with ``/bin/sh -c`` under the rules of this module."""
+    """Run ``command`` with ``/bin/sh -c`` under a reaper (:mod:`.reaper`), by this module's rules.
+
+    The reaper is this call's child and the command's subreaper: on the command's
+    end, its timeout, an interrupt or :func:`terminate_all` it ends every process the
+    command started, however it detached; the call returns only after that.
+    """
     started = time.monotonic()
     buffer = CappedBuffer(cap_bytes)
+    status_r, status_w = os.pipe()
     try:
-        proc = subprocess.Popen(
-            ["/bin/sh", "-c", command],
+        reaper = subprocess.Popen(
+            [sys.executable, "-I", _REAPER, str(grace_s), str(status_w), "--", *_shell(command)],
             cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             env=dict(env),
+            pass_fds=(status_w,),
             start_new_session=True,
-            close_fds=True,
         )
     except OSError as exc:
+        os.close(status_r)
         return CommandOutcome(
             f"cannot start command: {exc.strerror}", None, False, False, False, 0.0
         )
-    assert proc.stdout is not None
-    pgid = proc.pid
-    fd = proc.stdout.fileno()
+    finally:
+        os.close(status_w)
+    with _LIVE_LOCK:
+        _LIVE.add(reaper)
+    assert reaper.stdout is not None
+    fd = reaper.stdout.fileno()
     os.set_blocking(fd, False)
     deadline = started + timeout_s
     timed_out = False
-    leftovers = False
-    exited_at: float | None = None
     try:
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
@@ -203,13 +211,7 @@ def run_shell(
                 if now >= deadline:
                     timed_out = True
                     break
-                if exited_at is None and proc.poll() is not None:
-                    exited_at = now
-                if exited_at is not None and now - exited_at >= linger_s:
-                    leftovers = True  # the shell is gone but something still holds the pipe
-                    break
-                wait = min(deadline - now, 0.05 if exited_at is None else linger_s)
-                for _ in selector.select(timeout=wait):
+                for _ in selector.select(timeout=min(deadline - now, 0.5)):
                     try:
                         chunk = os.read(fd, 65_536)
                     except BlockingIOError:
@@ -218,38 +220,35 @@ def run_shell(
                         eof = True
                         break
                     buffer.feed(chunk)
-        if eof and not timed_out:  # output closed early; the command may still be running
+        if timed_out:
+            _stop(reaper, grace_s)
+        else:
             try:
-                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                reaper.wait(timeout=max(0.0, deadline - time.monotonic()) + grace_s + 2.0)
             except subprocess.TimeoutExpired:
                 timed_out = True
+                _stop(reaper, grace_s)
     except BaseException:  # interrupted (SIGINT/SIGTERM): leave nothing running
-        kill_group(pgid, 0.0)
+        _stop(reaper, 0.0)
         raise
-    if timed_out:
-        kill_group(pgid, grace_s)
-    elif leftovers or _group_alive(pgid):
-        leftovers = True
-        kill_group(pgid, grace_s)
+    finally:
+        with _LIVE_LOCK:
+            _LIVE.discard(reaper)
+        with os.fdopen(status_r, "rb") as handle:
+            status = _status(handle.read())
     # Drain what is already in the pipe without waiting on it.
-    try:
+    with contextlib.suppress(BlockingIOError, OSError):
         while chunk := os.read(fd, 65_536):
             buffer.feed(chunk)
-    except (BlockingIOError, OSError):
-        pass
-    proc.stdout.close()
-    try:
-        exit_code: int | None = proc.wait(timeout=max(grace_s, 1.0))
-    except subprocess.TimeoutExpired:
-        os.killpg(pgid, signal.SIGKILL)
-        exit_code = proc.wait()
-    if timed_out:
-        exit_code = None
+    reaper.stdout.close()
+    code = status.get("exit_code")
+    exit_code = code if isinstance(code, int) and not timed_out else None
+    leftovers = status.get("leftovers")
     return CommandOutcome(
         output=clean_text(buffer.render()),
         exit_code=exit_code,
         timed_out=timed_out,
         truncated=buffer.dropped > 0,
-        killed_leftovers=leftovers,
+        killed_leftovers=isinstance(leftovers, int) and leftovers > 0,
         duration_s=round(time.monotonic() - started, 4),
     )

@@ -4,7 +4,8 @@ Nothing here may block on a file that is not a regular file: a FIFO made in the
 workspace (``mkfifo f``) blocks a plain ``open`` until a writer appears, which
 would pin one of the tools service's execution slots for ever. Files are opened
 with ``O_NONBLOCK``, checked with ``fstat`` and only then switched back to
-blocking reads; walks yield regular files only (``lstat``, links never followed).
+blocking reads; walks go through directory handles (``openat`` with ``O_NOFOLLOW``),
+yield regular files only and never follow a link.
 
 A regular expression can take exponential time on a single line (``(a+)+$``
 over 24 ``a`` and a ``b`` takes ~0.75 s here, and each further ``a`` doubles it)
@@ -36,7 +37,7 @@ _CHECK_EVERY = 256  # lines between deadline checks
 _KILL_GRACE_S = 0.5  # the child's own deadline comes first; this is the backstop
 
 
-class NotRegularFile(Exception):
+class NotRegular(Exception):
     """A path names something other than a regular file; ``kind`` says what."""
 
     def __init__(self, kind: str) -> None:
@@ -44,68 +45,112 @@ class NotRegularFile(Exception):
         self.kind = kind
 
 
+class HardLinked(Exception):
+    """A regular file with more than one hard link (its other name may be outside)."""
+
+    def __init__(self, links: int) -> None:
+        super().__init__(f"{links} hard links")
+        self.links = links
+
+
 def kind_of(mode: int) -> str:
     """Name the kind of file ``mode`` describes, for messages to a model."""
-    if stat.S_ISDIR(mode):
-        return "a directory"
-    if stat.S_ISFIFO(mode):
-        return "a named pipe (FIFO)"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISLNK(mode):
-        return "a symbolic link"
-    if stat.S_ISREG(mode):
-        return "a regular file"
-    return "not a regular file"
+    kinds = (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a named pipe (FIFO)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISREG, "a regular file"),
+    )
+    return next((name for test, name in kinds if test(mode)), "not a regular file")
 
 
-def open_regular(path: str | os.PathLike[str]) -> int:
-    """Open a regular file for reading, never blocking; raise :class:`NotRegularFile`.
+def check_regular(fd: int) -> os.stat_result:
+    """``fstat`` an open file: a regular file with one link, switched to blocking reads.
 
-    ``O_NONBLOCK`` makes opening a FIFO return at once; ``fstat`` on the open
-    descriptor (not the path, which could be swapped in between) decides, and
-    blocking mode is restored before the caller reads.
+    Raises :class:`NotRegular` or :class:`HardLinked`. ``fstat`` on the descriptor
+    (not the name, which could be swapped in between) decides.
     """
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFile(kind_of(mode))
-        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
-        fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegular(kind_of(info.st_mode))
+    if info.st_nlink > 1:
+        raise HardLinked(info.st_nlink)
+    flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+    fcntl.fcntl(fd, fcntl.F_SETFL, flags & ~os.O_NONBLOCK)
+    return info
 
 
-def walk_regular_files(root: str) -> Iterator[str]:
-    """Yield the regular files under ``root`` (or ``root`` itself), sorted, skipping ``.git``.
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+MAX_DEPTH = 64  # directory levels a search descends
 
-    Links, FIFOs, sockets and devices are skipped; links are never followed.
+
+def _listing(fd: int) -> Iterator[str]:
+    return iter(sorted(os.listdir(fd)))
+
+
+def walk_regular_files(
+    start_fd: int, start_rel: str, skipped: list[str]
+) -> Iterator[tuple[int, str]]:
+    """Yield ``(fd, path)`` for the regular files under an open file or directory.
+
+    Iterative (a stack of directory handles, no recursion), sorted, ``.git`` skipped,
+    at most ``MAX_DEPTH`` levels. Each name is opened relative to its directory's
+    handle with ``O_NOFOLLOW``, after ``fstatat`` says it is a directory or a regular
+    file, and checked again on the descriptor, so links are never followed and a
+    swapped name is skipped. Files with several hard links are skipped and counted
+    in ``skipped``. The caller closes each yielded descriptor.
     """
+    info = os.fstat(start_fd)
+    if stat.S_ISREG(info.st_mode):
+        fd = os.dup(start_fd)
+        try:
+            check_regular(fd)
+        except (NotRegular, HardLinked) as exc:
+            os.close(fd)
+            skipped.append(f"{start_rel}: {exc}")
+            return
+        yield fd, start_rel
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        return
+    first = os.dup(start_fd)
+    stack = [(first, start_rel, _listing(first))]
     try:
-        mode = os.lstat(root).st_mode
-    except OSError:
-        return
-    if stat.S_ISREG(mode):
-        yield root
-        return
-    if not stat.S_ISDIR(mode):
-        return
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
-        for name in sorted(filenames):
-            path = os.path.join(dirpath, name)
+        while stack:
+            dir_fd, rel, names = stack[-1]
+            name = next(names, None)
+            if name is None:
+                os.close(dir_fd)
+                stack.pop()
+                continue
+            path = name if rel == "." else f"{rel}/{name}"
             try:
-                if stat.S_ISREG(os.lstat(path).st_mode):
-                    yield path
+                mode = os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode
+                if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)) or name == ".git":
+                    continue
+                if stat.S_ISDIR(mode) and len(stack) >= MAX_DEPTH:
+                    skipped.append(f"{path}/: deeper than {MAX_DEPTH} levels")
+                    continue
+                fd = os.open(name, _OPEN_FLAGS, dir_fd=dir_fd)
             except OSError:
                 continue
+            if stat.S_ISDIR(os.fstat(fd).st_mode):
+                stack.append((fd, path, _listing(fd)))
+                continue
+            try:
+                check_regular(fd)
+            except (NotRegular, HardLinked) as exc:
+                os.close(fd)
+                if isinstance(exc, HardLinked):
+                    skipped.append(f"{path}: {exc}")
+                continue
+            yield fd, path
+    finally:
+        for dir_fd, _, _ in stack:
+            os.close(dir_fd)
 
 
 @dataclass(frozen=True)
@@ -122,14 +167,14 @@ def search(
     pattern: str,
     *,
     regex: bool,
-    root: str,
-    base: str,
+    start_fd: int,
+    start_rel: str,
     max_matches: int,
     read_bytes: int,
     timeout_s: float,
     emit: Callable[[str], None] | None = None,
 ) -> SearchOutcome:
-    """Search the regular files under ``root``; paths are shown relative to ``base``.
+    """Search the regular files under the open file or directory ``start_fd``.
 
     The deadline is checked between files and every few hundred lines; it cannot
     interrupt one ``re`` call, hence :func:`search_in_child` for regexes.
@@ -140,22 +185,19 @@ def search(
     notes: list[str] = []
     long_lines = 0
     hit_deadline = hit_cap = False
-    for path in walk_regular_files(root):
+    skipped: list[str] = []
+    for fd, rel in walk_regular_files(start_fd, start_rel, skipped):
+        try:
+            data = os.pread(fd, read_bytes, 0)
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if time.monotonic() > deadline:
             hit_deadline = True
             break
-        try:
-            fd = open_regular(path)
-        except (OSError, NotRegularFile):
-            continue
-        with os.fdopen(fd, "rb") as handle:
-            try:
-                data = handle.read(read_bytes)
-            except OSError:
-                continue
         if b"\x00" in data[:8192]:
             continue  # binary
-        rel = os.path.relpath(path, base).replace(os.sep, "/")
         for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
             if number % _CHECK_EVERY == 0 and time.monotonic() > deadline:
                 hit_deadline = True
@@ -174,6 +216,9 @@ def search(
                     break
         if hit_deadline or hit_cap:
             break
+    if skipped:
+        shown = "; ".join(skipped[:5]) + ("; ..." if len(skipped) > 5 else "")
+        notes.append(f"[{len(skipped)} not searched: {shown}]")
     if long_lines:
         notes.append(
             f"[{long_lines} lines longer than {REGEX_LINE_CAP} characters were searched"
@@ -189,21 +234,24 @@ def search(
 def search_in_child(
     pattern: str,
     *,
-    root: str,
-    base: str,
+    start_fd: int,
+    start_rel: str,
     max_matches: int,
     read_bytes: int,
     timeout_s: float,
 ) -> SearchOutcome:
     """Run a regex :func:`search` in a ``python -I`` child, killed past its deadline.
 
+    The child inherits ``start_fd`` (the handle the workspace walk opened), so it
+    searches exactly what was resolved, never a path by name.
+
     The child prints each match as a JSON line as it finds it, then its notes,
     so a kill keeps the matches found so far.
     """
     request = {
         "pattern": pattern,
-        "root": root,
-        "base": base,
+        "start_fd": start_fd,
+        "start_rel": start_rel,
         "max_matches": max_matches,
         "read_bytes": read_bytes,
         "timeout_s": timeout_s,
@@ -215,7 +263,8 @@ def search_in_child(
             capture_output=True,
             timeout=timeout_s + _KILL_GRACE_S,
             env={"LC_ALL": "C.UTF-8"},
-            cwd=base,
+            cwd="/",
+            pass_fds=(start_fd,),
             check=False,
         )
     except subprocess.TimeoutExpired as exc:
@@ -263,8 +312,8 @@ def _child_main() -> None:
     outcome = search(
         request["pattern"],
         regex=True,
-        root=request["root"],
-        base=request["base"],
+        start_fd=request["start_fd"],
+        start_rel=request["start_rel"],
         max_matches=request["max_matches"],
         read_bytes=request["read_bytes"],
         timeout_s=request["timeout_s"],

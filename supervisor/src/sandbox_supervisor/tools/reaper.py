@@ -1,0 +1,146 @@
+"""The reaper: runs one command and leaves no process of it behind.
+
+Run as ``python -I reaper.py GRACE_S STATUS_FD -- /bin/sh -c COMMAND`` by
+:func:`.commands.run_shell`; stdlib-only, so it runs without the package. It makes
+itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): every process the
+command starts, even one that leaves its session with ``setsid`` and its parent
+dying, is re-parented to the reaper instead of to init, so it stays a descendant
+the reaper can find. When the command's shell exits, or when the reaper gets
+``SIGTERM`` (the command's timeout, or the service shutting down), it ends every
+descendant: ``SIGTERM``, ``GRACE_S`` to leave, then rounds of ``SIGSTOP`` (so none
+can fork while the round runs) and ``SIGKILL`` until none is left (bounded rounds).
+It writes JSON lines to ``STATUS_FD``: ``{"shell": PID}`` once started, and
+``{"exit_code": N|null, "leftovers": N, "terminated": bool}`` at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+_ROUNDS = 50
+
+
+class Terminate(Exception):
+    """SIGTERM arrived: end the command now."""
+
+
+def set_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False if not."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def descendants(root: int) -> list[int]:
+    """Live (non-zombie) descendants of ``root``, from the parent links in ``/proc``."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
+            continue
+        fields = data[data.rfind(b")") + 2 :].split()
+        if len(fields) < 2 or fields[0] in (b"Z", b"X"):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(entry))
+    found: list[int] = []
+    queue = [root]
+    while queue:
+        for child in children.get(queue.pop(), []):
+            found.append(child)
+            queue.append(child)
+    return found
+
+
+def reap() -> None:
+    """Collect every exited child (orphans come to us as a subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _signal_all(pids: list[int], signum: int) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signum)
+
+
+def end_all(grace_s: float) -> int:
+    """End every descendant (TERM, grace, then STOP+KILL rounds); return how many there were."""
+    me = os.getpid()
+    first = descendants(me)
+    if not first:
+        reap()
+        return 0
+    _signal_all(first, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        reap()
+        if not descendants(me):
+            return len(first)
+        time.sleep(0.02)
+    for _ in range(_ROUNDS):
+        left = descendants(me)
+        if not left:
+            break
+        _signal_all(left, signal.SIGSTOP)
+        _signal_all(descendants(me), signal.SIGKILL)
+        time.sleep(0.01)
+        reap()
+    reap()
+    return len(first)
+
+
+def main(argv: list[str]) -> int:
+    """Run the command after ``--`` and report on the status descriptor."""
+    grace_s = float(argv[1])
+    status = os.fdopen(int(argv[2]), "w", buffering=1)
+    command = argv[argv.index("--") + 1 :]
+    set_subreaper()
+
+    def on_term(signum: int, frame: object) -> None:
+        raise Terminate
+
+    signal.signal(signal.SIGTERM, on_term)
+    exit_code: int | None = None
+    terminated = False
+    try:
+        shell = subprocess.Popen(command, stdin=subprocess.DEVNULL, start_new_session=True)
+        status.write(json.dumps({"shell": shell.pid}) + "\n")
+        exit_code = shell.wait()
+    except Terminate:
+        terminated = True
+    except OSError as exc:
+        print(f"cannot start command: {exc.strerror}", flush=True)
+        exit_code = 127
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    leftovers = end_all(grace_s)
+    if terminated:
+        exit_code = None
+    status.write(
+        json.dumps({"exit_code": exit_code, "leftovers": leftovers, "terminated": terminated})
+        + "\n"
+    )
+    status.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
