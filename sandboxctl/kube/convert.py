@@ -33,8 +33,6 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from sandboxctl.stack import FINISHED_EXIT_CODES
-
 Obj = dict[str, Any]
 
 MODEL_SERVICE = "model-server"
@@ -442,7 +440,7 @@ def job_edges(links: Sequence[Edge]) -> list[Edge]:
 
 
 def convert(project: Mapping[str, Any]) -> Stack:
-    """Return the stack's Kubernetes objects (the Job is :func:`agent_job`)."""
+    """Return the stack's Kubernetes objects (the Job is :func:`sandboxctl.kube.job.agent_job`)."""
     name = str(project.get("name") or "")
     if not name:
         raise ConvertError("the Compose project has no name (COMPOSE_PROJECT_NAME)")
@@ -463,133 +461,3 @@ def convert(project: Mapping[str, Any]) -> Stack:
         stack.secrets[k8s_name(secret)] = secret
     stack.policies = network_policies(name, [*links, *job_edges(links)])
     return stack
-
-
-def _env(body: Obj, **values: str) -> None:
-    env = [e for e in body["env"] if e["name"] not in values]
-    body["env"] = sorted(
-        [*env, *({"name": k, "value": v} for k, v in values.items())], key=lambda e: e["name"]
-    )
-
-
-def job_script(job: str = JOB_NAME, tasks_dir: str = TASKS_DIR, logs_dir: str = "/logs") -> str:
-    """The Job container's shell: pick task number JOB_COMPLETION_INDEX from the task list,
-    run it, write its trajectory to LOGS/JOB/task-INDEX.jsonl. A run that ended on its own
-    terms (done, budget spent, gave up) completes the index; others fail it."""
-    finished = "|".join(str(code) for code in sorted(FINISHED_EXIT_CODES))
-    pick = (
-        f'import json, os; print(json.load(open("{tasks_dir}/{TASKS_FILE}"))'
-        '[int(os.environ["JOB_COMPLETION_INDEX"])])'
-    )
-    return (
-        "set -u\n"
-        f"task=\"$(python3 -c '{pick}')\" || exit 2\n"
-        f"mkdir -p {logs_dir}/{job}\n"
-        f'sandbox-supervisor run --log "{logs_dir}/{job}/task-$JOB_COMPLETION_INDEX.jsonl" '
-        '-- "$task"\n'
-        "code=$?\n"
-        f'case "$code" in {finished}) exit 0 ;; *) exit "$code" ;; esac\n'
-    )
-
-
-def agent_job(project: Mapping[str, Any], completions: int, parallelism: int) -> Obj:
-    """The Indexed Job that runs ``completions`` agent tasks, ``parallelism`` at a time,
-    each against the shared model server with its own tools sidecar and fresh workspace.
-
-    The tools service runs as a native sidecar (an init container that keeps running,
-    Kubernetes 1.29+) listening on localhost only; the task list comes from the
-    ``agent-tasks`` ConfigMap; trajectories go to the logs claim.
-    """
-    if completions < 1 or parallelism < 1:
-        raise ConvertError("a Job needs at least one task and a parallelism of at least 1")
-    name = str(project["name"])
-    services = project["services"]
-    sup_spec, tools_spec = services[SUPERVISOR_SERVICE], services[TOOLS_SERVICE]
-    tool_ports = sorted({e.port for e in edges(project) if e.server == TOOLS_SERVICE} or {8700})
-    supervisor, sup_volumes = container(project, SUPERVISOR_SERVICE, sup_spec)
-    tools, tools_volumes = container(project, TOOLS_SERVICE, tools_spec, tool_ports)
-    supervisor.pop("args", None)
-    logs_dir = str((sup_spec.get("environment") or {}).get("SUPERVISOR_LOG_DIR") or "/logs")
-    supervisor["command"] = ["/bin/sh", "-c", job_script(logs_dir=logs_dir)]
-    _env(supervisor, SUPERVISOR_TOOLS_URL=f"http://127.0.0.1:{tool_ports[0]}")
-    supervisor["volumeMounts"].append({"name": "tasks", "mountPath": TASKS_DIR, "readOnly": True})
-    tools["args"] = [*tools.get("args", []), "--host", "127.0.0.1"]
-    tools["restartPolicy"] = "Always"
-    tools["startupProbe"] = {
-        "tcpSocket": {"port": tool_ports[0]},
-        "periodSeconds": 1,
-        "failureThreshold": 60,
-    }
-    tools.pop("ports", None)
-    # The sidecar's workspace is the pod's own: a fresh, empty one for each task.
-    workspaces = {m["name"] for m in tools["volumeMounts"] if m["name"] not in ("tmp", "secrets")}
-    tools_volumes = [
-        {"name": v["name"], "emptyDir": {}} if v["name"] in workspaces else v for v in tools_volumes
-    ]
-    for mount in tools["volumeMounts"]:
-        if mount["name"] in ("tmp", "secrets"):
-            mount["name"] = f"tools-{mount['name']}"
-    for volume in tools_volumes:
-        if volume["name"] in ("tmp", "secrets"):
-            volume["name"] = f"tools-{volume['name']}"
-    volumes = [
-        *sup_volumes,
-        *tools_volumes,
-        {"name": "tasks", "configMap": {"name": JOB_NAME}},
-    ]
-    pod = pod_spec([supervisor], volumes, sup_spec)
-    pod["initContainers"] = [tools]
-    pod["restartPolicy"] = "Never"
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": JOB_NAME, "labels": labels(name, JOB_NAME)},
-        "spec": {
-            "completionMode": "Indexed",
-            "completions": completions,
-            "parallelism": parallelism,
-            "backoffLimit": completions,
-            "template": {"metadata": {"labels": labels(name, JOB_NAME)}, "spec": pod},
-        },
-    }
-
-
-def gpu_patch(base: Mapping[str, Any], variant: Mapping[str, Any]) -> tuple[str, Obj | None]:
-    """Compare the model server of the base project with a GPU variant's (compose.B.yaml
-    added, GPU_BACKEND=B); return the variant's image and a strategic-merge patch of its
-    Deployment (None when nothing but the image differs).
-
-    ``devices: [nvidia.com/gpu=all]`` (CDI) becomes one ``nvidia.com/gpu`` per replica.
-    Any other difference raises :class:`ConvertError`: an overlay must not drop it.
-    """
-    before = dict(base["services"][MODEL_SERVICE])
-    after = dict(variant["services"][MODEL_SERVICE])
-    other = {k for k in set(before) | set(after) if before.get(k) != after.get(k)}
-    other -= {"image", "environment", "devices", "build"}
-    if other or set(base["services"]) != set(variant["services"]):
-        raise ConvertError(f"the GPU overlay changes {sorted(other)}, which no patch expresses")
-    patch_container: Obj = {"name": MODEL_SERVICE}
-    env_before = before.get("environment") or {}
-    env_after = after.get("environment") or {}
-    changed = {k: v for k, v in env_after.items() if env_before.get(k) != v}
-    if set(env_before) - set(env_after):
-        raise ConvertError("the GPU overlay removes environment variables")
-    if changed:
-        patch_container["env"] = [
-            {"name": k, "value": "" if v is None else str(v)} for k, v in sorted(changed.items())
-        ]
-    devices = [str(d.get("source", d)) if isinstance(d, Mapping) else str(d) for d in
-               after.get("devices") or []]  # fmt: skip
-    if devices:
-        if any(not d.startswith("nvidia.com/gpu") for d in devices):
-            raise ConvertError(f"devices {devices} have no Kubernetes resource here")
-        patch_container["resources"] = {"limits": {"nvidia.com/gpu": 1}}
-    if len(patch_container) == 1:
-        return str(after["image"]), None
-    patch = {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": MODEL_SERVICE},
-        "spec": {"template": {"spec": {"containers": [patch_container]}}},
-    }
-    return str(after["image"]), patch

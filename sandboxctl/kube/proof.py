@@ -22,6 +22,7 @@ from typing import Any
 
 from sandboxctl import stack as stack_
 from sandboxctl.kube import convert, local, render, validate
+from sandboxctl.kube.job import agent_job
 
 READY_DEADLINE_S = 300.0
 TASK_DEADLINE_S = 600.0
@@ -55,7 +56,7 @@ def player_for(
     project = config(["compose.yaml"], {"GPU_BACKEND": "cpu"})
     kube = convert.convert(project)
     overlay = [*kube.deployments.values(), *kube.claims.values()]
-    job = convert.agent_job(project, 1, 1)
+    job = agent_job(project, 1, 1)
     subnets = {n: f"10.231.{i}.0/24" for i, n in enumerate(sorted(project["networks"]))}
     plan = local.plan(
         project,

@@ -30,6 +30,8 @@ import yaml
 from sandboxctl.compose import ComposeCommand, compose_config
 from sandboxctl.kube import convert
 from sandboxctl.kube.convert import ConvertError, Obj
+from sandboxctl.kube.job import agent_job
+from sandboxctl.kube.overlay import gpu_patch
 
 KUBE_DIR = "kube"
 BACKENDS = ("cpu", "cuda")
@@ -141,7 +143,7 @@ def render_tree(
     )
     for backend in BACKENDS:
         variant = config(variant_files(root, backend), {"GPU_BACKEND": backend})
-        image, patch = convert.gpu_patch(base_project, variant)
+        image, patch = gpu_patch(base_project, variant)
         image_name, tag = split_image(image)
         kustomization: Obj = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
@@ -153,7 +155,7 @@ def render_tree(
             files[f"{KUBE_DIR}/overlays/{backend}/model-server-gpu.yaml"] = dump(patch)
             kustomization["patches"] = [{"path": "model-server-gpu.yaml"}]
         files[f"{KUBE_DIR}/overlays/{backend}/kustomization.yaml"] = dump(kustomization)
-    job = convert.agent_job(base_project, len(tasks), parallelism)
+    job = agent_job(base_project, len(tasks), parallelism)
     files[f"{KUBE_DIR}/job/job.yaml"] = dump(job)
     files[f"{KUBE_DIR}/job/tasks.json"] = json.dumps(list(tasks), indent=2) + "\n"
     files[f"{KUBE_DIR}/job/kustomization.yaml"] = dump(

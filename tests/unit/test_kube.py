@@ -9,6 +9,7 @@ import base64
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import yaml
 from sandboxctl.compose import ComposeCommand, find_compose, packaged_binary
 from sandboxctl.kube import convert, render, validate
 from sandboxctl.kube.convert import ConvertError
+from sandboxctl.kube.job import job_script
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VALUES = {"model_api_key": "key-" + "k" * 40, "tools_token": "tok-" + "t" * 40}
@@ -372,7 +374,7 @@ def test_job_script_picks_its_task_and_maps_the_supervisor_exit(
     fake.write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" > "{tmp_path}/args"\nexit {code}\n')
     fake.chmod(0o755)
     (bin_dir / "python3").symlink_to(shutil.which("python3") or "/usr/bin/python3")
-    script = convert.job_script(tasks_dir=str(tmp_path), logs_dir=str(tmp_path / "logs"))
+    script = job_script(tasks_dir=str(tmp_path), logs_dir=str(tmp_path / "logs"))
     result = subprocess.run(
         ["/bin/sh", "-c", script],
         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "JOB_COMPLETION_INDEX": "1"},
@@ -538,3 +540,38 @@ def test_quantity(given: str, expected: str) -> None:
 )
 def test_seconds(given: str, expected: int) -> None:
     assert convert.seconds(given) == expected
+
+
+# --- the tasks, as a user runs them ---------------------------------------------------------
+
+
+def invoke(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_invoke_kube_render_then_validate(tmp_path: Path) -> None:
+    """`invoke kube.render --tasks FILE --parallelism 2` writes the tree and places the
+    secrets; `invoke kube.validate` passes, and fails once a manifest is broken."""
+    path = make_sandbox(tmp_path / "s")
+    shutil.copy(ROOT / "tasks.py", path / "tasks.py")
+    (path / "tasks.txt").write_text("first task\n\nsecond task\n")
+    rendered_ = invoke(path, "kube.render", "--tasks", "tasks.txt", "--parallelism", "2")
+    assert rendered_.returncode == 0, rendered_.stdout + rendered_.stderr
+    assert json.loads((path / "kube/job/tasks.json").read_text()) == ["first task", "second task"]
+    placed = (path / "kube/base/secrets/model_api_key").read_text()
+    assert placed == SECRET_VALUES["model_api_key"]
+    checked = invoke(path, "kube.validate")
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert "every object valid" in checked.stdout
+    tools = path / "kube/base/tools.yaml"
+    tools.write_text(tools.read_text().replace("readOnlyRootFilesystem", "readOnlyRootFilesytem"))
+    broken = invoke(path, "kube.validate")
+    assert broken.returncode == 1
+    assert "readOnlyRootFilesytem" in broken.stdout
