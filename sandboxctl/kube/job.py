@@ -71,9 +71,9 @@ def agent_job(project: Mapping[str, Any], completions: int, parallelism: int) ->
     tool_ports = sorted({e.port for e in edges(project) if e.server == TOOLS_SERVICE} or {8700})
     supervisor, sup_volumes = container(project, SUPERVISOR_SERVICE, sup_spec)
     tools, tools_volumes = container(project, TOOLS_SERVICE, tools_spec, tool_ports)
-    supervisor.pop("args", None)
     logs_dir = str((sup_spec.get("environment") or {}).get("SUPERVISOR_LOG_DIR") or "/logs")
-    supervisor["command"] = ["/bin/sh", "-c", job_script(logs_dir=logs_dir)]
+    # args, not command: the image's entrypoint (its init, tini) stays PID 1, as in Compose.
+    supervisor["args"] = ["/bin/sh", "-c", job_script(logs_dir=logs_dir)]
     _env(supervisor, SUPERVISOR_TOOLS_URL=f"http://127.0.0.1:{tool_ports[0]}")
     supervisor["volumeMounts"].append({"name": "tasks", "mountPath": TASKS_DIR, "readOnly": True})
     tools["args"] = [*tools.get("args", []), "--host", "127.0.0.1"]

@@ -350,6 +350,10 @@ def test_job_runs_each_task_with_its_own_tools_sidecar(
     (sidecar,) = pod["initContainers"]
     (main,) = pod["containers"]
     assert sidecar["restartPolicy"] == "Always"
+    # The image's entrypoint (tini, the container's init) stays PID 1: args only.
+    assert "command" not in main
+    assert "command" not in sidecar
+    assert main["args"][:2] == ["/bin/sh", "-c"]
     assert sidecar["args"][-2:] == ["--host", "127.0.0.1"]
     assert {e["name"]: e["value"] for e in main["env"]}[
         "SUPERVISOR_TOOLS_URL"
