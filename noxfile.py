@@ -30,6 +30,7 @@ nox.options.sessions = [
     "container",
     "e2e",
     "devcontainer",
+    "fresh",
 ]
 
 
@@ -114,3 +115,11 @@ def devcontainer(session: nox.Session) -> None:
     install(session)
     session.run("invoke", "images.base")
     pytest(session, "tests/devcontainer", "-s", marks="container")
+
+
+@nox.session
+def fresh(session: nox.Session) -> None:
+    """Run the README's first command on a brand-new Debian 12 (a privileged container with
+    its own Podman; the container session's images preloaded); needs root or sudo."""
+    install(session)
+    pytest(session, "tests/fresh", "-s")
