@@ -1,7 +1,12 @@
-"""Shared fixtures: a workspace with an outside neighbour, settings, a trajectory writer."""
+"""Shared fixtures: a workspace with an outside neighbour, settings, a trajectory writer,
+and ``figures``: the adversarial tests' counts, printed at the end of the session and
+written as JSON to ``$SUPERVISOR_FIGURES_FILE`` when it is set (docs/SECURITY.md quotes
+them)."""
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,3 +46,24 @@ def log(tmp_path: Path) -> Iterator[TrajectoryWriter]:
     """A trajectory writer on a fresh file."""
     with TrajectoryWriter(tmp_path / "run.jsonl", "test-run") as writer:
         yield writer
+
+
+_FIGURES: dict[str, str] = {}
+
+
+@pytest.fixture
+def figures() -> dict[str, str]:
+    """Where an adversarial test records its measured figure (name -> sentence)."""
+    return _FIGURES
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print the figures measured in this session; write them where asked."""
+    if not _FIGURES:
+        return
+    terminalreporter.section("adversarial figures")
+    for name, text in sorted(_FIGURES.items()):
+        terminalreporter.write_line(f"{name}: {text}")
+    target = os.environ.get("SUPERVISOR_FIGURES_FILE")
+    if target:
+        Path(target).write_text(json.dumps(_FIGURES, indent=2, sort_keys=True) + "\n")

@@ -178,14 +178,17 @@ class Agent:
         """Stop before a model call that would go over a budget."""
         if self.steps >= self.limits.max_steps:
             raise Stop("step_budget", f"step budget of {self.limits.max_steps} used up")
-        elapsed = self.clock() - self.started
-        if elapsed >= self.limits.max_wall_s:
-            raise Stop("time_budget", f"wall-clock budget of {self.limits.max_wall_s:g} s used up")
+        self.check_time()
         if self.tokens["total"] >= self.limits.max_total_tokens:
             raise Stop(
                 "token_budget",
                 f"token budget of {self.limits.max_total_tokens} used up ({self.tokens['total']})",
             )
+
+    def check_time(self) -> None:
+        """Stop once the wall-clock budget is spent (model and tool time both count)."""
+        if self.clock() - self.started >= self.limits.max_wall_s:
+            raise Stop("time_budget", f"wall-clock budget of {self.limits.max_wall_s:g} s used up")
 
     def query(self) -> ModelReply:
         """Send the conversation to the model; log the request and the response."""
@@ -210,8 +213,19 @@ class Agent:
 
     def step(self, reply: ModelReply) -> None:
         """Parse the reply, run its actions, and feed the results back."""
+        if reply.problem is not None:  # arrived, but too large or unreadable
+            self.messages.append(self.dialect.assistant_message(reply))
+            self.invalid(reply, reply.problem, Parsed())
+            return
         parsed = self.dialect.parse(reply, self.steps, self.tool_names)
         self.messages.append(self.dialect.assistant_message(reply))
+        cap = self.limits.max_calls_per_reply
+        if len(parsed.actions) > cap:
+            for extra in parsed.actions[cap:]:
+                parsed.problems.append(
+                    (extra.model_call_id or "", f"not run: at most {cap} tool calls per reply")
+                )
+            parsed.actions = parsed.actions[:cap]
         if not parsed.actions:
             why = "; ".join(msg for _, msg in parsed.problems) or "no action in the reply"
             self.invalid(reply, why, parsed)
@@ -230,6 +244,7 @@ class Agent:
                     arguments=action.arguments,
                 )
                 raise Stop("success", "", answer)
+            self.check_time()  # tool time counts: no call starts after the budget is spent
             result = self.execute(action)
             any_valid = any_valid or result.status != "invalid"
             self.observe(action, result)
@@ -242,7 +257,8 @@ class Agent:
         """Run one action through the executor, at most once per call id."""
         if action.call_id in self.executed:
             return self.executed[action.call_id]
-        request = ToolRequest(action.call_id, action.name, action.arguments)
+        left = self.started + self.limits.max_wall_s - self.clock()
+        request = ToolRequest(action.call_id, action.name, action.arguments, round(left, 3))
         self.log.write(
             "tool_call", step=self.steps, model_call_id=action.model_call_id, **request.to_dict()
         )

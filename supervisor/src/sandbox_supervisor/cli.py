@@ -31,6 +31,7 @@ from sandbox_supervisor.session import (
     versions,
 )
 from sandbox_supervisor.tools import ToolRequest
+from sandbox_supervisor.tools.commands import terminate_all
 from sandbox_supervisor.trajectory import (
     TrajectoryError,
     TrajectoryWriter,
@@ -61,7 +62,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a trajectory in readable form (or its records as JSON lines)."""
-    result = read_records(args.log)
+    result = read_records(args.log, skip_bad=True)
+    for skipped in result.skipped:
+        print(f"warning: skipped a line of the wrong shape: {skipped}", file=sys.stderr)
     if args.json:
         for record in result.records:
             print(json.dumps(record))
@@ -223,6 +226,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print("tools: stopping", file=sys.stderr, flush=True)
     finally:
         server.server_close()
+        ended = terminate_all(settings.command_grace_s)  # no command outlives the service
+        if ended:
+            print(f"tools: ended {ended} running command(s)", file=sys.stderr, flush=True)
     return 0
 
 

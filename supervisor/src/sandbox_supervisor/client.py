@@ -15,9 +15,13 @@ The SDK's own retries are off (``max_retries=0``): this module owns the policy.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import email.utils
 import importlib
+import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
@@ -138,12 +142,11 @@ class ModelClient:
         key = settings.api_key.get_secret_value() if settings.api_key else "no-key"
         self._http = httpx.Client(timeout=httpx.Timeout(settings.request_timeout_s))
         self._headers = {"Authorization": f"Bearer {key}"}
-        self._openai = openai.OpenAI(base_url=settings.model_url, api_key=key, max_retries=0)
+        self._key = key
 
     def close(self) -> None:
         """Close the HTTP connections."""
         self._http.close()
-        self._openai.close()
 
     # -- readiness ---------------------------------------------------------------------
     def health(self, timeout: float) -> tuple[bool, str]:
@@ -233,18 +236,55 @@ class ModelClient:
                 self._sleep(delay)
                 self.wait_ready(min(deadline, time.monotonic() + self.settings.ready_timeout_s))
                 continue
-            return ModelReply(
-                content=reply.content,
-                tool_calls=reply.tool_calls,
-                finish_reason=reply.finish_reason,
-                usage=reply.usage,
-                model=reply.model,
-                latency_s=round(time.monotonic() - started, 4),
-                attempts=attempt + 1,
+            return dataclasses.replace(
+                reply, latency_s=round(time.monotonic() - started, 4), attempts=attempt + 1
             )
 
     def _attempt(
         self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]] | None,
+        response_format: dict[str, Any] | None,
+        attempt_deadline: float,
+    ) -> ModelReply:
+        """One request, abandoned at ``attempt_deadline`` whatever the server does.
+
+        The request runs in a worker thread with its own connection; this thread waits
+        for it until the deadline and then closes that connection and gives up, so a
+        server that trickles its headers or body a byte at a time (each byte restarting
+        a read timeout) cannot stretch the attempt.
+        """
+        timeout = max(0.001, attempt_deadline - time.monotonic())
+        http = _SDK_HTTP.Client()
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def work() -> None:
+            try:
+                box["reply"] = self._request(
+                    http, messages, tools, response_format, attempt_deadline
+                )
+            except BaseException as exc:  # handed over to the waiting thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        worker = threading.Thread(target=work, name="model-request", daemon=True)
+        worker.start()
+        finished = done.wait(timeout + 0.05)
+        if not finished:
+            with contextlib.suppress(Exception):
+                http.close()  # the worker's next read fails and it ends
+            raise _Retryable(f"no complete reply within {timeout:.1f} s")
+        http.close()
+        if "error" in box:
+            raise box["error"]
+        reply: ModelReply = box["reply"]
+        return reply
+
+    def _request(
+        self,
+        http: Any,
         messages: list[dict[str, Any]],
         tools: list[dict[str, Any]] | None,
         response_format: dict[str, Any] | None,
@@ -256,7 +296,11 @@ class ModelClient:
             extra["tools"] = [{"type": "function", "function": spec} for spec in tools]
         if response_format:
             extra["response_format"] = response_format
-        create: Any = self._openai.chat.completions.with_streaming_response.create
+        client = openai.OpenAI(
+            base_url=self.settings.model_url, api_key=self._key, max_retries=0, http_client=http
+        )
+        create: Any = client.chat.completions.with_streaming_response.create
+        cap = self.settings.max_reply_bytes
         try:
             with create(
                 model=self.settings.model,
@@ -268,12 +312,17 @@ class ModelClient:
                 ),
                 **extra,
             ) as response:
-                chunks = []
+                body = bytearray()
                 for chunk in response.iter_bytes():
-                    chunks.append(chunk)
+                    body += chunk
+                    if len(body) > cap:
+                        return self._unusable(
+                            f"the reply is larger than {cap} bytes (SUPERVISOR_MAX_REPLY_BYTES); "
+                            "it was not read further",
+                            messages,
+                        )
                     if time.monotonic() > attempt_deadline:
                         raise _Retryable(f"reply not complete after {timeout:.1f} s")
-                body = b"".join(chunks)
         except openai.APIStatusError as exc:
             status = exc.status_code
             if status in RETRY_STATUS:
@@ -289,9 +338,16 @@ class ModelClient:
         except _SDK_HTTP.TransportError as exc:
             raise _Retryable(f"connection broke: {type(exc).__name__}") from None
         try:
-            return parse_completion(body, messages)
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise _Retryable(f"unreadable response body: {exc}") from None
+            return parse_completion(bytes(body), messages)
+        except ValueError as exc:
+            return self._unusable(f"the response body cannot be read: {str(exc)[:300]}", messages)
+
+    def _unusable(self, problem: str, messages: list[dict[str, Any]]) -> ModelReply:
+        """A reply that arrived but cannot be used: the loop tells the model so."""
+        prompt = sum(len(json.dumps(m)) for m in messages) // 4
+        completion = self.settings.max_reply_tokens
+        usage = Usage(prompt, completion, prompt + completion, estimated=True)
+        return ModelReply(content=None, finish_reason=None, usage=usage, problem=problem)
 
     def _rejected(self, status: int, exc: openai.APIStatusError) -> ModelRejected:
         detail = str(exc.message)[:300]

@@ -54,6 +54,12 @@ class Settings(BaseModel):
         200_000, ge=100, le=100_000_000, description="prompt+completion tokens per run"
     )
     max_reply_tokens: int = Field(1024, ge=16, le=131_072, description="max_tokens per reply")
+    max_reply_bytes: int = Field(
+        8 * 1024 * 1024, ge=65_536, le=268_435_456, description="largest response body read"
+    )
+    max_calls_per_reply: int = Field(
+        8, ge=1, le=64, description="tool calls run from one reply (more are refused)"
+    )
     temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature")
     max_invalid_replies: int = Field(
         3, ge=1, le=100, description="consecutive malformed replies before giving up"
@@ -137,6 +143,7 @@ class Settings(BaseModel):
             max_invalid_replies=self.max_invalid_replies,
             max_tool_timeouts=self.max_tool_timeouts,
             max_observation_chars=self.max_observation_chars,
+            max_calls_per_reply=self.max_calls_per_reply,
         )
 
     @property

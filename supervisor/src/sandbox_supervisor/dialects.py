@@ -17,11 +17,11 @@ to put replies, observations and complaints into the conversation. The loop in
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from sandbox_supervisor.client import ModelReply
+from sandbox_supervisor import jsonsafe
+from sandbox_supervisor.replies import ModelReply
 
 FINISH = "finish"
 FINISH_SPEC: dict[str, Any] = {
@@ -54,24 +54,6 @@ _GRAMMAR_KEYS = frozenset(
         "description",
     }
 )
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def without_lone_surrogates(value: Any) -> Any:
-    """Replace lone UTF-16 surrogates (JSON allows ``"\\udada"``; UTF-8 cannot encode it) with
-    U+FFFD in every string of a parsed reply, so no tool, log or request chokes on them."""
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)  # json.loads already joined valid pairs
-    if isinstance(value, list):
-        return [without_lone_surrogates(item) for item in value]
-    if isinstance(value, dict):
-        return {
-            without_lone_surrogates(key): without_lone_surrogates(item)
-            for key, item in value.items()
-        }
-    return value
 
 
 @dataclass(frozen=True)
@@ -220,7 +202,7 @@ class NativeDialect:
             arguments: Any = None
             if problem is None:
                 try:
-                    arguments = without_lone_surrogates(json.loads(call.arguments or "{}"))
+                    arguments = jsonsafe.loads(call.arguments or "{}")
                 except ValueError as exc:
                     problem = f"arguments of {call.name} are not valid JSON: {exc}"
                 else:
@@ -283,7 +265,7 @@ class JsonDialect:
         if text.startswith("```"):  # tolerate a fenced block from unconstrained servers
             text = text.strip("`").removeprefix("json").strip()
         try:
-            data = without_lone_surrogates(json.loads(text))
+            data = jsonsafe.loads(text)
         except ValueError as exc:
             cut = " (the reply was cut at max tokens)" if reply.finish_reason == "length" else ""
             parsed.problems.append(("", f"the reply is not valid JSON{cut}: {exc}"))

@@ -7,6 +7,7 @@ the trajectory and returns the exit code (see :mod:`.exit_codes`).
 
 from __future__ import annotations
 
+import ctypes
 import platform
 import secrets
 import signal
@@ -30,7 +31,7 @@ from sandbox_supervisor.scripted import ScriptedModel, load_script
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, InProcessExecutor, Workspace
 from sandbox_supervisor.tools.remote import RemoteExecutor
 from sandbox_supervisor.trajectory import TrajectoryWriter
-from sandbox_supervisor.view import Progress
+from sandbox_supervisor.view import Progress, safe
 
 
 def versions() -> dict[str, str]:
@@ -73,7 +74,7 @@ def local_executor(settings: Settings, workspace: Path | None = None) -> InProce
     ws = Workspace.open(
         workspace or settings.workspace, allow_protected_writes=settings.allow_protected_writes
     )
-    return InProcessExecutor(ws, settings.tool_limits())
+    return InProcessExecutor(ws, settings.tool_limits(), holds_key=settings.api_key is not None)
 
 
 def finish(result_status: str, answer: str | None, path: Path, progress: Progress) -> int:
@@ -81,8 +82,22 @@ def finish(result_status: str, answer: str | None, path: Path, progress: Progres
     code = for_status(result_status)
     progress(f"trajectory: {path}")
     if answer is not None:
-        print(answer)
+        print(safe(answer))
     return code
+
+
+PR_SET_DUMPABLE = 4
+
+
+def not_dumpable() -> bool:
+    """Make this process non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``): its ``/proc``
+    files (``environ``, ``mem``, ``fd/``) become root's, so another process of the same
+    user, a command included, cannot read the key from them. False where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
 
 
 def interrupt_on_sigterm() -> None:
@@ -110,6 +125,8 @@ def run_task(
 ) -> int:
     """Run one task to its end; return the exit code of its outcome."""
     interrupt_on_sigterm()
+    if settings.api_key is not None:
+        not_dumpable()
     progress = Progress(quiet)
     executor = make_executor(settings)
     path, run_id = log_path(settings, log)

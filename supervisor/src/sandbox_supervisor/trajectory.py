@@ -32,9 +32,11 @@ import fcntl
 import json
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from sandbox_supervisor import jsonsafe
 
 FORMAT_VERSION = 1
 EVENT_TYPES = frozenset(
@@ -95,8 +97,8 @@ def _scan_tail(fd: int) -> Repair:
     if complete:
         last_line = complete[:-1].rsplit(b"\n", 1)[-1]
         try:
-            last_seq = int(json.loads(last_line)["seq"])
-        except (ValueError, KeyError, TypeError) as exc:
+            last_seq = check_record(jsonsafe.loads(last_line))["seq"]
+        except ValueError as exc:
             raise TrajectoryError(
                 f"last complete line of the trajectory is damaged ({exc}); refusing to append"
             ) from exc
@@ -192,18 +194,51 @@ class TrajectoryWriter:
 
 @dataclass
 class ReadResult:
-    """Records of a file, and whether its last line was torn (left unread)."""
+    """Records of a file, whether its last line was torn (left unread), and the lines
+    skipped for their shape (only when the reader was asked to skip them)."""
 
     records: list[dict[str, Any]]
     torn_bytes: int = 0
+    skipped: list[str] = field(default_factory=list)
 
 
-def read_records(path: Path, *, allow_torn_tail: bool = True) -> ReadResult:
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_record(record: Any) -> dict[str, Any]:
+    """Return ``record`` when it has the shape of a record, else raise ``ValueError``.
+
+    A record is a JSON object with ``v`` (the format version), an integer ``seq``, a
+    string ``ts`` and ``run_id``, a known ``type`` and, when present, an integer
+    ``step`` and a string ``call_id``: what the readers of this module rely on.
+    """
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    if record.get("v") != FORMAT_VERSION:
+        raise ValueError(f"unknown format version {str(record.get('v'))[:20]}")
+    if not _is_int(record.get("seq")) or record["seq"] < 0:
+        raise ValueError("seq is not a non-negative integer")
+    if record.get("type") not in EVENT_TYPES:
+        raise ValueError(f"unknown type {str(record.get('type'))[:40]}")
+    for key in ("ts", "run_id"):
+        if not isinstance(record.get(key), str):
+            raise ValueError(f"{key} is not a string")
+    if "step" in record and not _is_int(record["step"]):
+        raise ValueError("step is not an integer")
+    if "call_id" in record and not isinstance(record["call_id"], str):
+        raise ValueError("call_id is not a string")
+    return record
+
+
+def read_records(path: Path, *, allow_torn_tail: bool = True, skip_bad: bool = False) -> ReadResult:
     """Read and check every record; raise :class:`TrajectoryError` on damage.
 
-    Damage is a line that is not a JSON object with ``v``/``seq``/``type``, or a
-    ``seq`` that does not grow by one. A last line with no newline is a torn write:
-    returned as ``torn_bytes`` when ``allow_torn_tail`` is true, an error otherwise.
+    Damage is a line that is not a record (see :func:`check_record`), or a ``seq``
+    that does not grow by one. With ``skip_bad`` such lines are skipped and listed in
+    ``skipped`` instead (for showing a file to a person). A last line with no newline
+    is a torn write: returned as ``torn_bytes`` when ``allow_torn_tail`` is true, an
+    error otherwise. Only :class:`TrajectoryError` and ``OSError`` are raised.
     """
     data = Path(path).read_bytes()
     lines = data.split(b"\n")
@@ -214,16 +249,15 @@ def read_records(path: Path, *, allow_torn_tail: bool = True) -> ReadResult:
     expected: int | None = None
     for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
+            record = check_record(jsonsafe.loads(line))
             seq = record["seq"]
-            if record["v"] != FORMAT_VERSION or record["type"] not in EVENT_TYPES:
-                raise ValueError(f"unknown version or type in {line[:80]!r}")
-        except (ValueError, KeyError) as exc:
-            raise TrajectoryError(f"{path}:{number}: damaged record: {exc}") from exc
-        if expected is not None and seq != expected:
-            raise TrajectoryError(f"{path}:{number}: seq {seq} where {expected} was expected")
+            if expected is not None and seq != expected:
+                raise ValueError(f"seq {seq} where {expected} was expected")
+        except ValueError as exc:
+            if not skip_bad:
+                raise TrajectoryError(f"{path}:{number}: damaged record: {exc}") from None
+            result.skipped.append(f"{path}:{number}: {exc}")
+            continue
         expected = seq + 1
         result.records.append(record)
     return result
@@ -295,7 +329,7 @@ def recover_interrupted(path: Path, *, fsync: bool = True) -> dict[str, Any] | N
             reason=INTERRUPTED_REASON,
             answer=None,
             steps=steps,
-            tool_calls=len({r["call_id"] for r in run if r["type"] == "tool_result"}),
+            tool_calls=len({r.get("call_id") for r in run if r["type"] == "tool_result"}),
             exit_code=130,
             recovered=True,
         )
@@ -313,7 +347,7 @@ def recover_dir(directory: Path, *, fsync: bool = True) -> dict[Path, str]:
                 continue
             if recover_interrupted(path, fsync=fsync) is not None:
                 outcome[path] = "interrupted"
-        except (TrajectoryError, OSError) as exc:
+        except (TrajectoryError, OSError, ValueError) as exc:  # one bad file stops no other
             outcome[path] = f"not recovered: {exc}"
     return outcome
 
@@ -328,7 +362,7 @@ def _last_type(path: Path, window: int = 65_536) -> str | None:
     if len(lines) < 2 or (size > window and len(lines) < 3):
         return None
     try:
-        record = json.loads(lines[-2])
+        record = jsonsafe.loads(lines[-2])
     except ValueError:
         return None
     return str(record.get("type")) if isinstance(record, dict) else None

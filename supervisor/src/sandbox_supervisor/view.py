@@ -1,11 +1,32 @@
-"""How people see a run: progress lines on stderr and a readable rendering of a trajectory."""
+"""How people see a run: progress lines on stderr and a readable rendering of a trajectory.
+
+Everything shown comes through :func:`safe`: model text and tool output may carry
+terminal control sequences (``ESC ]0;title BEL``, ``ESC [2J``), which would retitle,
+clear or rewrite the reader's terminal; they are removed, with every other control
+character but newline and tab, and the bidirectional overrides that can make text
+read differently from what it is.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import time
 from typing import Any
+
+# CSI and OSC sequences (OSC ended by BEL or ST), other ESC sequences, 8-bit CSI/OSC.
+_SEQUENCE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]?|\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+    r"|\x1b[ -/]*[0-~]?|\x9b[0-?]*[ -/]*[@-~]?"
+    r"|[\x90\x9d\x9e\x9f][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"
+)
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def safe(text: str) -> str:
+    """``text`` without terminal control sequences or control characters (``\\n``, ``\\t`` stay)."""
+    return _CONTROL.sub("", _SEQUENCE.sub("", text))
 
 
 class Progress:
@@ -18,54 +39,63 @@ class Progress:
     def __call__(self, message: str) -> None:
         if not self.quiet:
             elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:7.2f}s] {message}", file=sys.stderr, flush=True)
+            print(f"[{elapsed:7.2f}s] {safe(message)}", file=sys.stderr, flush=True)
 
 
 def render(records: list[dict[str, Any]]) -> str:
-    """A readable rendering of a trajectory: steps, tool calls, timings, tokens."""
+    """A readable rendering of a trajectory: steps, tool calls, timings, tokens.
+
+    A record whose fields have unexpected types is shown as such, not fatal.
+    """
     out: list[str] = []
     for record in records:
-        kind = record["type"]
-        if kind == "run_start":
-            model = record.get("config", {}).get("model", record.get("model_source", "?"))
-            out.append(
-                f"== run {record['run_id']} at {record['ts']} model={model} "
-                f"mode={record.get('tool_mode')}"
-            )
-            out.append(f"   task: {record.get('task')}")
-        elif kind == "model_response":
-            reply = record["reply"]
-            usage = reply.get("usage", {})
-            what = ", ".join(c["name"] for c in reply.get("tool_calls", [])) or short(
-                reply.get("content") or "", 100
-            )
-            out.append(
-                f"-- step {record['step']}: model {reply.get('latency_s', 0):.2f}s "
-                f"tokens {usage.get('prompt_tokens', 0)}+"
-                f"{usage.get('completion_tokens', 0)} try {reply.get('attempts', 1)}: "
-                f"{what}"
-            )
-        elif kind == "tool_call":
-            out.append(f"   -> {record['name']} {short(json.dumps(record.get('arguments')), 120)}")
-        elif kind == "tool_result":
-            extra = f" exit={record['exit_code']}" if record.get("exit_code") is not None else ""
-            first = short(record.get("output", ""), 100)
-            out.append(
-                f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}"
-            )
-        elif kind == "error":
-            out.append(f"   !! {record.get('kind')}: {short(record.get('message', ''), 160)}")
-        elif kind == "repair":
-            out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
-        elif kind == "run_end":
-            tokens = record.get("tokens") or {}
-            out.append(
-                f"== end: {record['status']} after {record.get('steps')} steps, "
-                f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
-                + (f"; answer: {record['answer']}" if record.get("answer") else "")
-                + (f"; {record['reason']}" if record.get("reason") else "")
-            )
-    return "\n".join(out)
+        try:
+            _render_one(record, out)
+        except (KeyError, TypeError, AttributeError, ValueError, IndexError):
+            out.append(f"   ?? record {record.get('seq')} ({record.get('type')}) has an odd shape")
+    return safe("\n".join(out))
+
+
+def _render_one(record: dict[str, Any], out: list[str]) -> None:
+    """Append the lines of one record to ``out``."""
+    kind = record["type"]
+    if kind == "run_start":
+        model = record.get("config", {}).get("model", record.get("model_source", "?"))
+        out.append(
+            f"== run {record['run_id']} at {record['ts']} model={model} "
+            f"mode={record.get('tool_mode')}"
+        )
+        out.append(f"   task: {record.get('task')}")
+    elif kind == "model_response":
+        reply = record["reply"]
+        usage = reply.get("usage", {})
+        what = ", ".join(c["name"] for c in reply.get("tool_calls", [])) or short(
+            reply.get("content") or "", 100
+        )
+        out.append(
+            f"-- step {record['step']}: model {reply.get('latency_s', 0):.2f}s "
+            f"tokens {usage.get('prompt_tokens', 0)}+"
+            f"{usage.get('completion_tokens', 0)} try {reply.get('attempts', 1)}: "
+            f"{what}"
+        )
+    elif kind == "tool_call":
+        out.append(f"   -> {record['name']} {short(json.dumps(record.get('arguments')), 120)}")
+    elif kind == "tool_result":
+        extra = f" exit={record['exit_code']}" if record.get("exit_code") is not None else ""
+        first = short(record.get("output", ""), 100)
+        out.append(f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}")
+    elif kind == "error":
+        out.append(f"   !! {record.get('kind')}: {short(record.get('message', ''), 160)}")
+    elif kind == "repair":
+        out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
+    elif kind == "run_end":
+        tokens = record.get("tokens") or {}
+        out.append(
+            f"== end: {record['status']} after {record.get('steps')} steps, "
+            f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
+            + (f"; answer: {record['answer']}" if record.get("answer") else "")
+            + (f"; {record['reason']}" if record.get("reason") else "")
+        )
 
 
 def short(text: str, limit: int) -> str:

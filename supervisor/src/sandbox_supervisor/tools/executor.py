@@ -34,15 +34,34 @@ class Executor(Protocol):
         ...
 
 
+KEY_HELD = (
+    "run_command is refused here: this process holds the model API key and runs tools "
+    "in process, where a command could reach it. Commands run in the tools service "
+    "(SUPERVISOR_TOOLS_URL, as in the stack); file tools work as usual"
+)
+
+
 class InProcessExecutor:
-    """Run tools in this process, confined to a workspace directory."""
+    """Run tools in this process, confined to a workspace directory.
+
+    With ``holds_key`` (this process holds the model API key) ``run_command`` is
+    refused: a command runs as the same user as this process and could read the key
+    from its memory or its key file. The ``tools`` service holds no model key.
+    """
 
     def __init__(
-        self, workspace: Workspace, limits: Limits | None = None, registry: Registry | None = None
+        self,
+        workspace: Workspace,
+        limits: Limits | None = None,
+        registry: Registry | None = None,
+        *,
+        holds_key: bool = False,
     ) -> None:
         self.workspace = workspace
         self.limits = limits or Limits()
-        self.registry = registry or Registry()
+        self.registry = registry or Registry(
+            refused={"run_command": KEY_HELD} if holds_key else None
+        )
 
     def specs(self) -> list[dict[str, Any]]:
         """Return the registry's specs."""

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pydantic import ValidationError
 
+from sandbox_supervisor.redact import Redactor
 from sandbox_supervisor.tools.builtin import (
     ListDirArgs,
     ReadFileArgs,
@@ -84,11 +85,30 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (
 )
 
 
-class Registry:
-    """Tools by name, with validation of arguments and no exceptions for model mistakes."""
+def within_time_left(limits: Limits, time_left_s: float | None) -> Limits:
+    """``limits`` with the command and search timeouts cut to the run's time left."""
+    if time_left_s is None:
+        return limits
+    left = max(0.05, time_left_s)
+    return replace(
+        limits,
+        command_timeout_s=min(limits.command_timeout_s, left),
+        search_timeout_s=min(limits.search_timeout_s, left),
+    )
 
-    def __init__(self, tools: tuple[Tool, ...] = BUILTIN_TOOLS) -> None:
+
+class Registry:
+    """Tools by name, with validation of arguments and no exceptions for model mistakes.
+
+    ``refused`` names tools that are listed but refused, with the reason (run_command
+    in a process that holds the model key, see :mod:`.executor`).
+    """
+
+    def __init__(
+        self, tools: tuple[Tool, ...] = BUILTIN_TOOLS, refused: dict[str, str] | None = None
+    ) -> None:
         self.tools = {tool.name: tool for tool in tools}
+        self.refused = dict(refused or {})
 
     def specs(self) -> list[dict[str, Any]]:
         """Return the specs of all tools (JSON-able)."""
@@ -98,7 +118,10 @@ class Registry:
         """Validate and run one request; every outcome is a :class:`ToolResult`."""
         started = time.monotonic()
         tool = self.tools.get(request.name)
-        if tool is None:
+        limits = within_time_left(limits, request.time_left_s)
+        if request.name in self.refused:
+            result = make_result(request.name, "refused", self.refused[request.name], started)
+        elif tool is None:
             known = ", ".join(self.tools)
             result = make_result(
                 request.name, "invalid", f"unknown tool {request.name!r}; known: {known}", started
@@ -124,8 +147,5 @@ class Registry:
                     result = make_result(
                         request.name, "invalid", f"text is not valid Unicode: {exc}", started
                     )
-        output = result.output
-        for secret in limits.secrets:
-            if secret:
-                output = output.replace(secret, "[redacted]")
+        output = Redactor(limits.secrets)(result.output)
         return ToolResult(**{**result.to_dict(), "call_id": request.call_id, "output": output})

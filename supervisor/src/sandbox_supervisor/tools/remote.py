@@ -22,6 +22,7 @@ from typing import Any, cast, get_args
 
 import httpx
 
+from sandbox_supervisor.redact import Redactor
 from sandbox_supervisor.tools.executor import ExecutorUnavailable
 from sandbox_supervisor.tools.types import Status, ToolRequest, ToolResult
 
@@ -84,9 +85,7 @@ class RemoteExecutor:
             read_timeout_s=timeout + grace + 30.0,
         )
         result = _result_from(data.get("result"), request)
-        output = result.output
-        for secret in self.redact:
-            output = output.replace(secret, "[redacted]")
+        output = Redactor(self.redact)(result.output)
         return ToolResult(**{**result.to_dict(), "output": output, "call_id": request.call_id})
 
     def _call(

@@ -10,8 +10,10 @@ workspace and nothing else; the supervisor reaches it with a
                        200 {"result": ToolResult, "replayed": false}
 
 Every ``/v1`` call needs ``Authorization: Bearer TOKEN``; the token comes from a file
-secret and is compared in constant time (:func:`hmac.compare_digest`). Bodies have a
-size cap and must declare their length; the socket has a read timeout. Tool calls run
+secret and is compared in constant time (:func:`hmac.compare_digest`), before any
+body is read. Bodies have a size cap and must declare their length, are parsed
+strictly (:mod:`..jsonsafe`: deep nesting is a 400, not a ``RecursionError``); the
+socket has a read timeout and the server a connection cap (:class:`CappedServer`). Tool calls run
 under the same workspace rules as in process (:class:`~.registry.Registry`): real
 paths, no escape, protected directories, size caps, command timeouts. The token is
 redacted from every output and kept out of commands' environment.
@@ -36,6 +38,7 @@ from dataclasses import asdict
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from sandbox_supervisor import jsonsafe
 from sandbox_supervisor.tools.executor import InProcessExecutor
 from sandbox_supervisor.tools.types import ToolRequest, ToolResult
 
@@ -43,6 +46,7 @@ DEFAULT_PORT = 8700
 MIN_TOKEN_CHARS = 16
 MAX_KEY_CHARS = 200
 SOCKET_TIMEOUT_S = 30.0
+MAX_CONNECTIONS = 32
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -105,7 +109,7 @@ class ToolService:
         if method != "POST":
             return _error(405, "use POST")
         try:
-            data = json.loads(body)
+            data = jsonsafe.loads(body)
             key = data["key"]
             request = ToolRequest.from_dict(data["request"])
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
@@ -179,19 +183,28 @@ def make_handler(service: ToolService) -> type[BaseHTTPRequestHandler]:
 
         def _answer(self, status: int, payload: dict[str, Any], close: bool = False) -> None:
             data = json.dumps(payload).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Bearer realm="tools"')
-            if close:
-                self.send_header("Connection", "close")
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                if status == 401:
+                    self.send_header("WWW-Authenticate", 'Bearer realm="tools"')
+                if close:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):  # the client went away
                 self.close_connection = True
-            self.end_headers()
-            self.wfile.write(data)
 
         def _dispatch(self, method: str) -> None:
             body = b""
+            path = self.path.split("?", 1)[0]
+            if path.startswith("/v1/") and not service.authorized(
+                self.headers.get("Authorization")
+            ):  # before reading any body: an unauthenticated peer costs no memory
+                self._answer(401, {"error": "missing or wrong token"}, close=True)
+                return
             if method == "POST":
                 length_header = self.headers.get("Content-Length")
                 if length_header is None or not length_header.isdigit():
@@ -228,8 +241,64 @@ def make_handler(service: ToolService) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(service: ToolService, host: str, port: int) -> ThreadingHTTPServer:
+class CappedServer(ThreadingHTTPServer):
+    """A threaded HTTP server that serves at most ``max_connections`` at once.
+
+    A connection over the cap is closed at once (its peer sees a reset), so idle or
+    slow peers cannot hold an unbounded number of threads and buffers. A client that
+    disconnects mid-answer costs one log line, not a traceback.
+    """
+
+    daemon_threads = True
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        *,
+        max_connections: int,
+        log: Callable[[str], None],
+    ) -> None:
+        super().__init__(address, handler)
+        self._connections = threading.BoundedSemaphore(max_connections)
+        self.max_connections = max_connections
+        self.refused = 0
+        self._log = log
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection in a thread, or close it when the cap is reached."""
+        if not self._connections.acquire(blocking=False):
+            self.refused += 1
+            if self.refused in (1, 10, 100) or self.refused % 1000 == 0:
+                self._log(f"connection cap {self.max_connections} reached ({self.refused} refused)")
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """Serve one connection, then free its place."""
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """One line per failed connection instead of a traceback on stderr."""
+        kind, error, _ = sys.exc_info()
+        name = kind.__name__ if kind else "error"
+        self._log(
+            f"{client_address[0] if client_address else '?'}: connection ended: {name}: {error}"
+        )
+
+
+def make_server(
+    service: ToolService, host: str, port: int, *, max_connections: int = MAX_CONNECTIONS
+) -> CappedServer:
     """A threaded HTTP server for ``service`` (daemon threads; call ``serve_forever``)."""
-    server = ThreadingHTTPServer((host, port), make_handler(service))
-    server.daemon_threads = True
-    return server
+    return CappedServer(
+        (host, port), make_handler(service), max_connections=max_connections, log=service.log
+    )
