@@ -579,3 +579,17 @@ def test_invoke_kube_render_then_validate(tmp_path: Path) -> None:
     broken = invoke(path, "kube.validate")
     assert broken.returncode == 1
     assert "readOnlyRootFilesytem" in broken.stdout
+
+
+def test_a_fresh_clone_without_secrets_validates_and_stays_untouched(
+    tmp_path: Path, compose: ComposeCommand
+) -> None:
+    """No secrets/ yet (a fresh clone): placeholders stand in, in a scratch copy only."""
+    path = make_sandbox(tmp_path / "s")
+    render.write_tree(path, rendered(compose, path))
+    before = sorted(p.relative_to(path) for p in (path / "kube").rglob("*"))
+    objects, problems = validate.validate_tree(path / "kube")
+    assert problems == []
+    secret = by_kind(objects["base"], "Secret")["tools-token"]
+    assert base64.b64decode(secret["data"]["tools_token"]).decode() == validate.PLACEHOLDER
+    assert sorted(p.relative_to(path) for p in (path / "kube").rglob("*")) == before
