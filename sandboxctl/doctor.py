@@ -249,11 +249,12 @@ def check_network(inputs: DoctorInputs, state: _State) -> Check:
     helpers = [Path(folder) for folder in inputs.helper_dirs]
     if not any((folder / "aardvark-dns").is_file() for folder in helpers):
         return Check("network backend", "fail", "netavark without aardvark-dns: no DNS", fix)
-    if (inputs.sys_net / hostprep.CNI_BRIDGE).exists():
+    stale = hostprep.cni_bridges(inputs.sys_net)
+    if stale:
         return Check(
             "network backend",
             "fail",
-            f"netavark, but CNI's {hostprep.CNI_BRIDGE} bridge still holds 10.88.0.1/16",
+            f"netavark, but CNI's bridges {', '.join(stale)} still hold their subnets",
             fix,
         )
     return Check("network backend", "ok", "netavark with aardvark-dns")

@@ -11,14 +11,15 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
    diagnosis is the same with or without ``dry_run``; then they are written to the drop-in
    ``/etc/containers/containers.conf.d/50-ai-sandbox.conf`` with the user's consent;
 4. switch a CNI host to the netavark network backend (CNI has no DNS between containers
-   without a plugin), in the same drop-in, and remove the ``cni-podman0`` bridge CNI
-   leaves behind (it holds 10.88.0.1/16 and shadows netavark's default network);
+   without a plugin), in the same drop-in, and remove the ``cni-podmanN`` bridges CNI
+   leaves behind (they hold the subnets netavark hands out again);
 5. check that a container with ``--init`` runs (Podman's init binary is installed).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
@@ -50,6 +51,8 @@ FIX_RUNC = "runtime_runc"
 FIX_NETAVARK = "network_backend"
 NETWORK_BACKEND = "netavark"
 CNI_BRIDGE = "cni-podman0"
+"""CNI's default network bridge (10.88.0.1/16); its user networks get ``cni-podman1``..."""
+CNI_BRIDGE_PATTERN = re.compile(r"cni-podman\d+")
 SYS_NET = Path("/sys/class/net")
 
 _ULIMIT_MARKERS = ("setrlimit", "error setting rlimit")
@@ -306,8 +309,9 @@ class NetworkFacts:
     backend: str
     """``netavark``, ``cni``, or empty when ``podman info`` failed."""
     containers: tuple[str, ...] = ()
-    stale_bridge: bool = False
-    """The ``cni-podman0`` bridge exists (CNI's default network; netavark never uses it)."""
+    bridges: tuple[str, ...] = ()
+    """CNI's bridges that exist (``cni-podmanN``): netavark never uses them, and they keep
+    the subnets (10.88.0.0/16, 10.89.N.0/24) that netavark hands out again."""
 
 
 def network_facts(runner: Runner, sys_net: Path = SYS_NET) -> NetworkFacts:
@@ -316,12 +320,21 @@ def network_facts(runner: Runner, sys_net: Path = SYS_NET) -> NetworkFacts:
     backend = str(info.get("host", {}).get("networkBackend") or "")
     listed = runner.run(["podman", "ps", "--all", "--format", "{{.Names}}"])
     containers = tuple(listed.stdout.split()) if listed.ok else ()
-    return NetworkFacts(backend, containers, (sys_net / CNI_BRIDGE).exists())
+    return NetworkFacts(backend, containers, cni_bridges(sys_net))
 
 
-def bridge_removal_argv(is_root: bool) -> list[str]:
-    """Return the command that deletes CNI's stale bridge."""
-    return privileged(["ip", "link", "delete", CNI_BRIDGE], is_root)
+def cni_bridges(sys_net: Path = SYS_NET) -> tuple[str, ...]:
+    """Return the names of the CNI bridges (``cni-podmanN``) in ``sys_net``, sorted."""
+    try:
+        names = [path.name for path in sys_net.iterdir()]
+    except OSError:
+        return ()
+    return tuple(sorted(name for name in names if CNI_BRIDGE_PATTERN.fullmatch(name)))
+
+
+def bridge_removal_argv(bridge: str, is_root: bool) -> list[str]:
+    """Return the command that deletes one of CNI's stale bridges."""
+    return privileged(["ip", "link", "delete", bridge], is_root)
 
 
 # --- the whole preparation -----------------------------------------------------------------
@@ -403,7 +416,7 @@ def prepare(
         return report
     fixes = set(outcome.fixes) | _network_fixes(ctx, report, verb)
     if _write_fixes(ctx, report, fixes, image, probe_name, dry_run=dry_run, confirm=confirm):
-        _remove_stale_bridge(ctx, report, dry_run=dry_run, confirm=confirm)
+        _remove_stale_bridges(ctx, report, dry_run=dry_run, confirm=confirm)
         _check_init(ctx, image, report)
     return report
 
@@ -481,27 +494,33 @@ def _write_fixes(
     return True
 
 
-def _remove_stale_bridge(
+def _remove_stale_bridges(
     ctx: PrepareContext,
     report: PrepareReport,
     *,
     dry_run: bool,
     confirm: Callable[[str], bool],
 ) -> None:
-    """Delete ``cni-podman0`` once the backend is netavark: CNI left it holding 10.88.0.1/16,
-    and netavark's default network (same subnet) then gets no working route."""
-    if not (ctx.sys_net / CNI_BRIDGE).exists():
+    """Delete CNI's bridges once the backend is netavark: they still hold the subnets
+    netavark hands out again (10.88.0.1/16 for the default network, 10.89.N.0/24 for user
+    networks), so its networks get no working route and published ports stop answering."""
+    bridges = cni_bridges(ctx.sys_net)
+    if not bridges:
         return
     if not dry_run and network_facts(ctx.runner, ctx.sys_net).backend != NETWORK_BACKEND:
-        return  # CNI still owns it
-    argv = bridge_removal_argv(ctx.is_root)
-    report.add(f"stale {CNI_BRIDGE} bridge (left by the CNI backend) shadows netavark's network")
+        return  # CNI still owns them
+    names = ", ".join(bridges)
+    report.add(f"stale CNI bridge(s) {names} (left by the CNI backend) shadow netavark's networks")
     if dry_run:
-        report.add(f"would run: {quote(argv)}")
+        report.lines += [
+            f"would run: {quote(bridge_removal_argv(b, ctx.is_root))}" for b in bridges
+        ]
         return
-    if not confirm(f"Delete the stale {CNI_BRIDGE} bridge?"):
-        raise PrepareError(f"declined: delete it yourself: {quote(argv)}")
-    _run_step(ctx, argv, report)
+    if not confirm(f"Delete the stale CNI bridge(s) {names}?"):
+        commands = "; ".join(quote(bridge_removal_argv(b, ctx.is_root)) for b in bridges)
+        raise PrepareError(f"declined: delete them yourself: {commands}")
+    for bridge in bridges:
+        _run_step(ctx, bridge_removal_argv(bridge, ctx.is_root), report)
 
 
 def _check_init(ctx: PrepareContext, image: str | None, report: PrepareReport) -> None:

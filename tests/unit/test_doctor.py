@@ -311,12 +311,13 @@ def test_netavark_without_aardvark_dns_fails_the_network_check(tmp_path: Path) -
     assert "aardvark-dns" in check.detail
 
 
-def test_stale_cni_bridge_fails_the_network_check(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bridge", ["cni-podman0", "cni-podman4"])
+def test_stale_cni_bridge_fails_the_network_check(tmp_path: Path, bridge: str) -> None:
     _fakes, inputs = make(tmp_path)
-    (inputs.sys_net / "cni-podman0").mkdir()
+    (inputs.sys_net / bridge).mkdir()
     check = run_one("network backend", inputs)
     assert check.status == "fail"
-    assert "cni-podman0" in check.detail
+    assert bridge in check.detail
 
 
 def test_netavark_with_aardvark_dns_passes_the_network_check(tmp_path: Path) -> None:

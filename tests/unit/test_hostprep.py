@@ -25,12 +25,13 @@ def make(
     backend: str = "netavark",
     containers: list[str] | None = None,
     cni_bridge: bool = False,
+    links: tuple[str, ...] = (),
 ) -> tuple[FakeTools, hostprep.PrepareContext]:
     dropin = tmp_path / "etc/containers/containers.conf.d/50-ai-sandbox.conf"
     sys_net = tmp_path / "sys-class-net"
     sys_net.mkdir()
-    if cni_bridge:
-        (sys_net / hostprep.CNI_BRIDGE).mkdir()
+    for link in (hostprep.CNI_BRIDGE,) * cni_bridge + links:
+        (sys_net / link).mkdir()
     fakes = FakeTools.create(
         tmp_path,
         state={
@@ -316,3 +317,18 @@ def test_installing_the_missing_init_binary_makes_init_containers_run(tmp_path: 
     report = hostprep.prepare(ctx, confirm=yes)
     assert not report.blocking
     assert any("--init" in line and line.startswith("ok") for line in report.lines)
+
+
+def test_every_cni_bridge_is_deleted_and_other_links_are_kept(tmp_path: Path) -> None:
+    """CNI's user networks leave cni-podman1..N holding 10.89.N.0/24: the same class."""
+    links = ("cni-podman2", "cni-podman13", "eth0", "podman0", "cni-podmanx", "veth1")
+    _fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True, links=links)
+    hostprep.prepare(ctx, confirm=yes)
+    left = sorted(path.name for path in ctx.sys_net.iterdir())
+    assert left == ["cni-podmanx", "eth0", "podman0", "veth1"]
+
+
+def test_cni_bridges_lists_only_cni_podman_links(tmp_path: Path) -> None:
+    for name in ("cni-podman0", "cni-podman10", "cni0", "docker0"):
+        (tmp_path / name).mkdir()
+    assert hostprep.cni_bridges(tmp_path) == ("cni-podman0", "cni-podman10")
