@@ -248,7 +248,13 @@ def check_network(inputs: DoctorInputs, state: _State) -> Check:
         )
     helpers = [Path(folder) for folder in inputs.helper_dirs]
     if not any((folder / "aardvark-dns").is_file() for folder in helpers):
-        return Check("network backend", "fail", "netavark without aardvark-dns: no DNS", fix)
+        return Check(
+            "network backend",
+            "fail",
+            "netavark without aardvark-dns: no DNS between containers",
+            "install aardvark-dns (listed in requirements/debian-packages.txt): "
+            "invoke host.prepare --yes",
+        )
     stale = hostprep.cni_bridges(inputs.sys_net)
     if stale:
         return Check(
