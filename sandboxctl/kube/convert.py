@@ -404,9 +404,10 @@ def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
                     "from": [
                         {
                             "podSelector": {
+                                "matchLabels": dict(part),
                                 "matchExpressions": [
                                     {"key": NAME_LABEL, "operator": "In", "values": clients}
-                                ]
+                                ],
                             }
                         }
                     ],
