@@ -593,3 +593,18 @@ def test_a_fresh_clone_without_secrets_validates_and_stays_untouched(
     secret = by_kind(objects["base"], "Secret")["tools-token"]
     assert base64.b64decode(secret["data"]["tools_token"]).decode() == validate.PLACEHOLDER
     assert sorted(p.relative_to(path) for p in (path / "kube").rglob("*")) == before
+
+
+def test_the_base_is_the_same_whatever_backend_the_sandbox_runs(
+    tmp_path: Path, compose: ComposeCommand
+) -> None:
+    """A CUDA sandbox (.env selects compose.cuda.yaml) renders the same tree: the backend
+    is chosen by overlay at apply time, not baked into the base."""
+    cpu = rendered(compose, make_sandbox(tmp_path / "cpu"))
+    cuda_sandbox = make_sandbox(
+        tmp_path / "cuda",
+        GPU_BACKEND="cuda",
+        MODEL_CONTAINERFILE="Containerfile.cuda",
+        COMPOSE_FILE="compose.yaml:compose.cuda.yaml",
+    )
+    assert rendered(compose, cuda_sandbox) == cpu
