@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sandboxctl._proc import CommandNotFound, Result, Runner
-from sandboxctl.engine import COMPOSE_ENV, Engine
+from sandboxctl.host.engine import COMPOSE_ENV, Engine
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 

@@ -21,19 +21,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from sandboxctl import hostprep
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.compose import ComposeError, find_compose
 from sandboxctl.config import ConfigError, Settings, load_settings
-from sandboxctl.engine import (
-    Engine,
-    EngineError,
-    HostInfo,
-    Platform,
-    engine_version,
-    ping,
-    resolve_engine,
-)
+from sandboxctl.host import prepare as hostprep
+from sandboxctl.host.engine import Engine, EngineError, engine_version, ping, resolve_engine
+from sandboxctl.host.platform import HostInfo, Platform
 
 Status = Literal["ok", "warn", "fail", "skip"]
 MIN_CONTEXT_PER_SLOT = 2048

@@ -32,7 +32,8 @@ from sandboxctl import plan
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.compose import ComposeError, find_compose, run_compose
 from sandboxctl.config import ConfigError, Settings, load_settings
-from sandboxctl.engine import Engine, EngineError, HostInfo, inspect_machine, resolve_engine
+from sandboxctl.host.engine import Engine, EngineError, inspect_machine, resolve_engine
+from sandboxctl.host.platform import HostInfo
 from sandboxctl.notes import utc_stamp
 
 RESULTS_DIR = "results"

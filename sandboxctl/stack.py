@@ -22,7 +22,7 @@ from pathlib import Path
 from sandboxctl._proc import Result, Runner
 from sandboxctl.compose import ComposeCommand, run_compose
 from sandboxctl.config import Settings
-from sandboxctl.engine import Engine
+from sandboxctl.host.engine import Engine
 
 API_KEY_NAME = "model_api_key"
 """File name of the model API key under ``secrets/`` (the compose secret of that name)."""
@@ -170,7 +170,7 @@ class Stack:
         a failure minutes into a build or a wait. ``containers=False`` skips the ones that
         start a container. Raises :class:`StackError` listing each failure and its fix."""
         from sandboxctl import doctor
-        from sandboxctl.engine import detect_host
+        from sandboxctl.host.platform import detect_host
 
         inputs = doctor.DoctorInputs(
             root=self.root, host=detect_host(), runner=self.runner, environ=self.runner.environ()
@@ -265,7 +265,9 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
     """
     from sandboxctl.compose import ComposeError, find_compose
     from sandboxctl.config import ConfigError, load_settings
-    from sandboxctl.engine import EngineError, detect_host, ensure_service, resolve_engine
+    from sandboxctl.host.engine import EngineError, resolve_engine
+    from sandboxctl.host.platform import detect_host
+    from sandboxctl.host.service import ensure_service
 
     try:
         settings = load_settings(root, require_file=True)

@@ -2,7 +2,7 @@
 
 On Windows/WSL and macOS the engine is a Podman machine (a VM). On native Linux no VM is
 needed: each action says so and manages the local ``podman system service`` instead
-(see :mod:`sandboxctl.engine`). Every function returns the lines to show the user and raises
+(see :mod:`sandboxctl.host.engine`). Every function returns the lines to show the user and raises
 :class:`MachineError` with a fix when something fails.
 """
 
@@ -16,15 +16,8 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
 from sandboxctl.config import Settings
-from sandboxctl.engine import (
-    Engine,
-    EngineError,
-    ensure_service,
-    inspect_machine,
-    machine_docker_host,
-    service_status,
-    stop_service,
-)
+from sandboxctl.host.engine import Engine, EngineError, inspect_machine, machine_docker_host
+from sandboxctl.host.service import ensure_service, service_status, stop_service
 
 
 class MachineError(RuntimeError):
@@ -204,7 +197,7 @@ def status(name: str, runner: Runner, platform_name: str) -> list[str]:
     info = _inspect(runner, name)
     if info is None:
         return [f"no machine named {name}; create it with `invoke machine.init`"]
-    from sandboxctl.engine import Platform
+    from sandboxctl.host.platform import Platform
 
     resources = info.get("Resources") or {}
     lines = [
@@ -272,7 +265,7 @@ NATIVE_NOTICE = "native Linux: no VM needed; the engine is the local Podman serv
 def native_start(engine: Engine, state_dir: Path | None = None, **service: Any) -> list[str]:
     """Serve the native engine's socket (start ``podman system service`` if nothing does).
 
-    ``service`` is passed to :func:`sandboxctl.engine.ensure_service` (``ping_fn``, ``spawn``).
+    ``service`` goes to :func:`sandboxctl.host.service.ensure_service` (``ping_fn``, ``spawn``).
     """
     try:
         result = ensure_service(engine, state_dir=state_dir, **service)

@@ -29,7 +29,7 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
 
-PACKAGE_LIST = Path(__file__).resolve().parents[1] / "requirements" / "debian-packages.txt"
+PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
 
 
 def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:

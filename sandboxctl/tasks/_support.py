@@ -8,7 +8,8 @@ from pathlib import Path
 from invoke.exceptions import Exit
 
 from sandboxctl.config import ConfigError, Settings, find_root, load_settings
-from sandboxctl.engine import Engine, EngineError, HostInfo, detect_host, resolve_engine
+from sandboxctl.host.engine import Engine, EngineError, resolve_engine
+from sandboxctl.host.platform import HostInfo, detect_host
 
 
 def root() -> Path:

@@ -10,9 +10,9 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from sandboxctl import doctor as doctor_
-from sandboxctl import hostprep
 from sandboxctl._proc import Runner
 from sandboxctl.compose import packaged_binary
+from sandboxctl.host import prepare as hostprep
 from sandboxctl.tasks._support import ask, host, root
 
 

@@ -18,7 +18,7 @@ from sandboxctl import milestones as milestones_
 from sandboxctl import notes as notes_
 from sandboxctl import plan as plan_
 from sandboxctl.config import find_root
-from sandboxctl.engine import detect_host
+from sandboxctl.host.platform import detect_host
 
 
 def _root() -> Path:

@@ -10,17 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl.engine import (
-    HostInfo,
-    Platform,
-    engine_version,
-    ensure_service,
-    ping,
-    read_state,
-    resolve_engine,
-    state_file,
-    stop_service,
-)
+from sandboxctl.host.engine import engine_version, ping, resolve_engine
+from sandboxctl.host.platform import HostInfo, Platform
+from sandboxctl.host.service import ensure_service, read_state, state_file, stop_service
 
 pytestmark = [pytest.mark.container]
 

@@ -22,7 +22,8 @@ from sandboxctl.compose import (
     parse_version,
     run_compose,
 )
-from sandboxctl.engine import HostInfo, Platform, resolve_engine
+from sandboxctl.host.engine import resolve_engine
+from sandboxctl.host.platform import HostInfo, Platform
 
 ENGINE = resolve_engine(HostInfo(platform=Platform.LINUX, is_root=True, uid=0), environ={})
 

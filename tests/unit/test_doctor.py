@@ -13,7 +13,7 @@ from fakes.harness import FakeTools
 from rich.console import Console
 
 from sandboxctl import doctor
-from sandboxctl.engine import HostInfo, Platform
+from sandboxctl.host.platform import HostInfo, Platform
 
 ROOT_HOST = HostInfo(platform=Platform.LINUX, is_root=True, uid=0, has_systemd=False)
 INFO = {

@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.engine: where the engine is, and the local service lifecycle.
+"""Unit tests of sandboxctl.host (engine, platform, service): where the engine is, and the local service lifecycle.
 
 Machine hosts (WSL, macOS, Windows) are decided against a fake `podman` on PATH whose
 `machine inspect` answers like Podman 4 (no VM can be created here).
@@ -21,19 +21,18 @@ import pytest
 from fakes.harness import FakeTools
 
 from sandboxctl.config import settings_from_mapping
-from sandboxctl.engine import (
-    ROOTFUL_SOCKET,
-    EngineError,
+from sandboxctl.host.engine import ROOTFUL_SOCKET, EngineError, ping, resolve_engine
+from sandboxctl.host.platform import (
     HostInfo,
     Platform,
-    ServiceState,
-    _spawn_detached,
     cgroup_layout,
     classify_platform,
     detect_host,
+)
+from sandboxctl.host.service import (
+    ServiceState,
+    _spawn_detached,
     ensure_service,
-    ping,
-    resolve_engine,
     state_file,
     stop_service,
 )

@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.hostprep against fake `apt-get`, `dpkg-query`, `sudo` and
+"""Unit tests of sandboxctl.host.prepare against fake `apt-get`, `dpkg-query`, `sudo` and
 `podman` on PATH (the fake podman fails container runs the way the measured quirks do)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl import hostprep
+from sandboxctl.host import prepare as hostprep
 
 ALL_INSTALLED = list(hostprep.PACKAGES)
 IMAGE = hostprep.PROBE_IMAGE

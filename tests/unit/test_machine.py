@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.machine against a fake `podman` on PATH.
+"""Unit tests of sandboxctl.host.machine against a fake `podman` on PATH.
 
 The Podman machine VM cannot be created here (no Fedora CoreOS image is reachable): every
 lifecycle test drives the fake, which keeps machine state like Podman 4 does, and says so
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl import machine
 from sandboxctl.config import settings_from_mapping
-from sandboxctl.engine import Engine, HostInfo, Platform, resolve_engine
+from sandboxctl.host import machine
+from sandboxctl.host.engine import Engine, resolve_engine
+from sandboxctl.host.platform import HostInfo, Platform
 
 SPEC = machine.MachineSpec(name="sbx", cpus=4, memory_mib=8192, disk_gib=60, rootful=True)
 

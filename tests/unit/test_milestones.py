@@ -13,7 +13,7 @@ from plan_copy import consistent_copy, replace
 
 from sandboxctl import milestones
 from sandboxctl._proc import Runner
-from sandboxctl.engine import HostInfo, Platform
+from sandboxctl.host.platform import HostInfo, Platform
 
 FAKE_PODMAN = """
 import json, os, sys

@@ -17,7 +17,8 @@ from sandboxctl import stack
 from sandboxctl._proc import Result, Runner
 from sandboxctl.compose import ComposeCommand
 from sandboxctl.config import load_settings
-from sandboxctl.engine import Engine, Platform, Quirks
+from sandboxctl.host.engine import Engine, Quirks
+from sandboxctl.host.platform import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 
