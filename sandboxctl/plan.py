@@ -42,6 +42,7 @@ PLAN_FILE = "PLAN.md"
 ENV_FILE = ".env"
 ANSWERS_FILE = ".copier-answers.yml"
 CATALOG_FILE = "model/catalog.yaml"
+LOCAL_CATALOG_FILE = "model/catalog.local.yaml"
 SOURCES_FILE = "model/llama-cpp-sources.yaml"
 ISSUE_LOG_FILE = "docs/ISSUE_LOG.md"
 DEFAULT_MAX_OPEN_DAYS = 14
@@ -686,9 +687,10 @@ def check_env(root: Path, plan: Plan, env: Mapping[str, str], report: Report) ->
             report.drift(ENV_FILE, _env_line(root, key), f"{key}={got}, the plan says {want}")
 
 
+# Not "model": `invoke model.use` switches the model after copy (.env and the plan), and
+# the answers file keeps the model asked at copy time (a user-catalog model is no choice).
 ANSWER_KEYS = {
     "project_slug": "project",
-    "model": "model",
     "llama_cpp_version": "llama_cpp_version",
     "gpu_backend": "gpu_backend",
     "model_port": "model_port",
@@ -739,6 +741,11 @@ def check_catalogs(root: Path, plan: Plan, report: Report) -> None:
     catalog = _load_required(root, CATALOG_FILE, plan.line("model"), report)
     if catalog is not None:
         models = catalog.data.get("models") if isinstance(catalog.data, dict) else None
+        local = root / LOCAL_CATALOG_FILE  # the user's models (`invoke model.add`)
+        if isinstance(models, dict) and local.is_file():
+            extra = yaml.safe_load(local.read_text(encoding="utf-8"))
+            extra_models = extra.get("models") if isinstance(extra, dict) else None
+            models = {**models, **(extra_models if isinstance(extra_models, dict) else {})}
         if not isinstance(models, dict) or model not in models:
             known = ", ".join(sorted(models)) if isinstance(models, dict) else "none"
             report.drift(

@@ -1,4 +1,4 @@
-"""Model tasks: the pinned llama.cpp source, the model catalog, fetch and the tiny model."""
+"""Model tasks: the llama.cpp source, the catalog (list, fetch, add, use) and the tiny model."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from invoke.tasks import task
 from sandboxctl import builds
 from sandboxctl.images import ImageBuildError
 from sandboxctl.models import catalog as catalog_
+from sandboxctl.models import register, selection
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 from sandboxctl.models.download import DownloadError, rich_progress
-from sandboxctl.tasks._support import settings_or_exit
+from sandboxctl.tasks._support import root, settings_or_exit
 
 
 def _version(version: str) -> str | None:
@@ -121,24 +122,92 @@ def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -
     help={"directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)"},
 )
 def list_(c: Context, directory: str = "") -> None:
-    """List the catalog: size, license, tool calling, checksum, presence."""
+    """List the models: the one in use (*), size, license, context, chat template, tools."""
     try:
-        catalog = catalog_.load_catalog()
+        catalog = catalog_.load_catalog(root() / "model" / "catalog.yaml")
     except catalog_.CatalogError as error:
         raise Exit(f"model.list: {error}", code=1) from error
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("model", "size", "tools", "context", "sha256", "license", "present")
+    selected = settings_or_exit(require_file=False).sandbox_model
+    table = Table(
+        "", "model", "source", "size", "license", "context", "chat template", "tools", "present"
+    )
     target = Path(directory) if directory else None
     for model in catalog.models.values():
         name = model.key + (" (default)" if model.key == catalog.default else "")
-        pinned = "generated" if model.generated else ("pinned" if model.verified else "none")
         present = "yes" if catalog_.model_path(model, target).is_file() else "no"
-        tools = "yes" if model.tool_calling else "no"
-        license_ = model.license.split(" (")[0]
-        table.add_row(name, model.size, tools, str(model.context), pinned, license_, present)
+        context = str(model.context)
+        if model.context_trained:
+            context += f" (trained {model.context_trained})"
+        table.add_row(
+            "*" if model.key == selected else "",
+            name,
+            model.source + ("" if model.verified or model.generated else ", unpinned"),
+            model.size,
+            model.license.split(" (")[0],
+            context,
+            "yes" if model.has_chat_template else "NONE",
+            "yes" if model.tool_calling else "no",
+            present,
+        )
     Console().print(table)
+    print(f"* = in use (SANDBOX_MODEL={selected}); switch with `invoke model.use KEY`")
+
+
+@task(
+    positional=["path"],
+    help={
+        "path": "A GGUF file (LM Studio, Ollama blob, ...)",
+        "key": "Catalog key to register it as (default: from the file name)",
+        "link": "Hard-link instead of copying (same filesystem only)",
+        "sha256": "The SHA-256 the file must have (checked; nothing is added on mismatch)",
+        "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
+    },
+)
+def add(
+    c: Context, path: str, key: str = "", link: bool = False, sha256: str = "", directory: str = ""
+) -> None:
+    """Register a local GGUF: read its metadata, hash it, copy it in, add it to the catalog."""
+    try:
+        model = register.add(
+            Path(path),
+            key=key,
+            catalog_file=root() / "model" / "catalog.yaml",
+            directory=Path(directory) if directory else None,
+            link=link,
+            expect_sha256=sha256,
+        )
+    except (register.RegisterError, DownloadError) as error:
+        raise Exit(f"model.add: {error}", code=1) from error
+    template = model.chat_template or "NONE (the server falls back to a generic template)"
+    print(f"{model.key}: {model.architecture}, {model.parameters} parameters, {model.size}")
+    print(f"  context: trained {model.context_trained}, recommended per slot {model.context}")
+    print(f"  chat template: {template}; tool calling: {'yes' if model.tool_calling else 'no'}")
+    print(f"  sha256 {model.sha256}; recorded in model/{catalog_.LOCAL_NAME}")
+    print(f"Serve it with `invoke model.use {model.key}`")
+
+
+@task(
+    positional=["key"],
+    help={"key": "Catalog key (see model.list)"},
+)
+def use(c: Context, key: str) -> None:
+    """Switch the model the sandbox serves (.env and PLAN.md; raises the context if needed)."""
+    try:
+        changes = selection.use(root(), key)
+    except selection.SelectionError as error:
+        raise Exit(f"model.use: {error}", code=1) from error
+    for change in changes or [f"{key} is already in use"]:
+        print(change)
+    model = catalog_.load_catalog(root() / "model" / "catalog.yaml").get(key)
+    if not catalog_.model_path(model).is_file():
+        how = "invoke model.tiny" if model.generated else f"invoke model.fetch {key}"
+        print(f"{key} is not in the model-data directory yet: `{how}` (or `invoke up`)")
+    if not model.has_chat_template:
+        print(f"warning: {key} has no chat template; chat replies will be poor (a base model)")
+    print("Restart the stack to serve it: `invoke up`")
 
 
 @task(

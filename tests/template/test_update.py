@@ -73,3 +73,35 @@ def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> N
     assert not [line for line in lines if line.startswith(("<<<<<<<", "=======", ">>>>>>>"))]
     answers = yaml.safe_load((sandbox / ".copier-answers.yml").read_text())
     assert answers["_commit"] == "v2.0.0"
+
+
+def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
+    """model/catalog.local.yaml is the user's: a developer's copy in the template repository
+    is not rendered, and `copier update` leaves the sandbox's own one as it was."""
+    template = tmp_path / "template"
+    template.mkdir()
+    (template / "model").mkdir()
+    (template / "model" / "catalog.local.yaml").write_text("schema: 1\nmodels: {}\n# dev's\n")
+    snapshot_template(template)  # commits it too, as a careless `git add -A` would
+    assert "model/catalog.local.yaml" in git(template, "ls-files", "model")
+    sandbox = tmp_path / "sandbox"
+    scaffold.render(sandbox, src=template, vcs_ref="v1.0.0")
+    local = sandbox / "model" / "catalog.local.yaml"
+    assert not local.exists()
+
+    git(sandbox, "init", "-q", "-b", "main")
+    mine = "schema: 1\nmodels: {}  # my models\n"
+    local.write_text(mine)
+    git(sandbox, "add", "-A")
+    git(sandbox, "commit", "-q", "-m", "sandbox with my catalog")
+    catalog_file = template / "model" / "catalog.yaml"
+    catalog_file.write_text(catalog_file.read_text() + "# template v2\n")
+    git(template, "commit", "-q", "-am", "template v2")
+    git(template, "tag", "v2.0.0")
+
+    from copier import run_update
+
+    run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    assert local.read_text() == mine
+    assert (sandbox / "model" / "catalog.yaml").read_text().endswith("# template v2\n")

