@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner
-from sandboxctl.compose import ComposeCommand, packaged_binary
+from sandboxctl.stack.compose import ComposeCommand, packaged_binary
 
 CLI_PACKAGE = "@devcontainers/cli"
 DEV_SERVICE = "dev"
@@ -355,8 +355,8 @@ def run_check(
     (unless ``keep``). With ``record`` the outcome goes to ``source/results/devcontainer.json``.
     """
     from sandboxctl import stack as stack_
-    from sandboxctl.compose import run_compose
     from sandboxctl.milestones import write_result
+    from sandboxctl.stack.compose import run_compose
 
     run = runner or Runner()
     started = time.monotonic()

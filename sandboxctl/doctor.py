@@ -22,11 +22,18 @@ from rich.console import Console
 from rich.table import Table
 
 from sandboxctl._proc import CommandNotFound, Runner
-from sandboxctl.compose import ComposeError, find_compose
 from sandboxctl.config import ConfigError, Settings, load_settings
 from sandboxctl.host import prepare as hostprep
-from sandboxctl.host.engine import Engine, EngineError, engine_version, ping, resolve_engine
+from sandboxctl.host.engine import (
+    Engine,
+    EngineError,
+    engine_version,
+    image_exists,
+    ping,
+    resolve_engine,
+)
 from sandboxctl.host.platform import HostInfo, Platform
+from sandboxctl.stack.compose import ComposeError, find_compose
 
 Status = Literal["ok", "warn", "fail", "skip"]
 MIN_CONTEXT_PER_SLOT = 2048
@@ -205,7 +212,7 @@ def check_runtime(inputs: DoctorInputs, state: _State) -> Check:
     if inputs.quick:
         return Check("runtime quirks", "skip", "--quick: no container run")
     try:
-        state.image_present = hostprep.probe_image_present(inputs.runner, inputs.probe_image)
+        state.image_present = image_exists(inputs.runner, inputs.probe_image)
         outcome = hostprep.find_fixes(
             inputs.runner, inputs.probe_image if state.image_present else None
         )

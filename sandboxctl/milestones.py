@@ -30,11 +30,11 @@ from typing import Any
 
 from sandboxctl import plan
 from sandboxctl._proc import CommandNotFound, Runner
-from sandboxctl.compose import ComposeError, find_compose, run_compose
 from sandboxctl.config import ConfigError, Settings, load_settings
 from sandboxctl.host.engine import Engine, EngineError, inspect_machine, resolve_engine
 from sandboxctl.host.platform import HostInfo
 from sandboxctl.notes import utc_stamp
+from sandboxctl.stack.compose import ComposeError, find_compose, run_compose
 
 RESULTS_DIR = "results"
 DEFAULT_SERVICES = ("model-server", "supervisor")

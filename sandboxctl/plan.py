@@ -822,9 +822,9 @@ def check_kube(root: Path, report: Report) -> None:
     Compose model would write differently (``invoke kube.render``; docs/KUBERNETES.md)."""
     if not (root / "kube").is_dir():
         return
-    from sandboxctl.compose import ComposeError, find_compose
     from sandboxctl.kube import render
     from sandboxctl.kube.convert import ConvertError
+    from sandboxctl.stack.compose import ComposeError, find_compose
 
     try:
         found = render.drift(root, render.compose_model(find_compose(), root))

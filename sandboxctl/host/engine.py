@@ -209,6 +209,14 @@ def resolve_engine(
     )
 
 
+def image_exists(runner: Runner, tag: str) -> bool:
+    """Tell whether the image ``tag`` exists in the engine's local storage."""
+    try:
+        return runner.run(["podman", "image", "exists", tag]).ok
+    except CommandNotFound:
+        return False
+
+
 # --- talking to the socket ----------------------------------------------------------------
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
+from sandboxctl.host.engine import image_exists
 
 PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
 
@@ -188,11 +189,6 @@ def probe_argv(image: str | None, fixes: set[str], *, init: bool = False) -> lis
     if image:
         return [*argv, image, "true"]
     return [*argv, "--rootfs", "/:O", "/bin/true"]
-
-
-def probe_image_present(runner: Runner, image: str) -> bool:
-    """Tell whether ``image`` exists locally (so the probe needs no registry)."""
-    return runner.run(["podman", "image", "exists", image]).ok
 
 
 @dataclass(frozen=True)
@@ -403,7 +399,7 @@ def prepare(
     if ctx.runner.which("podman") is None:
         report.add(f"podman not installed yet: the quirk probe {verb} run after installing it")
         return report
-    image = ctx.probe_image if probe_image_present(ctx.runner, ctx.probe_image) else None
+    image = ctx.probe_image if image_exists(ctx.runner, ctx.probe_image) else None
     outcome = find_fixes(ctx.runner, image)
     probe_name = image or "the host root (no local image yet)"
     if not outcome.ok:

@@ -27,11 +27,11 @@ from typing import Any
 
 import yaml
 
-from sandboxctl.compose import ComposeCommand, compose_config
 from sandboxctl.kube import convert
 from sandboxctl.kube.convert import ConvertError, Obj
 from sandboxctl.kube.job import agent_job
 from sandboxctl.kube.overlay import gpu_patch
+from sandboxctl.stack.compose import ComposeCommand, compose_config
 
 KUBE_DIR = "kube"
 BACKENDS = ("cpu", "cuda")

@@ -11,7 +11,7 @@ from invoke.tasks import task
 
 from sandboxctl import devcontainer as dc
 from sandboxctl import stack as stack_
-from sandboxctl.compose import run_compose
+from sandboxctl.stack.compose import run_compose
 from sandboxctl.tasks._support import root
 
 

@@ -11,8 +11,8 @@ from invoke.tasks import task
 
 from sandboxctl import doctor as doctor_
 from sandboxctl._proc import Runner
-from sandboxctl.compose import packaged_binary
 from sandboxctl.host import prepare as hostprep
+from sandboxctl.stack.compose import packaged_binary
 from sandboxctl.tasks._support import ask, host, root
 
 

@@ -9,9 +9,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl.compose import ComposeError, find_compose
 from sandboxctl.kube import render as render_
 from sandboxctl.kube.convert import ConvertError
+from sandboxctl.stack.compose import ComposeError, find_compose
 from sandboxctl.tasks._support import root
 
 DEMO_TASK = "Create hello.txt containing a greeting."

@@ -11,11 +11,11 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from sandboxctl._proc import Runner
-from sandboxctl.compose import ComposeError, find_compose
 from sandboxctl.config import Settings
 from sandboxctl.host import machine as machine_
 from sandboxctl.host.engine import uses_machine
 from sandboxctl.host.platform import Platform
+from sandboxctl.stack.compose import ComposeError, find_compose
 from sandboxctl.tasks._support import ask, engine_or_exit, host, settings_or_exit
 
 

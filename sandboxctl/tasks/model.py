@@ -8,13 +8,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl import builds
-from sandboxctl.images import ImageBuildError
+from sandboxctl._proc import Runner
 from sandboxctl.models import catalog as catalog_
 from sandboxctl.models import register, selection
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 from sandboxctl.models.download import DownloadError, rich_progress
+from sandboxctl.stack import images as images_
 from sandboxctl.tasks._support import root, settings_or_exit
 
 
@@ -215,9 +215,12 @@ def use(c: Context, key: str) -> None:
         "version": "llama.cpp version key (default: .env)",
         "backend": "GPU backend: cpu, cuda or vulkan (default: GPU_BACKEND from .env)",
         "ccache": "Host ccache directory mounted at /ccache ('' to disable)",
+        "verbose": "Stream the whole build output instead of one live line and a log file",
     }
 )
-def build(c: Context, version: str = "", backend: str = "", ccache: str = "default") -> None:
+def build(
+    c: Context, version: str = "", backend: str = "", ccache: str = "default", verbose: bool = False
+) -> None:
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
     settings = settings_or_exit(require_file=False)
     backend = backend or settings.gpu_backend
@@ -227,6 +230,14 @@ def build(c: Context, version: str = "", backend: str = "", ccache: str = "defau
         cache = llama_source.cache_dir() / "ccache" if ccache == "default" else Path(ccache)
     tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
     try:
-        builds.build_model_image(llama_source.REPO_ROOT, tag, pinned, backend, ccache_dir=cache)
-    except (llama_source.SourceError, ImageBuildError) as error:
+        images_.build_model_image(
+            llama_source.REPO_ROOT,
+            tag,
+            pinned,
+            backend,
+            runner=Runner(),
+            ccache_dir=cache,
+            verbose=verbose,
+        )
+    except (llama_source.SourceError, images_.ImageBuildError) as error:
         raise Exit(f"model.build: {error}", code=1) from error

@@ -29,7 +29,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl import stack
-from sandboxctl.compose import compose_config, find_compose
+from sandboxctl.stack.compose import compose_config, find_compose
 from sandboxctl.tasks.stack import DEMO_DEST
 
 ROOT = Path(__file__).resolve().parents[2]

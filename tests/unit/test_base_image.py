@@ -1,5 +1,5 @@
-"""Unit tests of sandboxctl.base_image against fake `debootstrap`, `sudo` and `podman`
-(the fake podman import reads the real tar stream and records its members)."""
+"""Unit tests of the base image (sandboxctl.stack.images) against fake `debootstrap`, `sudo`
+and `podman` (the fake podman import reads the real tar stream and records its members)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl import base_image
+from sandboxctl.stack import images as base_image
 
 SPEC = base_image.BaseImageSpec(mirror="http://mirror.example/debian")
 

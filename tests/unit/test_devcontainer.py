@@ -19,7 +19,7 @@ import pytest
 
 from sandboxctl import devcontainer as dc
 from sandboxctl._proc import Runner
-from sandboxctl.compose import ComposeCommand, packaged_binary
+from sandboxctl.stack.compose import ComposeCommand, packaged_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 

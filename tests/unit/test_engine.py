@@ -1,4 +1,5 @@
-"""Unit tests of sandboxctl.host (engine, platform, service): where the engine is, and the local service lifecycle.
+"""Unit tests of sandboxctl.host (engine, platform, service): where the engine is, and the
+local service lifecycle.
 
 Machine hosts (WSL, macOS, Windows) are decided against a fake `podman` on PATH whose
 `machine inspect` answers like Podman 4 (no VM can be created here).

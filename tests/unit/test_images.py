@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.images (`podman build --pull=never`) against a fake `podman`."""
+"""Unit tests of sandboxctl.stack.images, the one build path, against a fake `podman`."""
 
 from __future__ import annotations
 
@@ -7,27 +7,81 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.images import ImageBuildError, build_argv, build_image
+from sandboxctl.stack import StackError, prepare_images
+from sandboxctl.stack.images import (
+    ImageBuildError,
+    build_argv,
+    build_image,
+    log_path,
+    progress_text,
+)
 
 
-def test_build_argv_never_pulls_and_passes_target_and_args() -> None:
+def test_build_argv_never_pulls_keeps_healthchecks_and_passes_target_and_args() -> None:
     argv = build_argv(Path("model"), Path("model/Containerfile"), "sbx/model:dev", "server",
-                      {"LLAMA_CPP_VERSION": "b6000"})  # fmt: skip
+                      {"LLAMA_CPP_VERSION": "b6000"}, {Path("/cache"): "/ccache"})  # fmt: skip
     assert argv == [
-        "podman", "build", "--pull=never", "-f", "model/Containerfile", "-t", "sbx/model:dev",
-        "--target", "server", "--build-arg", "LLAMA_CPP_VERSION=b6000", "model",
+        "podman", "build", "--pull=never", "--format", "docker", "-f", "model/Containerfile",
+        "-t", "sbx/model:dev", "--target", "server", "-v", "/cache:/ccache",
+        "--build-arg", "LLAMA_CPP_VERSION=b6000", "model",
     ]  # fmt: skip
 
 
-def test_build_image_reports_tag_and_size(tmp_path: Path) -> None:
-    fakes = FakeTools.create(tmp_path, state={"image_size": 42_000_000})
-    result = build_image(tmp_path, tmp_path / "Containerfile", "sbx/x:1", runner=fakes.runner(),
-                         log=lambda _m: None)  # fmt: skip
-    assert (result.tag, result.size_bytes) == ("sbx/x:1", 42_000_000)
+def build(tmp_path: Path, state: dict[str, object], **kwargs: object) -> object:
+    fakes = FakeTools.create(tmp_path, state=state)
+    argv = build_argv(tmp_path, tmp_path / "Containerfile", "sbx/x:1")
+    messages: list[str] = []
+    result = build_image(
+        argv, "sbx/x:1", runner=fakes.runner(), log_file=tmp_path / "logs/x.log",
+        log=messages.append, **kwargs,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return result, messages
 
 
-def test_failed_build_raises_with_the_exit_code(tmp_path: Path) -> None:
-    fakes = FakeTools.create(tmp_path, state={"build_rc": 2})
-    with pytest.raises(ImageBuildError, match="exit 2"):
-        build_image(tmp_path, tmp_path / "Containerfile", "sbx/x:1", runner=fakes.runner(),
-                    log=lambda _m: None)  # fmt: skip
+def test_build_ends_with_a_summary_line_of_image_size_and_time(tmp_path: Path) -> None:
+    result, messages = build(tmp_path, {"image_size": 42_000_000})
+    assert result.size_bytes == 42_000_000  # type: ignore[attr-defined]
+    assert messages[-1].startswith("built sbx/x:1: 42 MB in ")  # type: ignore[index]
+
+
+def test_build_output_goes_to_the_log_file_not_the_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build(tmp_path, {})
+    assert "STEP 1/2" in (tmp_path / "logs/x.log").read_text()
+    assert "STEP 1/2" not in capsys.readouterr().out
+
+
+def test_verbose_build_streams_its_output(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    build(tmp_path, {}, verbose=True)
+    assert "STEP 1/2" in capsys.readouterr().out
+
+
+def test_failed_build_shows_the_last_lines_and_the_log_path(tmp_path: Path) -> None:
+    with pytest.raises(ImageBuildError) as raised:
+        build(tmp_path, {"build_rc": 2})
+    message = str(raised.value)
+    assert "exit 2" in message
+    assert "STEP 1/2" in message
+    assert str(tmp_path / "logs/x.log") in message
+
+
+def test_live_line_shows_the_step_then_the_compile_counter() -> None:
+    text = progress_text("STEP 4/9: RUN cmake --build build", "starting")
+    assert text == "step 4/9: RUN cmake --build build"
+    text = progress_text("[ 45%] Building CXX object ggml.o", text)
+    assert text.endswith("compile 45%")
+    assert progress_text("[ 46%] Building CXX object x.o", text).endswith("compile 46%")
+    assert progress_text("warning: something", text) == text
+
+
+def test_log_path_is_in_the_sandbox_cache(tmp_path: Path) -> None:
+    path = log_path(tmp_path, "localhost/sbx-model-server:b1-cpu")
+    assert path == tmp_path / ".cache/build-logs/sbx-model-server_b1-cpu.log"
+
+
+def test_unknown_service_to_build_names_the_choices() -> None:
+    with pytest.raises(StackError, match="model-server or supervisor"):
+        prepare_images(object(), only="nosuch")  # type: ignore[arg-type]

@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from sandboxctl.compose import ComposeCommand, find_compose, packaged_binary
 from sandboxctl.kube import convert, render, validate
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.kube.job import job_script
+from sandboxctl.stack.compose import ComposeCommand, find_compose, packaged_binary
 
 ROOT = Path(__file__).resolve().parents[2]
 SECRET_VALUES = {"model_api_key": "key-" + "k" * 40, "tools_token": "tok-" + "t" * 40}

@@ -191,3 +191,33 @@ def test_selected_chat_template_reads_the_file_else_the_catalog(repo: Path, tmp_
     # The file in place is the truth, whatever the catalog says.
     gguf_sample.write_gguf(repo / "models" / "base.gguf")
     assert metadata.selected_chat_template(repo, "base", repo / "models") is True
+
+
+def test_tasks_add_use_and_list_as_a_user_runs_them(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`invoke model.add`, `model.use` and `model.list` in the sandbox folder."""
+    from invoke.context import Context
+
+    from sandboxctl.tasks import model as model_tasks
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("SANDBOX_MODEL_DIR", str(repo / "models"))
+    source = gguf_sample.write_gguf(tmp_path / "Base.gguf", template=None, context=1024)
+    model_tasks.add(Context(), str(source))
+    added = capsys.readouterr().out
+    assert "chat template: NONE" in added
+    assert "invoke model.use base" in added
+    model_tasks.use(Context(), "base")
+    used = capsys.readouterr().out
+    assert ".env: SANDBOX_MODEL=base" in used
+    assert "no chat template" in used
+    model_tasks.list_(Context())
+    rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]
+    selected = [row for row in rows if row.split("│")[1].strip() == "*"]
+    assert len(selected) == 1
+    cells = [cell.strip() for cell in selected[0].split("│")[1:-1]]
+    marker, key, source_kind, _size, license_, context, template, tools, present = cells
+    assert (marker, key, source_kind, license_) == ("*", "base", "local", "unknown")
+    assert (context, template, tools, present) == ("1024 (trained 1024)", "NONE", "no", "yes")

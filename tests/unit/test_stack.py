@@ -15,10 +15,10 @@ import pytest
 
 from sandboxctl import stack
 from sandboxctl._proc import Result, Runner
-from sandboxctl.compose import ComposeCommand
 from sandboxctl.config import load_settings
 from sandboxctl.host.engine import Engine, Quirks
 from sandboxctl.host.platform import Platform
+from sandboxctl.stack.compose import ComposeCommand
 
 ROOT = Path(__file__).resolve().parents[2]
 

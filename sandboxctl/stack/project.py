@@ -1,18 +1,16 @@
-"""The running stack: API key, model data, Compose up/down, readiness and one agent task.
+"""The sandbox's Compose project on its engine: open it, check it, run Compose, load the
+model into its volume, wait for readiness and run one agent task.
 
-Compose runs the images that `invoke images.build` made with Podman; everything here goes
-through one :class:`Stack`, which holds the engine, the Compose command and the answers.
+Everything goes through one :class:`Stack`, which holds the engine, the Compose command
+and the answers; :func:`open_stack` resolves them (starting the local Podman service
+when needed).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
-import stat
 import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,15 +18,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sandboxctl._proc import Result, Runner
-from sandboxctl.compose import ComposeCommand, run_compose
 from sandboxctl.config import Settings
 from sandboxctl.host.engine import Engine
-
-API_KEY_NAME = "model_api_key"
-"""File name of the model API key under ``secrets/`` (the compose secret of that name)."""
-
-TOOLS_TOKEN_NAME = "tools_token"  # noqa: S105 (a file name, not a secret)
-"""File name of the tools service's token under ``secrets/`` (the compose secret)."""
+from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0
 
@@ -41,60 +33,10 @@ class StackError(RuntimeError):
     """A stack operation failed; the message says what and how to fix it."""
 
 
-def ensure_api_key(root: Path) -> Path:
-    """Create ``secrets/model_api_key`` once (a random token) and return its path.
-
-    The folder is 0700, so no other host user reaches the key; the file itself is 0644
-    because it is bind-mounted into the containers, whose non-root users must read it.
-    An existing key is kept (a restart must not change it), only its modes are repaired.
-    """
-    return ensure_secret(root, API_KEY_NAME)
-
-
-def ensure_tools_token(root: Path) -> Path:
-    """Create ``secrets/tools_token`` once, like the API key (see :func:`ensure_api_key`).
-
-    The supervisor authenticates to the ``tools`` service with it; only those two
-    services mount it.
-    """
-    return ensure_secret(root, TOOLS_TOKEN_NAME)
-
-
-MIN_SECRET_CHARS = 16
-"""A secret file shorter than this (empty after a crash, say) is replaced, not kept."""
-
-
-def ensure_secret(root: Path, name: str) -> Path:
-    """Create ``secrets/NAME`` once (a random token, folder 0700, file 0644); return it.
-
-    The token is written to a temporary file and renamed into place, so a crash never
-    leaves a half-written secret; one that is too short to be ours is replaced.
-    """
-    folder = root / "secrets"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    folder.chmod(0o700)
-    key = folder / name
-    if not key.is_file() or len(key.read_text(encoding="utf-8").strip()) < MIN_SECRET_CHARS:
-        fd, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(secrets.token_urlsafe(32))
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temporary, key)
-        finally:
-            Path(temporary).unlink(missing_ok=True)
-    key.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
-    return key
-
-
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    """Return the SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def sha256_of(path: Path) -> str:
+    """Return the SHA-256 of a file (``hashlib.file_digest``, read in chunks)."""
     with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def model_tarball(model_file: Path, name: str, digest: str, out: Path) -> Path:
@@ -263,11 +205,11 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
 
     Raises :class:`StackError` with the fix when the answers, engine or Compose are missing.
     """
-    from sandboxctl.compose import ComposeError, find_compose
     from sandboxctl.config import ConfigError, load_settings
     from sandboxctl.host.engine import EngineError, resolve_engine
     from sandboxctl.host.platform import detect_host
     from sandboxctl.host.service import ensure_service
+    from sandboxctl.stack.compose import ComposeError, find_compose
 
     try:
         settings = load_settings(root, require_file=True)
@@ -284,122 +226,3 @@ def open_stack(root: Path, log: Callable[[str], None] = print) -> Stack:
     except (ConfigError, EngineError, ComposeError) as error:
         raise StackError(str(error)) from error
     return Stack(root, settings, engine, compose, log=log)
-
-
-def place_llama_source(stack: Stack) -> Path:
-    """Verify and place the pinned llama.cpp source in model/context (cached; quick when
-    already there) and return that folder."""
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models.download import rich_progress
-
-    context = stack.root / "model" / "context"
-    with rich_progress("llama.cpp source") as progress:
-        llama_source.place_source(
-            stack.settings.llama_cpp_version,
-            context=context,
-            sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
-            progress=progress,
-        )
-    return context
-
-
-def prepare_images(stack: Stack, *, rebuild: bool = False, only: str = "") -> dict[str, str]:
-    """Build the images the Compose project runs that are missing (all with ``rebuild``).
-
-    ``only`` limits the work to one service. Returns service -> image tag.
-    """
-    from sandboxctl import base_image, builds
-    from sandboxctl.compose import ComposeError, compose_config
-    from sandboxctl.images import ImageBuildError
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models.download import DownloadError
-
-    try:
-        project = compose_config(stack.compose, project_dir=stack.root, engine=stack.engine)
-    except ComposeError as error:
-        raise StackError(str(error)) from error
-    images = builds.service_images(project)
-    wanted = [
-        name for name in (builds.MODEL_SERVICE, builds.SUPERVISOR_SERVICE) if only in ("", name)
-    ]
-    todo = [
-        name
-        for name in wanted
-        if rebuild or not base_image.image_exists(stack.runner, images[name])
-    ]
-    if not todo:
-        stack.log(f"images present: {', '.join(images[name] for name in wanted)}")
-        return images
-    try:
-        base_image.build_base_image(
-            base_image.BaseImageSpec(mirror=stack.settings.debian_mirror),
-            stack.runner,
-            is_root=os.geteuid() == 0,
-            log=stack.log,
-        )
-        if builds.MODEL_SERVICE in todo:
-            place_llama_source(stack)
-            builds.build_model_image(
-                stack.root,
-                images[builds.MODEL_SERVICE],
-                stack.settings.llama_cpp_version,
-                stack.settings.gpu_backend,
-                ccache_dir=llama_source.cache_dir() / "ccache",
-                env=stack.runner.environ(),
-                log=stack.log,
-            )
-        if builds.SUPERVISOR_SERVICE in todo:
-            builds.build_supervisor_image(
-                stack.root, images[builds.SUPERVISOR_SERVICE], runner=stack.runner, log=stack.log
-            )
-    except (
-        base_image.BaseImageError,
-        llama_source.SourceError,
-        DownloadError,
-        ImageBuildError,
-    ) as error:
-        raise StackError(str(error)) from error
-    return images
-
-
-def prepare_model(stack: Stack) -> Path:
-    """Return the host path of the answered model, generating or fetching it when absent."""
-    from sandboxctl.models import catalog
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models import tiny as tiny_model
-    from sandboxctl.models.download import DownloadError, rich_progress
-
-    try:
-        model = catalog.load_catalog(stack.root / "model" / "catalog.yaml").get(
-            stack.settings.sandbox_model
-        )
-        path = catalog.model_path(model, stack.root / "models")
-        if path.is_file():
-            return path
-        if model.generated:
-            stack.log(f"generating the offline tiny model into {path}")
-            context = place_llama_source(stack)  # its tokenizer comes from the source
-            return tiny_model.generate(llama_source.vocab_path(context), path)
-        with rich_progress(model.key) as progress:
-            catalog.fetch_model(model, directory=path.parent, progress=progress)
-    except (catalog.CatalogError, llama_source.SourceError, tiny_model.TinyModelError) as error:
-        raise StackError(str(error)) from error
-    except DownloadError as error:
-        raise StackError(f"{error} (or fetch it first: `invoke model.fetch`)") from error
-    return path
-
-
-def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_DEADLINE_S) -> float:
-    """Preflight, key, images, model, then ``compose up -d`` and wait for readiness; return
-    its seconds."""
-    stack.preflight()
-    ensure_api_key(stack.root)
-    ensure_tools_token(stack.root)
-    images = prepare_images(stack, rebuild=rebuild)
-    model_file = prepare_model(stack)
-    stack.require(stack.compose_run("create", capture=True), "compose create")
-    stack.load_model(model_file, images["model-server"], stack.root / "models")
-    stack.require(stack.compose_run("up", "-d", capture=True), "compose up")
-    seconds = stack.wait_ready(deadline_s)
-    stack.log(f"stack {stack.project} ready in {seconds:.1f} s after `up`")
-    return seconds

@@ -1,0 +1,478 @@
+"""The one build path of the stack's images: the Debian base, model-server and supervisor.
+
+Every image is built by :func:`build_image` (``podman build --pull=never --format docker``,
+through the :class:`~sandboxctl._proc.Runner`): base images come from local storage, so a
+build never reaches for a registry; the Docker format keeps the images' HEALTHCHECK, which
+OCI images drop. A build shows one live line (the step, the compile counter, the elapsed
+time) and writes its whole output to a log file; on failure the last lines and the log's
+path are printed; ``verbose`` streams everything instead. Each build ends with a summary
+line (image, size, time).
+
+The base image is made with no registry at all: ``debootstrap --variant=minbase`` from a
+Debian mirror, apt caches removed, ``tar | podman import``, tagged with the name the
+Containerfiles use. The model image compiles the pinned llama.cpp source that
+``invoke model.source`` verified and placed; the supervisor image installs from a
+wheelhouse resolved on the host (TLS inside a container build may not be trusted).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandboxctl._proc import Runner, quote
+from sandboxctl.host.engine import image_exists
+from sandboxctl.stack.project import Stack, StackError
+
+MODEL_SERVICE = "model-server"
+SUPERVISOR_SERVICE = "supervisor"
+DEFAULT_TAG = "docker.io/library/debian:bookworm-slim"
+DEFAULT_SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+CLEAN_GLOBS: tuple[str, ...] = (
+    "var/cache/apt/archives/*.deb",
+    "var/cache/apt/*.bin",
+    "var/lib/apt/lists/*_*",
+    "var/log/*.log",
+    "var/log/apt/*",
+)
+"""What the base rootfs need not carry (apt re-downloads lists on first ``apt-get update``)."""
+TAIL_LINES = 25
+_STEP = re.compile(r"^STEP (\d+/\d+): (.*)")
+_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
+
+
+class ImageBuildError(RuntimeError):
+    """A build failed; the message has what failed and where its log is."""
+
+
+class BaseImageError(ImageBuildError):
+    """The base image could not be built; the message says why and what to do."""
+
+
+# --- images in local storage ------------------------------------------------------------------
+
+
+def image_size(runner: Runner, tag: str) -> int | None:
+    """Return the image's size in bytes, or None."""
+    result = runner.run(["podman", "image", "inspect", "--format", "{{.Size}}", tag])
+    text = result.stdout.strip()
+    return int(text) if result.ok and text.isdigit() else None
+
+
+def service_images(project: Mapping[str, Any]) -> dict[str, str]:
+    """Map each service of a ``compose config`` project to its image tag."""
+    services: Mapping[str, Any] = project.get("services", {})
+    return {name: str(spec["image"]) for name, spec in services.items() if "image" in spec}
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a finished build produced."""
+
+    tag: str
+    seconds: float
+    size_bytes: int | None
+    log: Path | None = None
+
+
+def build_argv(
+    context: Path,
+    containerfile: Path,
+    tag: str,
+    target: str | None = None,
+    build_args: Mapping[str, str] | None = None,
+    volumes: Mapping[Path, str] | None = None,
+) -> list[str]:
+    """Return the ``podman build`` command line (never pulls; Docker format)."""
+    argv = ["podman", "build", "--pull=never", "--format", "docker"]
+    argv += ["-f", str(containerfile), "-t", tag]
+    if target:
+        argv += ["--target", target]
+    for host_dir, mount in (volumes or {}).items():
+        argv += ["-v", f"{host_dir}:{mount}"]
+    for key, value in (build_args or {}).items():
+        argv += ["--build-arg", f"{key}={value}"]
+    argv.append(str(context))
+    return argv
+
+
+def progress_text(line: str, current: str) -> str:
+    """Return what the live line shows after ``line``: the Podman step, with the compile
+    counter (``[ 45%]``) when the line has one; ``current`` when the line says neither."""
+    step = _STEP.match(line)
+    if step:
+        return f"step {step.group(1)}: {step.group(2)[:60]}"
+    percent = _PERCENT.match(line)
+    if percent:
+        return re.sub(r"( · compile \d+%)?$", f" · compile {percent.group(1)}%", current, count=1)
+    return current
+
+
+def log_path(root: Path, tag: str) -> Path:
+    """Return the build log's path for ``tag`` (``.cache/build-logs/`` in the sandbox)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag.removeprefix("localhost/"))
+    return root / ".cache" / "build-logs" / f"{name}.log"
+
+
+@contextmanager
+def _live(label: str) -> Iterator[Callable[[str], None]]:
+    """A one-line status on a terminal (rich); nothing when the output is not a terminal."""
+    if not sys.stderr.isatty():
+        yield lambda _text: None
+        return
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    start = time.monotonic()
+    with console.status(label) as status:
+        yield lambda text: status.update(f"{label}: {text} ({time.monotonic() - start:.0f} s)")
+
+
+def build_image(
+    argv: list[str],
+    tag: str,
+    *,
+    runner: Runner,
+    log_file: Path,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Run the build ``argv`` of ``tag``: a live line and a log file (or, ``verbose``, all
+    output), then a summary line. Raises :class:`ImageBuildError` with the last lines and
+    the log's path when it fails."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    tail: deque[str] = deque(maxlen=TAIL_LINES)
+    try:
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            env=runner.environ(),
+        )
+    except FileNotFoundError as error:
+        raise ImageBuildError("podman is not installed: run `invoke host.prepare`") from error
+    assert process.stdout is not None
+    with log_file.open("w", encoding="utf-8") as saved, _live(f"building {tag}") as show:
+        saved.write(f"$ {quote(argv)}\n")
+        current = "starting"
+        for line in process.stdout:
+            saved.write(line)
+            tail.append(line.rstrip("\n"))
+            if verbose:
+                sys.stdout.write(line)
+            current = progress_text(line, current)
+            show(current)
+        code = process.wait()
+    seconds = time.monotonic() - start
+    if code != 0:
+        shown = "\n  ".join(tail)
+        raise ImageBuildError(
+            f"building {tag} failed (exit {code}) after {seconds:.0f} s; its last lines:\n"
+            f"  {shown}\nfull log: {log_file}"
+        )
+    size = image_size(runner, tag)
+    log(f"built {tag}: {size / 1e6:.0f} MB in {seconds:.0f} s" if size else f"built {tag}")
+    return BuildResult(tag, seconds, size, log_file)
+
+
+# --- the base image ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BaseImageSpec:
+    """Which base image to build and from where."""
+
+    tag: str = DEFAULT_TAG
+    suite: str = DEFAULT_SUITE
+    mirror: str = DEFAULT_MIRROR
+    variant: str = "minbase"
+
+
+def debootstrap_argv(spec: BaseImageSpec, rootfs: Path, is_root: bool) -> list[str]:
+    """Return the debootstrap command (through sudo when not root)."""
+    argv = ["debootstrap", f"--variant={spec.variant}", spec.suite, str(rootfs), spec.mirror]
+    return argv if is_root else ["sudo", *argv]
+
+
+def import_argv(spec: BaseImageSpec) -> list[str]:
+    """Return the ``podman import`` command that reads the rootfs tar from stdin."""
+    message = f"debootstrap --variant={spec.variant} {spec.suite} {spec.mirror}"
+    return [
+        "podman",
+        "import",
+        "--change",
+        'CMD ["/bin/bash"]',
+        "--message",
+        message,
+        "-",
+        spec.tag,
+    ]
+
+
+def clean_targets(rootfs: Path) -> list[Path]:
+    """Return the cache and list files to remove from ``rootfs`` before import."""
+    return sorted(path for pattern in CLEAN_GLOBS for path in rootfs.glob(pattern))
+
+
+def _remove(paths: list[Path], runner: Runner, is_root: bool) -> None:
+    if not paths:
+        return
+    if is_root:
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return
+    result = runner.run(["sudo", "rm", "-rf", "--", *map(str, paths)])
+    if not result.ok:
+        raise BaseImageError(f"could not clean the rootfs: {result.output}")
+
+
+def _pipe_import(spec: BaseImageSpec, rootfs: Path, runner: Runner, is_root: bool) -> None:
+    tar = ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."]
+    if not is_root:
+        tar = ["sudo", *tar]
+    env = runner.environ()
+    with subprocess.Popen(tar, stdout=subprocess.PIPE, env=env) as producer:
+        assert producer.stdout is not None
+        consumer = subprocess.run(
+            import_argv(spec),
+            stdin=producer.stdout,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        producer.stdout.close()
+        producer.wait()
+    if producer.returncode != 0:
+        raise BaseImageError(f"`{quote(tar)}` failed with exit {producer.returncode}")
+    if consumer.returncode != 0:
+        raise BaseImageError(f"`podman import` failed: {consumer.stderr.strip()}")
+
+
+def build_base_image(
+    spec: BaseImageSpec,
+    runner: Runner,
+    *,
+    is_root: bool,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    workdir: Path | None = None,
+) -> bool:
+    """Build and tag the base image; return False when it existed and ``force`` was not set.
+
+    Works with no registry: only the Debian mirror is contacted. Raises
+    :class:`BaseImageError` on failure.
+    """
+    if image_exists(runner, spec.tag) and not force:
+        log(f"{spec.tag} exists; skipped (pass --force to rebuild it)")
+        return False
+    if runner.which("debootstrap") is None:
+        raise BaseImageError("debootstrap is not installed: run `invoke host.prepare`")
+    start = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="sandbox-base-", dir=workdir))
+    rootfs = scratch / "rootfs"
+    try:
+        argv = debootstrap_argv(spec, rootfs, is_root)
+        log(f"base image: debootstrap {spec.suite} from {spec.mirror} (about 30 s)")
+        result = runner.run(argv)
+        if not result.ok:
+            last = "\n  ".join(result.output.splitlines()[-TAIL_LINES:])
+            raise BaseImageError(
+                f"debootstrap failed with exit {result.returncode}: check that {spec.mirror} "
+                f"is reachable (set DEBIAN_MIRROR in .env or pass --mirror); its last lines:\n"
+                f"  {last}"
+            )
+        _remove(clean_targets(rootfs), runner, is_root)
+        _pipe_import(spec, rootfs, runner, is_root)
+    finally:
+        if is_root:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            runner.run(["sudo", "rm", "-rf", "--", str(scratch)])
+    size = image_size(runner, spec.tag)
+    shown = f": {size / 1e6:.0f} MB" if size else ""
+    log(f"built {spec.tag}{shown} in {time.monotonic() - start:.0f} s")
+    return True
+
+
+# --- the stack's two images ------------------------------------------------------------------
+
+
+def model_build_argv(
+    root: Path, tag: str, version: str, backend: str, ccache: Path | None
+) -> list[str]:
+    """Return the ``podman build`` of the model-server image from the placed source.
+
+    Raises ``SourceError`` when the pinned version is not placed yet.
+    """
+    from sandboxctl.models import source as llama_source
+
+    manifest = llama_source.read_manifest(root / "model" / "context")
+    pin, _origin = llama_source.resolve(
+        llama_source.load_sources(root / "model" / "llama-cpp-sources.yaml"),
+        version,
+        str(manifest["origin"]) if manifest and "origin" in manifest else None,
+    )
+    if manifest is None or manifest.get("version") != pin.version:
+        raise llama_source.SourceError(
+            f"llama.cpp {pin.version} is not placed in model/context: run `invoke model.source`"
+        )
+    if backend not in llama_source.CONTAINERFILES:
+        raise llama_source.SourceError(
+            f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan"
+        )
+    model_dir = root / "model"
+    return build_argv(
+        model_dir,
+        model_dir / llama_source.CONTAINERFILES[backend],
+        tag,
+        target="server",
+        build_args=llama_source.build_args(pin, manifest),
+        volumes={ccache: "/ccache"} if ccache is not None else None,
+    )
+
+
+def build_model_image(
+    root: Path,
+    tag: str,
+    version: str,
+    backend: str,
+    *,
+    runner: Runner,
+    ccache_dir: Path | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Build the model-server image (llama.cpp compiled from the placed, pinned source)."""
+    if ccache_dir is not None:
+        ccache_dir.mkdir(parents=True, exist_ok=True)
+    argv = model_build_argv(root, tag, version, backend, ccache_dir)
+    log(f"building {tag} (llama.cpp {version}, {backend}): minutes cold, seconds cached")
+    return build_image(
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
+    )
+
+
+def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = print) -> None:
+    """Download the supervisor's locked wheels into ``supervisor/wheels`` on the host."""
+    script = root / "supervisor" / "scripts" / "wheelhouse.py"
+    log("resolving the supervisor's locked wheels on the host")
+    result = runner.run([sys.executable, str(script)])
+    if not result.ok:
+        last = "\n  ".join(result.output.splitlines()[-TAIL_LINES:])
+        raise ImageBuildError(
+            "downloading the supervisor's wheels failed; check that this host reaches the "
+            f"package index (pip's own settings and certificates apply):\n  {last}"
+        )
+
+
+def build_supervisor_image(
+    root: Path,
+    tag: str,
+    *,
+    runner: Runner,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Fill the wheelhouse, then build the supervisor image (never pulls)."""
+    fill_wheelhouse(root, runner, log)
+    context = root / "supervisor"
+    argv = build_argv(context, context / "Containerfile", tag)
+    return build_image(
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
+    )
+
+
+def place_llama_source(stack: Stack) -> Path:
+    """Verify and place the pinned llama.cpp source in model/context (cached; quick when
+    already there) and return that folder."""
+    from sandboxctl.models import source as llama_source
+    from sandboxctl.models.download import rich_progress
+
+    context = stack.root / "model" / "context"
+    with rich_progress("llama.cpp source") as progress:
+        llama_source.place_source(
+            stack.settings.llama_cpp_version,
+            context=context,
+            sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
+            progress=progress,
+        )
+    return context
+
+
+def prepare_images(
+    stack: Stack, *, rebuild: bool = False, only: str = "", verbose: bool = False
+) -> dict[str, str]:
+    """Build the images the Compose project runs that are missing (all with ``rebuild``).
+
+    ``only`` limits the work to one service (:class:`StackError` names the choices when
+    it is not one). Returns service -> image tag.
+    """
+    from sandboxctl.models import source as llama_source
+    from sandboxctl.models.download import DownloadError
+    from sandboxctl.stack.compose import ComposeError, compose_config
+
+    services = (MODEL_SERVICE, SUPERVISOR_SERVICE)
+    if only not in ("", *services):
+        raise StackError(f"no image to build for {only!r}: choose {' or '.join(services)}")
+    try:
+        project = compose_config(stack.compose, project_dir=stack.root, engine=stack.engine)
+    except ComposeError as error:
+        raise StackError(str(error)) from error
+    images = service_images(project)
+    wanted = [name for name in services if only in ("", name)]
+    todo = [name for name in wanted if rebuild or not image_exists(stack.runner, images[name])]
+    if not todo:
+        stack.log(f"images present: {', '.join(images[name] for name in wanted)}")
+        return images
+    try:
+        build_base_image(
+            BaseImageSpec(mirror=stack.settings.debian_mirror),
+            stack.runner,
+            is_root=os.geteuid() == 0,
+            log=stack.log,
+        )
+        if MODEL_SERVICE in todo:
+            place_llama_source(stack)
+            build_model_image(
+                stack.root,
+                images[MODEL_SERVICE],
+                stack.settings.llama_cpp_version,
+                stack.settings.gpu_backend,
+                runner=stack.runner,
+                ccache_dir=llama_source.cache_dir() / "ccache",
+                verbose=verbose,
+                log=stack.log,
+            )
+        if SUPERVISOR_SERVICE in todo:
+            build_supervisor_image(
+                stack.root,
+                images[SUPERVISOR_SERVICE],
+                runner=stack.runner,
+                verbose=verbose,
+                log=stack.log,
+            )
+    except (llama_source.SourceError, DownloadError, ImageBuildError) as error:
+        raise StackError(str(error)) from error
+    return images
