@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tarfile
 import time
 from collections.abc import Callable, Sequence
@@ -24,9 +25,20 @@ from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0
 
-FINISHED_EXIT_CODES = frozenset({0, 3, 4})
-"""Supervisor exit codes of a run that ended on its own terms: done (0), a budget ran out
-(3), or it gave up on unusable replies (4). Others mean it could not run (1, 2, 5, 130)."""
+EXIT_CODES_FILE = (
+    Path(__file__).resolve().parents[2] / "supervisor/src/sandbox_supervisor/exit_codes.json"
+)
+"""The supervisor's exit-code contract: the one definition, read here, never copied."""
+
+
+def finished_exit_codes(contract: Path = EXIT_CODES_FILE) -> frozenset[int]:
+    """Return the exit codes of a run that ended on its own terms (``finished`` in the
+    supervisor's contract: done, a budget ran out, it gave up on unusable replies)."""
+    data = json.loads(contract.read_text(encoding="utf-8"))
+    return frozenset(int(entry["code"]) for entry in data["codes"].values() if entry["finished"])
+
+
+FINISHED_EXIT_CODES = finished_exit_codes()
 
 
 class StackError(RuntimeError):

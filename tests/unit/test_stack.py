@@ -209,3 +209,18 @@ def test_running_stack_passes_the_running_check_fake_compose(tmp_path: Path) -> 
     built, log = make_stack(tmp_path, {"--project-directory": (0, "model-server\nsupervisor\n")})
     stack.require_running(built)
     assert any("--status" in argv and "running" in argv for argv in calls(log))
+
+
+def test_finished_exit_codes_come_from_the_supervisors_contract() -> None:
+    """The host reads the supervisor's exit_codes.json: no copy of the codes to drift."""
+    from sandbox_supervisor import exit_codes
+
+    assert stack.FINISHED_EXIT_CODES == exit_codes.FINISHED
+    assert 0 in stack.FINISHED_EXIT_CODES
+
+
+def test_finished_exit_codes_follow_a_changed_contract(tmp_path: Path) -> None:
+    contract = tmp_path / "exit_codes.json"
+    contract.write_text(json.dumps({"codes": {"a": {"code": 7, "finished": True},
+                                              "b": {"code": 8, "finished": False}}}))  # fmt: skip
+    assert stack.project.finished_exit_codes(contract) == frozenset({7})
