@@ -355,7 +355,7 @@ def run_check(
     (unless ``keep``). With ``record`` the outcome goes to ``source/results/devcontainer.json``.
     """
     from sandboxctl import stack as stack_
-    from sandboxctl.milestones import write_result
+    from sandboxctl.checks.milestones import write_result
     from sandboxctl.stack.compose import run_compose
 
     run = runner or Runner()

@@ -123,7 +123,7 @@ class Stack:
         """Run the doctor's preflight checks against this stack's engine: seconds, instead of
         a failure minutes into a build or a wait. ``containers=False`` skips the ones that
         start a container. Raises :class:`StackError` listing each failure and its fix."""
-        from sandboxctl import doctor
+        from sandboxctl.checks import doctor
         from sandboxctl.host.platform import detect_host
 
         inputs = doctor.DoctorInputs(

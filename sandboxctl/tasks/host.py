@@ -9,8 +9,9 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl import doctor as doctor_
 from sandboxctl._proc import Runner
+from sandboxctl.checks import doctor as doctor_
+from sandboxctl.checks.base import Probes
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.stack.compose import packaged_binary
 from sandboxctl.tasks._support import ask, host, root
@@ -53,7 +54,7 @@ def prepare(c: Context, yes: bool = False, dry_run: bool = False) -> None:
 )
 def doctor(c: Context, quick: bool = False) -> None:
     """Check the engine, Compose, cgroups, quirks, DNS, model; print fixes."""
-    inputs = doctor_.DoctorInputs(root=root(), host=host(), environ=dict(os.environ), quick=quick)
+    inputs = Probes(root=root(), host=host(), environ=dict(os.environ), quick=quick)
     checks = doctor_.run_checks(inputs)
     doctor_.render(checks)
     code = doctor_.exit_code(checks)

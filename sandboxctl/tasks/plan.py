@@ -14,9 +14,10 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from sandboxctl import issuelog
-from sandboxctl import milestones as milestones_
 from sandboxctl import notes as notes_
 from sandboxctl import plan as plan_
+from sandboxctl.checks import milestones as milestones_
+from sandboxctl.checks.base import Probes
 from sandboxctl.config import find_root
 from sandboxctl.host.platform import detect_host
 
@@ -103,7 +104,7 @@ def resolve(c: Context, id: str, resolution: str) -> None:
 @task()
 def milestones(c: Context) -> None:
     """Measure the plan's milestones now and print each one's status."""
-    probes = milestones_.Probes(root=_root(), host=detect_host())
+    probes = Probes(root=_root(), host=detect_host())
     for line in milestones_.format_statuses(milestones_.measure(probes)):
         print(line)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl import devcontainer as dc
-from sandboxctl.milestones import read_result
+from sandboxctl.checks.milestones import read_result
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from sandboxctl import milestones, scaffold
+from sandboxctl import scaffold
+from sandboxctl.checks import milestones
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = "e2e-sandbox"

@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.doctor: each check on its own, against a fake `podman` on PATH,
+"""Unit tests of sandboxctl.checks.doctor: each check on its own, against a fake `podman` on PATH,
 an injected socket ping, and small repository trees in tmp_path."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import pytest
 from fakes.harness import FakeTools
 from rich.console import Console
 
-from sandboxctl import doctor
+from sandboxctl.checks import doctor, files
+from sandboxctl.checks.base import Check, Probes
 from sandboxctl.host.platform import HostInfo, Platform
 
 ROOT_HOST = HostInfo(platform=Platform.LINUX, is_root=True, uid=0, has_systemd=False)
@@ -57,7 +58,7 @@ models:
 
 def make(
     tmp_path: Path, *, env: str = "SANDBOX_MODEL=tiny\n", **state: Any
-) -> tuple[FakeTools, doctor.DoctorInputs]:
+) -> tuple[FakeTools, Probes]:
     root = tmp_path / "repo"
     (root / "model").mkdir(parents=True)
     (root / "models").mkdir()
@@ -72,7 +73,7 @@ def make(
     helpers.mkdir()
     (helpers / "aardvark-dns").write_text("#!/bin/sh\n")
     (tmp_path / "sys-class-net").mkdir()
-    inputs = doctor.DoctorInputs(
+    inputs = Probes(
         root=root,
         host=ROOT_HOST,
         runner=fakes.runner(),
@@ -90,7 +91,7 @@ def make(
     return fakes, inputs
 
 
-def run_one(name: str, inputs: doctor.DoctorInputs) -> doctor.Check:
+def run_one(name: str, inputs: Probes) -> Check:
     return next(check for check in doctor.run_checks(inputs) if check.name == name)
 
 
@@ -190,9 +191,9 @@ def test_selinux_enforcing_without_volume_label_warns(tmp_path: Path) -> None:
 
 
 def test_wsl1_fails_with_the_conversion_command() -> None:
-    inputs = doctor.DoctorInputs(root=Path("."), host=replace(ROOT_HOST, platform=Platform.WSL,
+    inputs = Probes(root=Path("."), host=replace(ROOT_HOST, platform=Platform.WSL,
                                                               wsl_version=1))  # fmt: skip
-    check = doctor.check_platform(inputs, doctor._State())
+    check = doctor.check_platform(inputs)
     assert check.status == "fail"
     assert "wsl --set-version" in check.fix
 
@@ -208,7 +209,7 @@ def test_crlf_script_fails_the_line_endings_check(tmp_path: Path) -> None:
 def test_crlf_in_a_shebang_file_without_extension_is_found(tmp_path: Path) -> None:
     (tmp_path / "model").mkdir()
     (tmp_path / "model/healthcheck").write_bytes(b"#!/bin/sh\r\ntrue\r\n")
-    assert doctor.crlf_scripts(tmp_path) == [tmp_path / "model/healthcheck"]
+    assert files.crlf_scripts(tmp_path) == [tmp_path / "model/healthcheck"]
 
 
 def test_missing_generated_model_says_model_tiny(tmp_path: Path) -> None:
@@ -255,8 +256,8 @@ def test_invalid_env_fails_the_answers_check(tmp_path: Path) -> None:
 
 
 def test_exit_code_is_nonzero_only_when_something_blocks() -> None:
-    warn = doctor.Check("a", "warn", "x")
-    fail = doctor.Check("b", "fail", "y")
+    warn = Check("a", "warn", "x")
+    fail = Check("b", "fail", "y")
     assert (doctor.exit_code([warn]), doctor.exit_code([warn, fail])) == (0, 1)
 
 
@@ -265,7 +266,7 @@ def test_a_crashing_check_becomes_a_failed_row_not_a_traceback(
 ) -> None:
     _fakes, inputs = make(tmp_path)
 
-    def boom(_inputs: doctor.DoctorInputs, _state: object) -> doctor.Check:
+    def boom(_probes: Probes) -> Check:
         raise RuntimeError("kaput")
 
     monkeypatch.setattr(doctor, "CHECKS", (boom,))
@@ -275,7 +276,7 @@ def test_a_crashing_check_becomes_a_failed_row_not_a_traceback(
 
 def test_render_prints_one_table_with_the_fix_column(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
-    doctor.render([doctor.Check("engine", "fail", "silent", "invoke machine.start")], console)
+    doctor.render([Check("engine", "fail", "silent", "invoke machine.start")], console)
     text = console.export_text()
     assert "invoke machine.start" in text
     assert "sandbox doctor" in text

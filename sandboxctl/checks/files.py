@@ -1,0 +1,143 @@
+"""The doctor's checks of the repository's files: script line endings, the model file and
+its checksum, the context each parallel slot gets."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from sandboxctl.checks.base import Check, Probes
+
+MIN_CONTEXT_PER_SLOT = 2048
+DEFAULT_CTX_SIZE = 4096
+"""compose.yaml's default for MODEL_CTX_SIZE."""
+SCRIPT_DIRS = ("model", "supervisor", ".devcontainer", "scripts", "docker", ".ci")
+SKIP_DIRS = {".git", ".venv", ".nox", "node_modules", "__pycache__", ".mypy_cache", "build"}
+
+
+def iter_scripts(root: Path, dirs: Iterable[str] = SCRIPT_DIRS) -> Iterable[Path]:
+    """Yield the repository's shell scripts: ``*.sh`` anywhere, and files with a shebang in
+    the folders containers run scripts from."""
+    for path in root.rglob("*.sh"):
+        if not SKIP_DIRS.intersection(path.relative_to(root).parts) and path.is_file():
+            yield path
+    for name in dirs:
+        folder = root / name
+        if not folder.is_dir():
+            continue
+        for path in folder.rglob("*"):
+            if (
+                path.is_file()
+                and path.suffix != ".sh"
+                and not SKIP_DIRS.intersection(path.relative_to(root).parts)
+            ):
+                with path.open("rb") as handle:
+                    if handle.read(2) == b"#!":
+                        yield path
+
+
+def crlf_scripts(root: Path) -> list[Path]:
+    """Return the scripts under ``root`` with CRLF line endings."""
+    return sorted({path for path in iter_scripts(root) if b"\r\n" in path.read_bytes()})
+
+
+def check_line_endings(probes: Probes) -> Check:
+    """Shell scripts use LF (CRLF breaks their shebang inside Linux containers)."""
+    bad = crlf_scripts(probes.root)
+    if not bad:
+        return Check("script line endings", "ok", "LF everywhere")
+    shown = ", ".join(str(path.relative_to(probes.root)) for path in bad[:5])
+    return Check(
+        "script line endings",
+        "fail",
+        f"CRLF in {shown}",
+        "git config core.autocrlf input; sed -i 's/\\r$//' FILE; "
+        "`*.sh text eol=lf` in .gitattributes",
+    )
+
+
+def model_entry(root: Path, key: str) -> dict[str, Any] | None:
+    """Return the catalog entry ``key`` as a dict (through sandboxctl.models.catalog when it can
+    load the catalog, else read straight from model/catalog.yaml); None when absent."""
+    path = root / "model" / "catalog.yaml"
+    if not path.is_file():
+        return None
+    try:
+        from sandboxctl.models import catalog
+
+        model = catalog.load_catalog(path).models.get(key)
+        if model is None:
+            return None
+        fields = ("file", "sha256", "generated", "context")
+        return {name: getattr(model, name, None) for name in fields}
+    except Exception:  # noqa: S110 - a missing or different catalog module: read the YAML
+        pass
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    models = data.get("models", {}) if isinstance(data, dict) else {}
+    entry = models.get(key) if isinstance(models, dict) else None
+    return dict(entry) if isinstance(entry, dict) else None
+
+
+def model_directory(probes: Probes) -> Path:
+    """Return the model-data directory: ``$SANDBOX_MODEL_DIR``, else ``models/``."""
+    configured = probes.environ.get("SANDBOX_MODEL_DIR")
+    return Path(configured).expanduser() if configured else probes.root / "models"
+
+
+def check_model(probes: Probes) -> Check:
+    """The model file is in the model-data directory and matches its catalog checksum."""
+    settings = probes.answers()
+    key = settings.sandbox_model if settings else "tiny"
+    entry = model_entry(probes.root, key)
+    if entry is None:
+        return Check("model file", "skip", f"no catalog entry {key!r} (model/catalog.yaml)")
+    filename = str(entry.get("file") or f"{key}.gguf")
+    path = model_directory(probes) / Path(filename).name
+    if not path.is_file():
+        fix = "invoke model.tiny" if entry.get("generated") else f"invoke model.fetch {key}"
+        return Check("model file", "fail", f"{path} missing", fix)
+    expected = str(entry.get("sha256") or "").lower()
+    if not expected:
+        return Check("model file", "ok", f"{path.name} present (no checksum in the catalog)")
+    if probes.quick:
+        return Check("model file", "ok", f"{path.name} present (--quick: checksum not verified)")
+    with path.open("rb") as handle:
+        digest = hashlib.file_digest(handle, "sha256")
+    if digest.hexdigest() != expected:
+        return Check(
+            "model file", "fail", f"{path.name}: SHA-256 mismatch", f"invoke model.fetch {key}"
+        )
+    return Check("model file", "ok", f"{path.name} present, SHA-256 verified")
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(str(value).strip())
+    except (TypeError, ValueError):
+        return default
+
+
+def check_context(probes: Probes) -> Check:
+    """Context per parallel slot (MODEL_CTX_SIZE / MODEL_PARALLEL, as compose.yaml passes them
+    to llama-server) against the catalog's recommended per-slot context."""
+    settings = probes.answers()
+    raw = settings.raw if settings else {}
+    ctx = _int(raw.get("MODEL_CTX_SIZE"), DEFAULT_CTX_SIZE)
+    slots = max(_int(raw.get("MODEL_PARALLEL"), 1), 1)
+    per_slot = ctx // slots
+    key = settings.sandbox_model if settings else "tiny"
+    entry = model_entry(probes.root, key) or {}
+    wanted = _int(entry.get("context"), MIN_CONTEXT_PER_SLOT)
+    detail = f"{ctx} tokens / {slots} slot(s) = {per_slot} per slot"
+    if per_slot < wanted:
+        return Check(
+            "context per slot",
+            "warn",
+            f"{detail}; {key} recommends {wanted}",
+            f"set MODEL_CTX_SIZE={wanted * slots} or lower MODEL_PARALLEL in .env",
+        )
+    return Check("context per slot", "ok", f"{detail} (recommended {wanted})")
