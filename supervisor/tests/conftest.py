@@ -1,6 +1,6 @@
 """Shared fixtures: a workspace with an outside neighbour, settings, a trajectory writer,
 and ``figures``: the adversarial tests' counts, printed at the end of the session and
-written as JSON to ``$SUPERVISOR_FIGURES_FILE`` when it is set (docs/SECURITY.md quotes
+written as JSON to ``$ADVERSARIAL_FIGURES_FILE`` when it is set (docs/SECURITY.md quotes
 them)."""
 
 from __future__ import annotations
@@ -64,6 +64,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("adversarial figures")
     for name, text in sorted(_FIGURES.items()):
         terminalreporter.write_line(f"{name}: {text}")
-    target = os.environ.get("SUPERVISOR_FIGURES_FILE")
+    target = os.environ.get("ADVERSARIAL_FIGURES_FILE")
     if target:
         Path(target).write_text(json.dumps(_FIGURES, indent=2, sort_keys=True) + "\n")

@@ -250,6 +250,7 @@ class CappedServer(ThreadingHTTPServer):
     """
 
     daemon_threads = True
+    request_queue_size = 128  # a burst of connects is accepted and refused, not SYN-dropped
 
     def __init__(
         self,
