@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
-
 from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
@@ -75,19 +72,8 @@ def down(c: Context) -> None:
     }
 )
 def check(c: Context, keep: bool = False) -> None:
-    """Validate the dev container for real on a fresh sandbox (the milestone's check)."""
-    if keep:
-        report = dc.run_check(root(), Path(tempfile.mkdtemp(prefix="devc-check-")), keep=True)
-    else:
-        with tempfile.TemporaryDirectory(prefix="devc-check-") as scratch:
-            report = dc.run_check(root(), Path(scratch))
-    for name, value in report.figures.items():
-        print(f"  {name}: {value}")
-    if not report.passed:
-        raise Exit(
-            "devcontainer.check failed: "
-            + "; ".join(report.failures or ["no supervisor test ran"])
-            + f" (full log: {report.log_path})",
-            code=1,
-        )
-    print(f"devcontainer.check passed; recorded in results/{dc.RESULT_NAME}.json")
+    """Validate the dev container for real on a fresh sandbox (`nox -s devcontainer`)."""
+    # The check is a test (tests/devcontainer): it records results/devcontainer.json, which
+    # `invoke milestones` reads. Nox calls pytest, never Invoke, so this does not loop.
+    env = {"DEVCONTAINER_CHECK_KEEP": "1"} if keep else {}
+    c.run("nox -s devcontainer", pty=False, env=env)
