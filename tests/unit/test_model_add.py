@@ -219,5 +219,5 @@ def test_tasks_add_use_and_list_as_a_user_runs_them(
     assert len(selected) == 1
     cells = [cell.strip() for cell in selected[0].split("│")[1:-1]]
     marker, key, source_kind, _size, license_, context, template, tools, present = cells
-    assert (marker, key, source_kind, license_) == ("*", "base", "local", "unknown")
+    assert (marker, key, source_kind, license_) == ("*", "base", "local", "apache-2.0")
     assert (context, template, tools, present) == ("1024 (trained 1024)", "NONE", "no", "yes")
