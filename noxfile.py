@@ -1,7 +1,9 @@
 """Nox sessions of the sandbox: lint, unit tests, template tests, containers, end to end.
 
 `nox -l` lists them; `nox` runs the default ones (the whole suite). Dependencies come from
-`requirements/dev.lock` (compiled from pyproject.toml), never pinned here.
+`requirements/dev.lock` (compiled from pyproject.toml), never pinned here. Sessions run
+pytest and the project's module entry points (`python -m sandboxctl ...`), never Invoke:
+Invoke's `e2e` and `devcontainer.check` tasks call Nox, so the arrow goes one way only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ def install(session: nox.Session) -> None:
     session.install("-r", LOCK, "-e", ".", "-e", "supervisor")
 
 
+def sandboxctl(session: nox.Session, command: str) -> None:
+    """Run ``python -m sandboxctl COMMAND`` (the library call its Invoke task makes)."""
+    session.run("python", "-m", "sandboxctl", command)
+
+
 def pytest(session: nox.Session, *paths: str, marks: str | None = None) -> None:
     """Run pytest on ``paths``; pytest's "no tests ran" (exit 5) fails the session."""
     args = ["pytest", *paths]
@@ -58,7 +65,7 @@ def lint(session: nox.Session) -> None:
     for folder in sorted(p for p in (ROOT / "tests").iterdir() if p.is_dir()):
         session.run("mypy", str(folder.relative_to(ROOT)))
     session.run("mypy", "supervisor/src", "supervisor/tests", "supervisor/bench")
-    session.run("invoke", "plan.check")
+    sandboxctl(session, "plan-check")
     containerfiles = sorted(str(p) for p in ROOT.glob("*/Containerfile*"))
     if containerfiles:
         session.run("hadolint", *containerfiles)
@@ -68,9 +75,9 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Run the unit tests (no containers needed)."""
+    """Run the unit tests, and the dev container check's own parts (no containers needed)."""
     install(session)
-    pytest(session, "tests/unit", marks="not container")
+    pytest(session, "tests/unit", "tests/devcontainer", marks="not container")
 
 
 @nox.session
@@ -93,11 +100,11 @@ def template(session: nox.Session) -> None:
 def container(session: nox.Session) -> None:
     """Build and probe real images with Podman (model server, engine service); minutes cold."""
     install(session)
-    session.run("invoke", "images.base")
+    sandboxctl(session, "base-image")
     # What the container tests run: the pinned source, the offline tiny model, the image.
-    session.run("invoke", "model.source")
-    session.run("invoke", "model.tiny")
-    session.run("invoke", "model.build")
+    sandboxctl(session, "model-source")
+    sandboxctl(session, "model-tiny")
+    sandboxctl(session, "model-build")
     pytest(session, "tests/container", marks="container")
 
 
@@ -105,7 +112,7 @@ def container(session: nox.Session) -> None:
 def e2e(session: nox.Session) -> None:
     """Render a sandbox, bring the stack up on Podman with Compose v2, run an agent task."""
     install(session)
-    session.run("invoke", "images.base")
+    sandboxctl(session, "base-image")
     pytest(session, "tests/e2e", "-s")
 
 
@@ -113,7 +120,7 @@ def e2e(session: nox.Session) -> None:
 def devcontainer(session: nox.Session) -> None:
     """Bring the dev container up with the pinned Dev Containers CLI on Podman; tests inside."""
     install(session)
-    session.run("invoke", "images.base")
+    sandboxctl(session, "base-image")
     pytest(session, "tests/devcontainer", "-s", marks="container")
 
 
