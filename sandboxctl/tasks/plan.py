@@ -13,13 +13,13 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
-from sandboxctl import issuelog
-from sandboxctl import notes as notes_
 from sandboxctl import plan as plan_
 from sandboxctl.checks import milestones as milestones_
 from sandboxctl.checks.base import Probes
 from sandboxctl.config import find_root
 from sandboxctl.host.platform import detect_host
+from sandboxctl.plan import issuelog
+from sandboxctl.plan import notes as notes_
 
 
 def _root() -> Path:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl import notes
 from sandboxctl._proc import Runner
+from sandboxctl.plan import notes
 
 NOW = datetime(2026, 11, 26, 18, 41, 23, tzinfo=UTC)
 

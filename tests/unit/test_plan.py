@@ -205,13 +205,29 @@ def test_required_service_missing_from_compose_is_a_drift(repo: Path) -> None:
     assert any("service tools required by PLAN.md is missing" in d for d in drifts(repo))
 
 
-def test_planned_service_once_present_is_checked(repo: Path) -> None:
-    """A `planned` service is skipped while absent and checked (here: hardening) once added."""
+def test_planned_service_is_skipped_while_absent_and_checked_once_present(repo: Path) -> None:
+    """A `planned` service is not required yet; once compose defines it, it is checked
+    (here: hardening). The service is new, so Compose itself accepts the file."""
+    planned = '  sidecar:\n    planned: true\n    user: "10001:10001"\n    networks: [tools-net]\n'
+    replace(
+        repo / "PLAN.md",
+        "volumes: [model-data, workspace, logs]\n",
+        planned + "volumes: [model-data, workspace, logs]\n",
+    )
+    assert drifts(repo) == []
     text = (repo / "compose.yaml").read_text()
-    tools = '  tools:\n    image: x\n    user: "10001:10001"\n    volumes: [workspace:/workspace]\n'
-    (repo / "compose.yaml").write_text(text.replace("\nvolumes:\n", f"\n{tools}\nvolumes:\n", 1))
+    sidecar = '  sidecar:\n    image: x\n    user: "10001:10001"\n    networks: [tools-net]\n'
+    (repo / "compose.yaml").write_text(text.replace("\nvolumes:\n", f"\n{sidecar}\nvolumes:\n", 1))
     found = drifts(repo)
-    assert any("service tools: cap_drop lacks ALL" in d for d in found), found
+    assert any("service sidecar: cap_drop lacks ALL" in d for d in found), found
+
+
+def test_compose_file_that_compose_refuses_is_a_drift_with_composes_message(repo: Path) -> None:
+    """A duplicated service key: YAML loaders keep the last one, Compose refuses the file."""
+    text = (repo / "compose.yaml").read_text()
+    again = "  tools:\n    image: x\n"
+    (repo / "compose.yaml").write_text(text.replace("\nvolumes:\n", f"\n{again}\nvolumes:\n", 1))
+    assert any('mapping key "tools" already defined' in d for d in drifts(repo))
 
 
 def test_missing_compose_overlay_is_a_drift(repo: Path) -> None:
@@ -388,11 +404,22 @@ def test_plan_section_lines_are_counted_in_plan_md() -> None:
     assert parsed.line("model_port") == line_of(ROOT / "PLAN.md", "model_port:")
 
 
-def test_interpolation_handles_nested_defaults_and_alternatives() -> None:
-    """`${A:+,${A}}` expands to `,z` when A=z and to nothing when A is empty."""
-    assert plan.interpolate_text("ro${A:+,${A}}", {"A": "z"}) == "ro,z"
-    assert plan.interpolate_text("ro${A:+,${A}}", {"A": ""}) == "ro"
-    assert plan.interpolate_text("${P:-8080}/$$HOME/$X", {"X": "x"}) == "8080/$HOME/x"
+def test_compose_interpolation_is_composes_own(repo: Path) -> None:
+    """`${VOLUME_LABEL:+,${VOLUME_LABEL}}` is expanded by Compose: with VOLUME_LABEL=z the
+    mount reads `ro,z` and is still the plan's model-data volume (only .env changed, and
+    the plan's volume_label follows)."""
+    replace(repo / ".env", "VOLUME_LABEL=", "VOLUME_LABEL=z")
+    replace(repo / "PLAN.md", 'volume_label: ""', "volume_label: z")
+    assert drifts(repo) == []
+
+
+def test_the_shells_variables_do_not_change_what_the_files_say(
+    repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """plan.check reads the files: an exported MODEL_PORT must not hide or cause a drift."""
+    monkeypatch.setenv("MODEL_PORT", "9999")
+    monkeypatch.setenv("COMPOSE_FILE", "nosuch.yaml")
+    assert drifts(repo) == []
 
 
 def test_effective_user_is_inherited_from_the_parent_stage() -> None:

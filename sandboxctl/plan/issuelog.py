@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sandboxctl._proc import Runner
-from sandboxctl.notes import append_entry, git_author, parse_stamp, utc_stamp
+from sandboxctl.plan.notes import append_entry, git_author, parse_stamp, utc_stamp
 
 LOG_FILE = Path("docs") / "ISSUE_LOG.md"
 LOG_HEADER = """# Issue log
