@@ -61,7 +61,7 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy", "sandboxctl", "tasks.py", "noxfile.py")
-    # Each test folder imports its own `conftest`: check them one at a time.
+    # Each test folder has its own top-level modules (conftest.py and helpers): one at a time.
     for folder in sorted(p for p in (ROOT / "tests").iterdir() if p.is_dir()):
         session.run("mypy", str(folder.relative_to(ROOT)))
     session.run("mypy", "supervisor/src", "supervisor/tests", "supervisor/bench")

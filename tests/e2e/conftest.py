@@ -1,30 +1,23 @@
 """Fixtures of the end-to-end suite: a sandbox rendered with defaults, its stack brought up
-with real Podman and Compose v2, one real agent task run against the tiny model."""
+with real Podman and Compose v2, one real agent task run against the tiny model.
+
+Each test gets what it needs from these fixtures, never from a test that ran before it.
+The one exception is declared: tests that request :func:`stack_taken_down` run after all
+the others (:func:`pytest_collection_modifyitems`), since they end the shared stack.
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pytest
+from e2e_sandbox import FIGURES, ROOT, TASK, E2EStack, render_sandbox, trajectory_records
 
-from sandboxctl import scaffold
 from sandboxctl.checks import milestones
-
-ROOT = Path(__file__).resolve().parents[2]
-PROJECT = "e2e-sandbox"
-"""Compose project of the e2e stack: fixed, so its image tags and build caches persist."""
-TASK = "Create hello.txt containing a greeting."
-FIGURES: dict[str, str] = {}
-"""Figures the tests measured, written with the outcome to results/e2e.json."""
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -34,119 +27,37 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         milestones.write_result(ROOT, "e2e", passed=exitstatus == 0, detail=detail)
 
 
-@dataclass
-class E2EStack:
-    """The sandbox folder, and what bringing it up and running a task measured."""
-
-    path: Path
-    up_seconds: float = 0.0
-    run_seconds: float = 0.0
-    run_output: str = ""
-    run_code: int = -1
-    figures: dict[str, Any] = field(default_factory=dict)
-
-    def invoke(
-        self, *args: str, check: bool = True, timeout: float = 1800
-    ) -> subprocess.CompletedProcess[str]:
-        """Run `invoke ARGS` in the sandbox, as a user would; output captured."""
-        result = subprocess.run(
-            [sys.executable, "-m", "invoke", *args],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if check and result.returncode != 0:
-            pytest.fail(
-                f"invoke {' '.join(args)} failed ({result.returncode}):\n"
-                f"{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-            )
-        return result
-
-    def podman(self, *args: str) -> str:
-        """Run podman and return its stdout; fail the test on error."""
-        result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
-        return result.stdout
-
-    def containers(self) -> dict[str, dict[str, Any]]:
-        """`podman inspect` of the project's containers, by Compose service name."""
-        ids = self.podman(
-            "ps", "-aq", "--filter", f"label=com.docker.compose.project={PROJECT}"
-        ).split()
-        if not ids:
-            return {}
-        data = json.loads(self.podman("inspect", *ids))
-        return {c["Config"]["Labels"]["com.docker.compose.service"]: c for c in data}
-
-    def container(self, service: str) -> dict[str, Any]:
-        """`podman inspect` of one service's container (fails the test when absent)."""
-        containers = self.containers()
-        assert service in containers, f"no {service} container in {sorted(containers)}"
-        return containers[service]
-
-    def exec(
-        self, service: str, *command: str, stdin: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        """Run COMMAND in the service's running container (`podman exec`); never raises
-        for its exit code."""
-        return subprocess.run(
-            [
-                "podman",
-                "exec",
-                *(["-i"] if stdin is not None else []),
-                self.name(service),
-                *command,
-            ],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-    def name(self, service: str) -> str:
-        """The container name Compose gives the service's first replica."""
-        return f"{PROJECT}-{service}-1"
-
-    def scripted_run(
-        self, label: str, steps: list[dict[str, Any]], timeout: float = 180
-    ) -> tuple[subprocess.CompletedProcess[str], list[dict[str, Any]]]:
-        """Run the supervisor with a scripted model (no model server needed) through the
-        stack's real tools service; return the process and the trajectory's records."""
-        script = f"/tmp/{label}.json"
-        log = f"/logs/{label}.jsonl"
-        written = self.exec("supervisor", "sh", "-c", f"cat > {script}", stdin=json.dumps(steps))
-        assert written.returncode == 0, written.stderr
-        result = self.exec(
-            "supervisor", "sandbox-supervisor", "run", "--scripted", script, "--log", log,
-            f"scripted {label}", timeout=timeout,
-        )  # fmt: skip
-        shown = self.exec("supervisor", "sandbox-supervisor", "show", "--json", log)
-        records = [json.loads(line) for line in shown.stdout.splitlines() if line.strip()]
-        return result, records
-
-    def volume_path(self, volume: str) -> Path:
-        """Where the project's named volume lives on this (rootful, native) host."""
-        return Path(
-            self.podman(
-                "volume", "inspect", "--format", "{{.Mountpoint}}", f"{PROJECT}_{volume}"
-            ).strip()
-        )
-
-
-def render_sandbox(dest: Path) -> Path:
-    """Render the template (or copy this rendered sandbox) with the e2e project name."""
-    return scaffold.fresh_sandbox(ROOT, dest, PROJECT)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move the tests that take the shared stack down after every other test (a stable
+    sort: the others keep their order, whatever it is)."""
+    items.sort(key=lambda item: "stack_taken_down" in getattr(item, "fixturenames", ()))
 
 
 @pytest.fixture(scope="session")
-def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
-    """Render, `invoke up` (images, model, stack, readiness), `invoke run` one task."""
+def rendered_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sandbox rendered with default answers and the e2e project name (no stack)."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `./bootstrap.sh` or `invoke host.prepare`")
-    stack = E2EStack(render_sandbox(tmp_path_factory.mktemp("e2e") / "sandbox"))
+    return render_sandbox(tmp_path_factory.mktemp("e2e") / "sandbox")
+
+
+def measure_figures(stack: E2EStack) -> str:
+    """Record the image sizes in ``stack`` and return the e2e's figures in one line."""
+    for service, info in stack.containers().items():
+        size = stack.podman("image", "inspect", "--format", "{{.Size}}", info["Image"])
+        stack.image_sizes[service] = int(size)
+    images = {name: f"{size / 1e6:.0f} MB" for name, size in sorted(stack.image_sizes.items())}
+    return (
+        f"up {stack.up_seconds:.1f} s (images, model, readiness), "
+        f"run {stack.run_seconds:.1f} s, images {images}"
+    )
+
+
+@pytest.fixture(scope="session")
+def e2e_stack(rendered_sandbox: Path) -> Iterator[E2EStack]:
+    """`invoke up` (images, model, stack, readiness), `invoke run` one task, then what the
+    run left: its trajectory and the figures for results/e2e.json."""
+    stack = E2EStack(rendered_sandbox)
     os.environ.pop("DOCKER_HOST", None)
     start = time.monotonic()
     try:
@@ -158,6 +69,16 @@ def e2e_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EStack]:
         result = stack.invoke("run", TASK, "--max-steps", "3", check=False, timeout=600)
         stack.run_seconds = time.monotonic() - start
         stack.run_output, stack.run_code = result.stdout + result.stderr, result.returncode
+        stack.records = trajectory_records(stack.project)
+        FIGURES["detail"] = measure_figures(stack)
+        print(f"\ne2e figures: {FIGURES['detail']}")
         yield stack
     finally:
         stack.invoke("down", "--volumes", "--yes", check=False, timeout=300)
+
+
+@pytest.fixture(scope="session")
+def stack_taken_down(e2e_stack: E2EStack) -> E2EStack:
+    """The shared stack after `invoke down --volumes --yes`; the tests that use it run last."""
+    e2e_stack.invoke("down", "--volumes", "--yes")
+    return e2e_stack

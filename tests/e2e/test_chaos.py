@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from conftest import PROJECT, E2EStack
+from e2e_sandbox import PROJECT, E2EStack
 
 FINISHED = (0, 3, 4)
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from conftest import PROJECT, ROOT, E2EStack
+from e2e_sandbox import PROJECT, ROOT, E2EStack
 
 SERVICES = ("model-server", "supervisor", "tools")
 USER = "10001"

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FIGURES, PROJECT, TASK, render_sandbox
+from e2e_sandbox import FIGURES, PROJECT, TASK, render_sandbox
 
 from sandboxctl import stack as stack_
 from sandboxctl.kube import convert, local, proof

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from conftest import ROOT, TASK, E2EStack
+from e2e_sandbox import ROOT, TASK, E2EStack
 
 from sandboxctl import scaffold
 
@@ -65,10 +65,7 @@ def trajectory() -> list[dict[str, Any]]:
 
 
 class RealStack(E2EStack):
-    """The e2e stack helpers, for this module's own Compose project."""
-
-    def name(self, service: str) -> str:
-        return f"{PROJECT}-{service}-1"
+    """The e2e stack helpers, for this module's own Compose project (``project=PROJECT``)."""
 
 
 def _measure(stack: RealStack) -> None:
@@ -133,7 +130,7 @@ def real_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealStack]:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `./bootstrap.sh` or `invoke host.prepare`")
     dest = tmp_path_factory.mktemp("real-model") / "sandbox"
-    stack = RealStack(scaffold.fresh_sandbox(ROOT, dest, PROJECT))
+    stack = RealStack(scaffold.fresh_sandbox(ROOT, dest, PROJECT), project=PROJECT)
     try:
         _measure(stack)
         stack.figures["summary"] = _write_figures(stack)

@@ -1,34 +1,20 @@
 """End to end: a freshly rendered sandbox, its images built with real Podman, the stack
 started with real Compose v2, one agent task run against the real llama-server (tiny model).
 
-Tests run in file order: the last one tears the stack down and checks nothing is left.
+The tests read what the fixtures measured (the run's output and trajectory, the figures)
+or the running stack, in any order; the one that takes the stack down asks for
+``stack_taken_down``, which runs it after all the others.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import subprocess
 import sys
-import tarfile
+from pathlib import Path
 
-from conftest import FIGURES, PROJECT, E2EStack
-
-
-def trajectory_records(stack: E2EStack) -> list[dict[str, object]]:
-    """Every record of every trajectory in the logs volume, read from a volume export."""
-    exported = subprocess.run(
-        ["podman", "volume", "export", f"{PROJECT}_logs"], capture_output=True, check=True
-    ).stdout
-    records = []
-    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.endswith(".jsonl"):
-                handle = tar.extractfile(member)
-                assert handle is not None
-                records += [json.loads(line) for line in handle.read().decode().splitlines()]
-    return records
+from e2e_sandbox import FIGURES, PROJECT, E2EStack
 
 
 def test_agent_task_ran_to_an_outcome(e2e_stack: E2EStack) -> None:
@@ -39,8 +25,7 @@ def test_agent_task_ran_to_an_outcome(e2e_stack: E2EStack) -> None:
 
 def test_trajectory_in_logs_volume_is_complete_and_valid(e2e_stack: E2EStack) -> None:
     """The logs volume holds one run from run_start to run_end, every line valid JSON."""
-    records = trajectory_records(e2e_stack)
-    kinds = [record["type"] for record in records]
+    kinds = [record["type"] for record in e2e_stack.records]
     assert kinds[0] == "run_start"
     assert kinds[-1] == "run_end"
     assert "model_response" in kinds
@@ -48,7 +33,7 @@ def test_trajectory_in_logs_volume_is_complete_and_valid(e2e_stack: E2EStack) ->
 
 def test_supervisor_reached_the_model_by_service_name(e2e_stack: E2EStack) -> None:
     """The model answered the supervisor at http://model-server:PORT over ai-net."""
-    records = trajectory_records(e2e_stack)
+    records = e2e_stack.records
     start = next(r for r in records if r["type"] == "run_start")
     assert "model-server" in json.dumps(start)
     assert any(r["type"] == "model_response" for r in records)
@@ -77,38 +62,37 @@ def test_nothing_answers_from_outside_by_default(e2e_stack: E2EStack) -> None:
         assert network["internal"] is True, name
 
 
-def test_figures_are_recorded(e2e_stack: E2EStack) -> None:
-    """Print the e2e's wall times and image sizes (recorded with the session's outcome)."""
-    images = {}
-    for name, info in e2e_stack.containers().items():
-        size = e2e_stack.podman("image", "inspect", "--format", "{{.Size}}", info["Image"])
-        images[name] = f"{int(size) / 1e6:.0f} MB"
-    detail = (
-        f"up {e2e_stack.up_seconds:.1f} s (images, model, readiness), "
-        f"run {e2e_stack.run_seconds:.1f} s, images {images}"
-    )
-    print(f"\ne2e figures: {detail}")
-    FIGURES["detail"] = detail
+def test_figures_for_the_result_file_were_measured(e2e_stack: E2EStack) -> None:
+    """results/e2e.json's detail holds real figures: both wall times, and one image size for
+    each of the three services (each image exists and is not empty)."""
+    assert e2e_stack.up_seconds > 0
+    assert e2e_stack.run_seconds > 0
+    assert set(e2e_stack.image_sizes) == {"model-server", "supervisor", "tools"}
+    assert all(size > 0 for size in e2e_stack.image_sizes.values()), e2e_stack.image_sizes
+    detail = FIGURES["detail"]
+    assert f"up {e2e_stack.up_seconds:.1f} s" in detail
+    assert all(service in detail for service in e2e_stack.image_sizes)
 
 
-def test_down_volumes_leaves_no_container_volume_or_network(e2e_stack: E2EStack) -> None:
+def test_down_volumes_leaves_no_container_volume_or_network(stack_taken_down: E2EStack) -> None:
     """`invoke down --volumes --yes` removes every container, volume and network of it."""
-    e2e_stack.invoke("down", "--volumes", "--yes")
+    stack = stack_taken_down
     label = f"label=com.docker.compose.project={PROJECT}"
-    assert e2e_stack.podman("ps", "-aq", "--filter", label).split() == []
-    assert e2e_stack.podman("volume", "ls", "-q", "--filter", label).split() == []
+    assert stack.podman("ps", "-aq", "--filter", label).split() == []
+    assert stack.podman("volume", "ls", "-q", "--filter", label).split() == []
     assert [
         n
-        for n in e2e_stack.podman("network", "ls", "--format", "{{.Name}}").split()
+        for n in stack.podman("network", "ls", "--format", "{{.Name}}").split()
         if n.startswith(f"{PROJECT}_")
     ] == []
 
 
-def test_up_without_an_engine_fails_fast_with_a_clear_message(e2e_stack: E2EStack) -> None:
-    """An unreachable engine is a message and a non-zero exit, not a hang or a traceback."""
+def test_up_without_an_engine_fails_fast_with_a_clear_message(rendered_sandbox: Path) -> None:
+    """An unreachable engine is a message and a non-zero exit, not a hang or a traceback
+    (the sandbox's stack need not be up: the engine is asked first)."""
     result = subprocess.run(
         [sys.executable, "-m", "invoke", "up"],
-        cwd=e2e_stack.path,
+        cwd=rendered_sandbox,
         capture_output=True,
         text=True,
         timeout=120,
