@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
-import compose as compose_pkg
 import pytest
+from template_support import ROOT
 
 from sandboxctl import scaffold
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="session")
@@ -27,11 +24,3 @@ def default_render(tmp_path_factory: pytest.TempPathFactory) -> Path:
     dest = tmp_path_factory.mktemp("default") / "ai-sandbox"
     scaffold.render(dest, src=ROOT)
     return dest
-
-
-def compose_config(project: Path) -> subprocess.CompletedProcess[str]:
-    """Run `docker compose config -q` (Compose v2, no engine needed) in ``project``."""
-    binary = Path(compose_pkg.__file__).parent / "docker-compose"
-    return subprocess.run(
-        [str(binary), "config", "-q"], cwd=project, capture_output=True, text=True, check=False
-    )

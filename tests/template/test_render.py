@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import ROOT, compose_config
+from template_support import ROOT, compose_config
 
 from sandboxctl import scaffold
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
-from conftest import ROOT
+from template_support import ROOT
 
 from sandboxctl import scaffold
 

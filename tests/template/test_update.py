@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import yaml
-from conftest import ROOT
+from template_support import ROOT
 
 from sandboxctl import scaffold
 
