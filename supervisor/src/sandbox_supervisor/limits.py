@@ -35,5 +35,4 @@ class Limits:
     max_entries: int = 1000
     max_matches: int = 200
     search_timeout_s: float = 10.0  # search_text stops (a regex search is killed) after this
-    read_timeout_s: float = 10.0  # read_file gives up (partial result) after this
     secrets: tuple[str, ...] = ()  # kept out of commands' environment and of every output
