@@ -348,3 +348,35 @@ def test_preflight_returns_only_the_blocking_failures(tmp_path: Path) -> None:
 def test_preflight_on_a_prepared_host_finds_nothing(tmp_path: Path) -> None:
     _fakes, inputs = make(tmp_path)
     assert doctor.preflight(inputs) == []
+
+
+# --- the shared probe set (sandboxctl.checks.base) ------------------------------------------
+
+
+def test_one_run_asks_podman_info_once_for_every_check_that_reads_it(tmp_path: Path) -> None:
+    """rootless, cgroups and network all read `podman info`: measured once per run."""
+    fakes, inputs = make(tmp_path)
+    inputs.quick = True
+    doctor.run_checks(inputs)
+    assert [argv[:1] for argv in fakes.calls("podman")].count(["info"]) == 1
+
+
+def test_each_run_measures_again(tmp_path: Path) -> None:
+    """What one run found is not carried into the next: a socket that stopped answering
+    fails the second run (the memo is per run, not per Probes)."""
+    _fakes, inputs = make(tmp_path)
+    inputs.quick = True
+    assert run_one("engine", inputs).status == "ok"
+    inputs.ping_fn = lambda _p: False
+    assert run_one("engine", inputs).status == "fail"
+
+
+def test_invalid_answers_fail_the_config_row_and_the_others_still_run(tmp_path: Path) -> None:
+    """A bad .env is one failed row (validation's first line); the engine is still resolved
+    (with no answers) and reported."""
+    _fakes, inputs = make(tmp_path, env="MODEL_PORT=not-a-port\n")
+    inputs.quick = True
+    rows = {check.name: check for check in doctor.run_checks(inputs)}
+    assert rows["answers (.env)"].status == "fail"
+    assert "invalid answers" in rows["answers (.env)"].detail
+    assert rows["engine"].status == "ok"
