@@ -23,12 +23,14 @@ from sandboxctl.config import ConfigError, Settings, find_root, load_settings
 from sandboxctl.host.platform import detect_host
 from sandboxctl.models import catalog, source, tiny
 from sandboxctl.models.download import DownloadError
+from sandboxctl.stack import base_image as base_image_
 from sandboxctl.stack import images
 
 ERRORS = (
     ConfigError,
     plan.PlanError,
     images.ImageBuildError,
+    base_image_.BaseImageError,
     source.SourceError,
     DownloadError,
     catalog.CatalogError,
@@ -51,8 +53,8 @@ def plan_check() -> int:
 
 def base_image() -> int:
     """Build the Debian base image (debootstrap + podman import) unless it exists."""
-    spec = images.BaseImageSpec(mirror=_settings().debian_mirror)
-    images.build_base_image(spec, Runner(), is_root=detect_host().is_root)
+    spec = base_image_.BaseImageSpec(mirror=_settings().debian_mirror)
+    base_image_.build_base_image(spec, Runner(), is_root=detect_host().is_root)
     return 0
 
 

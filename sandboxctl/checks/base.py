@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.config import ConfigError, Settings, load_settings
+from sandboxctl.host import network
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.host.engine import Engine, EngineError, engine_version, ping, resolve_engine
 from sandboxctl.host.platform import HostInfo
@@ -83,7 +84,7 @@ class Probes:
     probe_image: str = hostprep.PROBE_IMAGE
     ping_fn: Callable[[Path], bool] = ping
     version_fn: Callable[[Path], dict[str, Any] | None] = engine_version
-    sys_net: Path = hostprep.SYS_NET
+    sys_net: Path = network.SYS_NET
     helper_dirs: tuple[str, ...] = AARDVARK_DIRS
     facts: Facts = field(default_factory=Facts, init=False, repr=False, compare=False)
 

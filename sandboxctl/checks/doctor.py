@@ -20,6 +20,7 @@ from rich.table import Table
 from sandboxctl._proc import CommandNotFound
 from sandboxctl.checks.base import Check, CheckFn, Probes, run_all
 from sandboxctl.checks.files import check_context, check_line_endings, check_model
+from sandboxctl.host import network
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.host.engine import EngineError, image_exists
 from sandboxctl.host.platform import Platform
@@ -156,7 +157,7 @@ def check_network(probes: Probes) -> Check:
         return Check("network backend", "fail", "podman info unavailable", "invoke host.prepare")
     backend = str(info.get("host", {}).get("networkBackend") or "?")
     fix = "invoke host.prepare --yes (switches to netavark and cleans up)"
-    if backend != hostprep.NETWORK_BACKEND:
+    if backend != network.NETWORK_BACKEND:
         return Check(
             "network backend",
             "fail",
@@ -172,7 +173,7 @@ def check_network(probes: Probes) -> Check:
             "install aardvark-dns (listed in requirements/debian-packages.txt): "
             "invoke host.prepare --yes",
         )
-    stale = hostprep.cni_bridges(probes.sys_net)
+    stale = network.cni_bridges(probes.sys_net)
     if stale:
         return Check(
             "network backend",

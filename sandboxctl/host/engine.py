@@ -217,6 +217,13 @@ def image_exists(runner: Runner, tag: str) -> bool:
         return False
 
 
+def image_size(runner: Runner, tag: str) -> int | None:
+    """Return the size in bytes of the local image ``tag``, or None."""
+    result = runner.run(["podman", "image", "inspect", "--format", "{{.Size}}", tag])
+    text = result.stdout.strip()
+    return int(text) if result.ok and text.isdigit() else None
+
+
 # --- talking to the socket ----------------------------------------------------------------
 
 

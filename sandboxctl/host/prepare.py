@@ -18,8 +18,6 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
 
 from __future__ import annotations
 
-import json
-import re
 import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
@@ -28,7 +26,14 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
+from sandboxctl.host import network
 from sandboxctl.host.engine import image_exists
+from sandboxctl.host.network import (
+    FIX_NETAVARK,
+    NETWORK_BACKEND,
+    SYS_NET,
+    network_facts,
+)
 
 PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
 
@@ -49,12 +54,6 @@ PROBE_IMAGE = "docker.io/library/debian:bookworm-slim"
 
 FIX_ULIMITS = "default_ulimits"
 FIX_RUNC = "runtime_runc"
-FIX_NETAVARK = "network_backend"
-NETWORK_BACKEND = "netavark"
-CNI_BRIDGE = "cni-podman0"
-"""CNI's default network bridge (10.88.0.1/16); its user networks get ``cni-podman1``..."""
-CNI_BRIDGE_PATTERN = re.compile(r"cni-podman\d+")
-SYS_NET = Path("/sys/class/net")
 
 _ULIMIT_MARKERS = ("setrlimit", "error setting rlimit")
 _HYBRID_MARKER = "cgroups in hybrid mode not supported"
@@ -280,59 +279,6 @@ def write_dropin(ctx: PrepareContext, text: str) -> None:
         staged.unlink(missing_ok=True)
 
 
-# --- network backend -----------------------------------------------------------------------
-
-
-def podman_info(runner: Runner) -> dict[str, Any] | None:
-    """Return ``podman info`` as a dict, or None when it fails."""
-    try:
-        result = runner.run(["podman", "info", "--format", "json"])
-    except CommandNotFound:
-        return None
-    if not result.ok:
-        return None
-    try:
-        data = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        return None
-    return data if isinstance(data, dict) else None
-
-
-@dataclass(frozen=True)
-class NetworkFacts:
-    """What the engine's networking looks like: the backend, and what a switch touches."""
-
-    backend: str
-    """``netavark``, ``cni``, or empty when ``podman info`` failed."""
-    containers: tuple[str, ...] = ()
-    bridges: tuple[str, ...] = ()
-    """CNI's bridges that exist (``cni-podmanN``): netavark never uses them, and they keep
-    the subnets (10.88.0.0/16, 10.89.N.0/24) that netavark hands out again."""
-
-
-def network_facts(runner: Runner, sys_net: Path = SYS_NET) -> NetworkFacts:
-    """Read the network backend, the existing containers and whether CNI's bridge is up."""
-    info = podman_info(runner) or {}
-    backend = str(info.get("host", {}).get("networkBackend") or "")
-    listed = runner.run(["podman", "ps", "--all", "--format", "{{.Names}}"])
-    containers = tuple(listed.stdout.split()) if listed.ok else ()
-    return NetworkFacts(backend, containers, cni_bridges(sys_net))
-
-
-def cni_bridges(sys_net: Path = SYS_NET) -> tuple[str, ...]:
-    """Return the names of the CNI bridges (``cni-podmanN``) in ``sys_net``, sorted."""
-    try:
-        names = [path.name for path in sys_net.iterdir()]
-    except OSError:
-        return ()
-    return tuple(sorted(name for name in names if CNI_BRIDGE_PATTERN.fullmatch(name)))
-
-
-def bridge_removal_argv(bridge: str, is_root: bool) -> list[str]:
-    """Return the command that deletes one of CNI's stale bridges."""
-    return privileged(["ip", "link", "delete", bridge], is_root)
-
-
 # --- the whole preparation -----------------------------------------------------------------
 
 
@@ -410,29 +356,11 @@ def prepare(
             f"{detail}"
         )
         return report
-    fixes = set(outcome.fixes) | _network_fixes(ctx, report, verb)
+    fixes = set(outcome.fixes) | network.network_fixes(ctx, report, verb)
     if _write_fixes(ctx, report, fixes, image, probe_name, dry_run=dry_run, confirm=confirm):
         _remove_stale_bridges(ctx, report, dry_run=dry_run, confirm=confirm)
         _check_init(ctx, image, report)
     return report
-
-
-def _network_fixes(ctx: PrepareContext, report: PrepareReport, verb: str) -> set[str]:
-    facts = network_facts(ctx.runner, ctx.sys_net)
-    if facts.backend in ("", NETWORK_BACKEND):
-        report.add(f"ok: network backend {facts.backend or 'unknown (podman info failed)'}")
-        return set()
-    report.add(
-        f"network backend {facts.backend}: containers cannot resolve each other's names; "
-        f"{verb} switch to {NETWORK_BACKEND}"
-    )
-    if facts.containers:
-        shown = ", ".join(facts.containers[:8]) + (" ..." if len(facts.containers) > 8 else "")
-        report.add(
-            f"warn: {len(facts.containers)} container(s) created under {facts.backend} must be "
-            f"recreated after the switch (in a sandbox: `invoke down`, then `invoke up`): {shown}"
-        )
-    return {FIX_NETAVARK}
 
 
 def _write_fixes(
@@ -490,35 +418,6 @@ def _write_fixes(
     return True
 
 
-def _remove_stale_bridges(
-    ctx: PrepareContext,
-    report: PrepareReport,
-    *,
-    dry_run: bool,
-    confirm: Callable[[str], bool],
-) -> None:
-    """Delete CNI's bridges once the backend is netavark: they still hold the subnets
-    netavark hands out again (10.88.0.1/16 for the default network, 10.89.N.0/24 for user
-    networks), so its networks get no working route and published ports stop answering."""
-    bridges = cni_bridges(ctx.sys_net)
-    if not bridges:
-        return
-    if not dry_run and network_facts(ctx.runner, ctx.sys_net).backend != NETWORK_BACKEND:
-        return  # CNI still owns them
-    names = ", ".join(bridges)
-    report.add(f"stale CNI bridge(s) {names} (left by the CNI backend) shadow netavark's networks")
-    if dry_run:
-        report.lines += [
-            f"would run: {quote(bridge_removal_argv(b, ctx.is_root))}" for b in bridges
-        ]
-        return
-    if not confirm(f"Delete the stale CNI bridge(s) {names}?"):
-        commands = "; ".join(quote(bridge_removal_argv(b, ctx.is_root)) for b in bridges)
-        raise PrepareError(f"declined: delete them yourself: {commands}")
-    for bridge in bridges:
-        _run_step(ctx, bridge_removal_argv(bridge, ctx.is_root), report)
-
-
 def _check_init(ctx: PrepareContext, image: str | None, report: PrepareReport) -> None:
     """A container with ``--init`` runs (Compose's ``init: true`` needs Podman's init)."""
     result = ctx.runner.run(probe_argv(image, set(), init=True))
@@ -531,3 +430,28 @@ def _check_init(ctx: PrepareContext, image: str | None, report: PrepareReport) -
     )
     report.blocking.append(problem)
     report.add(f"fail: {problem}")
+
+
+def _remove_stale_bridges(
+    ctx: PrepareContext,
+    report: PrepareReport,
+    *,
+    dry_run: bool,
+    confirm: Callable[[str], bool],
+) -> None:
+    """Delete CNI's bridges once the backend is netavark: they still hold the subnets
+    netavark hands out again (10.88.0.1/16 for the default network, 10.89.N.0/24 for user
+    networks), so its networks get no working route and published ports stop answering."""
+    commands = network.stale_bridge_commands(ctx.runner, ctx.sys_net, ctx.is_root, dry_run=dry_run)
+    if not commands:
+        return
+    names = ", ".join(argv[-1] for argv in commands)
+    report.add(f"stale CNI bridge(s) {names} (left by the CNI backend) shadow netavark's networks")
+    if dry_run:
+        report.lines += [f"would run: {quote(argv)}" for argv in commands]
+        return
+    if not confirm(f"Delete the stale CNI bridge(s) {names}?"):
+        shown = "; ".join(quote(argv) for argv in commands)
+        raise PrepareError(f"declined: delete them yourself: {shown}")
+    for argv in commands:
+        _run_step(ctx, argv, report)

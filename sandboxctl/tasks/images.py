@@ -7,7 +7,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from sandboxctl._proc import Runner
-from sandboxctl.stack import images as base_image_
+from sandboxctl.stack import base_image as base_image_
 from sandboxctl.tasks._support import host, settings_or_exit
 
 

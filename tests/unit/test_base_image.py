@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.stack import images as base_image
+from sandboxctl.stack import base_image
 
 SPEC = base_image.BaseImageSpec(mirror="http://mirror.example/debian")
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
+from sandboxctl.host import network
 from sandboxctl.host import prepare as hostprep
 
 ALL_INSTALLED = list(hostprep.PACKAGES)
@@ -30,7 +31,7 @@ def make(
     dropin = tmp_path / "etc/containers/containers.conf.d/50-ai-sandbox.conf"
     sys_net = tmp_path / "sys-class-net"
     sys_net.mkdir()
-    for link in (hostprep.CNI_BRIDGE,) * cni_bridge + links:
+    for link in (network.CNI_BRIDGE,) * cni_bridge + links:
         (sys_net / link).mkdir()
     fakes = FakeTools.create(
         tmp_path,
@@ -269,20 +270,20 @@ def test_netavark_host_gets_no_network_setting(tmp_path: Path) -> None:
 def test_stale_cni_bridge_is_deleted_after_the_switch(tmp_path: Path) -> None:
     fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True)
     hostprep.prepare(ctx, confirm=yes)
-    assert ["link", "delete", hostprep.CNI_BRIDGE] in fakes.calls("ip")
-    assert not (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+    assert ["link", "delete", network.CNI_BRIDGE] in fakes.calls("ip")
+    assert not (ctx.sys_net / network.CNI_BRIDGE).exists()
 
 
 def test_stale_cni_bridge_on_a_netavark_host_is_deleted(tmp_path: Path) -> None:
     _fakes, ctx = make(tmp_path, cni_bridge=True)
     hostprep.prepare(ctx, confirm=yes)
-    assert not (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+    assert not (ctx.sys_net / network.CNI_BRIDGE).exists()
 
 
 def test_dry_run_keeps_the_bridge_and_says_how_it_would_go(tmp_path: Path) -> None:
     fakes, ctx = make(tmp_path, backend="cni", cni_bridge=True)
     report = hostprep.prepare(ctx, dry_run=True)
-    assert (ctx.sys_net / hostprep.CNI_BRIDGE).exists()
+    assert (ctx.sys_net / network.CNI_BRIDGE).exists()
     assert fakes.calls("ip") == []
     assert any("would run" in line and "ip link delete" in line for line in report.lines)
 
@@ -331,4 +332,4 @@ def test_every_cni_bridge_is_deleted_and_other_links_are_kept(tmp_path: Path) ->
 def test_cni_bridges_lists_only_cni_podman_links(tmp_path: Path) -> None:
     for name in ("cni-podman0", "cni-podman10", "cni0", "docker0"):
         (tmp_path / name).mkdir()
-    assert hostprep.cni_bridges(tmp_path) == ("cni-podman0", "cni-podman10")
+    assert network.cni_bridges(tmp_path) == ("cni-podman0", "cni-podman10")

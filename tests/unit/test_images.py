@@ -9,6 +9,7 @@ from fakes.harness import FakeTools
 
 from sandboxctl.stack import StackError, prepare_images
 from sandboxctl.stack.images import (
+    BuildResult,
     ImageBuildError,
     build_argv,
     build_image,
@@ -27,21 +28,23 @@ def test_build_argv_never_pulls_keeps_healthchecks_and_passes_target_and_args() 
     ]  # fmt: skip
 
 
-def build(tmp_path: Path, state: dict[str, object], **kwargs: object) -> object:
+def build(
+    tmp_path: Path, state: dict[str, object], *, verbose: bool = False
+) -> tuple[BuildResult, list[str]]:
     fakes = FakeTools.create(tmp_path, state=state)
     argv = build_argv(tmp_path, tmp_path / "Containerfile", "sbx/x:1")
     messages: list[str] = []
     result = build_image(
         argv, "sbx/x:1", runner=fakes.runner(), log_file=tmp_path / "logs/x.log",
-        log=messages.append, **kwargs,  # type: ignore[arg-type]
+        log=messages.append, verbose=verbose,
     )  # fmt: skip
     return result, messages
 
 
 def test_build_ends_with_a_summary_line_of_image_size_and_time(tmp_path: Path) -> None:
     result, messages = build(tmp_path, {"image_size": 42_000_000})
-    assert result.size_bytes == 42_000_000  # type: ignore[attr-defined]
-    assert messages[-1].startswith("built sbx/x:1: 42 MB in ")  # type: ignore[index]
+    assert result.size_bytes == 42_000_000
+    assert messages[-1].startswith("built sbx/x:1: 42 MB in ")
 
 
 def test_build_output_goes_to_the_log_file_not_the_terminal(

@@ -182,11 +182,16 @@ def test_native_stop_keeps_a_service_other_sandboxes_use_unless_confirmed(
     tmp_path: Path,
 ) -> None:
     asked: list[str] = []
+
+    def decline(question: str) -> bool:
+        asked.append(question)
+        return False
+
     lines = machine.native_stop(
         native_engine(tmp_path),
         tmp_path,
         others=["2 container(s) of project other"],
-        confirm=lambda question: asked.append(question) or False,
+        confirm=decline,
     )
     assert "project other" in asked[0]
     assert lines[-1].startswith("kept the service")

@@ -1,0 +1,153 @@
+"""The Debian base image, made with no registry at all: ``debootstrap --variant=minbase``
+from a Debian mirror, apt caches and lists removed, ``tar | podman import``, tagged with
+the name the Containerfiles use, so builds find it locally and never pull."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandboxctl._proc import Runner, quote
+from sandboxctl.host.engine import image_exists, image_size
+
+DEFAULT_TAG = "docker.io/library/debian:bookworm-slim"
+DEFAULT_SUITE = "bookworm"
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+CLEAN_GLOBS: tuple[str, ...] = (
+    "var/cache/apt/archives/*.deb",
+    "var/cache/apt/*.bin",
+    "var/lib/apt/lists/*_*",
+    "var/log/*.log",
+    "var/log/apt/*",
+)
+"""What the base rootfs need not carry (apt re-downloads lists on first ``apt-get update``)."""
+TAIL_LINES = 25
+
+
+class BaseImageError(RuntimeError):
+    """The base image could not be built; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class BaseImageSpec:
+    """Which base image to build and from where."""
+
+    tag: str = DEFAULT_TAG
+    suite: str = DEFAULT_SUITE
+    mirror: str = DEFAULT_MIRROR
+    variant: str = "minbase"
+
+
+def debootstrap_argv(spec: BaseImageSpec, rootfs: Path, is_root: bool) -> list[str]:
+    """Return the debootstrap command (through sudo when not root)."""
+    argv = ["debootstrap", f"--variant={spec.variant}", spec.suite, str(rootfs), spec.mirror]
+    return argv if is_root else ["sudo", *argv]
+
+
+def import_argv(spec: BaseImageSpec) -> list[str]:
+    """Return the ``podman import`` command that reads the rootfs tar from stdin."""
+    message = f"debootstrap --variant={spec.variant} {spec.suite} {spec.mirror}"
+    return [
+        "podman",
+        "import",
+        "--change",
+        'CMD ["/bin/bash"]',
+        "--message",
+        message,
+        "-",
+        spec.tag,
+    ]
+
+
+def clean_targets(rootfs: Path) -> list[Path]:
+    """Return the cache and list files to remove from ``rootfs`` before import."""
+    return sorted(path for pattern in CLEAN_GLOBS for path in rootfs.glob(pattern))
+
+
+def _remove(paths: list[Path], runner: Runner, is_root: bool) -> None:
+    if not paths:
+        return
+    if is_root:
+        for path in paths:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
+        return
+    result = runner.run(["sudo", "rm", "-rf", "--", *map(str, paths)])
+    if not result.ok:
+        raise BaseImageError(f"could not clean the rootfs: {result.output}")
+
+
+def _pipe_import(spec: BaseImageSpec, rootfs: Path, runner: Runner, is_root: bool) -> None:
+    tar = ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."]
+    if not is_root:
+        tar = ["sudo", *tar]
+    env = runner.environ()
+    with subprocess.Popen(tar, stdout=subprocess.PIPE, env=env) as producer:
+        assert producer.stdout is not None
+        consumer = subprocess.run(
+            import_argv(spec),
+            stdin=producer.stdout,
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+        )
+        producer.stdout.close()
+        producer.wait()
+    if producer.returncode != 0:
+        raise BaseImageError(f"`{quote(tar)}` failed with exit {producer.returncode}")
+    if consumer.returncode != 0:
+        raise BaseImageError(f"`podman import` failed: {consumer.stderr.strip()}")
+
+
+def build_base_image(
+    spec: BaseImageSpec,
+    runner: Runner,
+    *,
+    is_root: bool,
+    force: bool = False,
+    log: Callable[[str], None] = print,
+    workdir: Path | None = None,
+) -> bool:
+    """Build and tag the base image; return False when it existed and ``force`` was not set.
+
+    Works with no registry: only the Debian mirror is contacted. Raises
+    :class:`BaseImageError` on failure.
+    """
+    if image_exists(runner, spec.tag) and not force:
+        log(f"{spec.tag} exists; skipped (pass --force to rebuild it)")
+        return False
+    if runner.which("debootstrap") is None:
+        raise BaseImageError("debootstrap is not installed: run `invoke host.prepare`")
+    start = time.monotonic()
+    scratch = Path(tempfile.mkdtemp(prefix="sandbox-base-", dir=workdir))
+    rootfs = scratch / "rootfs"
+    try:
+        argv = debootstrap_argv(spec, rootfs, is_root)
+        log(f"base image: debootstrap {spec.suite} from {spec.mirror} (about 30 s)")
+        result = runner.run(argv)
+        if not result.ok:
+            last = "\n  ".join(result.output.splitlines()[-TAIL_LINES:])
+            raise BaseImageError(
+                f"debootstrap failed with exit {result.returncode}: check that {spec.mirror} "
+                f"is reachable (set DEBIAN_MIRROR in .env or pass --mirror); its last lines:\n"
+                f"  {last}"
+            )
+        _remove(clean_targets(rootfs), runner, is_root)
+        _pipe_import(spec, rootfs, runner, is_root)
+    finally:
+        if is_root:
+            shutil.rmtree(scratch, ignore_errors=True)
+        else:
+            runner.run(["sudo", "rm", "-rf", "--", str(scratch)])
+    size = image_size(runner, spec.tag)
+    shown = f": {size / 1e6:.0f} MB" if size else ""
+    log(f"built {spec.tag}{shown} in {time.monotonic() - start:.0f} s")
+    return True
