@@ -19,8 +19,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sv_fakes import FakeModelServer
 
-from sandbox_supervisor.tools import InProcessExecutor, Limits
+from sandbox_supervisor.tools import ExecutorUnavailable, InProcessExecutor, Limits, ToolRequest
+from sandbox_supervisor.tools.remote import RemoteExecutor
 from sandbox_supervisor.tools.service import ToolService, make_server
 from sandbox_supervisor.tools.workspace import Workspace
 
@@ -248,3 +250,20 @@ def test_clients_that_hang_up_cost_a_line_not_a_traceback(
     captured = capfd.readouterr()
     assert "Traceback" not in captured.err
     assert not [line for line in service.logged if "Traceback" in line]
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"[" * 100_000 + b"]" * 100_000, b'{"result": NaN}', b"\xff\xfe", b"[]"],
+    ids=["deep", "nan", "not-utf8", "not-an-object"],
+)
+def test_a_hostile_tools_service_cannot_crash_the_supervisor(answer: bytes) -> None:
+    routes = {
+        "/v1/specs": [(200, {}, {"tools": [], "limits": {}})],
+        "/v1/execute": [(200, {}, answer)],
+    }
+    with FakeModelServer(routes) as fake:
+        remote = RemoteExecutor(fake.url.removesuffix("/v1"), TOKEN, ready_timeout_s=1.0)
+        with pytest.raises(ExecutorUnavailable):
+            remote.execute(ToolRequest("1", "list_dir", {}))
+        remote.close()

@@ -101,7 +101,9 @@ def cmd_replay(args: argparse.Namespace) -> int:
     run = _pick_run(args.log, args.run)
     progress = Progress(args.quiet)
     if args.model:
-        replies = [{"reply": r["reply"]} for r in run if r["type"] == "model_response"]
+        replies = [{"reply": r.get("reply")} for r in run if r["type"] == "model_response"]
+        if not all(isinstance(step["reply"], dict) for step in replies):
+            raise TrajectoryError(f"{args.log}: a model_response record has no reply object")
         start = run[0]
         mode = start.get("tool_mode", "json")
         path, run_id = log_path(settings, args.out, prefix="replay-")

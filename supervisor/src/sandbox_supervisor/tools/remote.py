@@ -8,13 +8,13 @@ are retried with backoff until ``ready_timeout_s`` passes; then, or on a refused
 token or any other error status, :class:`ExecutorUnavailable` ends the run.
 
 The tools container is where untrusted commands run, so its answers are untrusted
-too: the body is read with a size cap and must have the shape of a
+too: the body is read with a size cap, parsed strictly (:mod:`..jsonsafe`: deep
+nesting or NaN is an unusable answer, not a crash) and must have the shape of a
 :class:`ToolResult`, else the call comes back as ``failed``.
 """
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable
@@ -22,6 +22,7 @@ from typing import Any, cast, get_args
 
 import httpx
 
+from sandbox_supervisor import jsonsafe
 from sandbox_supervisor.redact import Redactor
 from sandbox_supervisor.tools.executor import ExecutorUnavailable
 from sandbox_supervisor.tools.types import Status, ToolRequest, ToolResult
@@ -136,7 +137,7 @@ class RemoteExecutor:
         if status != 200:
             raise ExecutorUnavailable(f"the tools service answered HTTP {status}: {text}")
         try:
-            data = json.loads(body)
+            data = jsonsafe.loads(bytes(body))
         except ValueError:
             raise ExecutorUnavailable(f"the tools service sent no JSON: {text}") from None
         if not isinstance(data, dict):
