@@ -15,33 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, cast
 
+from sandboxctl.answers import ANSWERS, answer
+
 GpuBackend = Literal["cpu", "cuda", "vulkan"]
 VolumeLabel = Literal["", "z", "Z"]
 EngineMode = Literal["auto", "machine", "native"]
 
-GPU_BACKENDS: tuple[GpuBackend, ...] = ("cpu", "cuda", "vulkan")
-VOLUME_LABELS: tuple[VolumeLabel, ...] = ("", "z", "Z")
-ENGINE_MODES: tuple[EngineMode, ...] = ("auto", "machine", "native")
+GPU_BACKENDS = cast(tuple[GpuBackend, ...], answer("GPU_BACKEND").choices)
+VOLUME_LABELS = cast(tuple[VolumeLabel, ...], answer("VOLUME_LABEL").choices)
+ENGINE_MODES = cast(tuple[EngineMode, ...], answer("SANDBOX_ENGINE").choices)
 
-DEFAULTS: dict[str, str] = {
-    "COMPOSE_PROJECT_NAME": "ai-sandbox",
-    "SANDBOX_MODEL": "tiny",
-    "GPU_BACKEND": "cpu",
-    "MODEL_PORT": "8080",
-    "PUBLISH_MODEL_PORT": "false",
-    "VOLUME_LABEL": "",
-    "LLAMA_CPP_VERSION": "",
-    "MACHINE_CPUS": "4",
-    "MACHINE_MEMORY_MIB": "8192",
-    "MACHINE_DISK_GIB": "60",
-    "MACHINE_ROOTFUL": "true",
-    "MACHINE_NAME": "podman-machine-default",
-    "MACHINE_IMAGE": "",
-    "SANDBOX_ENGINE": "auto",
-    "DOCKER_HOST": "",
-    "DEBIAN_MIRROR": "http://deb.debian.org/debian",
-}
-"""Answers used for keys the file leaves out (the template's defaults)."""
+DEFAULTS: dict[str, str] = {answer.env: answer.default for answer in ANSWERS}
+"""Answers used for keys the file leaves out (the template's defaults, from the one table)."""
 
 KNOWN_KEYS = frozenset(DEFAULTS)
 
@@ -129,7 +114,8 @@ def _as_bool(key: str, value: str, errors: list[str]) -> bool:
     return False
 
 
-def _as_int(key: str, value: str, low: int, high: int, errors: list[str]) -> int:
+def _as_int(key: str, value: str, errors: list[str]) -> int:
+    low, high = answer(key).low or 0, answer(key).high or 0
     try:
         number = int(value.strip())
     except ValueError:
@@ -213,18 +199,16 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         gpu_backend=cast(
             GpuBackend, _as_choice("GPU_BACKEND", merged["GPU_BACKEND"], GPU_BACKENDS, errors)
         ),
-        model_port=_as_int("MODEL_PORT", merged["MODEL_PORT"], 1, 65535, errors),
+        model_port=_as_int("MODEL_PORT", merged["MODEL_PORT"], errors),
         publish_model_port=_as_bool("PUBLISH_MODEL_PORT", merged["PUBLISH_MODEL_PORT"], errors),
         volume_label=cast(
             VolumeLabel,
             _as_choice("VOLUME_LABEL", merged["VOLUME_LABEL"], VOLUME_LABELS, errors),
         ),
         llama_cpp_version=version,
-        machine_cpus=_as_int("MACHINE_CPUS", merged["MACHINE_CPUS"], 1, 256, errors),
-        machine_memory_mib=_as_int(
-            "MACHINE_MEMORY_MIB", merged["MACHINE_MEMORY_MIB"], 512, 1024 * 1024, errors
-        ),
-        machine_disk_gib=_as_int("MACHINE_DISK_GIB", merged["MACHINE_DISK_GIB"], 10, 8192, errors),
+        machine_cpus=_as_int("MACHINE_CPUS", merged["MACHINE_CPUS"], errors),
+        machine_memory_mib=_as_int("MACHINE_MEMORY_MIB", merged["MACHINE_MEMORY_MIB"], errors),
+        machine_disk_gib=_as_int("MACHINE_DISK_GIB", merged["MACHINE_DISK_GIB"], errors),
         machine_rootful=_as_bool("MACHINE_ROOTFUL", merged["MACHINE_ROOTFUL"], errors),
         machine_name=machine_name,
         machine_image=merged["MACHINE_IMAGE"].strip(),

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from sandboxctl.answers import ANSWERS
 from sandboxctl.plan.located import Located, load_located
 from sandboxctl.plan.spec import (
     ANSWERS_FILE,
@@ -24,16 +25,16 @@ from sandboxctl.plan.spec import (
 )
 
 
+def _as_env(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    return "" if value is None else str(value)
+
+
 def _expected_answers(spec: Mapping[str, Any]) -> dict[str, str]:
-    return {
-        "COMPOSE_PROJECT_NAME": str(spec["project"]),
-        "SANDBOX_MODEL": str(spec["model"]),
-        "LLAMA_CPP_VERSION": str(spec["llama_cpp_version"]),
-        "GPU_BACKEND": str(spec["gpu_backend"]),
-        "MODEL_PORT": str(spec["model_port"]),
-        "PUBLISH_MODEL_PORT": str(bool(spec["publish_model_port"])).lower(),
-        "VOLUME_LABEL": str(spec["volume_label"] or ""),
-    }
+    """The ``.env`` values the plan implies: every answer the plan states (the one table
+    of answers says which, and under which keys)."""
+    return {a.env: _as_env(spec[a.plan_key]) for a in ANSWERS if a.plan_key is not None}
 
 
 def check_env(root: Path, plan: Plan, env: Mapping[str, str], report: Report) -> None:
@@ -52,12 +53,9 @@ def check_env(root: Path, plan: Plan, env: Mapping[str, str], report: Report) ->
 # Not "model": `invoke model.use` switches the model after copy (.env and the plan), and
 # the answers file keeps the model asked at copy time (a user-catalog model is no choice).
 ANSWER_KEYS = {
-    "project_slug": "project",
-    "llama_cpp_version": "llama_cpp_version",
-    "gpu_backend": "gpu_backend",
-    "model_port": "model_port",
-    "publish_model_port": "publish_model_port",
-    "volume_label": "volume_label",
+    a.question: a.plan_key
+    for a in ANSWERS
+    if a.question is not None and a.plan_key is not None and a.question != "model"
 }
 
 

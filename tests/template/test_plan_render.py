@@ -30,7 +30,7 @@ def test_plan_section_follows_non_default_answers(tmp_path: Path) -> None:
         "volume_label": "Z",
         "project_name": "Lab Box",
     }
-    dest = scaffold.render(tmp_path / "sandbox", answers, src=ROOT)
+    dest = scaffold.render(tmp_path / "lab-box", answers, src=ROOT)  # the slug: folder name
     spec = plan.parse_plan((dest / "PLAN.md").read_text()).spec
     assert spec["project"] == "lab-box"
     assert spec["model_port"] == 9090
