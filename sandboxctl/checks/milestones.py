@@ -11,8 +11,9 @@
    Compose project;
 6. end to end passed: ``nox -s e2e`` left a passing ``results/e2e.json``.
 
-Result files are written with :func:`write_result` by the sessions that run those checks
-(``{"passed": true, "finished": "2026-11-26T18:41:23Z", "detail": "..."}``).
+Result files are written with :func:`write_result` by the test suites that run those checks
+(tests/e2e, tests/devcontainer: the tests depend on this module, never the reverse):
+``{"passed": true, "finished": "2026-11-26T18:41:23Z", "detail": "..."}``.
 Every check takes the shared :class:`~sandboxctl.checks.base.Probes` (root, runner, host
 facts, settings) and returns a :class:`~sandboxctl.checks.base.Check` (``done`` when its
 status is ``ok``), so tests run them against fake executables on ``PATH``.
