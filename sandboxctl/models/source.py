@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import json
 import os
-import posixpath
 import shutil
-import tarfile
+import sys
 import tempfile
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+if sys.version_info >= (3, 12):
+    import tarfile
+else:  # the data filter on every 3.11 (backports.tarfile)
+    from backports import tarfile
 
 from sandboxctl.models.download import (
     SHA256_RE,
@@ -205,34 +209,11 @@ def _is_placed(context: Path, pin: Pin, sha256: str) -> bool:
     )
 
 
-def _check_member(member: tarfile.TarInfo, archive: Path) -> None:
-    """Refuse what tarfile's "data" filter refuses: absolute or escaping names, links that
-    leave the tree, devices and FIFOs (for Pythons whose tarfile has no filters)."""
-    name = PurePosixPath(member.name)
-    if name.is_absolute() or ".." in name.parts:
-        raise SourceError(f"{archive}: member {member.name} leaves the tree")
-    if member.issym() or member.islnk():
-        # A symbolic link is relative to its folder; a hard link names a member of the tree.
-        base = name.parent if member.issym() else PurePosixPath()
-        target = PurePosixPath(posixpath.normpath(str(base / member.linkname)))
-        if PurePosixPath(member.linkname).is_absolute() or target.parts[:1] == ("..",):
-            raise SourceError(f"{archive}: link {member.name} points outside the tree")
-    if member.isdev() or member.isfifo():
-        raise SourceError(f"{archive}: {member.name} is a device or FIFO")
-
-
-def _extract_member(
-    tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path, archive: Path
-) -> None:
-    """Extract one member safely: tarfile's "data" filter where this Python has it (3.11.4
-    and later), the same checks by hand where it does not (Debian 12 ships 3.11.2)."""
-    if hasattr(tarfile, "data_filter"):
-        tar.extract(member, into, filter="data")
-        return
-    _check_member(member, archive)
-    member.mode &= 0o755  # no setuid, setgid or sticky bits, as the data filter does
-    member.uid = member.gid = os.getuid()
-    tar.extract(member, into)
+def _extract_member(tar: tarfile.TarFile, member: tarfile.TarInfo, into: Path) -> None:
+    """Extract one member with the "data" filter: no absolute or escaping names, no links
+    that leave the tree, no devices or FIFOs, no setuid bits (Python 3.12's extraction
+    filters; ``backports.tarfile`` brings them to the 3.11.2 that Debian 12 ships)."""
+    tar.extract(member, into, filter="data")
 
 
 def _extract_subtree(archive: Path, subdir: str, into: Path) -> None:
@@ -252,8 +233,10 @@ def _extract_subtree(archive: Path, subdir: str, into: Path) -> None:
                     if not member.linkname.startswith(prefix):
                         raise SourceError(f"{archive}: hard link {member.name} leaves the tree")
                     member.linkname = member.linkname[len(prefix) :]
-                _extract_member(tar, member, into, archive)
+                _extract_member(tar, member, into)
                 count += 1
+    except tarfile.FilterError as error:
+        raise SourceError(f"{archive}: {error} (refused: it would leave the tree)") from error
     except (tarfile.TarError, EOFError, OSError) as error:
         raise SourceError(f"cannot extract {archive}: {error}") from error
     if count == 0 or not (into / "CMakeLists.txt").is_file():
