@@ -7,12 +7,17 @@ Each case tags its processes with a sleep duration no other run uses; after the 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import random
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from sandbox_supervisor.tools import InProcessExecutor, Limits, ToolRequest, ToolResult, Workspace
@@ -106,11 +111,14 @@ def test_commands_running_at_shutdown_are_ended_with_their_descendants(
 
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    deadline = time.monotonic() + 5
-    while len(_alive(marker)) < 2 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert len(_alive(marker)) == 2
-    assert terminate_all(grace_s=0.2) == 1
+    try:
+        deadline = time.monotonic() + 5
+        while len(_alive(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert len(_alive(marker)) == 2
+    finally:
+        ended = terminate_all(grace_s=0.2)
+    assert ended == 1
     worker.join(5)
     assert not worker.is_alive()
     survivors = _alive(marker)
@@ -168,3 +176,85 @@ def test_the_key_in_any_common_encoding_is_redacted_from_output(
             leaked.append(f"{command}: {output[:80]}")
     figures["secrets"] = f"{len(commands) - len(leaked)}/{len(commands)} key encodings redacted"
     assert leaked == []
+
+
+def test_a_killed_caller_takes_its_commands_with_it(workspace: Workspace) -> None:
+    """SIGKILL of the process running a command (no cleanup can run) still ends the
+    command: the reaper gets SIGTERM through PR_SET_PDEATHSIG."""
+    marker = _marker()
+    script = (
+        "from sandbox_supervisor.tools.commands import run_shell\n"
+        f"run_shell('setsid sleep {marker} & sleep {marker}', cwd={str(workspace.root)!r},"
+        " timeout_s=60, grace_s=0.2, cap_bytes=4096, env={'PATH': '/usr/bin:/bin'})\n"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.monotonic() + 10
+        while len(_alive(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_alive(marker)) == 2
+    finally:
+        caller.kill()
+        caller.wait()
+    deadline = time.monotonic() + 5
+    while _alive(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _alive(marker) == []
+
+
+def test_sigterm_to_serve_ends_the_commands_it_runs(
+    workspace: Workspace, tmp_path: Path, figures: dict[str, str]
+) -> None:
+    token = "z" * 24
+    (tmp_path / "token").write_text(token)
+    env = {
+        "PATH": os.environ["PATH"],
+        "SUPERVISOR_WORKSPACE": str(workspace.root),
+        "SUPERVISOR_TOOLS_TOKEN_FILE": str(tmp_path / "token"),
+        "SUPERVISOR_COMMAND_GRACE_S": "0.2",
+    }
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "sandbox_supervisor", "serve", "--host", "127.0.0.1", "--port", "0"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert serve.stderr is not None
+    try:
+        line = serve.stderr.readline()
+        port = int(line.rsplit(":", 1)[1].split()[0])
+        marker = _marker()
+        body = {
+            "key": "k1",
+            "request": {
+                "call_id": "1",
+                "name": "run_command",
+                "arguments": {"command": f"setsid sleep {marker} & sleep {marker}"},
+            },
+        }
+
+        def post() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                httpx.post(
+                    f"http://127.0.0.1:{port}/v1/execute",
+                    json=body,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=30,
+                )
+
+        caller = threading.Thread(target=post, daemon=True)
+        caller.start()
+        deadline = time.monotonic() + 10
+        while len(_alive(marker)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_alive(marker)) == 2
+        serve.send_signal(signal.SIGTERM)
+        serve.wait(10)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+        serve.stderr.close()
+    survivors = _alive(marker)
+    figures["shell_serve_sigterm"] = f"{2 - len(survivors)}/2 processes ended on SIGTERM to serve"
+    assert survivors == []

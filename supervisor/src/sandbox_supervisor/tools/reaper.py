@@ -6,7 +6,8 @@ itself a *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``): every process th
 command starts, even one that leaves its session with ``setsid`` and its parent
 dying, is re-parented to the reaper instead of to init, so it stays a descendant
 the reaper can find. When the command's shell exits, or when the reaper gets
-``SIGTERM`` (the command's timeout, or the service shutting down), it ends every
+``SIGTERM`` (the command's timeout, the service shutting down, or, through
+``PR_SET_PDEATHSIG``, the death of the process that started it), it ends every
 descendant: ``SIGTERM``, ``GRACE_S`` to leave, then rounds of ``SIGSTOP`` (so none
 can fork while the round runs) and ``SIGKILL`` until none is left (bounded rounds).
 It writes JSON lines to ``STATUS_FD``: ``{"shell": PID}`` once started, and
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import time
 
+PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 _ROUNDS = 50
 
@@ -32,13 +34,17 @@ class Terminate(Exception):
     """SIGTERM arrived: end the command now."""
 
 
-def set_subreaper() -> bool:
-    """Make this process the reaper of its orphaned descendants (Linux); False if not."""
+def _prctl(option: int, value: int) -> bool:
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
+
+
+def set_subreaper() -> bool:
+    """Make this process the reaper of its orphaned descendants (Linux); False if not."""
+    return _prctl(PR_SET_CHILD_SUBREAPER, 1)
 
 
 def descendants(root: int) -> list[int]:
@@ -113,12 +119,17 @@ def main(argv: list[str]) -> int:
     grace_s = float(argv[1])
     status = os.fdopen(int(argv[2]), "w", buffering=1)
     command = argv[argv.index("--") + 1 :]
+    parent = os.getppid()
     set_subreaper()
 
     def on_term(signum: int, frame: object) -> None:
         raise Terminate
 
     signal.signal(signal.SIGTERM, on_term)
+    # If the caller dies (even by SIGKILL), end the command rather than orphan it.
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it died before the line above took effect
+        os.kill(os.getpid(), signal.SIGTERM)
     exit_code: int | None = None
     terminated = False
     try:
