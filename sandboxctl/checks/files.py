@@ -3,7 +3,6 @@ its checksum, the context each parallel slot gets."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import yaml
 
 from sandboxctl.checks.base import Check, Probes
+from sandboxctl.models.download import sha256_file
 
 MIN_CONTEXT_PER_SLOT = 2048
 DEFAULT_CTX_SIZE = 4096
@@ -105,9 +105,7 @@ def check_model(probes: Probes) -> Check:
         return Check("model file", "ok", f"{path.name} present (no checksum in the catalog)")
     if probes.quick:
         return Check("model file", "ok", f"{path.name} present (--quick: checksum not verified)")
-    with path.open("rb") as handle:
-        digest = hashlib.file_digest(handle, "sha256")
-    if digest.hexdigest() != expected:
+    if sha256_file(path) != expected:
         return Check(
             "model file", "fail", f"{path.name}: SHA-256 mismatch", f"invoke model.fetch {key}"
         )

@@ -23,6 +23,7 @@ from typing import Any
 from sandboxctl import stack as stack_
 from sandboxctl.kube import convert, local, render, validate
 from sandboxctl.kube.job import agent_job
+from sandboxctl.models.download import sha256_file
 
 READY_DEADLINE_S = 300.0
 TASK_DEADLINE_S = 600.0
@@ -134,7 +135,7 @@ def run_proof(
         model_file = stack_.prepare_model(stack)
         step = time.monotonic()
         player.create()
-        digest = stack_.sha256_of(model_file)
+        digest = sha256_file(model_file)
         tarball = stack_.model_tarball(
             model_file, model_file.name, digest, scratch / f"{model_file.name}.tar"
         )

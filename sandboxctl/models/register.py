@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 
 from sandboxctl.models import catalog, metadata
-from sandboxctl.models.download import CHUNK_SIZE, ChecksumMismatch, fsync_dir
+from sandboxctl.models.download import CHUNK_SIZE, ChecksumMismatch, fsync_dir, sha256_file
 
 DEFAULT_CONTEXT = 4096
 """Per-slot context recommended for an added model (lowered to its trained context)."""
@@ -71,17 +71,15 @@ def _place(source: Path, dest: Path, *, link: bool) -> tuple[str, str]:
                     f"cannot hard-link {source} into {dest.parent} ({error.strerror}); "
                     "they must be on one filesystem: add it without --link to copy it"
                 ) from error
-            with tmp.open("rb") as handle:
-                digest = hashlib.file_digest(handle, "sha256")
-        else:
-            digest = hashlib.sha256()
-            with source.open("rb") as src, os.fdopen(fd, "wb") as out:
-                for block in iter(lambda: src.read(CHUNK_SIZE), b""):
-                    out.write(block)
-                    digest.update(block)
-                out.flush()
-                os.fsync(out.fileno())
-            os.chmod(tmp, 0o644)  # the server reads it as a non-root user
+            return str(tmp), sha256_file(tmp)
+        digest = hashlib.sha256()  # hashed while copying: the file is read once
+        with source.open("rb") as src, os.fdopen(fd, "wb") as out:
+            for block in iter(lambda: src.read(CHUNK_SIZE), b""):
+                out.write(block)
+                digest.update(block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(tmp, 0o644)  # the server reads it as a non-root user
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

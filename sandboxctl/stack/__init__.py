@@ -17,7 +17,6 @@ from sandboxctl.stack.project import (
     model_tarball,
     open_stack,
     require_running,
-    sha256_of,
 )
 from sandboxctl.stack.secrets import (
     API_KEY_NAME,
@@ -47,5 +46,4 @@ __all__ = [
     "prepare_images",
     "prepare_model",
     "require_running",
-    "sha256_of",
 ]

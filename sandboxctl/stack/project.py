@@ -8,7 +8,6 @@ when needed).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -21,6 +20,7 @@ from pathlib import Path
 from sandboxctl._proc import Result, Runner
 from sandboxctl.config import Settings
 from sandboxctl.host.engine import Engine
+from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0
@@ -43,12 +43,6 @@ FINISHED_EXIT_CODES = finished_exit_codes()
 
 class StackError(RuntimeError):
     """A stack operation failed; the message says what and how to fix it."""
-
-
-def sha256_of(path: Path) -> str:
-    """Return the SHA-256 of a file (``hashlib.file_digest``, read in chunks)."""
-    with path.open("rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def model_tarball(model_file: Path, name: str, digest: str, out: Path) -> Path:
@@ -151,7 +145,7 @@ class Stack:
         Returns True when it copied. The volume must exist (``compose create`` makes it).
         """
         name = model_file.name
-        digest = sha256_of(model_file)
+        digest = sha256_file(model_file)
         if self.model_in_volume(name, image) == digest:
             self.log(f"model-data already holds {name} ({digest[:12]}...)")
             return False

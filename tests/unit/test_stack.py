@@ -18,6 +18,7 @@ from sandboxctl._proc import Result, Runner
 from sandboxctl.config import load_settings
 from sandboxctl.host.engine import Engine, Quirks
 from sandboxctl.host.platform import Platform
+from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,7 +90,7 @@ def test_model_tarball_holds_model_and_checksum_owned_by_root(tmp_path: Path) ->
     """The volume gets the model and its SHA-256 stamp, root-owned and world-readable."""
     model = tmp_path / "tiny.gguf"
     model.write_bytes(b"GGUF" + bytes(100))
-    digest = stack.sha256_of(model)
+    digest = sha256_file(model)
     tarball = stack.model_tarball(model, "tiny.gguf", digest, tmp_path / "m.tar")
     with tarfile.open(tarball) as tar:
         members = {member.name: member for member in tar.getmembers()}
@@ -104,7 +105,7 @@ def test_load_model_skips_when_volume_has_the_same_bytes_fake_podman(tmp_path: P
     """A fake podman reports the same checksum in the volume: nothing is imported."""
     model = tmp_path / "tiny.gguf"
     model.write_bytes(b"GGUF" + bytes(10))
-    digest = stack.sha256_of(model)
+    digest = sha256_file(model)
     built, log = make_stack(tmp_path, {"run": (0, f"{digest}  tiny.gguf\n")})
     assert built.load_model(model, "img", tmp_path) is False
     assert not [c for c in calls(log) if c[1:3] == ["volume", "import"]]
