@@ -19,14 +19,19 @@ from rich.table import Table
 
 from sandboxctl._proc import CommandNotFound
 from sandboxctl.checks.base import Check, CheckFn, Probes, run_all
-from sandboxctl.checks.files import check_context, check_line_endings, check_model
+from sandboxctl.checks.files import (
+    check_chat_template,
+    check_context,
+    check_line_endings,
+    check_model,
+)
 from sandboxctl.host import network
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.host.engine import EngineError, image_exists
-from sandboxctl.host.platform import Platform
+from sandboxctl.host.platform import Platform, detect_host
 from sandboxctl.stack.compose import ComposeError, find_compose
+from sandboxctl.stack.project import Stack
 
-DoctorInputs = Probes
 """The doctor's inputs are the shared probe set (the name callers of :func:`preflight` use)."""
 
 
@@ -307,6 +312,7 @@ CHECKS: tuple[CheckFn, ...] = (
     check_line_endings,
     check_model,
     check_context,
+    check_chat_template,
 )
 
 
@@ -342,6 +348,26 @@ second or two and catches what would otherwise fail minutes later."""
 def preflight(probes: Probes) -> list[Check]:
     """Run the :data:`PREFLIGHT` checks; return the ones that block the stack."""
     return [check for check in run_all(PREFLIGHT, probes) if check.blocks]
+
+
+def stack_preflight(stack: Stack, *, containers: bool = True) -> list[Check]:
+    """Run :func:`preflight` against an opened stack's engine (its runner and answers);
+    ``containers=False`` skips the checks that start a container. Returns the failures."""
+    probes = Probes(
+        root=stack.root,
+        host=detect_host(),
+        runner=stack.runner,
+        environ=stack.runner.environ(),
+        settings=stack.settings,
+        quick=not containers,
+    )
+    return preflight(probes)
+
+
+def describe_failures(failed: list[Check]) -> str:
+    """Say what blocks the stack and how to fix each, for a task's error message."""
+    lines = [f"  {check.name}: {check.detail}\n    fix: {check.fix}" for check in failed]
+    return "the host is not ready for the stack:\n" + "\n".join(lines)
 
 
 def exit_code(checks: list[Check]) -> int:

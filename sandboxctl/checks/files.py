@@ -7,8 +7,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from sandboxctl.checks.base import Check, Probes
 from sandboxctl.models.download import sha256_file
 
@@ -61,25 +59,26 @@ def check_line_endings(probes: Probes) -> Check:
 
 
 def model_entry(root: Path, key: str) -> dict[str, Any] | None:
-    """Return the catalog entry ``key`` as a dict (through sandboxctl.models.catalog when it can
-    load the catalog, else read straight from model/catalog.yaml); None when absent."""
-    path = root / "model" / "catalog.yaml"
-    if not path.is_file():
-        return None
-    try:
-        from sandboxctl.models import catalog
+    """Return the catalog entry ``key`` (the template's catalog merged with the user's) as a
+    dict of the fields the checks read; None when absent or when the catalog is invalid."""
+    from sandboxctl.models import catalog
 
-        model = catalog.load_catalog(path).models.get(key)
-        if model is None:
-            return None
-        fields = ("file", "sha256", "generated", "context")
-        return {name: getattr(model, name, None) for name in fields}
-    except Exception:  # noqa: S110 - a missing or different catalog module: read the YAML
-        pass
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    models = data.get("models", {}) if isinstance(data, dict) else {}
-    entry = models.get(key) if isinstance(models, dict) else None
-    return dict(entry) if isinstance(entry, dict) else None
+    try:
+        model = catalog.load_catalog(root / "model" / "catalog.yaml").models.get(key)
+    except catalog.CatalogError:
+        return None
+    if model is None:
+        return None
+    fields = ("file", "sha256", "generated", "context", "added_from")
+    return {name: getattr(model, name, None) for name in fields}
+
+
+def _fetch_fix(key: str, entry: dict[str, Any]) -> str:
+    if entry.get("generated"):
+        return "invoke model.tiny"
+    if entry.get("added_from"):
+        return f"invoke model.add {entry['added_from']} --key {key}"
+    return f"invoke model.fetch {key}"
 
 
 def model_directory(probes: Probes) -> Path:
@@ -98,17 +97,14 @@ def check_model(probes: Probes) -> Check:
     filename = str(entry.get("file") or f"{key}.gguf")
     path = model_directory(probes) / Path(filename).name
     if not path.is_file():
-        fix = "invoke model.tiny" if entry.get("generated") else f"invoke model.fetch {key}"
-        return Check("model file", "fail", f"{path} missing", fix)
+        return Check("model file", "fail", f"{path} missing", _fetch_fix(key, entry))
     expected = str(entry.get("sha256") or "").lower()
     if not expected:
         return Check("model file", "ok", f"{path.name} present (no checksum in the catalog)")
     if probes.quick:
         return Check("model file", "ok", f"{path.name} present (--quick: checksum not verified)")
     if sha256_file(path) != expected:
-        return Check(
-            "model file", "fail", f"{path.name}: SHA-256 mismatch", f"invoke model.fetch {key}"
-        )
+        return Check("model file", "fail", f"{path.name}: SHA-256 mismatch", _fetch_fix(key, entry))
     return Check("model file", "ok", f"{path.name} present, SHA-256 verified")
 
 
@@ -139,3 +135,24 @@ def check_context(probes: Probes) -> Check:
             f"set MODEL_CTX_SIZE={wanted * slots} or lower MODEL_PARALLEL in .env",
         )
     return Check("context per slot", "ok", f"{detail} (recommended {wanted})")
+
+
+def check_chat_template(probes: Probes) -> Check:
+    """The selected model has a chat template (without one, llama-server falls back to a
+    generic template and a base model's chat replies are poor)."""
+    from sandboxctl.models.metadata import selected_chat_template
+
+    settings = probes.answers()
+    key = settings.sandbox_model if settings else "tiny"
+    has = selected_chat_template(probes.root, key, model_directory(probes))
+    if has is None:
+        return Check("chat template", "skip", f"no catalog entry {key!r}")
+    if has:
+        return Check("chat template", "ok", f"{key} has a chat template")
+    return Check(
+        "chat template",
+        "warn",
+        f"{key} has no chat template: llama-server falls back to a generic one, and a base "
+        "model's chat replies are poor",
+        "invoke model.use smollm2-135m-instruct (an instruct model with a template)",
+    )

@@ -113,23 +113,6 @@ class Stack:
             raise StackError(f"{what} failed (exit {result.returncode}):\n  {detail}")
         return result
 
-    def preflight(self, *, containers: bool = True) -> None:
-        """Run the doctor's preflight checks against this stack's engine: seconds, instead of
-        a failure minutes into a build or a wait. ``containers=False`` skips the ones that
-        start a container. Raises :class:`StackError` listing each failure and its fix."""
-        from sandboxctl.checks import doctor
-        from sandboxctl.host.platform import detect_host
-
-        inputs = doctor.DoctorInputs(
-            root=self.root, host=detect_host(), runner=self.runner, environ=self.runner.environ()
-        )
-        if not containers:
-            inputs.quick = True
-        failed = doctor.preflight(inputs)
-        if failed:
-            lines = [f"  {check.name}: {check.detail}\n    fix: {check.fix}" for check in failed]
-            raise StackError("the host is not ready for the stack:\n" + "\n".join(lines))
-
     def model_in_volume(self, name: str, image: str) -> str | None:
         """Return the SHA-256 recorded next to ``name`` in the model-data volume, if any."""
         result = self.podman(

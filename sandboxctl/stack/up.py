@@ -1,4 +1,5 @@
-"""Bring the stack up: preflight, secrets, images, the model, Compose, readiness."""
+"""Bring the stack up: secrets, images, the model, Compose, readiness (the tasks run the
+doctor's preflight first: :func:`sandboxctl.checks.doctor.stack_preflight`)."""
 
 from __future__ import annotations
 
@@ -37,9 +38,8 @@ def prepare_model(stack: Stack) -> Path:
 
 
 def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_DEADLINE_S) -> float:
-    """Preflight, key, images, model, then ``compose up -d`` and wait for readiness; return
-    its seconds."""
-    stack.preflight()
+    """Key, images, model, then ``compose up -d`` and wait for readiness; return its
+    seconds."""
     ensure_api_key(stack.root)
     ensure_tools_token(stack.root)
     images = prepare_images(stack, rebuild=rebuild)

@@ -28,6 +28,15 @@ def opened() -> Iterator[stack_.Stack]:
         raise Exit(str(error), code=1) from error
 
 
+def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
+    """Stop in seconds with the fix when the doctor's preflight finds a blocking problem."""
+    from sandboxctl.checks import doctor
+
+    failed = doctor.stack_preflight(stack, containers=containers)
+    if failed:
+        raise Exit(doctor.describe_failures(failed), code=1)
+
+
 @task(
     help={
         "build": "Rebuild the images even when they exist",
@@ -37,6 +46,7 @@ def opened() -> Iterator[stack_.Stack]:
 def up(c: Context, build: bool = False, timeout: int = 300) -> None:
     """Build what is missing (images, model, API key) and start the stack; wait until ready."""
     with opened() as stack:
+        _require_ready(stack)
         stack_.bring_up(stack, rebuild=build, deadline_s=float(timeout))
 
 
@@ -85,7 +95,7 @@ def run(c: Context, task: str, max_steps: int = 0) -> None:
     """Run one agent task in the running stack and show its trajectory."""
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     with opened() as stack:
-        stack.preflight(containers=False)
+        _require_ready(stack, containers=False)
         stack_.require_running(stack)
         result, log_path = stack.run_task(task, extra)
         stack.compose_run("exec", "-T", "supervisor", "sandbox-supervisor", "show", log_path)
@@ -112,7 +122,7 @@ def demo(c: Context, dest: str = DEMO_DEST) -> None:
     from sandboxctl.tasks.scaffold import render_sandbox
 
     with opened() as stack:  # the template root is a sandbox too: check this host first
-        stack.preflight()
+        _require_ready(stack)
     target = render_sandbox(Path(dest), replace_rendered=True).resolve()
     with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
         c.run("invoke up", pty=False, in_stream=False)

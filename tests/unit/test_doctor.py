@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fakes.harness import FakeTools
 from rich.console import Console
 
@@ -53,6 +54,18 @@ models:
     chat_template: chatml
     tool_calling: true
     context: 8192
+  base:
+    description: a base model, no chat template
+    generated: false
+    url: https://example.org/base.gguf
+    sha256: "{sha}"
+    sha256_source: https://example.org/page
+    size_bytes: 5
+    size: 5 B
+    license: MIT
+    chat_template: null
+    tool_calling: false
+    context: 2048
 """
 
 
@@ -380,3 +393,38 @@ def test_invalid_answers_fail_the_config_row_and_the_others_still_run(tmp_path: 
     assert rows["answers (.env)"].status == "fail"
     assert "invalid answers" in rows["answers (.env)"].detail
     assert rows["engine"].status == "ok"
+
+
+def test_model_without_a_chat_template_warns_with_an_instruct_model_fix(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=base\n")
+    check = run_one("chat template", inputs)
+    assert check.status == "warn"
+    assert "model.use" in check.fix
+
+
+def test_model_with_a_chat_template_passes_that_check(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=real\n")
+    assert run_one("chat template", inputs).status == "ok"
+
+
+def test_the_gguf_in_place_decides_over_the_catalog(tmp_path: Path) -> None:
+    """The catalog says `real` has a template; the file on disk has none: the file wins."""
+    import gguf_sample
+
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=real\n")
+    gguf_sample.write_gguf(inputs.root / "models" / "real.gguf", template=None)
+    assert run_one("chat template", inputs).status == "warn"
+
+
+def test_missing_user_model_says_model_add_with_its_path(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, env="SANDBOX_MODEL=mine\n")
+    entry = {
+        "description": "mine", "generated": False, "url": None, "added_from": "/data/m.gguf",
+        "sha256": "a" * 64, "sha256_source": None, "size_bytes": 5, "size": "5 B",
+        "license": "MIT", "chat_template": "chatml", "tool_calling": False, "context": 2048,
+    }  # fmt: skip
+    (inputs.root / "model/catalog.local.yaml").write_text(
+        yaml.safe_dump({"schema": 1, "models": {"mine": entry}})
+    )
+    check = run_one("model file", inputs)
+    assert (check.status, check.fix) == ("fail", "invoke model.add /data/m.gguf --key mine")
