@@ -1,170 +1,36 @@
-"""A brand-new Debian 12 machine for the README's first command, built on this host.
-
-The machine is a ``debootstrap --variant=minbase bookworm`` root filesystem (the same
-debootstrap that ``invoke images.base`` runs, cached as a tarball between runs), unpacked
-afresh for every run onto the host's disk and started as a privileged container with
-``--rootfs``, so its own Podman gets real overlay storage and its own network namespace.
-Nothing is preinstalled in it: a clean clone of this repository is copied in and the
-README's first command runs as root, exactly as printed. Only two things come from the
-host, as a user's own setup would: the CA bundle that HTTPS to the package index needs
-here (mounted read-only, named by ``PIP_CERT``/``SSL_CERT_FILE`` as a user behind a
-TLS-inspecting proxy sets them), and, to fit CI's time, the images the ``container``
-session already built, loaded into the nested store under the demo's names.
-"""
+"""Fixtures of the fresh-machine session: one fresh Debian 12 machine per run, and the
+README's first command run in it (see fresh_machine.py for how the machine is made)."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
+from fresh_machine import (
+    CACHE,
+    GUEST_CA,
+    GUEST_CLONE,
+    HOST_CA,
+    NETWORK,
+    REF,
+    ROOT,
+    RUN_TIMEOUT_S,
+    FreshMachine,
+    ReadmeRun,
+    base_rootfs_tarball,
+    demo_image_names,
+    ensure_network,
+    first_readme_command,
+    host_run,
+    preload_images,
+)
 
 from sandboxctl import stack
-from sandboxctl.stack.compose import compose_config, find_compose
-from sandboxctl.tasks.stack import DEMO_DEST
-
-ROOT = Path(__file__).resolve().parents[2]
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "ai-sandbox" / "fresh"
-SUITE = "bookworm"
-MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
-HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
-GUEST_CA = "/run/host-ca/ca-certificates.crt"
-GUEST_CLONE = "/root/ai-sandbox-template"
-NETWORK = "ai-sandbox-fresh"
-SUBNET = "10.213.0.0/24"
-"""The fresh machine's own network: outside the nested engine's defaults (10.88.0.0/16 and
-10.89.x.0/24), so the nested bridges do not shadow the route to the Debian mirror."""
-RUN_TIMEOUT_S = 40 * 60
-REF = os.environ.get("FRESH_REF", "")
-"""Commit to clone instead of HEAD: how to show that an older commit, or one with an
-install step removed, fails here (``FRESH_REF=abc123 nox -s fresh``)."""
-
-
-def _root_prefix() -> list[str]:
-    return [] if os.geteuid() == 0 else ["sudo", "--non-interactive"]
-
-
-def host_run(
-    argv: Sequence[str], *, check: bool = True, timeout: float = 1800
-) -> subprocess.CompletedProcess[str]:
-    """Run a host command as root (through sudo when needed); fail the test on error."""
-    result = subprocess.run(
-        [*_root_prefix(), *argv],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if check and result.returncode != 0:
-        pytest.fail(f"`{' '.join(argv)}` failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return result
-
-
-def first_readme_command(readme: Path = ROOT / "README.md") -> str:
-    """Return the README's first command, as printed (the first line of its first sh block,
-    without the trailing comment)."""
-    match = re.search(r"```sh\n(.+?)\n", readme.read_text(encoding="utf-8"))
-    assert match, "README.md has no ```sh block"
-    return match.group(1).split("#", 1)[0].strip()
-
-
-def base_rootfs_tarball() -> Path:
-    """Return a cached tarball of a minbase Debian 12 root filesystem, making it once."""
-    tarball = CACHE / f"{SUITE}-minbase.tar"
-    if tarball.is_file():
-        return tarball
-    CACHE.mkdir(parents=True, exist_ok=True)
-    scratch = CACHE / f"debootstrap-{uuid.uuid4().hex[:8]}"
-    try:
-        host_run(["debootstrap", "--variant=minbase", SUITE, str(scratch), MIRROR])
-        partial = tarball.with_suffix(".tar.part")
-        host_run(["tar", "-C", str(scratch), "--numeric-owner", "-cf", str(partial), "."])
-        host_run(["mv", str(partial), str(tarball)])
-    finally:
-        host_run(["rm", "-rf", str(scratch)], check=False)
-    return tarball
-
-
-def demo_image_names() -> dict[str, str]:
-    """Map the images the template root's stack runs to the names the demo sandbox uses
-    (the demo is its own Compose project, named after its folder)."""
-    compose = find_compose()
-    root_images = _images(compose_config(compose, project_dir=ROOT))
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": DEMO_DEST}
-    result = subprocess.run(
-        [*compose.argv, "--project-directory", str(ROOT), "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    demo_images = _images(json.loads(result.stdout))
-    return {root_images[name]: demo_images[name] for name in root_images}
-
-
-def _images(project: dict[str, object]) -> dict[str, str]:
-    services = project.get("services")
-    assert isinstance(services, dict)
-    return {name: str(spec["image"]) for name, spec in services.items() if "image" in spec}
-
-
-@dataclass
-class FreshMachine:
-    """One fresh Debian 12 container: its root folder and what ran in it."""
-
-    name: str
-    rootfs: Path
-    log: Path
-    timings: dict[str, float] = field(default_factory=dict)
-
-    def exec(
-        self, command: str, *, timeout: float = 600, log_to: Path | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` with bash as root in the machine; output to ``log_to`` if given."""
-        argv = [*_root_prefix(), "podman", "exec", self.name, "bash", "-c", command]
-        if log_to is None:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        with log_to.open("w", encoding="utf-8") as handle:
-            code = subprocess.run(
-                argv, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
-            ).returncode
-        return subprocess.CompletedProcess(argv, code, log_to.read_text(errors="replace"), "")
-
-
-def preload_images(storage: Path, names: dict[str, str], scratch: Path) -> None:
-    """Load the host's images into the machine's (still unused) Podman store, renamed.
-
-    The outer Podman writes the nested store directly (``--root``); its libpod database is
-    removed afterwards so that the machine's own Podman starts one with its own paths.
-    """
-    missing = [
-        src for src in names if host_run(["podman", "image", "exists", src], check=False).returncode
-    ]
-    if missing:
-        pytest.fail(f"images to preload are missing on the host: {missing} (nox -s container)")
-    archive = scratch / "images.tar"
-    host_run(["podman", "save", "--multi-image-archive", "-o", str(archive), *names])
-    store = ["podman", "--root", str(storage), "--runroot", str(scratch / "runroot"),
-             "--storage-driver", "overlay"]  # fmt: skip
-    host_run([*store, "load", "-i", str(archive)])
-    for source, target in names.items():
-        host_run([*store, "tag", source, target])
-    archive.unlink()
-    host_run(["rm", "-rf", str(storage / "libpod"), str(scratch / "runroot")])
-
-
-def _network() -> None:
-    if host_run(["podman", "network", "exists", NETWORK], check=False).returncode != 0:
-        host_run(["podman", "network", "create", "--subnet", SUBNET, NETWORK])
 
 
 @pytest.fixture(scope="session")
@@ -194,7 +60,7 @@ def fresh_machine() -> Iterator[FreshMachine]:
             stack.prepare_images(stack.open_stack(ROOT))
             preload_images(rootfs / "var/lib/containers/storage", demo_image_names(), scratch)
             timings["preload_s"] = time.monotonic() - step
-        _network()
+        ensure_network()
         host_run(
             [
                 "podman", "run", "-d", "--rm", "--privileged", "--name", name,
@@ -214,17 +80,6 @@ def fresh_machine() -> Iterator[FreshMachine]:
         host_run(["rm", "-rf", str(scratch)], check=False)
 
 
-@dataclass
-class ReadmeRun:
-    """The README's first command run in the fresh machine."""
-
-    command: str
-    returncode: int
-    output: str
-    seconds: float
-    machine: FreshMachine
-
-
 @pytest.fixture(scope="session")
 def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
     """Run the README's first command in the fresh machine, as root, exactly as printed."""
@@ -242,25 +97,3 @@ def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
         file=sys.stderr,
     )
     return ReadmeRun(command, result.returncode, result.stdout, seconds, fresh_machine)
-
-
-def run_records(machine: FreshMachine, volume: str, image: str) -> list[dict[str, object]]:
-    """Read every trajectory record in the machine's logs volume ``volume``."""
-    result = machine.exec(
-        f"podman run --rm --pull=never --network=none --entrypoint sh "
-        f"-v {volume}:/logs:ro {image} -c 'cat /logs/*.jsonl'"
-    )
-    records = []
-    for line in result.stdout.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
-def tail(text: str, lines: int = 60) -> str:
-    """The last ``lines`` lines of ``text``, for failure messages."""
-    return "\n".join(text.splitlines()[-lines:])

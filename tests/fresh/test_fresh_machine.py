@@ -7,7 +7,7 @@ is faked. They fail when an install step the stack needs is missing from the pro
 
 from __future__ import annotations
 
-from conftest import ReadmeRun, demo_image_names, run_records, tail
+from fresh_machine import ReadmeRun, demo_image_names, run_records, tail
 
 from sandboxctl.tasks.stack import DEMO_DEST
 
