@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +92,78 @@ class Runner:
             stdout=(completed.stdout or "") if capture else "",
             stderr=(completed.stderr or "") if capture else "",
         )
+
+    def run_bytes(self, argv: Sequence[str], *, cwd: Path | None = None) -> tuple[int, bytes, str]:
+        """Run ``argv`` and return (exit code, stdout as bytes, stderr as text): for commands
+        whose output is binary (a tar stream)."""
+        try:
+            completed = subprocess.run(
+                list(argv), capture_output=True, env=self.environ(), cwd=cwd, check=False
+            )
+        except FileNotFoundError as error:
+            raise CommandNotFound(f"{argv[0]}: command not found") from error
+        return completed.returncode, completed.stdout, completed.stderr.decode(errors="replace")
+
+    def stream(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
+        """Run ``argv`` with stdout and stderr merged, handing each line to ``on_line`` as it
+        comes (builds show progress from it); return the exit code."""
+        try:
+            process = subprocess.Popen(
+                list(argv),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+                env=self.environ(),
+            )
+        except FileNotFoundError as error:
+            raise CommandNotFound(f"{argv[0]}: command not found") from error
+        assert process.stdout is not None
+        with process.stdout:
+            for line in process.stdout:
+                on_line(line)
+        return process.wait()
+
+    def pipe(self, producer: Sequence[str], consumer: Sequence[str]) -> tuple[int, Result]:
+        """Run ``producer | consumer``; return the producer's exit code and the consumer's
+        result (its output captured)."""
+        environ = self.environ()
+        try:
+            with subprocess.Popen(list(producer), stdout=subprocess.PIPE, env=environ) as first:
+                assert first.stdout is not None
+                second = subprocess.run(
+                    list(consumer),
+                    stdin=first.stdout,
+                    capture_output=True,
+                    text=True,
+                    env=environ,
+                    check=False,
+                )
+                first.stdout.close()
+                first.wait()
+        except FileNotFoundError as error:
+            raise CommandNotFound(f"{error.filename}: command not found") from error
+        result = Result(tuple(consumer), second.returncode, second.stdout, second.stderr)
+        return first.returncode, result
+
+    def spawn_detached(self, argv: Sequence[str], log_path: Path, *, cwd: str = "/") -> int:
+        """Start ``argv`` in a session of its own (it outlives this process), its output
+        appended to ``log_path``; return its pid. ``cwd`` defaults to ``/`` so a daemon
+        never holds a folder that may be deleted."""
+        with log_path.open("ab") as log:
+            try:
+                process = subprocess.Popen(
+                    list(argv),
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=log,
+                    start_new_session=True,
+                    env=self.environ(),
+                    cwd=cwd,
+                )
+            except FileNotFoundError as error:
+                raise CommandNotFound(f"{argv[0]}: command not found") from error
+        return process.pid
 
     def which(self, name: str) -> str | None:
         """Return the full path of ``name`` on this runner's ``PATH``, or None."""

@@ -7,12 +7,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.host.engine import Engine, EngineError, ping, socket_is_dead
 
 
@@ -158,23 +158,16 @@ def ensure_service(
 
 
 def _spawn_detached(env: Mapping[str, str] | None) -> Callable[[list[str], Path], int]:
+    runner = Runner(env=None if env is None else dict(env))
+
     def spawn(argv: list[str], log_path: Path) -> int:
-        with log_path.open("ab") as log:
-            try:
-                process = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=log,
-                    start_new_session=True,  # survives the task; stopped by stop_service
-                    env=None if env is None else dict(env),
-                    # A daemon must not keep the caller's folder: when that is deleted (a
-                    # temporary sandbox), conmon fails every later container start.
-                    cwd="/",
-                )
-            except FileNotFoundError as error:
-                raise EngineError("podman is not installed: run `invoke host.prepare`") from error
-        return process.pid
+        # A daemon must not keep the caller's folder (the runner starts it in /): when that
+        # is deleted (a temporary sandbox), conmon fails every later container start. It
+        # survives the task in its own session; stop_service stops it.
+        try:
+            return runner.spawn_detached(argv, log_path)
+        except CommandNotFound as error:
+            raise EngineError("podman is not installed: run `invoke host.prepare`") from error
 
     return spawn
 

@@ -29,7 +29,6 @@ import copy
 import io
 import ipaddress
 import json
-import subprocess
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -331,17 +330,13 @@ class Player:
 
     def read_volume(self, claim: str, suffix: str = ".jsonl") -> dict[str, str]:
         """Return the text of each file ending in ``suffix`` in a claim's volume."""
-        # A tar stream is bytes, which Runner (text) cannot carry; same environment.
-        raw = subprocess.run(
-            ["podman", "volume", "export", f"{self.plan.prefix}-{claim}"],
-            capture_output=True,
-            check=False,
-            env=self.runner.environ(),
+        code, data, errors = self.runner.run_bytes(
+            ["podman", "volume", "export", f"{self.plan.prefix}-{claim}"]
         )
-        if raw.returncode != 0:
-            raise LocalError(f"podman volume export failed: {raw.stderr.decode().strip()}")
+        if code != 0:
+            raise LocalError(f"podman volume export failed: {errors.strip()}")
         found = {}
-        with tarfile.open(fileobj=io.BytesIO(raw.stdout)) as tar:
+        with tarfile.open(fileobj=io.BytesIO(data)) as tar:
             for member in tar.getmembers():
                 handle = tar.extractfile(member) if member.isfile() else None
                 if handle is not None and member.name.endswith(suffix):
