@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +67,18 @@ def render(
     return dest
 
 
-def parse_answers(text: str) -> dict[str, str]:
-    """Parse ``NAME=VALUE,NAME=VALUE`` into a mapping; raise ``ValueError`` on a malformed pair."""
+def parse_answers(text: str, known: Iterable[str] | None = None) -> dict[str, str]:
+    """Parse ``NAME=VALUE,NAME=VALUE`` into a mapping; raise ``ValueError`` on a malformed
+    pair or a name that is not a question of ``copier.yml`` (``known``, default: its
+    questions), which Copier itself would ignore silently."""
+    names = sorted(load_questions() if known is None else known)
     answers: dict[str, str] = {}
     for pair in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"answer {pair!r} is not NAME=VALUE")
+        if name.strip() not in names:
+            raise ValueError(f"unknown answer {name.strip()!r}; known: {', '.join(names)}")
         answers[name.strip()] = value.strip()
     return answers
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl.models import bench as bench_model
 from sandboxctl.models.catalog import CatalogError
 from sandboxctl.models.source import REPO_ROOT, SourceError
+from sandboxctl.tasks._args import task
 
 
 @task(
@@ -21,7 +21,8 @@ from sandboxctl.models.source import REPO_ROOT, SourceError
         "rebuild": "Time a rebuild after a cache-busting build argument (ccache warm)",
         "host": "Build the same source on the host and compare tokens/s (minutes once)",
         "output": "Results file (JSON)",
-    }
+    },
+    ranges={"threads": (1, 1024), "n_predict": (1, 100_000), "rounds": (1, 1000)},
 )
 def model(
     c: Context,

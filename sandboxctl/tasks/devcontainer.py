@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl import devcontainer as dc
 from sandboxctl import stack as stack_
 from sandboxctl.stack.compose import run_compose
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl._proc import Runner
 from sandboxctl.checks import doctor as doctor_
 from sandboxctl.checks.base import Probes
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.stack.compose import packaged_binary
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import ask, host, root
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl._proc import Runner
 from sandboxctl.stack import base_image as base_image_
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import host, settings_or_exit
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl.kube import render as render_
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.stack.compose import ComposeError, find_compose
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root
 
 DEMO_TASK = "Create hello.txt containing a greeting."
@@ -24,7 +24,8 @@ DEMO_TASK = "Create hello.txt containing a greeting."
         "parallelism": "How many Job pods run tasks at the same time",
         "secrets": "Copy secrets/ into kube/base/secrets/ for `kubectl apply -k` "
         "(git-ignored; --no-secrets to skip)",
-    }
+    },
+    ranges={"parallelism": (1, 1000)},
 )
 def render(c: Context, tasks: str = "", parallelism: int = 1, secrets: bool = True) -> None:
     """Write kube/ (kustomize base, cpu and cuda overlays, the agent Job) from compose config."""
@@ -66,7 +67,8 @@ def validate(c: Context) -> None:
         "task": "What the agent should do (run by the Job's pod)",
         "keep": "Leave the pods, volumes and networks running (take down with kube.down)",
         "timeout": "Seconds to wait for the model server, then for the task",
-    }
+    },
+    ranges={"timeout": (1, None)},
 )
 def play(c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 300) -> None:
     """Prove the manifests here: podman kube play the stack, run one task, tear down."""

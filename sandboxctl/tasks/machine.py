@@ -8,14 +8,15 @@ from dataclasses import replace
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl._proc import Runner
+from sandboxctl.answers import answer
 from sandboxctl.config import Settings
 from sandboxctl.host import machine as machine_
 from sandboxctl.host.engine import uses_machine
 from sandboxctl.host.platform import Platform
 from sandboxctl.stack.compose import ComposeError, find_compose
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import ask, engine_or_exit, host, settings_or_exit
 
 
@@ -31,7 +32,14 @@ def _show(lines: list[str] | str) -> None:
         "rootful": "true or false: run the machine's engine as root (default: MACHINE_ROOTFUL)",
         "image": "Machine image path or URL (default: MACHINE_IMAGE; Podman's own when empty)",
         "name": "Machine name (default: MACHINE_NAME, podman-machine-default)",
-    }
+    },
+    # 0: the answer in .env; otherwise the same ranges as copier.yml's questions
+    ranges={
+        "cpus": (0, answer("MACHINE_CPUS").high),
+        "memory": (0, answer("MACHINE_MEMORY_MIB").high),
+        "disk": (0, answer("MACHINE_DISK_GIB").high),
+    },
+    choices={"rootful": ("", "true", "false")},
 )
 def init(
     c: Context,
@@ -46,6 +54,13 @@ def init(
     settings = settings_or_exit()
     if rootful and rootful.lower() not in {"true", "false"}:
         raise Exit(f"machine.init: --rootful={rootful!r}: expected true or false", code=2)
+    for flag, given, key in (
+        ("cpus", cpus, "MACHINE_CPUS"),
+        ("memory", memory, "MACHINE_MEMORY_MIB"),
+        ("disk", disk, "MACHINE_DISK_GIB"),
+    ):
+        if given and given < (low := answer(key).low or 0):
+            raise Exit(f"machine.init: --{flag}: expected 0 or {low} or more, got {given}", code=2)
     try:
         if uses_machine(host(), settings):
             spec = machine_.spec_from_settings(

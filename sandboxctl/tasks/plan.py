@@ -11,7 +11,6 @@ from pathlib import Path
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl import plan as plan_
 from sandboxctl.checks import milestones as milestones_
@@ -20,6 +19,7 @@ from sandboxctl.config import find_root
 from sandboxctl.host.platform import detect_host
 from sandboxctl.plan import issuelog
 from sandboxctl.plan import notes as notes_
+from sandboxctl.tasks._args import task
 
 
 def _root() -> Path:
@@ -37,7 +37,8 @@ def _max_open_days(c: Context, given: int) -> int:
     help={
         "max_open_days": "Warn about deviations open longer than this many days "
         f"(0: config plan.max_open_days, else {plan_.DEFAULT_MAX_OPEN_DAYS})",
-    }
+    },
+    ranges={"max_open_days": (0, 3650)},
 )
 def check(c: Context, max_open_days: int = 0) -> None:
     """Compare the repository with PLAN.md; list each drift with file:line."""
@@ -55,7 +56,8 @@ def check(c: Context, max_open_days: int = 0) -> None:
     help={
         "text": "What was done, in a sentence or a paragraph",
         "phase": "The plan's phase it belongs to (1-5; 0: none)",
-    }
+    },
+    ranges={"phase": (0, 5)},
 )
 def add(c: Context, text: str, phase: int = 0) -> None:
     """Append a timestamped note to docs/IMPLEMENTATION_NOTES.md."""

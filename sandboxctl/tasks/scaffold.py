@@ -6,9 +6,9 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl import scaffold
+from sandboxctl.tasks._args import task
 
 
 def render_sandbox(dest: Path, data: str = "", *, replace_rendered: bool = False) -> Path:

@@ -9,12 +9,14 @@ from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
 
 from sandboxctl import stack as stack_
+from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import ask, root
 
 DEMO_TASK = "Create hello.txt containing a greeting."
+SERVICES = ("model-server", "supervisor", "tools")
+"""The services of compose.yaml (a unit test holds the two together)."""
 DEMO_DEST = "demo-sandbox"
 """Folder of `invoke demo`'s sandbox; its name is also the demo's Compose project."""
 
@@ -41,7 +43,8 @@ def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
     help={
         "build": "Rebuild the images even when they exist",
         "timeout": "Seconds to wait for the model server's /health",
-    }
+    },
+    ranges={"timeout": (1, None)},
 )
 def up(c: Context, build: bool = False, timeout: int = 300) -> None:
     """Build what is missing (images, model, API key) and start the stack; wait until ready."""
@@ -73,10 +76,12 @@ def ps(c: Context) -> None:
 
 @task(
     help={
-        "service": "Only this service (model-server or supervisor)",
+        "service": f"Only this service ({', '.join(SERVICES)})",
         "follow": "Keep following new lines",
         "tail": "Lines to show from the end of each log",
-    }
+    },
+    ranges={"tail": (0, None)},
+    choices={"service": ("", *SERVICES)},
 )
 def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
     """Show the containers' logs."""
@@ -89,7 +94,8 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
     help={
         "task": "What the agent should do, in words",
         "max_steps": "Step budget of this run (0: the supervisor's setting)",
-    }
+    },
+    ranges={"max_steps": (0, 10_000)},
 )
 def run(c: Context, task: str, max_steps: int = 0) -> None:
     """Run one agent task in the running stack and show its trajectory."""

@@ -23,7 +23,7 @@ def test_parse_answers_accepts_an_empty_string() -> None:
     assert scaffold.parse_answers("") == {}
 
 
-@pytest.mark.parametrize("text", ["model_port", "=8080", "a=1,b"])
+@pytest.mark.parametrize("text", ["model_port", "=8080", "model=1,b"])
 def test_parse_answers_rejects_a_pair_without_name_or_value_sign(text: str) -> None:
     """A malformed pair is an error naming the pair, not a silent default."""
     with pytest.raises(ValueError, match="NAME=VALUE"):

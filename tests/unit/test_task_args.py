@@ -1,0 +1,180 @@
+"""Every task's bad input is one clear line and a non-zero exit (issue 12's misuse table).
+
+The walking tests go through every task ``tasks.py`` wires, so a new task or argument is
+checked without anyone remembering to add it here.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from invoke.exceptions import ParseError
+from invoke.parser import Parser
+from invoke.tasks import Task
+
+import tasks as wiring
+from sandboxctl import scaffold
+from sandboxctl.tasks import stack as stack_tasks
+from sandboxctl.tasks._args import CheckedArgument, CheckedTask, task
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def all_tasks() -> Iterator[tuple[str, Task[Any]]]:
+    """Every task of the root collection, by the name a user types."""
+    for name in sorted(wiring.ns.task_names):
+        yield name, wiring.ns[name]
+
+
+def checked_arguments() -> Iterator[tuple[str, CheckedArgument]]:
+    for name, found in all_tasks():
+        for argument in found.get_arguments():
+            assert isinstance(argument, CheckedArgument), f"{name}: {argument.name}"
+            yield name, argument
+
+
+def parse(*argv: str) -> None:
+    """Parse ``invoke ARGV`` against the real collection (what Invoke does before a task)."""
+    Parser(contexts=wiring.ns.to_contexts()).parse_argv(list(argv))
+
+
+def flag_value(argument: CheckedArgument, value: str) -> list[str]:
+    """The argv giving ``argument`` the value ``value``."""
+    return [value] if argument.positional else [f"--{argument.names[0]}={value}"]
+
+
+def required(task_name: str) -> list[str]:
+    """Values for the task's other positional arguments, so only the one tested fails."""
+    found = wiring.ns[task_name]
+    return ["x" for argument in found.get_arguments() if argument.positional]
+
+
+def test_every_task_is_a_checked_task() -> None:
+    """Each wired task uses sandboxctl's @task, which checks ranges and choices."""
+    unchecked = [name for name, found in all_tasks() if not isinstance(found, CheckedTask)]
+    assert unchecked == []
+
+
+def test_no_task_takes_dash_h_so_it_always_shows_help() -> None:
+    """`-h` stays Invoke's --help after any task (bench.model's --host took it)."""
+    taken = {
+        name: argument.names for name, argument in checked_arguments() if "h" in argument.names
+    }
+    assert taken == {}
+
+
+@pytest.mark.parametrize("name", sorted(wiring.ns.task_names))
+def test_every_int_argument_rejects_words_and_out_of_range_values(name: str) -> None:
+    """Every whole-number argument: 'abc' and a value below its range are one-line errors."""
+    for argument in wiring.ns[name].get_arguments():
+        assert isinstance(argument, CheckedArgument)
+        if argument.kind is not int:
+            continue
+        assert argument.value_range is not None, f"{name} --{argument.names[0]}: no range"
+        low, _high = argument.value_range
+        others = required(name)[1:] if argument.positional else required(name)
+        with pytest.raises(ParseError, match=f"--{argument.names[0]}: expected a whole"):
+            parse(name, *flag_value(argument, "abc"), *others)
+        with pytest.raises(ParseError, match=rf"got {low - 1}$"):
+            parse(name, *flag_value(argument, str(low - 1)), *others)
+
+
+@pytest.mark.parametrize("name", sorted(wiring.ns.task_names))
+def test_every_choice_argument_rejects_an_unknown_word(name: str) -> None:
+    """Every argument with choices names them when given another word."""
+    for argument in wiring.ns[name].get_arguments():
+        assert isinstance(argument, CheckedArgument)
+        if not argument.choices:
+            continue
+        others = required(name)
+        with pytest.raises(ParseError, match=f"--{argument.names[0]}: expected one of"):
+            parse(name, *flag_value(argument, "nosuch"), *others)
+        for choice in argument.choices:  # and every choice it lists is accepted
+            parse(name, *flag_value(argument, choice), *others)
+
+
+def test_a_range_on_a_parameter_the_task_lacks_is_refused() -> None:
+    """A typo in ranges= is caught where the task is defined."""
+    with pytest.raises(ValueError, match="unknown parameters"):
+
+        @task(ranges={"nope": (0, 1)})
+        def body(c: object, count: int = 1) -> None: ...
+
+
+def test_an_int_argument_without_a_range_is_refused() -> None:
+    """A new int argument must say its range, so no value is accepted silently."""
+
+    @task
+    def body(c: object, count: int = 1) -> None: ...
+
+    assert isinstance(body, CheckedTask)
+    with pytest.raises(ValueError, match="needs a declared range"):
+        body.get_arguments()
+
+
+def test_logs_services_are_those_of_compose_yaml() -> None:
+    """`invoke logs --service` accepts exactly the services compose.yaml defines."""
+    compose = yaml.safe_load((ROOT / "compose.yaml").read_text(encoding="utf-8"))
+    assert sorted(stack_tasks.SERVICES) == sorted(compose["services"])
+
+
+def test_unknown_answer_names_are_refused_naming_the_known_ones() -> None:
+    """`scaffold.new --data modle=tiny` used to render the defaults silently."""
+    with pytest.raises(ValueError, match=r"unknown answer 'modle'; known: .*model"):
+        scaffold.parse_answers("modle=tiny")
+    assert scaffold.parse_answers("model=tiny") == {"model": "tiny"}
+
+
+def invoke(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--max-steps=abc", "x"], "--max-steps: expected a whole number, got 'abc'"),
+        (["logs", "--service", "nosuch"], "--service: expected one of 'model-server'"),
+        (["plan.check", "--max-open-days=-1"], "--max-open-days: expected a whole number"),
+        (["up", "--timeout=0"], "--timeout: expected a whole number 1 or more, got 0"),
+        (["machine.init", "--rootful=maybe"], "--rootful: expected one of 'true', 'false'"),
+    ],
+)
+def test_misuse_is_one_line_and_exit_1(argv: list[str], message: str) -> None:
+    """The issue's rows, as a user types them: one line on stderr, exit 1, no traceback."""
+    result = invoke(*argv)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert message in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_scaffold_new_with_an_unknown_answer_renders_nothing(tmp_path: Path) -> None:
+    """The misspelt answer is named, nothing is rendered, the exit is non-zero."""
+    dest = tmp_path / "new"
+    result = invoke("scaffold.new", str(dest), "--data", "modle=tiny")
+    assert result.returncode != 0
+    assert "unknown answer 'modle'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not dest.exists()
+
+
+def test_bench_model_dash_h_shows_help_and_runs_nothing() -> None:
+    """`invoke bench.model -h` is help (it used to start the benchmark)."""
+    result = invoke("bench.model", "-h")
+    assert result.returncode == 0
+    assert "Usage:" in result.stdout
+    assert "  --[no-]host " in result.stdout  # no short flag: -h is help
+    assert "-o STRING, --output=STRING" in result.stdout  # the others keep theirs
