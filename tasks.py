@@ -15,12 +15,13 @@ from sandboxctl.tasks import (
     machine,
     model,
     plan,
+    runs,
     scaffold,
     stack,
 )
 
 ns = Collection()
-for module in (host, machine, model, bench, devcontainer, kube):
+for module in (host, machine, model, bench, devcontainer, kube, runs):
     ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))

@@ -104,10 +104,24 @@ def run(c: Context, task: str, max_steps: int = 0) -> None:
         _require_ready(stack, containers=False)
         stack_.require_running(stack)
         result, log_path = stack.run_task(task, extra)
-        stack.compose_run("exec", "-T", "supervisor", "sandbox-supervisor", "show", log_path)
-        print(f"run: exit {result.returncode}; trajectory in the logs volume at {log_path}")
+        _print_outcome(stack, log_path)  # the steps streamed above: not a second time
         if result.returncode not in stack_.FINISHED_EXIT_CODES:
             raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)
+
+
+def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
+    """One line on how the run ended and where to read it, from its trajectory."""
+    from sandboxctl.stack import runs
+
+    try:
+        run = runs.written_to(stack, log_path)
+    except runs.RunsError as error:
+        print(f"run: {error}")
+        return
+    if run is None:
+        print(f"run: the supervisor wrote no trajectory to {log_path}")
+    else:
+        print(f"{runs.summary(run)}; read it with `invoke runs.show --id {run.run_id}`")
 
 
 @task(

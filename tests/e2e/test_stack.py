@@ -20,7 +20,8 @@ from e2e_sandbox import FIGURES, PROJECT, E2EStack
 def test_agent_task_ran_to_an_outcome(e2e_stack: E2EStack) -> None:
     """`invoke run` finished the task (the tiny model's gibberish ends it by a budget)."""
     assert e2e_stack.run_code == 0, e2e_stack.run_output[-3000:]
-    assert "== end:" in e2e_stack.run_output
+    assert "run ended: " in e2e_stack.run_output  # the supervisor's own line
+    assert "read it with `invoke runs.show --id " in e2e_stack.run_output
 
 
 def test_trajectory_in_logs_volume_is_complete_and_valid(e2e_stack: E2EStack) -> None:

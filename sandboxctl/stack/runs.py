@@ -1,0 +1,263 @@
+"""Past agent runs, read from the host: list them, show one, export its trajectory.
+
+The supervisor writes each run's trajectory (one JSON record per line) into the stack's
+``logs`` volume. ``podman volume export`` hands the volume over as a tar stream, so the
+host reads runs without entering a container, and even when the stack is down.
+
+Everything printed goes through the supervisor's :func:`sandbox_supervisor.view.safe`:
+model-written text may carry terminal control sequences. Text is printed as text (no
+``\\u0434`` escapes) and numbers one way: seconds with one decimal, tokens as integers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sandbox_supervisor.jsonsafe import loads
+from sandbox_supervisor.trajectory import check_record, iter_runs
+from sandbox_supervisor.view import safe, short
+
+from sandboxctl.stack.project import Stack
+
+
+class RunsError(RuntimeError):
+    """No such run, or the logs could not be read; the message says which."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run: its records, the file they came from, and what its ends say."""
+
+    file: str
+    records: tuple[dict[str, Any], ...]
+
+    @property
+    def run_id(self) -> str:
+        return str(self.records[0].get("run_id", "?"))
+
+    @property
+    def start(self) -> dict[str, Any]:
+        return self.records[0] if self.records[0].get("type") == "run_start" else {}
+
+    @property
+    def end(self) -> dict[str, Any]:
+        ends = [record for record in self.records if record.get("type") == "run_end"]
+        return ends[-1] if ends else {}
+
+    @property
+    def started(self) -> str:
+        return str(self.records[0].get("ts", "?"))
+
+    @property
+    def task(self) -> str:
+        return str(self.start.get("task", "?"))
+
+    @property
+    def reason(self) -> str:
+        """How it ended: the run_end status, or ``running?`` when there is none yet."""
+        return str(self.end.get("status", "running?"))
+
+    @property
+    def steps(self) -> int:
+        steps = self.end.get("steps")
+        if isinstance(steps, int):
+            return steps
+        return sum(1 for record in self.records if record.get("type") == "model_response")
+
+    @property
+    def tokens(self) -> int:
+        tokens = self.end.get("tokens")
+        total = tokens.get("total") if isinstance(tokens, dict) else None
+        return total if isinstance(total, int) else 0
+
+    @property
+    def seconds(self) -> float:
+        elapsed = self.end.get("elapsed_s")
+        return float(elapsed) if isinstance(elapsed, int | float) else 0.0
+
+
+def parse_files(files: dict[str, bytes]) -> list[Run]:
+    """Split every trajectory file into its runs, oldest first; lines that are not
+    records (a torn last line, damage) are left out."""
+    runs: list[Run] = []
+    for name, data in files.items():
+        records = []
+        for line in data.splitlines():
+            try:
+                records.append(check_record(loads(line)))
+            except ValueError:
+                continue
+        runs += [Run(name, tuple(run)) for run in iter_runs(records) if run]
+    return sorted(runs, key=lambda run: (run.started, run.file))
+
+
+def trajectory_files(tar_bytes: bytes) -> dict[str, bytes]:
+    """The ``.jsonl`` files of an exported volume (a tar stream), by their path in it."""
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.endswith(".jsonl"):
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    files[member.name.removeprefix("./")] = handle.read()
+    return files
+
+
+def read_runs(stack: Stack) -> list[Run]:
+    """Every run in the stack's logs volume (``podman volume export``), oldest first."""
+    volume = stack.volume("logs")
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "logs.tar"
+        exported = stack.podman("volume", "export", "--output", str(out), volume)
+        if not exported.ok:
+            detail = (exported.stderr or exported.stdout).strip().splitlines()[-1:]
+            raise RunsError(
+                f"cannot read the logs volume {volume} ({' '.join(detail) or 'no output'}): "
+                "has the stack run a task yet (`invoke up`, `invoke run`)?"
+            )
+        return parse_files(trajectory_files(out.read_bytes()))
+
+
+def written_to(stack: Stack, log_path: str) -> Run | None:
+    """The last run written to ``log_path`` (the path inside the supervisor, under
+    ``/logs``), or None when the run wrote no record there."""
+    name = log_path.removeprefix("/logs/")
+    found = [run for run in read_runs(stack) if run.file == name]
+    return found[-1] if found else None
+
+
+def find(runs: Sequence[Run], run_id: str = "") -> Run:
+    """The run whose id starts with ``run_id``, or the last one when it is empty."""
+    if not runs:
+        raise RunsError('no runs yet: start one with `invoke run "TASK"`')
+    if not run_id:
+        return runs[-1]
+    found = [run for run in runs if run.run_id.startswith(run_id)]
+    if not found:
+        raise RunsError(f"no run {run_id!r}; `invoke runs.list` lists them")
+    if len({run.run_id for run in found}) > 1:
+        ids = ", ".join(sorted({run.run_id for run in found}))
+        raise RunsError(f"{run_id!r} names several runs ({ids}): give more of the id")
+    return found[-1]
+
+
+def seconds(value: float) -> str:
+    """Seconds, the one way this module prints them."""
+    return f"{value:.1f} s"
+
+
+def table(runs: Iterable[Run]) -> list[str]:
+    """One line per run: id, start, end reason, steps, tokens, seconds, task."""
+    rows = [
+        (
+            safe(run.run_id),
+            run.started[:19].replace("T", " "),
+            safe(run.reason),
+            str(run.steps),
+            str(run.tokens),
+            seconds(run.seconds),
+            short(safe(run.task), 60),
+        )
+        for run in runs
+    ]
+    header = ("id", "start (UTC)", "end", "steps", "tokens", "time", "task")
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(6)]
+    lines = []
+    for row in [header, *rows]:
+        left = [cell.ljust(width) for cell, width in zip(row[:3], widths[:3], strict=True)]
+        right = [cell.rjust(width) for cell, width in zip(row[3:6], widths[3:6], strict=True)]
+        lines.append("  ".join([*left, *right, row[6]]))
+    return lines
+
+
+def summary(run: Run) -> str:
+    """One line saying how a run ended."""
+    return (
+        f"run {safe(run.run_id)}: {safe(run.reason)} after {run.steps} steps, "
+        f"{run.tokens} tokens, {seconds(run.seconds)}"
+    )
+
+
+def _text(value: Any, limit: int) -> str:
+    """A value on one line as text: strings as they are, anything else as JSON with its
+    letters unescaped."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return short(text, limit)
+
+
+def render(run: Run) -> str:
+    """A readable rendering of one run (safe to print to a terminal)."""
+    out = [
+        f"== run {run.run_id} at {run.started} ({run.file})",
+        f"   task: {run.task}",
+    ]
+    for record in run.records:
+        kind = record.get("type")
+        if kind == "model_response" and isinstance(record.get("reply"), dict):
+            reply = record["reply"]
+            usage = reply.get("usage") or {}
+            calls = [
+                c.get("name", "?") for c in reply.get("tool_calls") or [] if isinstance(c, dict)
+            ]
+            what = ", ".join(calls) or _text(reply.get("content") or "", 100)
+            out.append(
+                f"-- step {record.get('step')}: {seconds(float(reply.get('latency_s') or 0))}, "
+                f"{int(usage.get('prompt_tokens') or 0)}+"
+                f"{int(usage.get('completion_tokens') or 0)} tokens: {what}"
+            )
+        elif kind == "tool_call":
+            out.append(f"   -> {record.get('name')} {_text(record.get('arguments'), 120)}")
+        elif kind == "tool_result":
+            code = record.get("exit_code")
+            extra = f" exit {code}" if code is not None else ""
+            out.append(
+                f"   <- {record.get('status')}{extra}, "
+                f"{seconds(float(record.get('duration_s') or 0))}: "
+                f"{_text(record.get('output', ''), 100)}"
+            )
+        elif kind == "error":
+            out.append(f"   !! {record.get('kind')}: {_text(record.get('message', ''), 160)}")
+        elif kind == "check":
+            verdict = "passed" if record.get("passed") else "failed"
+            out.append(f"== check: {_text(record.get('command', ''), 100)}: {verdict}")
+    end = run.end
+    answer = f"; answer: {_text(end['answer'], 200)}" if end.get("answer") else ""
+    reason = f"; {_text(end['reason'], 200)}" if end.get("reason") else ""
+    out.append(f"== end: {summary(run)}{answer}{reason}")
+    return safe("\n".join(out))
+
+
+def export(run: Run, dest: Path) -> Path:
+    """Write the run's records to ``dest`` as a trajectory file (one JSON object a line,
+    as the supervisor wrote them: ``sandbox-supervisor show`` reads it)."""
+    if dest.is_dir():
+        dest = dest / f"run-{run.run_id}.jsonl"
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        with dest.open("w", encoding="utf-8") as handle:
+            for record in run.records:
+                handle.write(json.dumps(record, ensure_ascii=True, separators=(",", ":")) + "\n")
+    except OSError as error:
+        raise RunsError(f"cannot write {dest}: {error.strerror}") from error
+    return dest
+
+
+__all__ = [
+    "Run",
+    "RunsError",
+    "export",
+    "find",
+    "parse_files",
+    "read_runs",
+    "render",
+    "summary",
+    "table",
+    "trajectory_files",
+]
