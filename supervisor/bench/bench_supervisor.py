@@ -69,7 +69,7 @@ def run_loop(
         started = time.perf_counter()
         result = Agent(model, executor, log, mode="json", limits=limits).run("bench")
         elapsed = time.perf_counter() - started
-    assert result.status == "success", result
+    assert result.status == "finished", result
     path.unlink()
     return elapsed / steps
 

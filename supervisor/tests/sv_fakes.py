@@ -4,14 +4,15 @@ The server answers from a script.
 
 Each path has a list of answers used in order; the last one repeats. An answer is
 ``(status, headers, body)`` where ``body`` is bytes, a str or JSON-able data, or the
-string ``"HANG"``: read the request and never answer (until the server stops).
+string ``"HANG"``: read the request and never answer (until the server stops). An
+answer may also be a callable that gets the request's JSON body and returns one.
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -51,7 +52,9 @@ class FakeModelServer:
     """Start with ``with FakeModelServer({...}) as server:``; ``server.url`` ends in /v1."""
 
     def __init__(self, routes: Mapping[str, Any] | None = None) -> None:
-        self.routes: dict[str, list[Answer]] = {"/health": [(200, {}, {"status": "ok"})]}
+        self.routes: dict[str, list[Answer | Callable[[Any], Answer]]] = {
+            "/health": [(200, {}, {"status": "ok"})]
+        }
         self.routes.update(routes or {})
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
@@ -80,9 +83,10 @@ class FakeModelServer:
                     )
                     script = server.routes.get(self.path)
                     if script is None:
-                        answer: Answer = (404, {}, {"error": "not found"})
+                        given: Answer | Callable[[Any], Answer] = (404, {}, {"error": "not found"})
                     else:
-                        answer = script.pop(0) if len(script) > 1 else script[0]
+                        given = script.pop(0) if len(script) > 1 else script[0]
+                answer = given(body) if callable(given) else given
                 status, headers, payload = answer
                 if payload == HANG:
                     server._stop.wait(30)

@@ -45,7 +45,7 @@ def test_success_writes_the_file_and_finishes(
         log,
         mode,
     )
-    assert (result.status, result.answer, result.exit_code) == ("success", "wrote a.txt", 0)
+    assert (result.status, result.answer, result.exit_code) == ("finished", "wrote a.txt", 0)
     assert (workspace.root / "a.txt").read_text() == "hi\n"
     assert _types(log) == [
         "run_start",
@@ -75,7 +75,7 @@ def test_malformed_output_is_fed_back_and_the_run_recovers(
     result, model = _run(
         [{"content": "I think I should list files"}, act("finish", answer="ok")], executor, log
     )
-    assert result.status == "success"
+    assert result.status == "finished"
     feedback = model.requests[1]["messages"][-1]
     assert feedback["role"] == "user"
     assert "not valid JSON" in feedback["content"]
@@ -96,7 +96,7 @@ def test_unknown_tool_is_fed_back_as_an_observation(
     result, model = _run(
         [act("delete_everything", path="."), act("finish", answer="ok")], executor, log
     )
-    assert result.status == "success"
+    assert result.status == "finished"
     assert "unknown tool 'delete_everything'" in model.requests[1]["messages"][-1]["content"]
     assert "tool_call" not in _types(log)[:5]
 
@@ -107,7 +107,7 @@ def test_bad_arguments_are_fed_back_as_an_observation(
     result, model = _run(
         [act("read_file", file="a.txt"), act("finish", answer="ok")], executor, log
     )
-    assert result.status == "success"
+    assert result.status == "finished"
     observation = model.requests[1]["messages"][-1]["content"]
     assert "[read_file: invalid]" in observation
     assert "path: Field required" in observation
@@ -121,7 +121,7 @@ def test_unknown_native_tool_gets_a_tool_message(
         act("finish", answer="ok"),
     ]
     result, model = _run(steps, executor, log, mode="native")
-    assert result.status == "success"
+    assert result.status == "finished"
     answer = model.requests[1]["messages"][-1]
     assert (answer["role"], answer["tool_call_id"]) == ("tool", "x1")
 
@@ -198,7 +198,7 @@ def test_a_tool_that_succeeds_resets_the_timeout_count(
     slow = act("run_command", command="sleep 5")
     steps = [slow, act("list_dir"), slow, act("finish", answer="done")]
     result, _ = _run(steps, quick, log, max_tool_timeouts=2)
-    assert result.status == "success"
+    assert result.status == "finished"
 
 
 def test_duplicate_call_id_in_one_reply_runs_once(
@@ -212,7 +212,7 @@ def test_duplicate_call_id_in_one_reply_runs_once(
     result, _ = _run(
         [{"tool_calls": [call, call]}, act("finish", answer="ok")], executor, log, mode="native"
     )
-    assert result.status == "success"
+    assert result.status == "finished"
     assert (workspace.root / "counter").read_text() == "x\n"
 
 
@@ -241,7 +241,7 @@ def test_shipped_demo_script_succeeds(
     workspace: Workspace, executor: InProcessExecutor, log: TrajectoryWriter
 ) -> None:
     result, _ = _run(load_script("demo"), executor, log)
-    assert result.status == "success"
+    assert result.status == "finished"
     assert (workspace.root / "hello.txt").exists()
 
 
@@ -264,5 +264,5 @@ def test_lone_surrogate_in_model_json_is_replaced_not_fatal(
         log,
         mode,
     )
-    assert result.status == "success"
+    assert result.status == "finished"
     assert (workspace.root / "a.txt").read_text(encoding="utf-8") == "x\ufffdy"

@@ -34,7 +34,7 @@ def test_run_with_the_demo_script_exits_zero_and_logs(
     assert out.strip() == "hello.txt written and checked"
     assert "step 1" in err
     (log,) = env.glob("*.jsonl")
-    assert read_records(log).records[-1]["status"] == "success"
+    assert read_records(log).records[-1]["status"] == "finished"
 
 
 def test_run_exit_code_reports_the_step_budget(env: Path, tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_show_renders_steps_tools_and_tokens(env: Path, capsys: pytest.CaptureFi
     assert "-- step 2: model" in text
     assert "-> write_file" in text
     assert "<- ok exit=0" in text
-    assert "== end: success after 4 steps" in text
+    assert "== end: finished after 4 steps" in text
 
 
 def test_replay_tools_on_a_fresh_workspace_matches(

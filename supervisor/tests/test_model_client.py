@@ -106,7 +106,7 @@ def test_unconstrained_text_under_a_schema_goes_back_to_the_model(
         agent = Agent(_client(server), executor, log, mode="json")
         result = agent.run("list the files")
         second = server.requests[-1]["body"]
-    assert result.status == "success"
+    assert result.status == "finished"
     assert result.answer == "done"
     assert second["response_format"]["type"] == "json_schema"
     assert "not usable" in second["messages"][-1]["content"]
@@ -141,6 +141,6 @@ def test_retried_model_request_does_not_repeat_a_tool_call(
         result = Agent(
             _client(server), counting, log, mode="json", limits=AgentLimits(max_steps=5)
         ).run("write n")
-    assert result.status == "success"
+    assert result.status == "finished"
     assert counting.calls == ["1.0"]
     assert server.count(CHAT) == 4

@@ -303,3 +303,21 @@ def test_serve_without_a_token_file_is_a_configuration_error(
     monkeypatch.setenv("SUPERVISOR_WORKSPACE", str(tmp_path))
     assert main(["serve", "--port", "0"]) == 2
     assert "SUPERVISOR_TOOLS_TOKEN_FILE" in capsys.readouterr().err
+
+
+def test_a_root_confines_calls_to_a_subdirectory_of_the_workspace(
+    service: Running, workspace: Workspace
+) -> None:
+    remote = RemoteExecutor(service.url, TOKEN, root="eval/run-1")
+    try:
+        wrote = remote.execute(ToolRequest("1", "write_file", {"path": "a.txt", "content": "x"}))
+        pwd = remote.execute(ToolRequest("2", "run_command", {"command": "pwd"}))
+    finally:
+        remote.close()
+    assert wrote.status == "ok"
+    assert (workspace.root / "eval/run-1/a.txt").read_text() == "x"
+    assert pwd.output.strip().endswith("eval/run-1")
+    body = {**call("true", "3"), "root": "../outside"}
+    answer = post(service.url, body)
+    assert answer.status_code == 400
+    assert "bad root" in answer.json()["error"]

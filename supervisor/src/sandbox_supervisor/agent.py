@@ -11,6 +11,16 @@ retrying a model request can never execute a tool call twice. Every event goes t
 the trajectory before the loop moves on; ``run_end`` is written in ``finally``. When
 the trajectory itself cannot be written (a full disk) the run stops at once with
 status ``log_failed``: nothing runs that could not be recorded first.
+
+Statuses say what is known. The model calling ``finish`` ends the run ``finished``: a
+claim, not a verdict. A run may carry a *setup* (files and commands run in the
+workspace before the task, recorded as a ``setup`` record) and a *check* (a command run
+in the workspace after the run, through the same executor, recorded as a ``check``
+record): when the loop ended on its own terms (finished, a budget, gave up), the check
+runs and its exit status alone makes the run ``passed`` or ``failed``; ``run_end``
+keeps what the loop ended with as ``agent_status``. With a context size
+(``AgentLimits.context_tokens``) each request is kept within it (:mod:`.context`): old
+observations are shortened first, and each change is a ``context`` record.
 """
 
 from __future__ import annotations
@@ -19,17 +29,53 @@ import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sandbox_supervisor.client import ChatModel, DeadlineExceeded, ModelError, ModelReply
+from sandbox_supervisor.client import (
+    ChatModel,
+    ContextExhausted,
+    DeadlineExceeded,
+    ModelError,
+    ModelReply,
+)
+from sandbox_supervisor.context import (
+    ContextTooSmall,
+    ContextWindow,
+    refused_sizes,
+    sendable,
+)
 from sandbox_supervisor.dialects import FINISH, Action, Parsed, dialect, system_prompt
-from sandbox_supervisor.exit_codes import EXIT_CODES, for_status
+from sandbox_supervisor.exit_codes import EXIT_CODES, FINISHED, for_status
 from sandbox_supervisor.limits import AgentLimits
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, ToolRequest, ToolResult
 from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter
 
-__all__ = ["EXIT_CODES", "Agent", "AgentLimits", "RunResult", "Stop"]
+__all__ = ["EXIT_CODES", "Agent", "AgentLimits", "RunResult", "Setup", "Stop"]
+
+CHECK_OUTPUT_CHARS = 4000  # of the check's output kept in the trajectory
+CONTEXT_RETRIES = 3  # requests refused for their size, made smaller and sent again
+
+
+@dataclass(frozen=True)
+class Setup:
+    """What a run's workspace holds before the task: files (path -> text), then commands."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    commands: tuple[str, ...] = ()
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Setup:
+        """Build from ``{"files": {path: text}, "commands": [command, ...]}``."""
+        files = data.get("files") or {}
+        commands = data.get("commands") or []
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+        ):
+            raise ValueError("setup.files must map paths to text")
+        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
+            raise ValueError("setup.commands must be a list of commands")
+        return cls(dict(files), tuple(commands))
 
 
 class Stop(Exception):
@@ -53,6 +99,8 @@ class RunResult:
     tokens: dict[str, int]
     elapsed_s: float
     tool_calls: int
+    agent_status: str | None = None  # what the loop ended with, when a check decided
+    check: dict[str, Any] | None = None  # the check's command, exit code and outcome
 
     @property
     def exit_code(self) -> int:
@@ -73,6 +121,8 @@ class Agent:
         limits: AgentLimits | None = None,
         progress: Callable[[str], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        setup: Setup | None = None,
+        check: str | None = None,
     ) -> None:
         self.dialect = dialect(mode)
         self.model = model
@@ -91,6 +141,11 @@ class Agent:
         self.timeouts_in_a_row = 0
         self.executed: dict[str, ToolResult] = {}
         self.started = 0.0
+        self.setup = setup
+        self.check = check
+        self.window: ContextWindow | None = None
+        if self.limits.context_tokens:
+            self.window = self._window(self.limits.context_tokens)
 
     # -- the loop ----------------------------------------------------------------------
     def run(self, task: str, run_info: dict[str, Any] | None = None) -> RunResult:
@@ -103,6 +158,7 @@ class Agent:
                 tool_mode=self.mode,
                 limits=asdict(self.limits),
                 tools=[s["name"] for s in self.specs],
+                **({"check": self.check} if self.check is not None else {}),
                 **(run_info or {}),
             )
         except TrajectoryError as exc:
@@ -113,7 +169,11 @@ class Agent:
             {"role": "user", "content": task},
         ]
         status, reason, answer = "error", "", None
+        agent_status: str | None = None
+        check: dict[str, Any] | None = None
         try:
+            if self.setup is not None:
+                self.prepare(self.setup)
             while True:
                 self.check_limits()
                 reply = self.query()
@@ -142,12 +202,26 @@ class Agent:
                 traceback=traceback.format_exc(limit=20),
             )
         finally:
+            if self.check is not None and for_status(status) in FINISHED:
+                agent_status = status
+                status, reason, check = self.judge(self.check, status, reason)
             elapsed = round(self.clock() - self.started, 4)
             if self.log.broken is not None and status != "log_failed":
                 status, reason = "log_failed", f"{reason}; the trajectory failed: {self.log.broken}"
             result = RunResult(
-                status, reason, answer, self.steps, dict(self.tokens), elapsed, len(self.executed)
+                status,
+                reason,
+                answer,
+                self.steps,
+                dict(self.tokens),
+                elapsed,
+                len(self.executed),
+                agent_status,
+                check,
             )
+            extra: dict[str, Any] = {}
+            if agent_status is not None:
+                extra = {"agent_status": agent_status, "check": check}
             self._record(
                 "run_end",
                 status=status,
@@ -158,12 +232,75 @@ class Agent:
                 elapsed_s=elapsed,
                 tool_calls=len(self.executed),
                 exit_code=result.exit_code,
+                **extra,
             )
             if self.log.broken is not None and result.status != "log_failed":
                 result.status = "log_failed"
                 result.reason = f"{result.reason}; the trajectory failed: {self.log.broken}"
         self.progress(f"run ended: {status} ({reason})" if reason else f"run ended: {status}")
         return result
+
+    # -- setup and check -----------------------------------------------------------------
+    def prepare(self, setup: Setup) -> None:
+        """Write the setup's files and run its commands; a failure ends the run ``error``."""
+        done: list[dict[str, Any]] = []
+        steps: list[tuple[str, dict[str, Any]]] = [
+            ("write_file", {"path": path, "content": text}) for path, text in setup.files.items()
+        ]
+        steps += [("run_command", {"command": command}) for command in setup.commands]
+        failed: ToolResult | None = None
+        for index, (name, arguments) in enumerate(steps):
+            result = self.executor.execute(ToolRequest(f"setup.{index}", name, arguments))
+            shown = arguments.get("path") or arguments.get("command")
+            done.append(
+                {
+                    "tool": name,
+                    "target": shown,
+                    "status": result.status,
+                    "exit_code": result.exit_code,
+                }
+            )
+            if not result.ok:
+                failed = result
+                done[-1]["output"] = result.output[-CHECK_OUTPUT_CHARS:]
+                break
+        self.log.write("setup", steps=done)
+        if failed is not None:
+            raise Stop(
+                "error", f"the setup failed at {done[-1]['target']!r}: {failed.output[:300]}"
+            )
+
+    def judge(self, command: str, status: str, reason: str) -> tuple[str, str, dict[str, Any]]:
+        """Run the check; return the verdict (``passed``/``failed``), its reason and record.
+
+        A check that cannot run (the tools service is gone) ends the run without a verdict.
+        """
+        self.progress(f"check: {command}")
+        try:
+            result = self.executor.execute(
+                ToolRequest("check", "run_command", {"command": command})
+            )
+        except ExecutorUnavailable as exc:
+            self._record("error", where="check", kind="tools_unavailable", message=str(exc))
+            return "tools_unavailable", f"the check could not run: {exc}", {"command": command}
+        except Exception as exc:  # the verdict must not hide an internal error
+            self._record("error", where="check", kind=type(exc).__name__, message=str(exc))
+            return "error", f"the check could not run: {exc}", {"command": command}
+        passed = result.ok and result.exit_code == 0
+        check = {
+            "command": command,
+            "status": result.status,
+            "exit_code": result.exit_code,
+            "passed": passed,
+            "duration_s": result.duration_s,
+        }
+        self._record(
+            "check", **check, agent_status=status, output=result.output[-CHECK_OUTPUT_CHARS:]
+        )
+        how = f"exit code {result.exit_code}" if result.exit_code is not None else result.status
+        verdict = "passed" if passed else "failed"
+        why = f"the check {command!r} {verdict} ({how}); the run ended {status}"
+        return verdict, why + (f": {reason}" if reason else ""), check
 
     def _record(self, event_type: str, **fields: Any) -> None:
         """Write a record while ending a run: a trajectory that fails is not raised again."""
@@ -190,21 +327,93 @@ class Agent:
         if self.clock() - self.started >= self.limits.max_wall_s:
             raise Stop("time_budget", f"wall-clock budget of {self.limits.max_wall_s:g} s used up")
 
+    # -- the context -------------------------------------------------------------------
+    def _window(self, n_ctx: int) -> ContextWindow:
+        overhead = 0
+        if self.mode == "native":  # the tools are rendered into the prompt
+            overhead = len(json.dumps(self.dialect.request(self.specs)))
+        return ContextWindow(n_ctx, self.limits.reply_tokens, overhead_chars=overhead)
+
+    def fit_context(self, *, force: bool = False) -> None:
+        """Make the conversation fit the context; record what was dropped."""
+        if self.window is None:
+            return
+        before = self.window.estimate(self.messages)
+        try:
+            trim = self.window.fit(self.messages, force=force)
+        except ContextTooSmall as exc:
+            raise Stop("context_exhausted", str(exc)) from None
+        if trim:
+            self.log.write(
+                "context",
+                step=self.steps,
+                n_ctx=self.window.n_ctx,
+                budget_tokens=self.window.budget,
+                estimated_before=before,
+                estimated_after=self.window.estimate(self.messages),
+                chars_per_token=round(self.window.chars_per_token, 3),
+                shortened=trim.shortened,
+                removed=trim.removed,
+            )
+            dropped = len(trim.shortened) + len(trim.removed)
+            self.progress(f"step {self.steps}: {dropped} old message(s) dropped to fit the context")
+
+    def refused_for_size(self, exc: ContextExhausted, chars: int) -> None:
+        """Learn the real sizes from the server's refusal; the next request is smaller."""
+        sizes = refused_sizes(str(exc))
+        if sizes is None and self.window is None:
+            raise exc  # nothing says how large the context is
+        if self.window is None:
+            assert sizes is not None
+            self.window = self._window(sizes[1])
+        if sizes is not None:
+            self.window.n_ctx = min(self.window.n_ctx, sizes[1])
+            self.window.learn(chars, sizes[0])
+        self._record(
+            "error", where="model", kind="context_exceeded", message=str(exc), step=self.steps
+        )
+        self.fit_context(force=True)
+
     def query(self) -> ModelReply:
         """Send the conversation to the model; log the request and the response."""
         self.steps += 1
         step = self.steps
         kwargs = self.dialect.request(self.specs)
+        self.fit_context()
         self.log.write(
             "model_request",
             step=step,
             messages=len(self.messages),
-            last_message=self.messages[-1],
+            last_message=sendable(self.messages[-1:])[0],
             mode=self.mode,
+            **(
+                {
+                    "context": {
+                        "estimated": self.window.estimate(self.messages),
+                        "budget": self.window.budget,
+                    }
+                }
+                if self.window is not None
+                else {}
+            ),
         )
         self.progress(f"step {step}: asking the model")
         deadline = self.started + self.limits.max_wall_s
-        reply = self.model.complete(self.messages, deadline=deadline, **kwargs)
+        for attempt in range(CONTEXT_RETRIES + 1):
+            sent = sendable(self.messages)
+            chars = sum(len(json.dumps(m, ensure_ascii=False)) for m in sent)
+            try:
+                reply = self.model.complete(sent, deadline=deadline, **kwargs)
+            except ContextExhausted as exc:
+                if attempt == CONTEXT_RETRIES:
+                    raise Stop("context_exhausted", str(exc)) from None
+                self.refused_for_size(
+                    exc, chars + (self.window.overhead_chars if self.window else 0)
+                )
+                continue
+            break
+        if self.window is not None and reply.problem is None:
+            self.window.learn(chars + self.window.overhead_chars, reply.usage.prompt_tokens)
         self.tokens["prompt"] += reply.usage.prompt_tokens
         self.tokens["completion"] += reply.usage.completion_tokens
         self.tokens["total"] += reply.usage.total_tokens
@@ -243,7 +452,7 @@ class Agent:
                     name=FINISH,
                     arguments=action.arguments,
                 )
-                raise Stop("success", "", answer)
+                raise Stop("finished", "", answer)
             self.check_time()  # tool time counts: no call starts after the budget is spent
             result = self.execute(action)
             any_valid = any_valid or result.status != "invalid"

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_supervisor import __version__, exit_codes
-from sandbox_supervisor.agent import Agent
+from sandbox_supervisor.agent import Agent, Setup
 from sandbox_supervisor.client import ModelClient, context_size, detect_tool_mode
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
 from sandbox_supervisor.scripted import ScriptedModel
@@ -54,10 +54,40 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(None, args.config, overrides)
 
 
+def read_spec(source: str) -> dict[str, Any]:
+    """A run's spec from a JSON file or ``-`` (stdin): ``{"setup": {"files": {...},
+    "commands": [...]}, "check": "CMD", "script": [...], "subdir": "DIR"}``, each optional."""
+    text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"--spec {source}: a JSON object is needed")
+    unknown = set(data) - {"setup", "check", "script", "subdir"}
+    if unknown:
+        raise ValueError(f"--spec {source}: unknown keys {sorted(unknown)}")
+    script = data.get("script")
+    if script is not None and (
+        not isinstance(script, list) or not all(isinstance(s, dict) for s in script)
+    ):
+        raise ValueError(f"--spec {source}: script must be a list of steps")
+    return data
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Run one task and exit with the outcome's code."""
     settings = _settings(args)
-    return run_task(settings, args.task, scripted=args.scripted, log=args.log, quiet=args.quiet)
+    spec = read_spec(args.spec) if args.spec else {}
+    setup = Setup.from_dict(spec["setup"]) if spec.get("setup") else None
+    return run_task(
+        settings,
+        args.task,
+        scripted=args.scripted,
+        log=args.log,
+        quiet=args.quiet,
+        script=spec.get("script"),
+        check=args.check if args.check is not None else spec.get("check"),
+        setup=setup,
+        subdir=args.subdir or spec.get("subdir"),
+    )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -242,6 +272,12 @@ def cmd_exit_codes(args: argparse.Namespace) -> int:
     for name, entry in exit_codes.contract()["codes"].items():
         finished = "finished" if entry["finished"] else "did not finish"
         print(f"{entry['code']:>3}  {name:<12} {finished:<15} {entry['meaning']}")
+    statuses: dict[str, list[str]] = {}
+    for status, name in exit_codes.contract()["statuses"].items():
+        statuses.setdefault(name, []).append(status)
+    print("\nstatuses (run_end) by code:")
+    for name, names in statuses.items():
+        print(f"  {name:<12} {', '.join(names)}")
     return 0
 
 
@@ -268,6 +304,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--scripted",
         metavar="SCRIPT",
         help="use a scripted model: 'demo' or a JSON file of steps (offline)",
+    )
+    run.add_argument(
+        "--check",
+        metavar="CMD",
+        help="after the run, run CMD in the workspace (where the tools run): its exit "
+        "status alone makes the run passed (0) or failed",
+    )
+    run.add_argument(
+        "--subdir",
+        metavar="DIR",
+        help="confine the run to this subdirectory of the workspace (created when missing)",
+    )
+    run.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="JSON with setup (files, commands), check, script and subdir; '-' reads stdin",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     run.set_defaults(func=cmd_run)

@@ -70,6 +70,12 @@ class Settings(BaseModel):
     max_observation_chars: int = Field(
         16_000, ge=200, le=10_000_000, description="tool output shown to the model per call"
     )
+    context_tokens: int = Field(
+        0,
+        ge=0,
+        le=10_000_000,
+        description="tokens of one request's context; 0: the server's n_ctx from /props",
+    )
 
     request_timeout_s: float = Field(300.0, ge=0.1, le=3600, description="one model request")
     connect_timeout_s: float = Field(10.0, ge=0.1, le=600, description="TCP connect")
@@ -134,9 +140,12 @@ class Settings(BaseModel):
             secrets=self.secrets(),
         )
 
-    def agent_limits(self, min_steps: int = 0) -> AgentLimits:
-        """What one run may spend (at least ``min_steps`` steps, for a replay)."""
+    def agent_limits(self, min_steps: int = 0, server_ctx: int | None = None) -> AgentLimits:
+        """What one run may spend (at least ``min_steps`` steps, for a replay), within
+        ``context_tokens`` or else the server's context ``server_ctx``."""
         return AgentLimits(
+            context_tokens=self.context_tokens or server_ctx,
+            reply_tokens=self.max_reply_tokens,
             max_steps=max(self.max_steps, min_steps),
             max_wall_s=self.max_wall_s,
             max_total_tokens=self.max_total_tokens,

@@ -4,8 +4,10 @@ The table lives in ``exit_codes.json`` next to this module (shipped in the wheel
 the host tooling reads the same file without importing the supervisor, and
 ``sandbox-supervisor exit-codes --json`` prints it from an image. Each *code* has a
 number, whether a run that ends with it ``finished`` on its own terms (done, a budget
-ran out, it gave up on unusable replies) and a meaning; each run *status* (the
-``run_end`` record's ``status``) maps to one code.
+ran out, it gave up on unusable replies, its check failed) and a meaning; each run
+*status* (the ``run_end`` record's ``status``) maps to one code. A status names what is
+known: ``finished`` when the model called finish and nothing checked it; with a check,
+``passed`` or ``failed`` by the check's exit status alone (:data:`VERDICTS`).
 """
 
 from __future__ import annotations
@@ -28,9 +30,9 @@ _CONTRACT = contract()
 
 
 CODES: dict[str, int] = {name: int(entry["code"]) for name, entry in _CONTRACT["codes"].items()}
-"""Code number by name (``success``, ``error``, ``usage``, ``budget``, ...)."""
+"""Code number by name (``ok``, ``error``, ``usage``, ``budget``, ``check_failed``, ...)."""
 
-SUCCESS = CODES["success"]
+OK = CODES["ok"]
 ERROR = CODES["error"]
 USAGE = CODES["usage"]
 UNAVAILABLE = CODES["unavailable"]
@@ -43,6 +45,10 @@ EXIT_CODES: dict[str, int] = {status: CODES[name] for status, name in _CONTRACT[
 FINISHED: frozenset[int] = frozenset(
     entry["code"] for entry in _CONTRACT["codes"].values() if entry["finished"]
 )
+
+
+#: The statuses a check decides (the run carried a check and it ran).
+VERDICTS: frozenset[str] = frozenset({"passed", "failed"})
 
 
 def for_status(status: str) -> int:

@@ -21,6 +21,8 @@ class AgentLimits:
     max_tool_timeouts: int = 3
     max_observation_chars: int = 16_000
     max_calls_per_reply: int = 8
+    context_tokens: int | None = None  # one request's context (a slot's n_ctx); None: unmanaged
+    reply_tokens: int = 1024  # max_tokens of a reply: room kept after the prompt
 
 
 @dataclass(frozen=True)

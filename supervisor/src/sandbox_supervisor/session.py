@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from sandbox_supervisor import __version__
-from sandbox_supervisor.agent import Agent
+from sandbox_supervisor.agent import Agent, Setup
 from sandbox_supervisor.client import (
     ChatModel,
     ModelClient,
@@ -51,9 +51,12 @@ def log_path(settings: Settings, given: Path | None, prefix: str = "") -> tuple[
     return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
 
 
-def make_executor(settings: Settings, workspace: Path | None = None) -> Executor:
+def make_executor(
+    settings: Settings, workspace: Path | None = None, subdir: str | None = None
+) -> Executor:
     """The tools service when ``SUPERVISOR_TOOLS_URL`` is set (and no workspace is given),
-    else an in-process executor on the workspace."""
+    else an in-process executor on the workspace; ``subdir`` confines it to a
+    subdirectory of the workspace (created when missing)."""
     if settings.tools_url and workspace is None:
         if settings.tools_token is None:
             raise ConfigError(
@@ -66,8 +69,10 @@ def make_executor(settings: Settings, workspace: Path | None = None) -> Executor
             ready_timeout_s=settings.tools_ready_timeout_s,
             connect_timeout_s=settings.connect_timeout_s,
             redact=settings.secrets(),
+            root=subdir,
         )
-    return local_executor(settings, workspace)
+    executor = local_executor(settings, workspace)
+    return executor.within(subdir) if subdir else executor
 
 
 def local_executor(settings: Settings, workspace: Path | None = None) -> InProcessExecutor:
@@ -121,23 +126,39 @@ def ended_before_start(
 
 
 def run_task(
-    settings: Settings, task: str, *, scripted: str | None, log: Path | None, quiet: bool
+    settings: Settings,
+    task: str,
+    *,
+    scripted: str | None,
+    log: Path | None,
+    quiet: bool,
+    script: list[dict[str, Any]] | None = None,
+    check: str | None = None,
+    setup: Setup | None = None,
+    subdir: str | None = None,
 ) -> int:
-    """Run one task to its end; return the exit code of its outcome."""
+    """Run one task to its end; return the exit code of its outcome.
+
+    ``scripted`` names a script (or ``script`` gives its steps) for a scripted model;
+    ``setup`` prepares the workspace first, ``check`` judges it after (see
+    :class:`~.agent.Agent`); ``subdir`` confines the run to a subdirectory of the
+    workspace.
+    """
     interrupt_on_sigterm()
     if settings.api_key is not None:
         not_dumpable()
     progress = Progress(quiet)
-    executor = make_executor(settings)
+    executor = make_executor(settings, subdir=subdir)
     path, run_id = log_path(settings, log)
     info: dict[str, Any] = {"config": settings.public_dict(), "versions": versions()}
     model: ChatModel
     client: ModelClient | None = None
     mode: str = settings.tool_mode
     with TrajectoryWriter(path, run_id, fsync=settings.fsync) as writer:
-        if scripted:
-            model = ScriptedModel(load_script(scripted))
-            info["model_source"] = f"scripted:{scripted}"
+        n_ctx: int | None = None
+        if scripted or script is not None:
+            model = ScriptedModel(script if script is not None else load_script(str(scripted)))
+            info["model_source"] = f"scripted:{scripted or 'inline'}"
             if mode == "auto":
                 mode, why = "json", "scripted model"
                 info["tool_mode_reason"] = why
@@ -165,7 +186,8 @@ def run_task(
                 client.close()
                 return finish(exc.kind, None, path, progress)
             props = client.props()
-            info["server"] = {"n_ctx": context_size(props), "model_path": props.get("model_path")}
+            n_ctx = context_size(props)
+            info["server"] = {"n_ctx": n_ctx, "model_path": props.get("model_path")}
             if mode == "auto":
                 mode, why = detect_tool_mode(props)
                 info["tool_mode_reason"] = why
@@ -176,8 +198,10 @@ def run_task(
                 executor,
                 writer,
                 mode=mode,
-                limits=settings.agent_limits(),
+                limits=settings.agent_limits(server_ctx=n_ctx),
                 progress=progress,
+                setup=setup,
+                check=check,
             )
         except ExecutorUnavailable as exc:
             progress(str(exc))
@@ -192,8 +216,9 @@ def run_task(
                 client.close()
             if isinstance(executor, RemoteExecutor):
                 executor.close()
+    ended = f" (the run ended {result.agent_status})" if result.agent_status else ""
     progress(
-        f"{result.status}: {result.steps} steps, {result.tokens['total']} tokens, "
+        f"{result.status}{ended}: {result.steps} steps, {result.tokens['total']} tokens, "
         f"{result.elapsed_s:.1f} s"
     )
     return finish(result.status, result.answer, path, progress)

@@ -6,8 +6,9 @@ text are escaped, so any tool output stays inside one JSON string)::
     {"v": 1, "seq": 0, "ts": "2025-01-01T00:00:00.000000Z", "run_id": "...",
      "type": "run_start", ...fields of the event...}
 
-Event types: ``run_start``, ``model_request``, ``model_response``, ``tool_call``,
-``tool_result``, ``error``, ``repair`` and ``run_end``. ``seq`` grows by one per
+Event types: ``run_start``, ``setup``, ``model_request``, ``context``,
+``model_response``, ``tool_call``, ``tool_result``, ``error``, ``repair``, ``check``
+and ``run_end``. ``seq`` grows by one per
 record across the whole file (a reopened file continues the count).
 
 Writer rules: a single writer (an exclusive ``flock`` on the file), one ``write``
@@ -42,12 +43,15 @@ FORMAT_VERSION = 1
 EVENT_TYPES = frozenset(
     {
         "run_start",
+        "setup",
         "model_request",
+        "context",
         "model_response",
         "tool_call",
         "tool_result",
         "error",
         "repair",
+        "check",
         "run_end",
     }
 )

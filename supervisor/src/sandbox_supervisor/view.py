@@ -86,12 +86,32 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
         out.append(f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}")
     elif kind == "error":
         out.append(f"   !! {record.get('kind')}: {short(record.get('message', ''), 160)}")
+    elif kind == "setup":
+        steps = record.get("steps") or []
+        failed = [s for s in steps if s.get("status") != "ok"]
+        out.append(
+            f"   setup: {len(steps)} step(s)"
+            + (f", FAILED at {failed[0].get('target')!r}" if failed else ", all ok")
+        )
+    elif kind == "context":
+        out.append(
+            f"   (context: {len(record.get('shortened') or [])} message(s) shortened, "
+            f"{len(record.get('removed') or [])} removed to fit {record.get('budget_tokens')} "
+            f"of {record.get('n_ctx')} tokens)"
+        )
+    elif kind == "check":
+        out.append(
+            f"== check: {short(record.get('command', ''), 100)} -> exit "
+            f"{record.get('exit_code')} ({'passed' if record.get('passed') else 'failed'})"
+        )
     elif kind == "repair":
         out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
     elif kind == "run_end":
         tokens = record.get("tokens") or {}
         out.append(
-            f"== end: {record['status']} after {record.get('steps')} steps, "
+            f"== end: {record['status']}"
+            + (f" (the run ended {record['agent_status']})" if record.get("agent_status") else "")
+            + f" after {record.get('steps')} steps, "
             f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
             + (f"; answer: {record['answer']}" if record.get("answer") else "")
             + (f"; {record['reason']}" if record.get("reason") else "")

@@ -63,6 +63,11 @@ class InProcessExecutor:
             refused={"run_command": KEY_HELD} if holds_key else None
         )
 
+    def within(self, subdir: str) -> InProcessExecutor:
+        """The same executor confined to ``subdir`` of its workspace (created when missing;
+        see :meth:`Workspace.sub`)."""
+        return InProcessExecutor(self.workspace.sub(subdir), self.limits, self.registry)
+
     def specs(self) -> list[dict[str, Any]]:
         """Return the registry's specs."""
         return self.registry.specs()

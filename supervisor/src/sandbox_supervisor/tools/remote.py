@@ -45,6 +45,7 @@ class RemoteExecutor:
         max_response_bytes: int = 16 * 1024 * 1024,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        root: str | None = None,
     ) -> None:
         self.url = url.rstrip("/")
         self.ready_timeout_s = ready_timeout_s
@@ -57,6 +58,7 @@ class RemoteExecutor:
         self._sleep = sleep
         self._specs: list[dict[str, Any]] | None = None
         self.limits: dict[str, Any] = {}
+        self.root = root  # a subdirectory of the service's workspace, for every call
 
     def close(self) -> None:
         """Close the HTTP connections."""
@@ -82,7 +84,11 @@ class RemoteExecutor:
         data = self._call(
             "POST",
             "/v1/execute",
-            {"key": f"{self._nonce}:{request.call_id}", "request": request.to_dict()},
+            {
+                "key": f"{self._nonce}:{request.call_id}",
+                "request": request.to_dict(),
+                **({"root": self.root} if self.root else {}),
+            },
             read_timeout_s=timeout + grace + 30.0,
         )
         result = _result_from(data.get("result"), request)

@@ -6,8 +6,13 @@ workspace and nothing else; the supervisor reaches it with a
 
     GET  /health       200 {"status": "ok"}  (no token: says nothing but "alive")
     GET  /v1/specs     200 {"tools": [...], "limits": {...}}
-    POST /v1/execute   {"key": "...", "request": ToolRequest}
+    POST /v1/execute   {"key": "...", "request": ToolRequest, "root": "eval/run-1"}
                        200 {"result": ToolResult, "replayed": false}
+
+``root`` (optional) confines the call to a subdirectory of the workspace, created when
+missing (:meth:`~.workspace.Workspace.sub`): parallel runs of ``invoke eval`` each get
+their own. It separates files, not processes: a command may still ``cd ..``; the tools
+container is the boundary (docs/SECURITY.md).
 
 Every ``/v1`` call needs ``Authorization: Bearer TOKEN``; the token comes from a file
 secret and is compared in constant time (:func:`hmac.compare_digest`), before any
@@ -114,18 +119,30 @@ class ToolService:
             request = ToolRequest.from_dict(data["request"])
             if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
                 raise ValueError(f"key must be a string of 1 to {MAX_KEY_CHARS} characters")
+            root = data.get("root")
+            if root is not None and not isinstance(root, str):
+                raise ValueError("root must be a string")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return _error(400, f"bad request body: {exc}")
+        executor = self.executor
+        if root:
+            try:
+                executor = self.executor.within(root)
+            except (ValueError, OSError) as exc:
+                return _error(400, f"bad root: {exc}")
         if not self._slots.acquire(blocking=False):
             return _error(503, "busy: too many tool calls at once")
         try:
-            result, replayed = self.execute(key, request)
+            result, replayed = self.execute(key, request, executor)
         finally:
             self._slots.release()
         return 200, {"result": result.to_dict(), "replayed": replayed}
 
-    def execute(self, key: str, request: ToolRequest) -> tuple[ToolResult, bool]:
-        """Run ``request`` once per ``key``; return (result, whether it was replayed)."""
+    def execute(
+        self, key: str, request: ToolRequest, executor: InProcessExecutor | None = None
+    ) -> tuple[ToolResult, bool]:
+        """Run ``request`` once per ``key`` (with ``executor``, by default the service's);
+        return (result, whether it was replayed)."""
         with self._lock:
             done = self._done.get(key)
             if done is not None:
@@ -146,7 +163,7 @@ class ToolService:
         started = time.monotonic()
         result = _failed(request, "the tools service stopped while running the call")
         try:
-            result = self.executor.execute(request)
+            result = (executor or self.executor).execute(request)
         except Exception as exc:  # the service must answer; the executor should not raise
             result = _failed(request, f"tools service error: {type(exc).__name__}: {exc}")
         finally:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import stat
 from collections import deque
 from collections.abc import Iterator
@@ -43,6 +44,7 @@ MAX_NAME = 255
 MAX_LINKS = 40
 PROTECTED_DIRS = frozenset({".git", ".devcontainer", ".vscode"})
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+SUBDIR = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*")
 _RETRIES = 5  # re-walks when a name changes kind between the walk and the open
 
 
@@ -87,6 +89,29 @@ class Workspace:
         if not real.is_dir():
             raise FileNotFoundError(f"workspace {root} is not a directory")
         return cls(real, allow_protected_writes)
+
+    def sub(self, subdir: str) -> Workspace:
+        """A workspace rooted at ``subdir`` below this one, created when missing.
+
+        ``subdir`` is a plain relative path (letters, digits, ``._-`` in each component,
+        none starting with a dot); no component may be a link. Parallel runs (``invoke
+        eval``) each get one, so their files never meet.
+        """
+        if not SUBDIR.fullmatch(subdir) or len(subdir) > 200:
+            raise PathRefused(
+                f"{subdir[:80]!r}: a workspace subdirectory is a relative path of plain names"
+            )
+        path = self.root
+        for part in subdir.split("/"):
+            path = path / part
+            with contextlib.suppress(FileExistsError):
+                os.mkdir(path, 0o755)
+            if not stat.S_ISDIR(os.lstat(path).st_mode):
+                raise PathRefused(f"{subdir!r}: {part!r} is not a directory")
+        real = Path(os.path.realpath(path))
+        if real != path:
+            raise PathRefused(f"{subdir!r} leads elsewhere through a link")
+        return Workspace(real, self.allow_protected_writes)
 
     # -- checks ------------------------------------------------------------------------
     def check_text(self, path: object) -> list[str]:
