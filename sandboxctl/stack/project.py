@@ -169,13 +169,19 @@ class Stack:
                 last_note = now
             time.sleep(every_s)
 
-    def run_task(self, task: str, extra: Sequence[str] = ()) -> tuple[Result, str]:
-        """Run one agent task in the supervisor container; return its result and log path."""
+    def run_task(
+        self, task: str, extra: Sequence[str] = (), check: str | None = None
+    ) -> tuple[Result, str]:
+        """Run one agent task in the supervisor container; return its result and log path.
+
+        ``check`` is a command run in the tools container after the run: its exit status
+        makes the run passed or failed (``sandbox-supervisor run --check``)."""
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         log_path = f"/logs/run-{stamp}.jsonl"
+        checked = ["--check", check] if check else []
         result = self.compose_run(
             "exec", "-T", "supervisor", "sandbox-supervisor", "run", "--log", log_path,
-            *extra, "--", task,
+            *extra, *checked, "--", task,
         )  # fmt: skip
         return result, log_path
 

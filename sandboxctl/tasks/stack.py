@@ -94,16 +94,18 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
     help={
         "task": "What the agent should do, in words",
         "max_steps": "Step budget of this run (0: the supervisor's setting)",
+        "check": "A command run in the tools container after the run: its exit status "
+        "alone makes the run passed or failed (e.g. 'test -f hello.txt')",
     },
     ranges={"max_steps": (0, 10_000)},
 )
-def run(c: Context, task: str, max_steps: int = 0) -> None:
+def run(c: Context, task: str, max_steps: int = 0, check: str = "") -> None:
     """Run one agent task in the running stack and show its trajectory."""
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     with opened() as stack:
         _require_ready(stack, containers=False)
         stack_.require_running(stack)
-        result, log_path = stack.run_task(task, extra)
+        result, log_path = stack.run_task(task, extra, check=check or None)
         _print_outcome(stack, log_path)  # the steps streamed above: not a second time
         if result.returncode not in stack_.FINISHED_EXIT_CODES:
             raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)

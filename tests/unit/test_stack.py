@@ -175,6 +175,16 @@ def test_task_starting_with_a_dash_stays_the_task_fake_compose(tmp_path: Path) -
     assert argv.index("--max-steps") < argv.index("--")
 
 
+def test_run_task_passes_the_check_before_the_task_fake_compose(tmp_path: Path) -> None:
+    """`invoke run --check CMD` reaches `sandbox-supervisor run --check CMD`."""
+    built, log = make_stack(tmp_path, {})
+    built.run_task("write hello.txt", check="test -f hello.txt")
+    argv = calls(log)[-1]
+    assert argv[-4:] == ["--check", "test -f hello.txt", "--", "write hello.txt"]
+    built.run_task("no check")
+    assert "--check" not in calls(log)[-1]
+
+
 def test_empty_secret_left_by_a_crash_is_replaced(tmp_path: Path) -> None:
     """A secret file too short to be ours (empty after a crash) gets a fresh token."""
     folder = tmp_path / "secrets"
