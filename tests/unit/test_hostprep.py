@@ -107,12 +107,52 @@ def test_declining_the_install_stops_with_a_message(tmp_path: Path) -> None:
         hostprep.prepare(ctx, confirm=no)
 
 
-def test_compose_plugin_is_linked_into_docker_cli_plugins(tmp_path: Path) -> None:
+def stable_copies(ctx: hostprep.PrepareContext) -> list[Path]:
+    return sorted((ctx.home / ".local/lib/ai-sandbox").glob("docker-compose-*"))
+
+
+def test_compose_plugin_is_a_per_user_copy_linked_into_docker_cli_plugins(
+    tmp_path: Path,
+) -> None:
+    """The link points at a copy under ~/.local/lib, never into the clone's .venv."""
     _fakes, ctx = make(tmp_path)
     hostprep.prepare(ctx, confirm=yes)
     link = ctx.home / ".docker/cli-plugins/docker-compose"
     assert link.is_symlink()
-    assert link.resolve() == ctx.compose_binary
+    [copy] = stable_copies(ctx)
+    assert link.resolve() == copy
+    assert ctx.compose_binary is not None
+    assert copy.read_bytes() == ctx.compose_binary.read_bytes()
+    assert copy.stat().st_mode & 0o111
+
+
+def test_deleting_the_clone_leaves_the_plugin_working(tmp_path: Path) -> None:
+    """The clone's binary gone (the clone deleted), the link still reaches a binary."""
+    _fakes, ctx = make(tmp_path)
+    hostprep.prepare(ctx, confirm=yes)
+    assert ctx.compose_binary is not None
+    ctx.compose_binary.unlink()
+    assert (ctx.home / ".docker/cli-plugins/docker-compose").resolve().is_file()
+
+
+def test_a_second_prepare_copies_and_links_nothing(tmp_path: Path) -> None:
+    _fakes, ctx = make(tmp_path)
+    hostprep.prepare(ctx, confirm=yes)
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert not any("copied" in line or line.startswith("done: link") for line in report.lines)
+
+
+def test_a_link_into_a_clones_venv_is_moved_to_the_copy(tmp_path: Path) -> None:
+    """Earlier versions linked into .venv/.../site-packages/compose/docker-compose."""
+    _fakes, ctx = make(tmp_path)
+    old = tmp_path / "clone/.venv/lib/python3.11/site-packages/compose/docker-compose"
+    old.parent.mkdir(parents=True)
+    old.write_text("old")
+    link = ctx.home / ".docker/cli-plugins/docker-compose"
+    link.parent.mkdir(parents=True)
+    link.symlink_to(old)
+    hostprep.prepare(ctx, confirm=yes)
+    assert link.resolve() == stable_copies(ctx)[0]
 
 
 def test_a_users_own_compose_plugin_is_kept(tmp_path: Path) -> None:
@@ -131,7 +171,7 @@ def test_a_broken_plugin_link_is_replaced(tmp_path: Path) -> None:
     link.parent.mkdir(parents=True)
     link.symlink_to(tmp_path / "gone")
     hostprep.prepare(ctx, confirm=yes)
-    assert link.resolve() == ctx.compose_binary
+    assert link.resolve() == stable_copies(ctx)[0]
 
 
 def test_diagnose_reads_the_crun_setrlimit_error() -> None:
