@@ -57,3 +57,46 @@ def test_every_invoke_task_is_documented() -> None:
     assert tasks
     undocumented = [line for line in tasks if len(line.split(None, 1)) < 2]
     assert undocumented == []
+
+
+def test_license_file_matches_pyproject() -> None:
+    """LICENSE is the license pyproject.toml declares (and the images' OCI labels)."""
+    import tomllib
+
+    declared = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["license"]
+    assert declared == "MIT"
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License\n")
+
+
+def test_scripts_check_out_with_lf_line_endings_everywhere() -> None:
+    """.gitattributes gives every script and Containerfile eol=lf (a CRLF checkout on
+    Windows breaks them in WSL and in containers); the template renders it too."""
+    tracked = subprocess.run(
+        ["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    scripts = [
+        path
+        for path in tracked
+        if path.endswith((".sh", ".py", ".jinja", ".yaml")) or path.endswith("Containerfile")
+    ]
+    assert "bootstrap.sh" in scripts
+    attrs = subprocess.run(
+        ["git", "check-attr", "eol", "--", *scripts],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert attrs
+    assert [line for line in attrs if not line.endswith(": eol: lf")] == []
+    assert (ROOT / "template" / ".gitattributes").resolve() == ROOT / ".gitattributes"
+
+
+def test_changelog_names_the_current_version() -> None:
+    """CHANGELOG.md has a section for pyproject.toml's version (the release tag's)."""
+    import tomllib
+
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    changelog = (ROOT / "CHANGELOG.md").read_text()
+    assert "## Unreleased" in changelog
+    assert re.search(rf"^## {re.escape(version)} - \d{{4}}-\d\d-\d\d$", changelog, re.MULTILINE)
