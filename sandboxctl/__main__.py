@@ -53,7 +53,8 @@ def plan_check() -> int:
 
 def base_image() -> int:
     """Build the Debian base image (debootstrap + podman import) unless it exists."""
-    spec = base_image_.BaseImageSpec(mirror=_settings().debian_mirror)
+    settings = _settings()
+    spec = base_image_.BaseImageSpec(tag=settings.base_image, mirror=settings.debian_mirror)
     base_image_.build_base_image(spec, Runner(), is_root=detect_host().is_root)
     return 0
 
@@ -85,6 +86,8 @@ def model_build() -> int:
         backend,
         runner=Runner(),
         ccache_dir=source.cache_dir() / "ccache",
+        base_image=settings.base_image,
+        cpu_variants=settings.llama_cpu_variants,
     )
     return 0
 

@@ -64,6 +64,8 @@ ANSWERS: tuple[Answer, ...] = (
     Answer("SANDBOX_ENGINE", "choice", "auto", choices=("auto", "machine", "native")),
     Answer("DOCKER_HOST", "url", ""),
     Answer("DEBIAN_MIRROR", "url", "http://deb.debian.org/debian"),
+    Answer("BASE_IMAGE", "str", "localhost/ai-sandbox-base:bookworm"),
+    Answer("LLAMA_CPU_VARIANTS", "str", "x64,sse42,haswell,skylakex"),
 )
 # fmt: on
 

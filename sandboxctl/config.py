@@ -35,6 +35,7 @@ _FALSE = {"0", "false", "no", "off"}
 _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _VERSION_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CPU_VARIANTS = re.compile(r"^[a-z0-9_]+(,[a-z0-9_]+)*$")
 _LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
@@ -62,6 +63,12 @@ class Settings:
     engine_mode: EngineMode = "auto"
     docker_host: str = ""
     debian_mirror: str = "http://deb.debian.org/debian"
+    base_image: str = "localhost/ai-sandbox-base:bookworm"
+    """The Debian image the Containerfiles build FROM (``DEBIAN_IMAGE``): made by
+    ``images.base`` when it is ``localhost/...``, else pulled (an official image)."""
+    llama_cpu_variants: str = "x64,sse42,haswell,skylakex"
+    """The CPU variants of the model-server build (``CPU_VARIANTS``): names, ``all`` or
+    ``native`` (model/Containerfile says what each costs)."""
     source: Path | None = None
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -191,6 +198,12 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
             f"DOCKER_HOST={docker_host!r}: expected a URL such as unix:///run/podman/podman.sock"
         )
 
+    cpu_variants = merged["LLAMA_CPU_VARIANTS"].strip().replace(" ", "") or "all"
+    if not _CPU_VARIANTS.match(cpu_variants):
+        errors.append(
+            f"LLAMA_CPU_VARIANTS={cpu_variants!r}: expected all, native or ggml variant names"
+            " separated by commas (x64,sse42,haswell,skylakex)"
+        )
     errors += compose_file_mismatches(merged)
 
     settings = Settings(
@@ -218,6 +231,8 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         ),
         docker_host=docker_host,
         debian_mirror=merged["DEBIAN_MIRROR"].strip() or DEFAULTS["DEBIAN_MIRROR"],
+        base_image=merged["BASE_IMAGE"].strip() or DEFAULTS["BASE_IMAGE"],
+        llama_cpu_variants=cpu_variants,
         source=source,
         raw=dict(merged),
     )

@@ -56,7 +56,7 @@ def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:
 PACKAGES: tuple[str, ...] = read_package_list()
 DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
 DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
-PROBE_IMAGE = "docker.io/library/debian:bookworm-slim"
+PROBE_IMAGE = "localhost/ai-sandbox-base:bookworm"
 
 FIX_ULIMITS = "default_ulimits"
 FIX_RUNC = "runtime_runc"

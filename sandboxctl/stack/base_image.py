@@ -1,6 +1,9 @@
 """The Debian base image, made with no registry at all: ``debootstrap --variant=minbase``
-from a Debian mirror, apt caches and lists removed, ``tar | podman import``, tagged with
-the name the Containerfiles use, so builds find it locally and never pull."""
+from a Debian mirror, apt caches and lists removed, ``tar | podman import``, tagged
+``localhost/ai-sandbox-base:bookworm`` (``BASE_IMAGE`` in ``.env``), which the
+Containerfiles receive as their ``DEBIAN_IMAGE`` build argument, so builds find it locally
+and never pull. Where a registry is reachable, ``BASE_IMAGE`` may name the official
+``docker.io/library/debian:bookworm-slim`` instead: it is then pulled, not built."""
 
 from __future__ import annotations
 
@@ -15,7 +18,9 @@ from pathlib import Path
 from sandboxctl._proc import Runner, quote
 from sandboxctl.host.engine import image_exists, image_size
 
-DEFAULT_TAG = "docker.io/library/debian:bookworm-slim"
+DEFAULT_TAG = "localhost/ai-sandbox-base:bookworm"
+"""A name of our own: importing under ``docker.io/library/debian:bookworm-slim`` would
+silently replace that official image for every other project on the machine."""
 DEFAULT_SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 CLEAN_GLOBS: tuple[str, ...] = (

@@ -8,7 +8,9 @@ time) and writes its whole output to a log file; on failure the last lines and t
 path are printed; ``verbose`` streams everything instead. Each build ends with a summary
 line (image, size, time).
 
-The base image comes from :mod:`~sandboxctl.stack.base_image` (no registry at all). The
+The base image (``BASE_IMAGE``, passed as the ``DEBIAN_IMAGE`` build argument) comes from
+:mod:`~sandboxctl.stack.base_image` (no registry at all), or is pulled when ``.env`` names
+an official image. The
 model image compiles the pinned llama.cpp source that
 ``invoke model.source`` verified and placed; the supervisor image installs from a
 wheelhouse resolved on the host (TLS inside a container build may not be trusted).
@@ -29,10 +31,18 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import Runner, quote
+from sandboxctl.answers import answer
 from sandboxctl.host.engine import image_exists, image_size
-from sandboxctl.stack.base_image import BaseImageError, BaseImageSpec, build_base_image
+from sandboxctl.stack.base_image import (
+    DEFAULT_TAG,
+    BaseImageError,
+    BaseImageSpec,
+    build_base_image,
+)
 from sandboxctl.stack.project import Stack, StackError
 
+DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
+"""The x86-64 levels v1-v4 (model/Containerfile says what each choice costs)."""
 MODEL_SERVICE = "model-server"
 SUPERVISOR_SERVICE = "supervisor"
 TAIL_LINES = 25
@@ -173,10 +183,20 @@ def build_image(
 
 
 def model_build_argv(
-    root: Path, tag: str, version: str, backend: str, ccache: Path | None
+    root: Path,
+    tag: str,
+    version: str,
+    backend: str,
+    ccache: Path | None,
+    *,
+    base_image: str = DEFAULT_TAG,
+    cpu_variants: str = DEFAULT_CPU_VARIANTS,
 ) -> list[str]:
-    """Return the ``podman build`` of the model-server image from the placed source.
+    """Return the ``podman build`` of the model-server image from the placed source, FROM
+    ``base_image`` with the CPU variants ``cpu_variants`` (names, ``all`` or ``native``).
 
+    The build arguments are always passed in the same order with the same names: Podman's
+    layer cache keys on them, so an unchanged source rebuilds in seconds.
     Raises ``SourceError`` when the pinned version is not placed yet.
     """
     from sandboxctl.models import source as llama_source
@@ -201,7 +221,11 @@ def model_build_argv(
         model_dir / llama_source.CONTAINERFILES[backend],
         tag,
         target="server",
-        build_args=llama_source.build_args(pin, manifest),
+        build_args={
+            "DEBIAN_IMAGE": base_image,
+            "CPU_VARIANTS": cpu_variants,
+            **llama_source.build_args(pin, manifest),
+        },
         volumes={ccache: "/ccache"} if ccache is not None else None,
     )
 
@@ -214,14 +238,21 @@ def build_model_image(
     *,
     runner: Runner,
     ccache_dir: Path | None = None,
+    base_image: str = DEFAULT_TAG,
+    cpu_variants: str = DEFAULT_CPU_VARIANTS,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Build the model-server image (llama.cpp compiled from the placed, pinned source)."""
     if ccache_dir is not None:
         ccache_dir.mkdir(parents=True, exist_ok=True)
-    argv = model_build_argv(root, tag, version, backend, ccache_dir)
-    log(f"building {tag} (llama.cpp {version}, {backend}): minutes cold, seconds cached")
+    argv = model_build_argv(
+        root, tag, version, backend, ccache_dir, base_image=base_image, cpu_variants=cpu_variants
+    )
+    log(
+        f"building {tag} (llama.cpp {version}, {backend}, CPU variants {cpu_variants}): "
+        "minutes cold, seconds cached"
+    )
     return build_image(
         argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
     )
@@ -245,16 +276,42 @@ def build_supervisor_image(
     tag: str,
     *,
     runner: Runner,
+    base_image: str = DEFAULT_TAG,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
-    """Fill the wheelhouse, then build the supervisor image (never pulls)."""
+    """Fill the wheelhouse, then build the supervisor image FROM ``base_image`` (never
+    pulls)."""
     fill_wheelhouse(root, runner, log)
     context = root / "supervisor"
-    argv = build_argv(context, context / "Containerfile", tag)
+    argv = build_argv(
+        context, context / "Containerfile", tag, build_args={"DEBIAN_IMAGE": base_image}
+    )
     return build_image(
         argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
     )
+
+
+def ensure_base_image(
+    tag: str, mirror: str, runner: Runner, log: Callable[[str], None] = print
+) -> None:
+    """Make the base image ``tag`` present: debootstrap it when it is a ``localhost/`` name
+    (no registry needed), else pull it (an official image, where a registry is reachable).
+    Raises :class:`BaseImageError` when neither works."""
+    if tag.startswith("localhost/"):
+        build_base_image(
+            BaseImageSpec(tag=tag, mirror=mirror), runner, is_root=os.geteuid() == 0, log=log
+        )
+        return
+    if image_exists(runner, tag):
+        return
+    log(f"pulling the base image {tag} (BASE_IMAGE in .env)")
+    result = runner.run(["podman", "pull", tag])
+    if not result.ok:
+        raise BaseImageError(
+            f"could not pull {tag}: {result.output.strip()[-500:]}\nWith no registry, leave "
+            f"BASE_IMAGE at {DEFAULT_TAG} in .env: `invoke images.base` makes it with debootstrap."
+        )
 
 
 def place_llama_source(stack: Stack) -> Path:
@@ -300,11 +357,8 @@ def prepare_images(
         stack.log(f"images present: {', '.join(images[name] for name in wanted)}")
         return images
     try:
-        build_base_image(
-            BaseImageSpec(mirror=stack.settings.debian_mirror),
-            stack.runner,
-            is_root=os.geteuid() == 0,
-            log=stack.log,
+        ensure_base_image(
+            stack.settings.base_image, stack.settings.debian_mirror, stack.runner, stack.log
         )
         if MODEL_SERVICE in todo:
             place_llama_source(stack)
@@ -315,6 +369,8 @@ def prepare_images(
                 stack.settings.gpu_backend,
                 runner=stack.runner,
                 ccache_dir=llama_source.cache_dir() / "ccache",
+                base_image=stack.settings.base_image,
+                cpu_variants=stack.settings.llama_cpu_variants,
                 verbose=verbose,
                 log=stack.log,
             )
@@ -323,6 +379,7 @@ def prepare_images(
                 stack.root,
                 images[SUPERVISOR_SERVICE],
                 runner=stack.runner,
+                base_image=stack.settings.base_image,
                 verbose=verbose,
                 log=stack.log,
             )

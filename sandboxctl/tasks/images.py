@@ -14,7 +14,7 @@ from sandboxctl.tasks._support import host, settings_or_exit
 @task(
     help={
         "force": "Rebuild even when the image exists",
-        "tag": "Image name to tag (the Containerfiles expect the default)",
+        "tag": "Image name to tag (default: BASE_IMAGE in .env)",
         "suite": "Debian suite to bootstrap",
         "mirror": "Debian mirror URL (default: DEBIAN_MIRROR in .env, else deb.debian.org)",
     }
@@ -22,13 +22,15 @@ from sandboxctl.tasks._support import host, settings_or_exit
 def base(
     c: Context,
     force: bool = False,
-    tag: str = base_image_.DEFAULT_TAG,
+    tag: str = "",
     suite: str = base_image_.DEFAULT_SUITE,
     mirror: str = "",
 ) -> None:
     """Build the Debian base image with debootstrap + podman import (no registry)."""
     settings = settings_or_exit(require_file=False)
-    spec = base_image_.BaseImageSpec(tag=tag, suite=suite, mirror=mirror or settings.debian_mirror)
+    spec = base_image_.BaseImageSpec(
+        tag=tag or settings.base_image, suite=suite, mirror=mirror or settings.debian_mirror
+    )
     try:
         base_image_.build_base_image(spec, Runner(), is_root=host().is_root, force=force)
     except base_image_.BaseImageError as error:

@@ -240,6 +240,8 @@ def build(
             backend,
             runner=Runner(),
             ccache_dir=cache,
+            base_image=settings.base_image,
+            cpu_variants=settings.llama_cpu_variants,
             verbose=verbose,
         )
     except (llama_source.SourceError, images_.ImageBuildError) as error:

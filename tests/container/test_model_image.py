@@ -23,12 +23,16 @@ from typing import Any
 import httpx
 import pytest
 
+from sandboxctl.config import load_settings
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
+from sandboxctl.stack import images
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
 API_KEY = "test-key-" + uuid.uuid4().hex
+MAX_IMAGE_BYTES = 60_000_000
+"""The CPU runtime image's budget (issue 18): llama-server, its libraries, busybox."""
 READY_TIMEOUT_S = 90
 SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -90,10 +94,20 @@ def image() -> str:
         pin, _origin, _result, _tree = llama_source.place_source()
     except llama_source.SourceError as error:
         pytest.fail(f"cannot place the pinned llama.cpp source: {error}")
-    manifest = llama_source.read_manifest()
+    settings = load_settings(llama_source.REPO_ROOT, require_file=False)
     ccache = llama_source.cache_dir() / "ccache"
     ccache.mkdir(parents=True, exist_ok=True)
-    command = llama_source.build_command(pin, manifest, ccache_dir=ccache)
+    # The one build path (sandboxctl.stack.images), with the .env's base image and CPU
+    # variants: the same build arguments as `invoke model.build`, so the layer cache holds.
+    command = images.model_build_argv(
+        llama_source.REPO_ROOT,
+        llama_source.image_tag(pin.version),
+        pin.version,
+        "cpu",
+        ccache,
+        base_image=settings.base_image,
+        cpu_variants=settings.llama_cpu_variants,
+    )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
     return command[command.index("-t") + 1]
@@ -228,3 +242,54 @@ def test_image_is_labelled_with_the_pinned_version(server: Server) -> None:
     pin, _origin = llama_source.resolve(llama_source.load_sources(), None, None)
     assert labels["org.opencontainers.image.version"] == pin.version
     assert labels["org.opencontainers.image.revision"] == pin.commit[:9]
+
+
+def test_image_is_at_most_60_mb(image: str) -> None:
+    size = int(podman("image", "inspect", "--format", "{{.Size}}", image).stdout.strip())
+    print(f"\n{image}: {size / 1e6:.1f} MB")
+    assert size <= MAX_IMAGE_BYTES, f"{image} is {size / 1e6:.1f} MB, over 60 MB"
+
+
+def test_runtime_root_has_no_package_manager_and_no_debian_system(image: str) -> None:
+    """Only llama-server, its libraries and busybox: no apt, dpkg, perl or bash."""
+    probe = podman(
+        "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c",
+        "for p in /usr/bin/apt-get /usr/bin/dpkg /usr/bin/perl /bin/bash /var/lib/dpkg; do"
+        " test -e $p && echo $p; done; ls /app/libggml-cpu-*.so",
+        check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    lines = probe.stdout.split()
+    assert all(line.startswith("/app/libggml-cpu-") for line in lines), lines
+    assert lines, "no CPU backend library in /app"
+
+
+def test_healthcheck_passes_when_ready(server: Server) -> None:
+    """The image's own HEALTHCHECK (busybox nc on /health) answers 0 once ready."""
+    check = podman("healthcheck", "run", server.name, check=False)
+    assert check.returncode == 0, check.stdout + check.stderr
+    script = podman("exec", server.name, "/app/healthcheck.sh", check=False)
+    assert script.returncode == 0, script.stderr
+
+
+def test_healthcheck_fails_when_nothing_listens(server: Server) -> None:
+    """The same script against a port nothing serves: non-zero, within its timeout."""
+    probe = podman(
+        "exec", "-e", "LLAMA_ARG_PORT=1", server.name, "/app/healthcheck.sh", check=False
+    )
+    assert probe.returncode != 0
+
+
+def test_every_library_of_the_server_and_its_backends_resolves_in_the_image(image: str) -> None:
+    """The dynamic loader of the image lists each /app ELF file's libraries: none is
+    missing, including those of the CPU variants ggml loads at run time (dlopen)."""
+    probe = podman(
+        "run", "--rm", "--network=none", "--entrypoint", "/bin/sh", image, "-c",
+        "for f in /app/llama-server /app/*.so; do echo \"== $f\";"
+        " /lib64/ld-linux-x86-64.so.2 --list $f || echo \"FAILED $f\"; done",
+        check=False,
+    )  # fmt: skip
+    assert probe.returncode == 0, probe.stderr
+    assert "libggml-cpu-" in probe.stdout
+    assert "not found" not in probe.stdout, probe.stdout
+    assert "FAILED" not in probe.stdout, probe.stdout

@@ -21,7 +21,7 @@ COPIED = [
     "supervisor/Containerfile",
 ]
 MINIMAL_SUPERVISOR_CONTAINERFILE = """\
-FROM docker.io/library/debian:bookworm-slim AS runtime
+FROM localhost/ai-sandbox-base:bookworm AS runtime
 USER 10001:10001
 """
 

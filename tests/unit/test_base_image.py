@@ -56,7 +56,7 @@ def test_imported_rootfs_has_no_apt_caches_or_lists(tmp_path: Path) -> None:
 def test_import_tags_the_name_the_containerfiles_use(tmp_path: Path) -> None:
     fakes = make(tmp_path)
     build(fakes, tmp_path)
-    assert fakes.state["import_args"][-2:] == ["-", "docker.io/library/debian:bookworm-slim"]
+    assert fakes.state["import_args"][-2:] == ["-", "localhost/ai-sandbox-base:bookworm"]
 
 
 def test_scratch_rootfs_is_removed_afterwards(tmp_path: Path) -> None:

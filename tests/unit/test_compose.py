@@ -128,7 +128,7 @@ def test_compose_config_renders_a_tiny_project_with_the_real_binary(
 ) -> None:
     """The real Compose v2 interpolates `.env` into the project (no engine needed)."""
     (tmp_path / "compose.yaml").write_text(
-        "services:\n  web:\n    image: docker.io/library/debian:bookworm-slim\n"
+        "services:\n  web:\n    image: localhost/ai-sandbox-base:bookworm\n"
         "    ports: ['127.0.0.1:${MODEL_PORT}:80']\n"
     )
     (tmp_path / ".env").write_text("MODEL_PORT=8089\n")

@@ -80,7 +80,7 @@ def make(
     (root / "model/catalog.yaml").write_text(CATALOG.format(sha=sha))
     fakes = FakeTools.create(
         tmp_path,
-        state={"info": INFO, "images": ["docker.io/library/debian:bookworm-slim"], **state},
+        state={"info": INFO, "images": ["localhost/ai-sandbox-base:bookworm"], **state},
     )
     helpers = tmp_path / "usr-lib-podman"
     helpers.mkdir()

@@ -222,3 +222,33 @@ def test_entrypoint_and_healthcheck_pass_shellcheck() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout
+
+
+def test_runtime_root_script_has_one_text_in_both_build_contexts() -> None:
+    """model/ and supervisor/ are separate build contexts, each with its copy."""
+    model_copy = (MODEL / "runtime-root.sh").read_text(encoding="utf-8")
+    supervisor_copy = (MODEL.parent / "supervisor" / "scripts" / "runtime-root.sh").read_text(
+        encoding="utf-8"
+    )
+    assert model_copy == supervisor_copy
+
+
+def test_cpu_variants_default_is_the_answers_default() -> None:
+    """The Containerfile's CPU_VARIANTS default is LLAMA_CPU_VARIANTS's in the answers table."""
+    from sandboxctl.answers import answer
+
+    assert f"ARG CPU_VARIANTS={answer('LLAMA_CPU_VARIANTS').default}\n" in text("cpu")
+
+
+@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+def test_every_backend_builds_from_the_base_image_of_our_own_name(backend: str) -> None:
+    """FROM ${DEBIAN_IMAGE}, defaulting to localhost/ai-sandbox-base:bookworm, never an
+    official name that `images.base` would overwrite."""
+    from sandboxctl.answers import answer
+
+    body = text(backend.split("-")[0])
+    if backend == "cpu" or backend.startswith("vulkan"):
+        assert f"ARG DEBIAN_IMAGE={answer('BASE_IMAGE').default}\n" in body
+    assert "docker.io/library/debian" not in body.replace(
+        "docker.io/library/debian:bookworm-slim where a registry is reachable", ""
+    )

@@ -187,7 +187,7 @@ def podman(args: list[str]) -> None:
         else:
             print("\n".join(state.get("containers", [])))
     elif command == "build":
-        print("STEP 1/2: FROM docker.io/library/debian:bookworm-slim")
+        print("STEP 1/2: FROM localhost/ai-sandbox-base:bookworm")
         code = int(state.get("build_rc", 0))
         if code == 0:
             state.setdefault("images", []).append(_option(rest, "-t") or "")
