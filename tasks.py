@@ -19,6 +19,7 @@ from sandboxctl.tasks import (
     scaffold,
     stack,
 )
+from sandboxctl.tasks import eval as evaluation
 
 ns = Collection()
 for module in (host, machine, model, bench, devcontainer, kube, runs):
@@ -31,4 +32,5 @@ for top_level in (stack.up, stack.down, stack.ps, stack.logs, stack.run, stack.e
     ns.add_task(top_level)
 ns.add_task(host.doctor, "doctor")
 ns.add_task(plan.milestones)
+ns.add_task(evaluation.evaluate, "eval")
 ns.configure({"plan": {"max_open_days": 14}})

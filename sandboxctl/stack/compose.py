@@ -135,11 +135,12 @@ def run_compose(
     runner: Runner | None = None,
     capture: bool = False,
     extra_env: Mapping[str, str] | None = None,
+    input_text: str | None = None,
 ) -> Result:
     """Run ``compose [--project-directory D] [-f F...] [--env-file E] ARGS``; exit code kept.
 
-    Output streams to the terminal unless ``capture``. Never raises on a non-zero exit:
-    check ``Result.ok``.
+    Output streams to the terminal unless ``capture``; ``input_text`` goes to its stdin.
+    Never raises on a non-zero exit: check ``Result.ok``.
     """
     argv = compose.command("--project-directory", str(project_dir))
     for path in files:
@@ -149,7 +150,9 @@ def run_compose(
     argv += list(args)
     env = {**compose_env(engine), **(extra_env or {})}
     try:
-        return (runner or Runner()).run(argv, capture=capture, env=env, cwd=project_dir)
+        return (runner or Runner()).run(
+            argv, capture=capture, env=env, cwd=project_dir, input_text=input_text
+        )
     except CommandNotFound as error:
         raise ComposeError(f"{compose.argv[0]} disappeared: {error}") from error
 

@@ -93,8 +93,12 @@ class Stack:
         """Run ``podman ARGS`` against this stack's engine (see :meth:`Engine.env`)."""
         return self.runner.run(["podman", *args], capture=capture)
 
-    def compose_run(self, *args: str, capture: bool = False) -> Result:
-        """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept."""
+    def compose_run(
+        self, *args: str, capture: bool = False, input_text: str | None = None
+    ) -> Result:
+        """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept.
+
+        ``input_text`` goes to the command's stdin (``compose exec -T ... -`` reads it)."""
         return run_compose(
             self.compose,
             list(args),
@@ -102,6 +106,7 @@ class Stack:
             project_dir=self.root,
             runner=self.runner,
             capture=capture,
+            input_text=input_text,
         )
 
     def require(self, result: Result, what: str) -> Result:

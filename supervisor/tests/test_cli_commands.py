@@ -128,6 +128,7 @@ def test_check_reports_model_context_and_tool_support(
                 {
                     "chat_template_caps": {"supports_tool_calls": True},
                     "default_generation_settings": {"n_ctx": 4096},
+                    "total_slots": 4,
                 },
             )
         ],
@@ -138,6 +139,7 @@ def test_check_reports_model_context_and_tool_support(
     report = json.loads(capsys.readouterr().out)
     assert report["models"] == ["tiny.gguf"]
     assert report["n_ctx"] == 4096
+    assert report["slots"] == 4
     assert report["tool_calling"] is True
 
 

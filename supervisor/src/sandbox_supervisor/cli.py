@@ -197,6 +197,8 @@ def cmd_check(args: argparse.Namespace) -> int:
         props = client.props()
         report["model_alias"] = props.get("model_alias")
         report["n_ctx"] = context_size(props)
+        slots = props.get("total_slots")
+        report["slots"] = slots if isinstance(slots, int) and not isinstance(slots, bool) else None
         mode, why = detect_tool_mode(props)
         report["tool_calling"] = mode == "native"
         report["detected_tool_mode"] = mode

@@ -1,0 +1,9 @@
+"""``invoke eval``: a bundled suite of small workspace tasks, each with a setup and a check,
+run N times per model against the stack; pass rate, steps, tokens, wall time and end
+reasons per model and task, as JSON, a Markdown table and a PNG chart.
+
+Modules: :mod:`~sandboxctl.eval.suite` (the tasks, data files in ``suite/``),
+:mod:`~sandboxctl.eval.runner` (runs in parallel up to the server's slots, through a
+backend: the stack, or a local supervisor for tests), :mod:`~sandboxctl.eval.report`
+(the figures and the files) and :mod:`~sandboxctl.eval.png` (a small PNG writer).
+"""

@@ -1,0 +1,63 @@
+"""The evaluation task: `invoke eval` runs the bundled suite against the running stack
+(the logic is in :mod:`sandboxctl.eval`; docs/EVAL.md describes it)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from sandboxctl import stack as stack_
+from sandboxctl.eval import report, runner, suite
+from sandboxctl.tasks._args import task
+from sandboxctl.tasks._support import root
+
+
+@task(
+    help={
+        "model": "Comma-separated models: 'scripted' (each task's script) or catalog keys "
+        "(default: the model the stack serves; another one is brought up for its runs)",
+        "repeat": "Runs of each task per model",
+        "tasks": "Comma-separated task ids (default: the whole suite)",
+        "parallel": "Runs at once (0: the model server's slots)",
+        "out": "Folder of eval.json, eval.md and eval.png (default: results/eval/STAMP)",
+        "keep": "Keep each run's workspace folder (eval/STAMP/RUN in the workspace volume)",
+    },
+    ranges={"repeat": (1, 1000), "parallel": (0, runner.MAX_PARALLEL)},
+)
+def evaluate(
+    c: Context,
+    model: str = "",
+    repeat: int = 1,
+    tasks: str = "",
+    parallel: int = 0,
+    out: str = "",
+    keep: bool = False,
+) -> None:
+    """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
+    try:
+        chosen = suite.load_suite(only=tasks)
+    except suite.SuiteError as error:
+        raise Exit(f"eval: {error}", code=1) from error
+    try:
+        stack = stack_.open_stack(root())
+        stack_.require_running(stack)
+        models = [m.strip() for m in model.split(",") if m.strip()] or [
+            stack.settings.sandbox_model
+        ]
+        prefix = runner.stamp()
+        backend = runner.StackBackend(stack, runner.stack_serving(stack, stack.log))
+        outcomes = runner.run_all(
+            backend, runner.plan(models, chosen, repeat), prefix=prefix, parallel=parallel
+        )
+    except (stack_.StackError, runner.EvalError) as error:
+        raise Exit(f"eval: {error}", code=1) from error
+    if not keep:
+        stack.compose_run("exec", "-T", "tools", "rm", "-rf", f"/workspace/eval/{prefix}")
+    directory = Path(out) if out else root() / "results" / "eval" / prefix
+    meta = {"stamp": prefix, "tasks": len(chosen), "repeat": repeat, "models": models}
+    _summary, paths = report.write(directory, outcomes, [t.id for t in chosen], meta)
+    print(paths[1].read_text(encoding="utf-8"))
+    print(f"eval: wrote {', '.join(str(p) for p in paths)}")
+    print(f"eval: trajectories in the logs volume under /logs/eval/{prefix}/")

@@ -1,0 +1,380 @@
+"""`invoke eval`: the suite's data, the runner, the figures and the files it writes.
+
+The proof of the suite runs here too, offline: the supervisor's scripted model doing each
+task's script passes every check, and a model that does nothing (finishes at once)
+passes none, so every check can pass and none passes without the work.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandboxctl._proc import Result
+from sandboxctl.eval import png, report, runner, suite
+
+REQUIRED_KINDS = {
+    "create and edit files",
+    "follow instructions exactly",
+    "search a tree",
+    "fix a failing unit test",
+    "a multi-step change",
+    "a task that must be refused",
+    "a task that cannot be done",
+}
+LAZY = [{"action": {"tool": "finish", "args": {"answer": "done"}}}]
+
+
+def test_the_bundled_suite_has_at_least_12_tasks_of_every_required_kind() -> None:
+    tasks = suite.load_suite()
+    assert len(tasks) >= 12
+    assert {t.category for t in tasks} >= REQUIRED_KINDS
+    assert len({t.id for t in tasks}) == len(tasks)
+
+
+def test_only_keeps_the_named_tasks_and_names_unknown_ones() -> None:
+    assert [t.id for t in suite.load_suite(only="rename, create-file")] == [
+        "create-file",
+        "rename",
+    ]
+    with pytest.raises(suite.SuiteError, match="no such task: nope"):
+        suite.load_suite(only="nope")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('id = "x"\ncategory = "c"\nprompt = "p"\n', "check must be"),
+        ('id = "Bad Id"\ncategory = "c"\nprompt = "p"\ncheck = "true"\n', "id 'Bad Id'"),
+        ('id = "x"\ncategory = "c"\nprompt = "p"\ncheck = "true"\nextra = 1\n', "unknown keys"),
+        ('id = "x"\ncategory = "c"\nprompt = "p"\ncheck = "true"\n', "script must be"),
+        (
+            'id = "x"\ncategory = "c"\nprompt = "p"\ncheck = "true"\n'
+            '[[script]]\naction = { tool = "list_dir", args = {} }\n',
+            "must end with the finish",
+        ),
+        (
+            'id = "x"\ncategory = "c"\nprompt = "p"\ncheck = "true"\n'
+            "[setup]\nfiles = { a = 1 }\n"
+            '[[script]]\naction = { tool = "finish", args = { answer = "" } }\n',
+            "setup.files",
+        ),
+        ('id = "x"\nprompt = ', "01-task.toml"),
+    ],
+)
+def test_a_bad_task_file_is_named_with_what_is_wrong(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    (tmp_path / "01-task.toml").write_text(text)
+    with pytest.raises(suite.SuiteError, match=message):
+        suite.load_suite(tmp_path)
+
+
+def test_the_spec_carries_the_script_only_for_the_scripted_model() -> None:
+    task = suite.load_suite(only="edit-config")[0]
+    scripted = task.spec(scripted=True, subdir="eval/s/r")
+    assert scripted["script"] == list(task.script)
+    assert scripted["setup"]["files"]["config.ini"].startswith("[server]")
+    assert (scripted["check"], scripted["subdir"]) == (task.check, "eval/s/r")
+    assert "script" not in task.spec(scripted=False, subdir="eval/s/r")
+
+
+# -- the proof: every check can pass, and none passes without the work ------------------
+class LazyBackend(runner.LocalBackend):
+    """A model that says it finished without doing anything."""
+
+    def run(self, planned: runner.Planned, spec: dict[str, Any], log: str) -> runner.Outcome:
+        return super().run(planned, {**spec, "script": LAZY}, log)
+
+
+def test_the_scripted_model_passes_every_task(tmp_path: Path) -> None:
+    tasks = suite.load_suite()
+    backend = runner.LocalBackend(tmp_path, slots=2)
+    outcomes = runner.run_all(
+        backend, runner.plan([runner.SCRIPTED], tasks, 1), prefix="p", progress=lambda _: None
+    )
+    failed = [(o.task, o.status, o.reason) for o in outcomes if not o.passed]
+    assert failed == []
+    assert all(o.agent_status == "finished" and o.steps >= 2 for o in outcomes)
+    first = outcomes[0]
+    assert Path(first.log).is_file()
+    assert (tmp_path / "workspace/eval/p/scripted-create-file-1/hello.txt").is_file()
+
+
+def test_a_model_that_does_nothing_passes_no_task(tmp_path: Path) -> None:
+    tasks = suite.load_suite()
+    outcomes = runner.run_all(
+        LazyBackend(tmp_path, slots=2),
+        runner.plan([runner.SCRIPTED], tasks, 1),
+        prefix="lazy",
+        progress=lambda _: None,
+    )
+    passed = [o.task for o in outcomes if o.passed]
+    assert passed == []
+    assert {o.status for o in outcomes} == {"failed"}
+    assert {o.agent_status for o in outcomes} == {"finished"}
+
+
+# -- the runner -------------------------------------------------------------------------
+@dataclass
+class FakeBackend:
+    """Counts runs at once and the models served."""
+
+    width: int = 2
+    delay: float = 0.05
+    served: list[str] = field(default_factory=list)
+    running: int = 0
+    most: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def slots(self) -> int:
+        return self.width
+
+    def serving(self, model: str) -> AbstractContextManager[None]:
+        self.served.append(model)
+        return nullcontext()
+
+    def run(self, planned: runner.Planned, spec: dict[str, Any], log: str) -> runner.Outcome:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+        time.sleep(self.delay)
+        with self.lock:
+            self.running -= 1
+        passed = planned.repeat == 1
+        return runner.Outcome(
+            planned.model,
+            planned.task.id,
+            planned.repeat,
+            "passed" if passed else "failed",
+            "finished",
+            passed,
+            3,
+            100,
+            self.delay,
+            0 if passed else 7,
+            log=log,
+        )
+
+
+def test_runs_go_in_parallel_up_to_the_slots_in_plan_order() -> None:
+    tasks = suite.load_suite(only="create-file,rename,json-edit")
+    backend = FakeBackend(width=2)
+    lines: list[str] = []
+    outcomes = runner.run_all(
+        backend, runner.plan(["m1", "m2"], tasks, 2), prefix="x", progress=lines.append
+    )
+    assert backend.most == 2
+    assert backend.served == ["m1", "m2"]
+    assert [(o.model, o.task, o.repeat) for o in outcomes][:3] == [
+        ("m1", "create-file", 1),
+        ("m1", "rename", 1),
+        ("m1", "json-edit", 1),
+    ]
+    assert len(outcomes) == 12
+    assert any("[12/12]" in line for line in lines)
+    assert outcomes[0].log == "eval/x/m1-create-file-1.jsonl"
+
+
+def test_parallel_option_overrides_the_slots() -> None:
+    backend = FakeBackend(width=4)
+    runner.run_all(
+        backend,
+        runner.plan(["m"], suite.load_suite(), 1),
+        prefix="x",
+        parallel=1,
+        progress=lambda _: None,
+    )
+    assert backend.most == 1
+
+
+def test_plan_needs_a_model_and_a_repeat() -> None:
+    tasks = suite.load_suite(only="rename")
+    with pytest.raises(runner.EvalError, match="repeat"):
+        runner.plan(["m"], tasks, 0)
+    with pytest.raises(runner.EvalError, match="no model"):
+        runner.plan([], tasks, 1)
+
+
+def test_a_run_without_run_end_is_reported_not_passed() -> None:
+    planned = runner.Planned("m", suite.load_suite(only="rename")[0], 1)
+    outcome = runner.outcome_from_records(planned, [{"type": "run_start"}], 1.5, 5)
+    assert (outcome.status, outcome.passed, outcome.exit_code) == ("no_trajectory", False, 5)
+
+
+@dataclass
+class FakeStack:
+    """Answers compose exec calls: check --json, run, show --json."""
+
+    calls: list[tuple[tuple[str, ...], str | None]] = field(default_factory=list)
+    settings: Any = None
+
+    def compose_run(
+        self, *args: str, capture: bool = False, input_text: str | None = None
+    ) -> Result:
+        self.calls.append((args, input_text))
+        if "check" in args:
+            return Result(args, 0, json.dumps({"slots": 3, "n_ctx": 1024}))
+        if "show" in args:
+            records = [
+                {"type": "run_start"},
+                {
+                    "type": "run_end",
+                    "status": "failed",
+                    "agent_status": "step_budget",
+                    "steps": 30,
+                    "tokens": {"total": 9000},
+                    "reason": "the check failed",
+                },
+            ]
+            return Result(args, 0, "\n".join(json.dumps(r) for r in records))
+        return Result(args, 7, "", "")
+
+
+def test_stack_backend_runs_with_the_spec_on_stdin_and_reads_the_trajectory() -> None:
+    stack = FakeStack()
+    backend = runner.StackBackend(stack, lambda model: nullcontext())
+    assert backend.slots() == 3
+    task = suite.load_suite(only="fix-test")[0]
+    planned = runner.Planned("tiny", task, 2)
+    spec = task.spec(scripted=False, subdir="eval/s/tiny-fix-test-2")
+    outcome = backend.run(planned, spec, "eval/s/tiny-fix-test-2.jsonl")
+    (args, given), (shown, _) = stack.calls[1], stack.calls[2]
+    assert args[:8] == (
+        "exec",
+        "-T",
+        "supervisor",
+        "sandbox-supervisor",
+        "run",
+        "--spec",
+        "-",
+        "-q",
+    )
+    assert args[-2:] == ("--", task.prompt)
+    assert "/logs/eval/s/tiny-fix-test-2.jsonl" in args
+    assert json.loads(given or "") == spec
+    assert shown[-1] == "/logs/eval/s/tiny-fix-test-2.jsonl"
+    assert (outcome.status, outcome.agent_status, outcome.steps, outcome.tokens) == (
+        "failed",
+        "step_budget",
+        30,
+        9000,
+    )
+    assert outcome.exit_code == 7
+
+
+def test_stack_serving_brings_another_model_up_and_the_answered_one_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sandboxctl import stack as stack_
+
+    @dataclass
+    class Settings:
+        sandbox_model: str
+
+    @dataclass
+    class Runner:
+        extra_env: dict[str, str]
+
+    @dataclass
+    class Stack:
+        settings: Settings
+        runner: Runner
+
+    brought: list[tuple[str, str | None]] = []
+    monkeypatch.setattr(
+        stack_,
+        "bring_up",
+        lambda s: brought.append(
+            (s.settings.sandbox_model, s.runner.extra_env.get("SANDBOX_MODEL"))
+        ),
+    )
+    serve = runner.stack_serving(Stack(Settings("tiny"), Runner({})), log=lambda _: None)
+    with serve("tiny"):
+        assert brought == []
+    with serve("smollm2"):
+        assert brought == [("smollm2", "smollm2")]
+    assert brought[-1] == ("tiny", None)
+
+
+# -- the report ---------------------------------------------------------------------------
+def _outcomes() -> list[runner.Outcome]:
+    def one(model: str, task: str, repeat: int, passed: bool, wall: float) -> runner.Outcome:
+        status = "passed" if passed else "failed"
+        return runner.Outcome(model, task, repeat, status, "finished", passed, 4, 500, wall, 0)
+
+    return [
+        one("scripted", "a", 1, True, 1.0),
+        one("scripted", "b", 1, True, 3.0),
+        one("tiny", "a", 1, False, 10.0),
+        one("tiny", "a", 2, True, 20.0),
+        runner.Outcome("tiny", "b", 1, "step_budget", None, False, 30, 9000, 60.0, 3),
+        runner.Outcome("tiny", "b", 2, "model_unavailable", None, False, 0, 0, 1.0, 5),
+    ]
+
+
+def test_summary_has_pass_rate_steps_tokens_time_and_end_reasons_per_model_and_task() -> None:
+    summary = report.summarize(_outcomes(), ["a", "b"])
+    assert summary["scripted"]["all"]["pass_rate"] == 1.0
+    tiny = summary["tiny"]
+    assert tiny["all"]["runs"] == 4
+    assert tiny["all"]["pass_rate"] == 0.25
+    assert tiny["tasks"]["a"]["wall_s_mean"] == 15.0
+    assert tiny["tasks"]["b"]["steps_mean"] == 15.0
+    assert tiny["tasks"]["b"]["end_reasons"] == {"step_budget": 1, "model_unavailable": 1}
+    assert tiny["tasks"]["a"]["end_reasons"] == {"failed (finished)": 1, "passed (finished)": 1}
+
+
+def test_markdown_has_a_row_per_model_and_per_model_and_task() -> None:
+    summary = report.summarize(_outcomes(), ["a", "b"])
+    text = report.markdown(summary, {"stamp": "S", "tasks": 2, "repeat": 2})
+    assert "| tiny | 25% | 1/4 |" in text
+    assert "| scripted | a | 100% | 1/1 | 4.0 | 500 | 1.0 | passed (finished) x1 |" in text
+    assert "| tiny | b | 0% | 0/2 |" in text
+
+
+def test_write_makes_json_markdown_and_a_png_chart(tmp_path: Path) -> None:
+    summary, paths = report.write(tmp_path / "out", _outcomes(), ["a", "b"], {"stamp": "S"})
+    assert [p.name for p in paths] == ["eval.json", "eval.md", "eval.png"]
+    data = json.loads(paths[0].read_text())
+    assert data["models"] == summary
+    assert len(data["runs"]) == 6
+    width, height, pixels = png.read_png(paths[2].read_bytes())
+    assert (width, height) == (960, 600)
+    colours = {pixels[i : i + 3] for i in range(0, len(pixels), 3)}
+    assert bytes(png.PALETTE[0]) in colours  # the first model's points
+    assert bytes(png.PALETTE[1]) in colours  # the second model's
+
+
+def test_canvas_draws_pixels_and_text_and_round_trips(tmp_path: Path) -> None:
+    canvas = png.Canvas(40, 20)
+    canvas.line(0, 0, 39, 19, png.BLACK)
+    end = canvas.text(2, 2, "ab1%", png.PALETTE[1])
+    assert end == 2 + 4 * 6
+    assert canvas.get(0, 0) == png.BLACK
+    assert canvas.get(39, 19) == png.BLACK
+    assert canvas.get(2, 2) == png.WHITE  # 'A' has an empty top-left corner
+    assert canvas.get(3, 2) == png.PALETTE[1]
+    width, height, pixels = png.read_png(canvas.save(tmp_path / "c.png").read_bytes())
+    assert (width, height) == (40, 20)
+    assert pixels == bytes(canvas.pixels)
+    with pytest.raises(ValueError, match="not a PNG"):
+        png.read_png(b"GIF89a")
+
+
+def test_every_glyph_is_five_by_seven() -> None:
+    assert all(len(rows) == 7 and all(0 <= r < 32 for r in rows) for rows in png.FONT.values())
+    assert set("0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ%-.") <= set(png.FONT)
+
+
+def test_eval_is_wired_as_a_top_level_task() -> None:
+    import tasks
+
+    assert "eval" in tasks.ns.task_names
