@@ -13,6 +13,21 @@ cd "$(dirname "$(readlink -f "$0")")"
 
 if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
 
+# Long steps write their output to a log under .cache/bootstrap/ and print one line; on
+# failure, the last lines and the log's path.
+logs=.cache/bootstrap
+quietly() {
+    local name=$1
+    shift
+    mkdir -p "$logs"
+    if ! "$@" >"$logs/$name.log" 2>&1; then
+        echo "bootstrap: failed: $*" >&2
+        tail -n 25 "$logs/$name.log" >&2
+        echo "bootstrap: the whole output is in $logs/$name.log" >&2
+        return 1
+    fi
+}
+
 # The host's packages: one list, requirements/debian-packages.txt (also read by host.prepare).
 apt_packages=()
 while read -r pkg _; do
@@ -24,9 +39,10 @@ for pkg in "${apt_packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
     echo "bootstrap: installing ${missing[*]}" >&2
-    "${SUDO[@]}" apt-get update -qq
+    quietly apt-update "${SUDO[@]}" apt-get update -qq
     # --no-install-recommends: every package the stack needs is named in the list.
-    DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    quietly apt-install "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
 lock=requirements/dev.lock
@@ -34,9 +50,9 @@ stamp=.venv/.bootstrap-lock.sha256
 want=$(cat "$lock" pyproject.toml supervisor/pyproject.toml | sha256sum | cut -d' ' -f1)
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "bootstrap: creating .venv from $lock" >&2
-    python3 -m venv .venv
-    .venv/bin/python -m pip install --quiet --upgrade pip
-    .venv/bin/python -m pip install --quiet -r "$lock" -e . -e supervisor
+    quietly venv python3 -m venv .venv
+    quietly pip .venv/bin/python -m pip install --quiet --upgrade pip
+    quietly pip .venv/bin/python -m pip install --quiet -r "$lock" -e . -e supervisor
     echo "$want" > "$stamp"
 fi
 

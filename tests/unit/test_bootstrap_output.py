@@ -1,0 +1,113 @@
+"""bootstrap.sh prints a few lines, not apt's and pip's hundreds; a failure prints the tail
+and the log's path (issue 12: the first command used to print 142,387 lines).
+
+bootstrap.sh runs in a copy of the repository's files it reads, with fake ``dpkg-query``,
+``apt-get``, ``sudo`` and ``python3`` on PATH, so nothing is installed and the real
+``.venv`` is never touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+NOISY = """#!/bin/sh
+# a step that prints what apt-get or pip print: hundreds of lines
+i=0
+while [ $i -lt 500 ]; do echo "$(basename "$0") line $i: Unpacking something ..."; i=$((i+1)); done
+if [ -n "$FAIL" ] && [ "$(basename "$0")" = "$FAIL" ]; then
+    echo "E: Unable to locate package"
+    exit 100
+fi
+exit 0
+"""
+
+
+def sandbox_copy(tmp_path: Path, *, venv_ready: bool) -> Path:
+    """The files bootstrap.sh reads, in a folder of their own."""
+    copy = tmp_path / "repo"
+    for relpath in ("bootstrap.sh", "requirements/debian-packages.txt", "requirements/dev.lock",
+                    "pyproject.toml", "supervisor/pyproject.toml"):  # fmt: skip
+        (copy / relpath).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / relpath, copy / relpath)
+    if venv_ready:
+        (copy / ".venv/bin").mkdir(parents=True)
+        (copy / ".venv/bin/python").write_text("#!/bin/sh\nexit 0\n")
+        (copy / ".venv/bin/python").chmod(0o755)
+        digest = hashlib.sha256(
+            b"".join(
+                (copy / name).read_bytes()
+                for name in ("requirements/dev.lock", "pyproject.toml", "supervisor/pyproject.toml")
+            )
+        ).hexdigest()
+        (copy / ".venv/.bootstrap-lock.sha256").write_text(digest + "\n")
+    return copy
+
+
+def fake_bin(tmp_path: Path) -> Path:
+    """Fakes: dpkg-query says nothing is installed; apt-get and python3 are noisy."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("apt-get", "python3"):
+        (bin_dir / name).write_text(NOISY)
+    (bin_dir / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
+    (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    (bin_dir / "python3").write_text(
+        NOISY.replace("exit 0\n", 'mkdir -p .venv/bin && cp "$0" .venv/bin/python\nexit 0\n')
+    )
+    for path in bin_dir.iterdir():
+        path.chmod(0o755)
+    return bin_dir
+
+
+def bootstrap(copy: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(copy / "bootstrap.sh"), "true"],
+        env={
+            "PATH": f"{bin_dir}:/usr/bin:/bin",
+            "HOME": str(copy),
+            "SANDBOX_SKIP_HOST_PREPARE": "1",
+            **env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_a_full_bootstrap_prints_a_handful_of_lines(tmp_path: Path) -> None:
+    """Packages and the virtual environment installed: two lines, not thousands."""
+    copy = sandbox_copy(tmp_path, venv_ready=False)
+    result = bootstrap(copy, fake_bin(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert [line.split(" ", 2)[1] for line in lines] == ["installing", "creating"]
+    assert (copy / ".cache/bootstrap/apt-install.log").read_text().count("\n") >= 500
+
+
+def test_a_warm_bootstrap_prints_nothing(tmp_path: Path) -> None:
+    """Everything done already (apt packages present, .venv current): silence."""
+    copy = sandbox_copy(tmp_path, venv_ready=True)
+    bin_dir = fake_bin(tmp_path)
+    (bin_dir / "dpkg-query").write_text("#!/bin/sh\necho 'install ok installed'\n")
+    result = bootstrap(copy, bin_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout + result.stderr == ""
+
+
+def test_a_failing_step_prints_its_tail_and_the_log_path(tmp_path: Path) -> None:
+    """apt-get fails: its last lines and where the rest is, then a non-zero exit."""
+    copy = sandbox_copy(tmp_path, venv_ready=True)
+    result = bootstrap(copy, fake_bin(tmp_path), FAIL="apt-get")
+    assert result.returncode != 0
+    err = result.stderr.splitlines()
+    assert "E: Unable to locate package" in err
+    assert err[-1] == "bootstrap: the whole output is in .cache/bootstrap/apt-update.log"
+    assert len(err) < 30
+    assert os.path.getsize(copy / ".cache/bootstrap/apt-update.log") > 10_000
