@@ -9,7 +9,8 @@
 #   LIBS_OF (space-separated; analysed, not copied: the model image copies llama-server
 #   and its backends to /app itself) load, as ldd resolves them here, with the dynamic
 #   loader, each under its resolved folder;
-# - busybox-static as /bin/sh with the applets named in APPLETS (`all` for every one);
+# - busybox-static as /bin/sh with the applets named in APPLETS (`all`: every one but
+#   dpkg and rpm);
 # - passwd and group entries for root and uid/gid 10001, named RUNTIME_USER;
 # - /tmp (1777) and the merged-/usr links of the build stage (/bin -> usr/bin, ...).
 # Only the applets are listed by hand: a new release that links one more library gets it
@@ -65,7 +66,8 @@ done < /tmp/runtime-libs
 
 cp /bin/busybox "$rootfs/usr/bin/busybox"
 if [ "$applets" = all ]; then
-    applets="$(/bin/busybox --list)"
+    # Every applet but busybox's package managers: no dpkg, no rpm in these images.
+    applets="$(/bin/busybox --list | grep -v -x -e dpkg -e dpkg-deb -e rpm -e rpm2cpio)"
 fi
 for applet in $applets; do
     if [ ! -e "$rootfs/usr/bin/$applet" ] && [ "$applet" != busybox ]; then
