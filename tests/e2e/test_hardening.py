@@ -336,3 +336,27 @@ def test_hardening_figures(e2e_stack: E2EStack) -> None:
             f"pids {host['PidsLimit']}, read-only {host['ReadonlyRootfs']}, networks {networks}"
         )
     assert (e2e_stack.path / "secrets").stat().st_mode & 0o777 == 0o700
+
+
+SIZE_BUDGETS = {"model-server": 60_000_000, "supervisor": 120_000_000, "tools": 120_000_000}
+"""Each running service's image at most this many bytes (issue 18): the model server's
+runtime holds llama-server, its libraries and busybox; supervisor and tools share one
+Python image. No Debian system (apt, dpkg, perl) in either."""
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_images_fit_their_size_budget_and_hold_no_package_manager(
+    e2e_stack: E2EStack, service: str
+) -> None:
+    """The image the service runs is within its budget, and has no apt, dpkg or bash."""
+    image = e2e_stack.container(service)["Image"]
+    size = int(e2e_stack.podman("image", "inspect", "--format", "{{.Size}}", image))
+    print(f"\n{service}: {size / 1e6:.1f} MB")
+    assert size <= SIZE_BUDGETS[service], f"{service}: {size / 1e6:.1f} MB"
+    probe = e2e_stack.exec(
+        service,
+        "sh",
+        "-c",
+        "for p in /usr/bin/apt-get /usr/bin/dpkg /bin/bash; do test -e $p && echo $p; done; true",
+    )
+    assert probe.stdout.strip() == "", f"{service}: {probe.stdout}"
