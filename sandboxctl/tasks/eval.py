@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from invoke.context import Context
@@ -23,8 +24,9 @@ from sandboxctl.tasks._support import root
         "parallel": "Runs at once (0: the model server's slots)",
         "out": "Folder of eval.json, eval.md and eval.png (default: results/eval/STAMP)",
         "keep": "Keep each run's workspace folder (eval/STAMP/RUN in the workspace volume)",
+        "max_steps": "Step budget of every run (0: each task's, else the supervisor's)",
     },
-    ranges={"repeat": (1, 1000), "parallel": (0, runner.MAX_PARALLEL)},
+    ranges={"repeat": (1, 1000), "parallel": (0, runner.MAX_PARALLEL), "max_steps": (0, 10_000)},
 )
 def evaluate(
     c: Context,
@@ -34,10 +36,13 @@ def evaluate(
     parallel: int = 0,
     out: str = "",
     keep: bool = False,
+    max_steps: int = 0,
 ) -> None:
     """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
     try:
         chosen = suite.load_suite(only=tasks)
+        if max_steps:
+            chosen = [replace(t, max_steps=max_steps) for t in chosen]
     except suite.SuiteError as error:
         raise Exit(f"eval: {error}", code=1) from error
     try:
@@ -56,7 +61,13 @@ def evaluate(
     if not keep:
         stack.compose_run("exec", "-T", "tools", "rm", "-rf", f"/workspace/eval/{prefix}")
     directory = Path(out) if out else root() / "results" / "eval" / prefix
-    meta = {"stamp": prefix, "tasks": len(chosen), "repeat": repeat, "models": models}
+    meta = {
+        "stamp": prefix,
+        "tasks": len(chosen),
+        "repeat": repeat,
+        "models": models,
+        "max_steps": max_steps or None,
+    }
     _summary, paths = report.write(directory, outcomes, [t.id for t in chosen], meta)
     print(paths[1].read_text(encoding="utf-8"))
     print(f"eval: wrote {', '.join(str(p) for p in paths)}")
