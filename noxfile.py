@@ -109,6 +109,15 @@ def container(session: nox.Session) -> None:
 
 
 @nox.session
+def vulkan(session: nox.Session) -> None:
+    """Compile the Vulkan model-server image for real (no GPU needed); long, not a default."""
+    install(session)
+    sandboxctl(session, "base-image")
+    sandboxctl(session, "model-source")
+    pytest(session, "tests/gpu_build", "-s", marks="container")
+
+
+@nox.session
 def e2e(session: nox.Session) -> None:
     """Render a sandbox, bring the stack up on Podman with Compose v2, run an agent task."""
     install(session)

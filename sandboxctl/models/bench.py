@@ -2,18 +2,19 @@
 
 Measures, in one run:
 
-- tokens per second of llama-server in the container and of the same source
-  built on the host with the same CMake flags, same model, same threads, as a
-  ratio (container / host);
-- the runtime image's size;
-- the image build time: warm (unchanged source: layer cache) always, after a
-  cache-busting build argument with ccache warm (``--rebuild``), and cold
-  (``--cold``: no layer cache, empty ccache) when asked, since it takes
-  minutes.
+- prompt processing and generation tokens per second of llama-server in the container
+  and of the same source built on the host (same CMake flags, same two ggml edits, same
+  CPU variants, same model, same threads), the two servers up together and their
+  requests interleaved (container, host, container, host, ...) so a change in the
+  machine's load falls on both; median and spread (lowest to highest) of each;
+- the container's start to ready (``/health`` 200) and its first chat answer;
+- the runtime image's size; the image build time with unchanged source (layer cache),
+  and cold (``--cold``: no layer cache, empty ccache) when asked, since it takes minutes.
 
-The host build shares the image's flags (:data:`CMAKE_FLAGS`, kept equal to
-the Containerfile's by a unit test) and, through ccache with the same base
-directory layout, most of its compiled objects.
+The model is a real one when it is on disk (``smollm2-135m-instruct``, `invoke
+model.fetch smollm2-135m-instruct`), else the random tiny model, whose figures say little
+about a real model's (the result notes it). The host build shares the image's flags and,
+through ccache with the same base directory layout, most of its compiled objects.
 """
 
 from __future__ import annotations
@@ -40,9 +41,7 @@ CMAKE_FLAGS = (
     "-DCMAKE_BUILD_TYPE=Release",
     "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
     "-DBUILD_SHARED_LIBS=ON",
-    "-DGGML_NATIVE=OFF",
     "-DGGML_BACKEND_DL=ON",
-    "-DGGML_CPU_ALL_VARIANTS=ON",
     "-DLLAMA_CURL=OFF",
     "-DLLAMA_OPENSSL=OFF",
     "-DLLAMA_SUBPROCESS=OFF",
@@ -51,14 +50,45 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )
-"""CMake flags of the CPU image's build stage (model/Containerfile)."""
+"""CMake flags of the CPU image's build stage (model/Containerfile), less the CPU ones."""
 
-PROMPT = "Once upon a time"
+GGML_EDITS: tuple[tuple[str, str, str], ...] = (
+    (
+        "ggml/src/CMakeLists.txt",
+        "function(ggml_add_cpu_backend_variant tag_name)",
+        "    if (DEFINED SANDBOX_CPU_VARIANTS AND NOT tag_name IN_LIST SANDBOX_CPU_VARIANTS)\n"
+        "        return()\n"
+        "    endif()",
+    ),
+    (
+        "ggml/src/ggml-cpu/CMakeLists.txt",
+        "    ggml_add_backend_library(${GGML_CPU_NAME})",
+        '    if (CMAKE_C_COMPILER_ID STREQUAL "GNU")\n'
+        "        target_compile_options(${GGML_CPU_NAME} PRIVATE -Wno-uninitialized"
+        " -Wno-maybe-uninitialized)\n"
+        "    endif()",
+    ),
+)
+"""The Containerfile's two edits of ggml's CMake files (file, the line after which, the
+lines inserted), applied to the host build's copy of the source; a unit test holds them
+to the Containerfile's ``sed`` commands."""
+
+REAL_MODEL = "smollm2-135m-instruct"
+PROMPT = " ".join(["The quick brown fox jumps over the lazy dog."] * 24)
+"""About 240 tokens: long enough that prompt processing is measured, not its overhead."""
 READY_TIMEOUT_S = 120.0
 
 
 class BenchError(Exception):
     """The benchmark could not run; the message says what failed."""
+
+
+@dataclass
+class Samples:
+    """One server's figures: prompt processing and generation tokens/s, one per request."""
+
+    prompt_per_s: list[float] = field(default_factory=list)
+    generation_per_s: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -71,18 +101,52 @@ class BenchResult:
     threads: int
     n_predict: int
     rounds: int = 1
+    cpu_variants: str = ""
+    prompt_tokens: int | None = None
     image_size_bytes: int | None = None
     build_warm_s: float | None = None
-    build_rebuild_ccache_s: float | None = None
     build_cold_s: float | None = None
     host_build_s: float | None = None
-    container_tokens_per_s: float | None = None
-    """Median over ``rounds`` timed requests (each round's figures in *_rounds)."""
-    host_tokens_per_s: float | None = None
-    container_tokens_per_s_rounds: list[float] = field(default_factory=list)
-    host_tokens_per_s_rounds: list[float] = field(default_factory=list)
-    ratio_container_to_host: float | None = None
+    ready_s: float | None = None
+    """Container start (`podman run`) to /health 200, model loaded."""
+    first_answer_s: float | None = None
+    """The first chat completion after ready (16 tokens at most)."""
+    container: Samples = field(default_factory=Samples)
+    host: Samples = field(default_factory=Samples)
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Spread:
+    """Median and range of a list of figures."""
+
+    median: float
+    low: float
+    high: float
+    n: int
+
+    @classmethod
+    def of(cls, values: list[float]) -> Spread | None:
+        if not values:
+            return None
+        return cls(statistics.median(values), min(values), max(values), len(values))
+
+    def text(self) -> str:
+        return f"{self.median:.1f} ({self.low:.1f}-{self.high:.1f}, n={self.n})"
+
+
+def summary(result: BenchResult) -> dict[str, Any]:
+    """Medians and spreads of the result's samples, and the container/host ratios."""
+    out: dict[str, Any] = {}
+    for side in ("container", "host"):
+        samples: Samples = getattr(result, side)
+        for kind in ("prompt_per_s", "generation_per_s"):
+            spread = Spread.of(getattr(samples, kind))
+            out[f"{side}_{kind}"] = asdict(spread) if spread else None
+    for kind in ("prompt_per_s", "generation_per_s"):
+        c, h = out[f"container_{kind}"], out[f"host_{kind}"]
+        out[f"ratio_{kind}"] = c["median"] / h["median"] if c and h and h["median"] else None
+    return out
 
 
 def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
@@ -107,48 +171,67 @@ def image_size(tag: str, engine: str = "podman") -> int:
     return int(out)
 
 
-def build_stage_image(output: str) -> str | None:
-    """Return the image ID ``podman build`` printed for the end of its first stage."""
-    last: str | None = None
-    for line in output.splitlines():
-        if line.startswith("[2/"):
-            return last
-        if line.startswith("--> ") and "Using cache" not in line:
-            last = line.removeprefix("--> ").strip()
-    return None
+def cpu_flags(variants: str) -> list[str]:
+    """The CMake flags for ``variants`` (``all``, ``native`` or names), as the
+    Containerfile's ``case`` chooses them."""
+    if variants == "native":
+        return ["-DGGML_NATIVE=ON"]
+    flags = ["-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=ON"]
+    if variants != "all":
+        flags.append("-DSANDBOX_CPU_VARIANTS=" + variants.replace(",", ";"))
+    return flags
 
 
-def with_build_arg(command: list[str], key: str, value: str) -> list[str]:
-    """Return the build ``command`` with one more ``--build-arg`` before the context."""
-    return [*command[:-1], "--build-arg", f"{key}={value}", command[-1]]
+def host_tree(context: Path, base: Path) -> Path:
+    """Return ``base/llama.cpp``: a hard-linked copy of the placed source with
+    :data:`GGML_EDITS` applied (each edited file replaced, never written through a link,
+    so the placed source and the image's layer cache are untouched). Kept while the
+    placed source's manifest and the edits stay the same."""
+    source = context / llama_source.TREE
+    tree = base / "llama.cpp"
+    stamp = base / "tree.stamp"
+    want = json.dumps([llama_source.read_manifest(context), GGML_EDITS], sort_keys=True)
+    if tree.is_dir() and stamp.is_file() and stamp.read_text(encoding="utf-8") == want:
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    base.mkdir(parents=True, exist_ok=True)
+    run(["cp", "-al", str(source), str(tree)])
+    for relative, anchor, insert in GGML_EDITS:
+        path = tree / relative
+        text = path.read_text(encoding="utf-8")
+        if f"\n{anchor}\n" not in text:
+            raise BenchError(f"{relative}: no line {anchor!r} to edit after (new llama.cpp?)")
+        edited = text.replace(f"\n{anchor}\n", f"\n{anchor}\n{insert}\n", 1)
+        path.unlink()
+        path.write_text(edited, encoding="utf-8")
+    stamp.write_text(want, encoding="utf-8")
+    return tree
 
 
-def host_build(context: Path, ccache: Path | None, jobs: int) -> tuple[Path, float]:
-    """Build llama-server on the host from ``context/llama.cpp`` with the image's flags.
-
-    The build directory is ``context/host-build`` so paths relative to the
-    ccache base directory match the image's (/src/llama.cpp, /src/build).
-    Returns the binary and the seconds it took.
-    """
+def host_build(
+    context: Path, base: Path, variants: str, ccache: Path | None, jobs: int
+) -> tuple[Path, float]:
+    """Build llama-server on the host from the placed source with the image's flags, in
+    ``base`` (``base/llama.cpp``, ``base/build``: the image's /src layout, so ccache
+    shares objects). Returns the binary and the seconds it took."""
     if shutil.which("cmake") is None or shutil.which("c++") is None:
         raise BenchError("the host build needs cmake and a C++ compiler (build-essential)")
-    source = context / llama_source.TREE
-    build = context / "host-build"
+    tree = host_tree(context, base)
+    build = base / "build"
     # ccache hashes the locale variables: drop them, as the build container has none.
     env = {k: v for k, v in os.environ.items() if k != "LANG" and not k.startswith("LC_")}
     launcher: list[str] = []
     if ccache is not None and shutil.which("ccache"):
-        env.update(
-            CCACHE_DIR=str(ccache), CCACHE_BASEDIR=str(context), CCACHE_COMPILERCHECK="content"
-        )
+        env.update(CCACHE_DIR=str(ccache), CCACHE_BASEDIR=str(base), CCACHE_COMPILERCHECK="content")
         launcher = ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
     manifest = llama_source.read_manifest(context) or {}
     numbers = [
         f"-DLLAMA_BUILD_NUMBER={manifest.get('build_number', 0)}",
         f"-DLLAMA_BUILD_COMMIT={str(manifest.get('commit', 'unknown'))[:9]}",
     ]
+    flags = [*CMAKE_FLAGS, *cpu_flags(variants), *numbers, *launcher]
     start = time.monotonic()
-    run(["cmake", "-S", str(source), "-B", str(build), *CMAKE_FLAGS, *numbers, *launcher], env=env)
+    run(["cmake", "-S", str(tree), "-B", str(build), *flags], env=env)
     run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], env=env)
     return build / "bin" / "llama-server", time.monotonic() - start
 
@@ -164,14 +247,13 @@ def wait_ready(url: str, alive: Callable[[], bool], timeout: float = READY_TIMEO
             pass
         if not alive():
             raise BenchError(f"the server behind {url} exited before it was ready")
-        time.sleep(0.3)
+        time.sleep(0.1)
     raise BenchError(f"{url} was not ready after {timeout:.0f} s")
 
 
-def tokens_per_second(
-    url: str, n_predict: int, rounds: int = 1, headers: dict[str, str] | None = None
-) -> list[float]:
-    """Return llama-server's own generation speed for ``rounds`` fixed completions."""
+def completion(url: str, n_predict: int) -> dict[str, Any]:
+    """One fixed completion (:data:`PROMPT`, greedy, no prompt cache); llama-server's
+    ``timings`` of it."""
     body = {
         "prompt": PROMPT,
         "n_predict": n_predict,
@@ -180,15 +262,21 @@ def tokens_per_second(
         "cache_prompt": False,
         "seed": 1,
     }
-    # One warm-up request, then the measured ones.
-    httpx.post(f"{url}/completion", json={**body, "n_predict": 8}, headers=headers, timeout=300)
-    speeds = []
-    for _ in range(rounds):
-        response = httpx.post(f"{url}/completion", json=body, headers=headers, timeout=600)
-        if response.status_code != 200:
-            raise BenchError(f"/completion answered {response.status_code}: {response.text[:300]}")
-        speeds.append(float(response.json()["timings"]["predicted_per_second"]))
-    return speeds
+    response = httpx.post(f"{url}/completion", json=body, timeout=600)
+    if response.status_code != 200:
+        raise BenchError(f"/completion answered {response.status_code}: {response.text[:300]}")
+    timings: dict[str, Any] = response.json()["timings"]
+    return timings
+
+
+def first_answer(url: str) -> float:
+    """Seconds for the first chat completion (16 tokens at most) of a fresh server."""
+    body = {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 16}
+    start = time.monotonic()
+    response = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=300)
+    if response.status_code != 200:
+        raise BenchError(f"chat answered {response.status_code}: {response.text[:300]}")
+    return time.monotonic() - start
 
 
 def free_port() -> int:
@@ -201,11 +289,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def container_server(image: str, model: Path, threads: int, ctx: int) -> Iterator[str]:
-    """Run the image with ``model`` mounted read-only; yield its URL; always remove it."""
+def container_server(
+    image: str, model: Path, threads: int, ctx: int
+) -> Iterator[tuple[str, float]]:
+    """Run the image with ``model`` mounted read-only; yield its URL and the seconds from
+    `podman run` to ready; always remove it."""
     name = f"ai-sandbox-bench-{uuid.uuid4().hex[:10]}"
     port = free_port()
     try:
+        start = time.monotonic()
         run(
             ["podman", "run", "-d", "--name", name, "--read-only", "--cap-drop=ALL",
              "-p", f"127.0.0.1:{port}:8080",
@@ -227,7 +319,7 @@ def container_server(image: str, model: Path, threads: int, ctx: int) -> Iterato
             return state.stdout.strip() == "true"
 
         wait_ready(url, alive)
-        yield url
+        yield url, time.monotonic() - start
     finally:
         subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True, check=False)
 
@@ -236,12 +328,7 @@ def container_server(image: str, model: Path, threads: int, ctx: int) -> Iterato
 def host_server(binary: Path, model: Path, threads: int, ctx: int) -> Iterator[str]:
     """Run the host-built llama-server on ``model``; yield its URL; always stop it."""
     port = free_port()
-    env = {
-        **os.environ,
-        "LLAMA_ARG_UI": "false",
-        "LLAMA_ARG_JINJA": "true",
-        "LLAMA_ARG_ENDPOINT_METRICS": "true",
-    }
+    env = {**os.environ, "LLAMA_ARG_UI": "false", "LLAMA_ARG_JINJA": "true"}
     command = [
         str(binary), "--host", "127.0.0.1", "--port", str(port), "-m", str(model),
         "-t", str(threads), "-c", str(ctx), "-np", "1",
@@ -260,11 +347,25 @@ def host_server(binary: Path, model: Path, threads: int, ctx: int) -> Iterator[s
                 process.wait()
 
 
+def interleave(servers: dict[str, str], rounds: int, n_predict: int, result: BenchResult) -> None:
+    """``rounds`` times, one timed completion on each server in turn (A B A B ...)."""
+    for url in servers.values():
+        completion(url, 8)  # warm-up: first-touch of the weights, thread pool start
+    for _ in range(rounds):
+        for side, url in servers.items():
+            timings = completion(url, n_predict)
+            samples: Samples = getattr(result, side)
+            samples.prompt_per_s.append(float(timings["prompt_per_second"]))
+            samples.generation_per_s.append(float(timings["predicted_per_second"]))
+            result.prompt_tokens = int(timings["prompt_n"])
+
+
 def write_results(result: BenchResult, path: Path) -> Path:
-    """Write ``result`` as JSON to ``path`` atomically and return the path."""
+    """Write ``result`` and its summary as JSON to ``path`` atomically; return the path."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(asdict(result), indent=2) + "\n", encoding="utf-8")
+    data = {**asdict(result), "summary": summary(result)}
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     os.replace(tmp, path)
     return path
 
@@ -275,108 +376,124 @@ def format_results(result: BenchResult) -> str:
     def show(value: float | int | None, unit: str, scale: float = 1.0) -> str:
         return "not measured" if value is None else f"{value / scale:.2f} {unit}"
 
+    def spread(values: list[float]) -> str:
+        measured = Spread.of(values)
+        return measured.text() + " tok/s" if measured else "not measured"
+
     lines = [
-        f"llama.cpp {result.llama_cpp_version}, image {result.image}",
-        f"model {result.model}, {result.threads} threads, {result.n_predict} tokens, "
-        f"median of {result.rounds} requests",
+        f"llama.cpp {result.llama_cpp_version}, image {result.image} "
+        f"(CPU variants {result.cpu_variants})",
+        f"model {result.model}, {result.threads} threads, prompt {result.prompt_tokens} tokens,"
+        f" {result.n_predict} generated, {result.rounds} interleaved rounds",
         f"image size              {show(result.image_size_bytes, 'MB', 1e6)}",
         f"build, warm (no change) {show(result.build_warm_s, 's')}",
-        f"build, ccache rebuild   {show(result.build_rebuild_ccache_s, 's')}",
         f"build, cold             {show(result.build_cold_s, 's')}",
         f"host build (ccache)     {show(result.host_build_s, 's')}",
-        f"container tokens/s      {show(result.container_tokens_per_s, 'tok/s')}",
-        f"host tokens/s           {show(result.host_tokens_per_s, 'tok/s')}",
-        f"container / host        {show(result.ratio_container_to_host, '')}".rstrip(),
+        f"start to ready          {show(result.ready_s, 's')}",
+        f"first answer            {show(result.first_answer_s, 's')}",
+        f"container prompt        {spread(result.container.prompt_per_s)}",
+        f"host prompt             {spread(result.host.prompt_per_s)}",
+        f"container generation    {spread(result.container.generation_per_s)}",
+        f"host generation         {spread(result.host.generation_per_s)}",
     ]
     return "\n".join(lines + [f"note: {note}" for note in result.notes])
 
 
-def _ensure_model(key: str) -> Path:
-    """Return the benchmark model's path, generating the tiny model if it is missing."""
+def pick_model(key: str) -> tuple[str, Path, str | None]:
+    """Return the benchmark model's key, path and a note: ``auto`` is the real model when
+    it is on disk, else the tiny one (generated when missing)."""
     from sandboxctl.models import catalog
     from sandboxctl.models import tiny as tiny_model
 
-    model = catalog.load_catalog().get(key)
+    models = catalog.load_catalog()
+    note = None
+    if key == "auto":
+        real = catalog.model_path(models.get(REAL_MODEL))
+        if real.is_file():
+            return REAL_MODEL, real, None
+        key = "tiny"
+        note = (
+            f"random tiny model: its figures say little about a real model's "
+            f"(`invoke model.fetch {REAL_MODEL}` for a real one)"
+        )
+    model = models.get(key)
     path = catalog.model_path(model)
     if not path.is_file():
         if not model.generated:
             raise BenchError(f"{path} is missing: run `invoke model.fetch {key}` first")
         tiny_model.generate(llama_source.vocab_path(), path)
-    return path
-
-
-def _image_exists(tag: str) -> bool:
-    result = subprocess.run(["podman", "image", "exists", tag], capture_output=True, check=False)
-    return result.returncode == 0
+    return key, path, note
 
 
 def run_benchmark(
     *,
-    model_key: str = "tiny",
+    model_key: str = "auto",
     threads: int = 2,
-    n_predict: int = 128,
-    rounds: int = 3,
+    n_predict: int = 64,
+    rounds: int = 7,
     cold: bool = False,
-    rebuild: bool = True,
     host: bool = True,
     jobs: int | None = None,
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Run the whole benchmark and return its figures (see the module docstring)."""
+    from sandboxctl.config import load_settings
+    from sandboxctl.stack import images
+
+    settings = load_settings(llama_source.REPO_ROOT, require_file=False)
     pin, _origin, _download, _tree = llama_source.place_source()
-    manifest = llama_source.read_manifest()
-    model = _ensure_model(model_key)
+    key, model, note = pick_model(model_key)
     ccache = llama_source.cache_dir() / "ccache"
     ccache.mkdir(parents=True, exist_ok=True)
-    command = llama_source.build_command(pin, manifest, ccache_dir=ccache)
-    tag = command[command.index("-t") + 1]
-    result = BenchResult(pin.version, tag, model_key, threads, n_predict, rounds)
-    ctx = 1024
+    tag = llama_source.image_tag(pin.version, "cpu", settings.compose_project_name)
+    variants = settings.llama_cpu_variants
 
+    def command(cache: Path) -> list[str]:
+        return images.model_build_argv(
+            llama_source.REPO_ROOT, tag, pin.version, "cpu", cache,
+            base_image=settings.base_image, cpu_variants=variants,
+        )  # fmt: skip
+
+    result = BenchResult(pin.version, tag, key, threads, n_predict, rounds, variants)
+    result.notes += [note] if note else []
+    ctx = 1024
     if cold:
         log("cold build: no layer cache, empty ccache (minutes)...")
         with tempfile.TemporaryDirectory(prefix="ccache-cold-") as empty:
-            cold_command = [*command]
-            cold_command[cold_command.index("-v") + 1] = f"{empty}:/ccache"
-            cold_command.insert(3, "--no-cache")
+            cold_command = command(Path(empty))
+            cold_command.insert(2, "--no-cache")
             result.build_cold_s = timed(cold_command)
     elif not _image_exists(tag):
         log("no image yet: this first build is cold (minutes)...")
-        result.build_cold_s = timed(command)
+        result.build_cold_s = timed(command(ccache))
         result.notes.append("cold build measured with the persistent ccache directory as found")
     log("warm build (unchanged source)...")
-    result.build_warm_s = timed(command)
-    if rebuild:
-        log("rebuild with a cache-busting build argument (ccache warm)...")
-        bust = with_build_arg(
-            command, "CMAKE_EXTRA_ARGS", f"-DSANDBOX_BENCH_BUST={uuid.uuid4().hex}"
-        )
-        bust_tag = f"{tag}-bench-rebuild"
-        bust[bust.index("-t") + 1] = bust_tag
-        start = time.monotonic()
-        output = run(bust).stdout
-        result.build_rebuild_ccache_s = time.monotonic() - start
-        # The cache-busted build stage is of no further use: drop it with its tag.
-        leftovers = [bust_tag, *filter(None, [build_stage_image(output)])]
-        subprocess.run(["podman", "rmi", *leftovers], capture_output=True, check=False)
+    result.build_warm_s = timed(command(ccache))
     result.image_size_bytes = image_size(tag)
 
-    log("tokens/s in the container...")
-    with container_server(tag, model, threads, ctx) as url:
-        result.container_tokens_per_s_rounds = tokens_per_second(url, n_predict, rounds)
-    result.container_tokens_per_s = statistics.median(result.container_tokens_per_s_rounds)
-    if host:
-        log("host build with the same flags (ccache shared)...")
-        if (llama_source.CONTEXT_DIR / "host-build" / "CMakeCache.txt").is_file():
-            result.notes.append("host build reused its build directory (incremental)")
+    with container_server(tag, model, threads, ctx) as (container_url, ready):
+        result.ready_s = ready
+        result.first_answer_s = first_answer(container_url)
+        servers = {"container": container_url}
+        if not host:
+            result.notes.append("host build skipped (--no-host): no comparison")
+            log(f"{rounds} timed requests in the container...")
+            interleave(servers, rounds, n_predict, result)
+            return result
+        log("host build with the same flags and CPU variants (ccache shared)...")
         binary, result.host_build_s = host_build(
-            llama_source.CONTEXT_DIR, ccache, jobs or os.cpu_count() or 2
+            llama_source.CONTEXT_DIR,
+            llama_source.cache_dir() / "host-build",
+            variants,
+            ccache,
+            jobs or os.cpu_count() or 2,
         )
-        log("tokens/s on the host...")
-        with host_server(binary, model, threads, ctx) as url:
-            result.host_tokens_per_s_rounds = tokens_per_second(url, n_predict, rounds)
-        result.host_tokens_per_s = statistics.median(result.host_tokens_per_s_rounds)
-        result.ratio_container_to_host = result.container_tokens_per_s / result.host_tokens_per_s
-    else:
-        result.notes.append("host build skipped (--no-host): no ratio")
+        with host_server(binary, model, threads, ctx) as host_url:
+            log(f"{rounds} interleaved rounds: container, host, container, host, ...")
+            interleave({**servers, "host": host_url}, rounds, n_predict, result)
     return result
+
+
+def _image_exists(tag: str) -> bool:
+    result = subprocess.run(["podman", "image", "exists", tag], capture_output=True, check=False)
+    return result.returncode == 0

@@ -1,53 +1,97 @@
-"""Benchmark tasks: figures about the model server, printed and saved (assert nothing)."""
+"""Benchmark tasks: figures about the model server and the stack, printed and saved (they
+assert nothing)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from sandboxctl import bench_report
 from sandboxctl.models import bench as bench_model
 from sandboxctl.models.catalog import CatalogError
 from sandboxctl.models.source import REPO_ROOT, SourceError
 from sandboxctl.tasks._args import task
 
+MODEL_HELP = {
+    "model_name": "Catalog key of the model to time (default auto: smollm2-135m-instruct "
+    "when fetched, else tiny)",
+    "threads": "Threads for llama-server, the same in the container and on the host",
+    "n_predict": "Tokens to generate in each timed request",
+    "rounds": "Interleaved rounds (one container and one host request each)",
+    "cold": "Also time a cold build (no layer cache, empty ccache): minutes",
+    "host": "Build the same source on the host and compare tokens/s (minutes once)",
+}
+RANGES = {"threads": (1, 1024), "n_predict": (1, 100_000), "rounds": (1, 1000)}
 
-@task(
-    help={
-        "model_name": "Catalog key of the model to time (default: tiny)",
-        "threads": "Threads for llama-server, the same in the container and on the host",
-        "n_predict": "Tokens to generate in each timed request",
-        "rounds": "Timed requests per server; the median is reported",
-        "cold": "Also time a cold build (no layer cache, empty ccache): minutes",
-        "rebuild": "Time a rebuild after a cache-busting build argument (ccache warm)",
-        "host": "Build the same source on the host and compare tokens/s (minutes once)",
-        "output": "Results file (JSON)",
-    },
-    ranges={"threads": (1, 1024), "n_predict": (1, 100_000), "rounds": (1, 1000)},
-)
+
+def _run(
+    model_key: str, threads: int, n_predict: int, rounds: int, cold: bool, host: bool
+) -> bench_model.BenchResult:
+    try:
+        return bench_model.run_benchmark(
+            model_key=model_key, threads=threads, n_predict=n_predict, rounds=rounds,
+            cold=cold, host=host,
+        )  # fmt: skip
+    except (bench_model.BenchError, SourceError, CatalogError) as error:
+        raise Exit(f"bench: {error}", code=1) from error
+
+
+@task(help={**MODEL_HELP, "output": "Results file (JSON)"}, ranges=RANGES)
 def model(
     c: Context,
-    model_name: str = "tiny",
+    model_name: str = "auto",
     threads: int = 2,
-    n_predict: int = 128,
-    rounds: int = 3,
+    n_predict: int = 64,
+    rounds: int = 7,
     cold: bool = False,
-    rebuild: bool = True,
     host: bool = True,
     output: str = "results/bench-model.json",
 ) -> None:
-    """Time llama-server in the container vs on the host; image size; build times."""
-    try:
-        result = bench_model.run_benchmark(
-            model_key=model_name,
-            threads=threads,
-            n_predict=n_predict,
-            rounds=rounds,
-            cold=cold,
-            rebuild=rebuild,
-            host=host,
-        )
-    except (bench_model.BenchError, SourceError, CatalogError) as error:
-        raise Exit(f"bench.model: {error}", code=1) from error
+    """Time llama-server in the container vs on the host (interleaved); sizes; builds."""
+    result = _run(
+        model_key=model_name, threads=threads, n_predict=n_predict, rounds=rounds,
+        cold=cold, host=host,
+    )  # fmt: skip
     path = bench_model.write_results(result, REPO_ROOT / output)
     print(bench_model.format_results(result))
     print(f"written to {path}")
+
+
+@task(
+    help={
+        **MODEL_HELP,
+        "output_dir": "Folder of bench.json, bench.md and bench.png (default results/)",
+        "readme": "Also rewrite the README's Performance figures (chart in docs/performance/)",
+    },
+    ranges=RANGES,
+)
+def report(
+    c: Context,
+    model_name: str = "auto",
+    threads: int = 2,
+    n_predict: int = 64,
+    rounds: int = 7,
+    cold: bool = False,
+    host: bool = True,
+    output_dir: str = "results",
+    readme: bool = False,
+) -> None:
+    """Every figure in one results file: model server, images, builds, supervisor, e2e."""
+    from sandboxctl.config import load_settings
+
+    result = _run(
+        model_key=model_name, threads=threads, n_predict=n_predict, rounds=rounds,
+        cold=cold, host=host,
+    )  # fmt: skip
+    project = load_settings(REPO_ROOT, require_file=False).compose_project_name
+    report = bench_report.collect(REPO_ROOT, result, f"localhost/{project}-supervisor:dev")
+    directory = REPO_ROOT / ("docs/performance" if readme else output_dir)
+    paths = bench_report.write(report, directory)
+    print(paths["md"].read_text(encoding="utf-8"))
+    if readme:
+        chart = Path(paths["png"]).relative_to(REPO_ROOT).as_posix()
+        bench_report.update_readme(REPO_ROOT / "README.md", report, chart)
+        print("README.md's Performance figures rewritten")
+    print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -1,10 +1,16 @@
-"""Unit tests of sandboxctl.models.bench's pure parts (the benchmark itself needs Podman)."""
+"""Unit tests of the benchmarks' pure parts (sandboxctl.models.bench, sandboxctl.bench_report;
+the benchmark itself needs Podman)."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import pytest
+
+from sandboxctl import bench_report
 from sandboxctl.models import bench as bench_model
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "Containerfile"
@@ -16,37 +22,152 @@ def test_host_build_uses_the_same_cmake_flags_as_the_cpu_image() -> None:
     assert missing == []
 
 
-def test_with_build_arg_keeps_the_context_last() -> None:
-    command = ["podman", "build", "-t", "x", "/ctx"]
-    assert bench_model.with_build_arg(command, "K", "v") == [
-        "podman", "build", "-t", "x", "--build-arg", "K=v", "/ctx",
-    ]  # fmt: skip
+@pytest.mark.parametrize("variants", ["all", "native", "x64,haswell"])
+def test_cpu_flags_are_the_containerfiles_choice(variants: str) -> None:
+    body = CONTAINERFILE.read_text(encoding="utf-8")
+    flags = bench_model.cpu_flags(variants)
+    if variants == "native":
+        assert flags == ["-DGGML_NATIVE=ON"]
+        assert 'native) cpu="-DGGML_NATIVE=ON"' in body
+    elif variants == "all":
+        assert 'all) cpu="-DGGML_NATIVE=OFF -DGGML_CPU_ALL_VARIANTS=ON"' in body
+    else:
+        assert flags[-1] == "-DSANDBOX_CPU_VARIANTS=x64;haswell"
+        assert "-DSANDBOX_CPU_VARIANTS=$(echo \"${CPU_VARIANTS}\" | tr , ';')" in body
+
+
+@pytest.mark.parametrize("edit", bench_model.GGML_EDITS, ids=lambda e: e[0])
+def test_host_edits_are_the_containerfiles_sed_edits(edit: tuple[str, str, str]) -> None:
+    """Same file, same anchor line, same inserted lines as the image's `sed -i`."""
+    relative, anchor, insert = edit
+    body = CONTAINERFILE.read_text(encoding="utf-8")
+    sed = f"s/^{anchor}$/&\\n{insert.replace(chr(10), chr(92) + 'n')}/"
+    assert sed in body
+    assert f"llama.cpp/{relative}" in body
+
+
+def test_host_tree_edits_copies_and_leaves_the_placed_source_alone(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    for relative, anchor, _insert in bench_model.GGML_EDITS:
+        path = context / "llama.cpp" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"before\n{anchor}\nafter\n")
+    tree = bench_model.host_tree(context, tmp_path / "host")
+    for relative, anchor, insert in bench_model.GGML_EDITS:
+        assert (tree / relative).read_text() == f"before\n{anchor}\n{insert}\nafter\n"
+        assert (context / "llama.cpp" / relative).read_text() == f"before\n{anchor}\nafter\n"
+    assert bench_model.host_tree(context, tmp_path / "host") == tree  # kept: stamp matches
+
+
+def test_host_tree_refuses_a_source_without_the_anchor(tmp_path: Path) -> None:
+    context = tmp_path / "context"
+    for relative, _anchor, _insert in bench_model.GGML_EDITS:
+        path = context / "llama.cpp" / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("nothing to edit\n")
+    with pytest.raises(bench_model.BenchError, match="no line"):
+        bench_model.host_tree(context, tmp_path / "host")
+
+
+def result() -> bench_model.BenchResult:
+    measured = bench_model.BenchResult("b1", "img", "tiny", 2, 64, 3, "x64", 240, 10)
+    measured.container.prompt_per_s = [100.0, 120.0, 110.0]
+    measured.container.generation_per_s = [50.0, 40.0, 45.0]
+    measured.host.prompt_per_s = [100.0, 100.0, 100.0]
+    measured.host.generation_per_s = [45.0, 45.0, 45.0]
+    return measured
+
+
+def test_summary_has_median_range_and_ratio_per_kind() -> None:
+    summary = bench_model.summary(result())
+    assert summary["container_prompt_per_s"] == {
+        "median": 110.0, "low": 100.0, "high": 120.0, "n": 3
+    }  # fmt: skip
+    assert summary["ratio_prompt_per_s"] == pytest.approx(1.1)
+    assert summary["ratio_generation_per_s"] == pytest.approx(1.0)
 
 
 def test_results_are_written_as_json_without_temporary_file(tmp_path: Path) -> None:
-    result = bench_model.BenchResult("b1", "img", "tiny", 2, 64, image_size_bytes=10)
-    path = bench_model.write_results(result, tmp_path / "results" / "bench-model.json")
-    assert json.loads(path.read_text())["image_size_bytes"] == 10
+    path = bench_model.write_results(result(), tmp_path / "results" / "bench-model.json")
+    data = json.loads(path.read_text())
+    assert data["image_size_bytes"] == 10
+    assert data["summary"]["host_generation_per_s"]["median"] == 45.0
     assert [p.name for p in path.parent.iterdir()] == ["bench-model.json"]
 
 
 def test_unmeasured_figures_print_as_not_measured() -> None:
-    result = bench_model.BenchResult("b1", "img", "tiny", 2, 64, container_tokens_per_s=12.345)
-    text = bench_model.format_results(result)
-    assert "container tokens/s      12.35 tok/s" in text
-    assert "host tokens/s           not measured" in text
+    text = bench_model.format_results(result())
+    assert "container prompt        110.0 (100.0-120.0, n=3) tok/s" in text
+    assert "host build (ccache)     not measured" in text
 
 
-def test_build_stage_image_is_the_last_new_layer_of_stage_one() -> None:
-    output = "\n".join(
-        [
-            "[1/3] STEP 7/8: ARG X",
-            "--> Using cache 948a10cf02a4",
-            "--> 948a10cf02a",
-            "[1/3] STEP 8/8: RUN make",
-            "--> 8d69d9f0d50",
-            "[2/3] STEP 1/2: FROM debian AS base",
-            "--> f9f60374362",
-        ]
+SUPERVISOR_OUTPUT = """steps per run: 300 (conversation grows with each step)
+overhead per step, null tool, fsync:        9.250 ms
+overhead per step, null tool, no fsync:     0.120 ms
+per step with read_file, fsync:            10.000 ms
+resident memory after imports:              41.5 MiB
+"""
+
+
+def test_supervisor_figures_are_read_from_its_printed_lines() -> None:
+    assert bench_report.parse_supervisor_output(SUPERVISOR_OUTPUT) == {
+        "step_fsync_ms": 9.25,
+        "step_no_fsync_ms": 0.12,
+        "step_read_file_fsync_ms": 10.0,
+        "rss_after_imports_mib": 41.5,
+    }
+
+
+def report() -> dict[str, Any]:
+    measured = result()
+    return {
+        "date": "2026-11-30",
+        "machine": {
+            "cpu": "CPU X",
+            "cores": 2,
+            "memory_gib": 23.0,
+            "kernel": "6.1",
+            "podman": "4.3.1",
+        },
+        "model_server": {
+            **asdict(measured),
+            "summary": bench_model.summary(measured),
+        },
+        "supervisor_image": "img",
+        "supervisor_image_size_bytes": 90_000_000,
+        "supervisor_overhead": bench_report.parse_supervisor_output(SUPERVISOR_OUTPUT),
+        "e2e": None,
+    }
+
+
+def test_markdown_is_dated_describes_the_machine_and_shows_the_chart() -> None:
+    text = bench_report.markdown(report(), "bench.png")
+    assert text.startswith("Measured 2026-11-30 on CPU X, 2 cores")
+    assert "| prompt tokens/s, container | 110 (100-120) |" in text
+    assert "| supervisor/tools image | 90 MB |" in text
+    assert "| container / host, prompt (medians) | 1.10 |" in text
+    assert "![tokens per second, container and host](bench.png)" in text
+
+
+def test_write_makes_json_markdown_and_a_png(tmp_path: Path) -> None:
+    paths = bench_report.write(report(), tmp_path)
+    assert json.loads(paths["json"].read_text())["date"] == "2026-11-30"
+    assert paths["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(bench.png)" in paths["md"].read_text()
+
+
+def test_readme_section_between_the_markers_is_replaced(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# X\n## Performance\n{bench_report.README_START}\nstale figures\n"
+        f"{bench_report.README_END}\nend\n"
     )
-    assert bench_model.build_stage_image(output) == "8d69d9f0d50"
+    bench_report.update_readme(readme, report(), "docs/performance/bench.png")
+    text = readme.read_text()
+    assert "stale figures" not in text
+    assert text.endswith(f"{bench_report.README_END}\nend\n")
+    assert "(docs/performance/bench.png)" in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="section"):
+        bench_report.update_readme(plain, report(), "x")
