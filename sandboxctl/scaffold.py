@@ -71,12 +71,12 @@ def parse_answers(text: str, known: Iterable[str] | None = None) -> dict[str, st
     """Parse ``NAME=VALUE,NAME=VALUE`` into a mapping; raise ``ValueError`` on a malformed
     pair or a name that is not a question of ``copier.yml`` (``known``, default: its
     questions), which Copier itself would ignore silently."""
-    names = sorted(load_questions() if known is None else known)
     answers: dict[str, str] = {}
     for pair in filter(None, (part.strip() for part in text.split(","))):
         name, sep, value = pair.partition("=")
         if not sep or not name.strip():
             raise ValueError(f"answer {pair!r} is not NAME=VALUE")
+        names = sorted(load_questions() if known is None else known)
         if name.strip() not in names:
             raise ValueError(f"unknown answer {name.strip()!r}; known: {', '.join(names)}")
         answers[name.strip()] = value.strip()

@@ -8,6 +8,9 @@ copied to ``~/.local/lib/ai-sandbox/docker-compose-VERSION`` and the link points
 
 from __future__ import annotations
 
+import filecmp
+import hashlib
+import re
 import shutil
 from pathlib import Path
 
@@ -24,26 +27,25 @@ def stable_dir(home: Path) -> Path:
     return home / ".local" / "lib" / "ai-sandbox"
 
 
+_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+
+
 def stable_binary(home: Path, binary: Path, runner: Runner) -> Path:
     """Where ``binary`` is kept for the plugin link: named by its version (``version
     --short``), or by its SHA-256 when it does not say one."""
-    from sandboxctl.models.download import sha256_file
-    from sandboxctl.stack.compose import parse_version
-
     try:
         answer = runner.run([str(binary), "version", "--short"])
-        version = parse_version(answer.stdout) if answer.ok else None
+        found = _VERSION.search(answer.stdout) if answer.ok else None
     except (CommandNotFound, OSError):
-        version = None
-    return stable_dir(home) / f"docker-compose-{version or sha256_file(binary)[:12]}"
+        found = None
+    tag = ".".join(found.groups()) if found else hashlib.sha256(binary.read_bytes()).hexdigest()
+    return stable_dir(home) / f"docker-compose-{tag[:12]}"
 
 
 def install_stable(binary: Path, dest: Path) -> bool:
     """Copy ``binary`` to ``dest`` (atomically, executable) unless the same bytes are
     there; return whether it copied."""
-    from sandboxctl.models.download import sha256_file
-
-    if dest.is_file() and sha256_file(dest) == sha256_file(binary):
+    if dest.is_file() and filecmp.cmp(dest, binary, shallow=False):
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(f".{dest.name}.partial")

@@ -12,7 +12,8 @@ from sandboxctl import scaffold
 
 def test_parse_answers_reads_comma_separated_pairs() -> None:
     """`NAME=VALUE,NAME=VALUE` becomes a mapping with whitespace trimmed."""
-    assert scaffold.parse_answers(" model_port=8081 , gpu_backend=cpu") == {
+    known = ["model_port", "gpu_backend"]
+    assert scaffold.parse_answers(" model_port=8081 , gpu_backend=cpu", known) == {
         "model_port": "8081",
         "gpu_backend": "cpu",
     }
@@ -27,7 +28,7 @@ def test_parse_answers_accepts_an_empty_string() -> None:
 def test_parse_answers_rejects_a_pair_without_name_or_value_sign(text: str) -> None:
     """A malformed pair is an error naming the pair, not a silent default."""
     with pytest.raises(ValueError, match="NAME=VALUE"):
-        scaffold.parse_answers(text)
+        scaffold.parse_answers(text, ["model", "model_port"])
 
 
 def test_choice_values_reads_mapping_and_list_choices() -> None:
