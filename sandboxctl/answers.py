@@ -61,7 +61,7 @@ ANSWERS: tuple[Answer, ...] = (
     Answer("MACHINE_ROOTFUL", "bool", "true", "machine_rootful"),
     Answer("MACHINE_NAME", "str", "podman-machine-default"),
     Answer("MACHINE_IMAGE", "str", ""),
-    Answer("SANDBOX_ENGINE", "choice", "auto", choices=("auto", "machine", "native")),
+    Answer("SANDBOX_ENGINE", "choice", "auto", "engine", choices=("auto", "native", "machine")),
     Answer("DOCKER_HOST", "url", ""),
     Answer("DEBIAN_MIRROR", "url", "http://deb.debian.org/debian"),
     Answer("BASE_IMAGE", "str", "localhost/ai-sandbox-base:bookworm"),

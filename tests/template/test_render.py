@@ -29,6 +29,7 @@ TOP_LEVEL = [
     "pyproject.toml",
     ".env",
     ".gitignore",
+    ".gitattributes",
     "bootstrap.sh",
     ".copier-answers.yml",
 ]
@@ -85,16 +86,32 @@ def test_default_render_writes_real_files_not_links(default_render: Path) -> Non
 def test_answers_file_records_every_question(
     default_render: Path, questions: dict[str, dict[str, Any]]
 ) -> None:
-    """`.copier-answers.yml` holds each answer, so `copier update` can replay them."""
+    """`.copier-answers.yml` holds each answer asked, so `copier update` can replay them
+    (the Podman machine's questions are asked, and recorded, only for `engine=machine`)."""
     answers = yaml.safe_load((default_render / ".copier-answers.yml").read_text())
-    assert set(questions) <= set(answers)
+    asked = {name for name, question in questions.items() if "when" not in question}
+    assert asked <= set(answers)
     assert answers["_src_path"]
+
+
+def test_gitattributes_is_rendered_from_the_roots(default_render: Path) -> None:
+    assert (default_render / ".gitattributes").read_text() == (ROOT / ".gitattributes").read_text()
+
+
+def test_a_podman_machine_records_its_questions_too(tmp_path: Path) -> None:
+    dest = scaffold.render(tmp_path / "sandbox", {"engine": "machine"}, src=ROOT)
+    answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
+    assert answers["machine_cpus"] == 4
+    assert "SANDBOX_ENGINE=machine\n" in (dest / ".env").read_text()
 
 
 @pytest.mark.parametrize(("question", "value"), choice_cases())
 def test_each_choice_renders_into_env(tmp_path: Path, question: str, value: Any) -> None:
     """Each choice of each question renders, and reaches the components through `.env`."""
-    dest = scaffold.render(tmp_path / "sandbox", {question: value}, src=ROOT)
+    data = {question: value}
+    if question.startswith("machine_"):
+        data["engine"] = "machine"  # asked (and recorded) only for a Podman machine
+    dest = scaffold.render(tmp_path / "sandbox", data, src=ROOT)
     answers = yaml.safe_load((dest / ".copier-answers.yml").read_text())
     assert answers[question] == value
     env = (dest / ".env").read_text()
