@@ -20,7 +20,14 @@ from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.config import ConfigError, Settings, load_settings
 from sandboxctl.host import network
 from sandboxctl.host import prepare as hostprep
-from sandboxctl.host.engine import Engine, EngineError, engine_version, ping, resolve_engine
+from sandboxctl.host.engine import (
+    Engine,
+    EngineError,
+    engine_version,
+    ping,
+    resolve_engine,
+    service_network_backend,
+)
 from sandboxctl.host.platform import HostInfo
 
 Status = Literal["ok", "warn", "fail", "skip"]
@@ -84,6 +91,8 @@ class Probes:
     probe_image: str = hostprep.PROBE_IMAGE
     ping_fn: Callable[[Path], bool] = ping
     version_fn: Callable[[Path], dict[str, Any] | None] = engine_version
+    backend_fn: Callable[[Path], str | None] = service_network_backend
+    """Asks the engine serving a socket for its network backend."""
     sys_net: Path = network.SYS_NET
     helper_dirs: tuple[str, ...] = AARDVARK_DIRS
     facts: Facts = field(default_factory=Facts, init=False, repr=False, compare=False)

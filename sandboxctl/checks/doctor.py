@@ -186,7 +186,25 @@ def check_network(probes: Probes) -> Check:
             f"netavark, but CNI's bridges {', '.join(stale)} still hold their subnets",
             fix,
         )
+    served = _served_backend(probes)
+    if served not in (None, network.NETWORK_BACKEND):
+        return Check(
+            "network backend",
+            "fail",
+            f"the Podman service still runs with {served} (started before the switch)",
+            "invoke host.prepare --yes (restarts the service sandboxctl started), or "
+            "systemctl restart podman.socket podman.service",
+        )
     return Check("network backend", "ok", "netavark with aardvark-dns")
+
+
+def _served_backend(probes: Probes) -> str | None:
+    """The backend of the engine serving the API socket (None when it cannot be asked)."""
+    try:
+        socket = probes.engine().socket_path
+    except EngineError:
+        return None
+    return probes.backend_fn(socket) if socket is not None else None
 
 
 def check_init(probes: Probes) -> Check:

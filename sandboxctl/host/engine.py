@@ -247,6 +247,20 @@ def ping(path: Path, timeout: float = 2.0) -> bool:
     return status == 200 and body.strip() == b"OK"
 
 
+def service_network_backend(path: Path, timeout: float = 3.0) -> str | None:
+    """Return the network backend the engine serving ``path`` runs with (``libpod/info``), or
+    None when nothing answers. A long-running ``podman system service`` keeps the backend
+    it started with, whatever the configuration says now."""
+    try:
+        status, body = api_get(path, "/libpod/info", timeout)
+        data = json.loads(body) if status == 200 else None
+    except (httpx.HTTPError, json.JSONDecodeError):
+        return None
+    host = data.get("host") if isinstance(data, dict) else None
+    backend = host.get("networkBackend") if isinstance(host, dict) else None
+    return str(backend) if backend else None
+
+
 def socket_is_dead(path: Path, timeout: float = 2.0) -> bool:
     """Tell whether ``path`` is a socket nobody listens on (safe to remove).
 

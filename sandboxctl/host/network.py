@@ -11,6 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl.host.engine import native_socket, service_network_backend
+from sandboxctl.host.platform import detect_host
+from sandboxctl.host.service import (
+    default_state_dir,
+    is_our_service,
+    read_state,
+    state_file,
+    stop_service,
+)
 
 if TYPE_CHECKING:
     from sandboxctl.host.prepare import PrepareContext, PrepareReport
@@ -104,3 +113,30 @@ def stale_bridge_commands(
     if not dry_run and network_facts(runner, sys_net).backend != NETWORK_BACKEND:
         return []
     return [bridge_removal_argv(bridge, is_root) for bridge in bridges]
+
+
+def restart_stale_service(ctx: PrepareContext, report: PrepareReport, *, dry_run: bool) -> None:
+    """A ``podman system service`` started before the switch keeps serving with CNI (and
+    keeps creating CNI bridges for Compose's networks). Stop it when sandboxctl started it
+    (the next task starts it again, on netavark); otherwise say how to restart it."""
+    socket = ctx.service_socket or native_socket(detect_host())
+    backend = service_network_backend(socket)
+    if backend in (None, NETWORK_BACKEND):
+        return
+    state = read_state(state_file(default_state_dir(), socket))
+    ours = state is not None and is_our_service(state)
+    if dry_run:
+        what = "stop it (it starts again at the next task)" if ours else "ask you to restart it"
+        report.add(f"the Podman service on {socket} still uses {backend}: would {what}")
+        return
+    if ours:
+        report.add(f"the Podman service on {socket} still used {backend}: {stop_service(socket)}")
+        report.add("done: it starts again, on netavark, at the next `invoke up`")
+        report.changed = True
+        return
+    problem = (
+        f"the Podman service on {socket} still uses {backend} (started before the switch): "
+        "restart it (systemd: systemctl restart podman.socket podman.service)"
+    )
+    report.blocking.append(problem)
+    report.add(f"fail: {problem}")

@@ -81,6 +81,8 @@ class PrepareContext:
     compose_binary: Path | None = None
     probe_image: str = PROBE_IMAGE
     sys_net: Path = SYS_NET
+    service_socket: Path | None = None
+    """The native engine's API socket (None: the default one for this user)."""
 
 
 @dataclass
@@ -344,6 +346,7 @@ def prepare(
         return report
     fixes = set(outcome.fixes) | network.network_fixes(ctx, report, verb)
     if _write_fixes(ctx, report, fixes, image, probe_name, dry_run=dry_run, confirm=confirm):
+        network.restart_stale_service(ctx, report, dry_run=dry_run)
         _remove_stale_bridges(ctx, report, dry_run=dry_run, confirm=confirm)
         _check_init(ctx, image, report)
     return report

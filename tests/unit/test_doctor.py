@@ -100,6 +100,7 @@ def make(
         packaged_compose=None,
         sys_net=tmp_path / "sys-class-net",
         helper_dirs=(str(helpers),),
+        backend_fn=lambda _socket: "netavark",
     )
     return fakes, inputs
 
@@ -428,3 +429,12 @@ def test_missing_user_model_says_model_add_with_its_path(tmp_path: Path) -> None
     )
     check = run_one("model file", inputs)
     assert (check.status, check.fix) == ("fail", "invoke model.add /data/m.gguf --key mine")
+
+
+def test_a_service_still_running_on_cni_fails_the_network_check(tmp_path: Path) -> None:
+    """The configuration says netavark, but the API service started before the switch."""
+    _fakes, inputs = make(tmp_path)
+    inputs.backend_fn = lambda _socket: "cni"
+    check = run_one("network backend", inputs)
+    assert check.status == "fail"
+    assert "still runs with cni" in check.detail

@@ -3,8 +3,14 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import socketserver
+import threading
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes.harness import FakeTools
@@ -57,6 +63,7 @@ def make(
         dropin=dropin,
         compose_binary=binary,
         sys_net=sys_net,
+        service_socket=tmp_path / "no-service.sock",
     )
     return fakes, ctx
 
@@ -373,3 +380,82 @@ def test_cni_bridges_lists_only_cni_podman_links(tmp_path: Path) -> None:
     for name in ("cni-podman0", "cni-podman10", "cni0", "docker0"):
         (tmp_path / name).mkdir()
     assert network.cni_bridges(tmp_path) == ("cni-podman0", "cni-podman10")
+
+
+# --- a Podman service started before the switch ---------------------------------------------
+
+
+class _InfoHandler(http.server.BaseHTTPRequestHandler):
+    backend = "cni"
+
+    def do_GET(self) -> None:
+        body = json.dumps({"host": {"networkBackend": self.backend}}).encode()
+        self.send_response(200 if self.path.endswith("/libpod/info") else 404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        return
+
+
+class _UnixHTTPServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self) -> tuple[Any, Any]:
+        request, _ = super().get_request()
+        return request, ("local", 0)
+
+
+@pytest.fixture
+def cni_service(tmp_path: Path) -> Iterator[Path]:
+    """A unix socket answering libpod/info like a service that still runs with CNI."""
+    socket_path = tmp_path / "podman.sock"
+    server = _UnixHTTPServer(str(socket_path), _InfoHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield socket_path
+    server.shutdown()
+    server.server_close()
+
+
+def test_service_the_host_started_still_on_cni_is_blocking_with_the_restart_fix(
+    tmp_path: Path, cni_service: Path
+) -> None:
+    """A systemd or user service is never stopped by us: the user is told how."""
+    _fakes, ctx = make(tmp_path)
+    ctx.service_socket = cni_service
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert any("systemctl restart podman.socket" in problem for problem in report.blocking)
+
+
+def test_service_sandboxctl_started_still_on_cni_is_stopped(
+    tmp_path: Path, cni_service: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ours (recorded in the state file) is stopped; the next task starts it on netavark."""
+    stopped: list[Path] = []
+
+    def stop(sock: Path) -> str:
+        stopped.append(sock)
+        return "stopped"
+
+    monkeypatch.setattr(network, "read_state", lambda _path: object())
+    monkeypatch.setattr(network, "is_our_service", lambda _state: True)
+    monkeypatch.setattr(network, "stop_service", stop)
+    _fakes, ctx = make(tmp_path)
+    ctx.service_socket = cni_service
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert stopped == [cni_service]
+    assert not report.blocking
+
+
+def test_service_on_netavark_is_left_alone(tmp_path: Path, cni_service: Path) -> None:
+    _InfoHandler.backend = "netavark"
+    try:
+        _fakes, ctx = make(tmp_path)
+        ctx.service_socket = cni_service
+        report = hostprep.prepare(ctx, confirm=yes)
+    finally:
+        _InfoHandler.backend = "cni"
+    assert not report.blocking
+    assert not any("Podman service" in line for line in report.lines)
