@@ -16,6 +16,14 @@ from sandbox_supervisor.tools import InProcessExecutor, Limits, Workspace
 from sandbox_supervisor.trajectory import TrajectoryWriter
 
 
+@pytest.fixture(autouse=True)
+def no_supervisor_settings_from_outside(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts from the defaults: the environment the suite runs in (the dev
+    container sets SUPERVISOR_API_KEY_FILE, for one) must not decide what a test sees."""
+    for name in [key for key in os.environ if key.startswith("SUPERVISOR_")]:
+        monkeypatch.delenv(name)
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Workspace:
     """An empty workspace directory next to an ``outside`` directory holding a secret."""
