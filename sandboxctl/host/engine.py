@@ -252,7 +252,7 @@ def service_network_backend(path: Path, timeout: float = 3.0) -> str | None:
     None when nothing answers. A long-running ``podman system service`` keeps the backend
     it started with, whatever the configuration says now."""
     try:
-        status, body = api_get(path, "/libpod/info", timeout)
+        status, body = api_get(path, "/v4.0.0/libpod/info", timeout)  # any v4 answers
         data = json.loads(body) if status == 200 else None
     except (httpx.HTTPError, json.JSONDecodeError):
         return None
