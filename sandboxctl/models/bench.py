@@ -284,8 +284,17 @@ def pick_model(key: str) -> tuple[str, Path, str | None]:
     return key, path, note
 
 
+BuildCommand = Callable[[str, str, Path], list[str]]
+"""``(tag, version, ccache_dir) -> podman build argv`` of the CPU image: the stack's one
+build path (``sandboxctl.stack.images.model_build_argv``), handed in by the task so this
+module stays below the stack's layer."""
+
+
 def run_benchmark(
+    build_command: BuildCommand,
     *,
+    project: str = "ai-sandbox",
+    cpu_variants: str = "all",
     model_key: str = "auto",
     threads: int = 2,
     n_predict: int = 64,
@@ -296,22 +305,15 @@ def run_benchmark(
     log: Callable[[str], None] = print,
 ) -> BenchResult:
     """Run the whole benchmark and return its figures (see the module docstring)."""
-    from sandboxctl.config import load_settings
-    from sandboxctl.stack import images
-
-    settings = load_settings(llama_source.REPO_ROOT, require_file=False)
     pin, _origin, _download, _tree = llama_source.place_source()
     key, model, note = pick_model(model_key)
     ccache = llama_source.cache_dir() / "ccache"
     ccache.mkdir(parents=True, exist_ok=True)
-    tag = llama_source.image_tag(pin.version, "cpu", settings.compose_project_name)
-    variants = settings.llama_cpu_variants
+    tag = llama_source.image_tag(pin.version, "cpu", project)
+    variants = cpu_variants
 
     def command(cache: Path) -> list[str]:
-        return images.model_build_argv(
-            llama_source.REPO_ROOT, tag, pin.version, "cpu", cache,
-            base_image=settings.base_image, cpu_variants=variants,
-        )  # fmt: skip
+        return build_command(tag, pin.version, cache)
 
     result = BenchResult(pin.version, tag, key, threads, n_predict, rounds, variants)
     result.notes += [note] if note else []

@@ -8,8 +8,8 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from sandboxctl import bench_report
 from sandboxctl.models import bench as bench_model
+from sandboxctl.models import bench_report
 from sandboxctl.models.catalog import CatalogError
 from sandboxctl.models.source import REPO_ROOT, SourceError
 from sandboxctl.tasks._args import task
@@ -29,10 +29,22 @@ RANGES = {"threads": (1, 1024), "n_predict": (1, 100_000), "rounds": (1, 1000)}
 def _run(
     model_key: str, threads: int, n_predict: int, rounds: int, cold: bool, host: bool
 ) -> bench_model.BenchResult:
+    from sandboxctl.config import load_settings
+    from sandboxctl.stack import images
+
+    settings = load_settings(REPO_ROOT, require_file=False)
+
+    def build_command(tag: str, version: str, ccache: Path) -> list[str]:
+        return images.model_build_argv(
+            REPO_ROOT, tag, version, "cpu", ccache,
+            base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
+        )  # fmt: skip
+
     try:
         return bench_model.run_benchmark(
-            model_key=model_key, threads=threads, n_predict=n_predict, rounds=rounds,
-            cold=cold, host=host,
+            build_command, project=settings.compose_project_name,
+            cpu_variants=settings.llama_cpu_variants, model_key=model_key, threads=threads,
+            n_predict=n_predict, rounds=rounds, cold=cold, host=host,
         )  # fmt: skip
     except (bench_model.BenchError, SourceError, CatalogError) as error:
         raise Exit(f"bench: {error}", code=1) from error

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from sandboxctl import bench_report
 from sandboxctl.models import bench as bench_model
+from sandboxctl.models import bench_report
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "Containerfile"
 
