@@ -293,3 +293,21 @@ def test_every_library_of_the_server_and_its_backends_resolves_in_the_image(imag
     assert "libggml-cpu-" in probe.stdout
     assert "not found" not in probe.stdout, probe.stdout
     assert "FAILED" not in probe.stdout, probe.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ("LLAMA_API_KEY=s3cret", "mount the key as a file"),
+        ("LLAMA_ARG_AGENT=TRUE", "disabled in this image"),
+        ("LLAMA_ARG_TOOLS=all", "disabled in this image"),
+    ],
+)
+def test_entrypoint_refusals_work_with_busybox_in_the_runtime_root(
+    image: str, env: str, message: str
+) -> None:
+    """The entrypoint's checks (key in the environment, built-in tools) run under the
+    image's own busybox sh, tr and id, not only under the host's /bin/sh."""
+    result = podman("run", "--rm", "--network=none", "-e", env, image, check=False)
+    assert result.returncode == 64, result.stdout + result.stderr
+    assert message in result.stderr
