@@ -100,7 +100,7 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
     ranges={"max_steps": (0, 10_000)},
 )
 def run(c: Context, task: str, max_steps: int = 0, check: str = "") -> None:
-    """Run one agent task in the running stack and show its trajectory."""
+    """Run one agent task in the running stack; its steps show as they happen."""
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     with opened() as stack:
         _require_ready(stack, containers=False)

@@ -3,6 +3,7 @@ collection named 'tasks'!")."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tomllib
@@ -19,6 +20,7 @@ def run_invoke(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", f"import sys; sys.argv = ['invoke', *sys.argv[1:]]; {RUN}", *args],
         cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},  # this sandbox's sandboxctl
         capture_output=True,
         text=True,
         timeout=60,

@@ -84,7 +84,7 @@ def test_unchanged_running_stack_recreates_nothing_and_says_so(tmp_path: Path) -
     built.log = said.append
     assert up.converge(built, up.service_states(built)) == []
     assert up_calls(log) == [["up", "-d", "--no-recreate"]]
-    assert said == ["stack ai-sandbox unchanged and running: nothing recreated"]
+    assert said == [f"stack {built.project} unchanged and running: nothing recreated"]
 
 
 def test_changed_service_alone_is_recreated(tmp_path: Path) -> None:
