@@ -138,8 +138,9 @@ def converge(
     ``before``: the states before this ``up`` (the running stack it must leave alone).
     """
     stale = outdated(service_states(stack), expected_states(stack))
-    if model_changed and "model-server" not in stale:
-        stale.append("model-server")  # same container, new bytes in its volume
+    server = before.get("model-server")
+    if model_changed and server is not None and server.running and "model-server" not in stale:
+        stale.append("model-server")  # running on the old bytes; a stopped one reads the new
     stack.require(stack.compose_run("up", "-d", "--no-recreate", capture=True), "compose up")
     if stale:
         stack.log(f"recreating {', '.join(stale)} (configuration, image or model changed)")

@@ -97,9 +97,17 @@ def test_changed_service_alone_is_recreated(tmp_path: Path) -> None:
     ]
 
 
-def test_new_model_bytes_recreate_the_model_server(tmp_path: Path) -> None:
-    """A model copied into the volume restarts the server even with the same config."""
+def test_new_model_bytes_recreate_the_running_model_server(tmp_path: Path) -> None:
+    """A model copied into the volume restarts a running server even with the same config."""
     listed = ps_json().replace('"img-model"', '"img-sup"')
     built, log = make_stack(tmp_path, answers(listed))
     assert up.converge(built, up.service_states(built), model_changed=True) == ["model-server"]
     assert up_calls(log)[-1] == ["up", "-d", "--no-deps", "--force-recreate", "model-server"]
+
+
+def test_a_first_up_starts_the_model_server_once(tmp_path: Path) -> None:
+    """No container before this `up`: starting it reads the new model; no recreate."""
+    listed = ps_json().replace('"img-model"', '"img-sup"')
+    built, log = make_stack(tmp_path, answers(listed))
+    assert up.converge(built, {}, model_changed=True) == []
+    assert up_calls(log) == [["up", "-d", "--no-recreate"]]
