@@ -208,3 +208,23 @@ def test_fitting_is_quick_for_a_long_conversation() -> None:
     assert trim
     assert window.estimate(messages) <= window.budget
     assert messages[-1]["content"] == "o" * 2000  # the latest observation is kept whole
+
+
+def test_replies_as_long_as_the_reply_budget_still_end_by_the_step_budget(
+    executor: InProcessExecutor, tmp_path: Path
+) -> None:
+    """The tiny random model's case: every reply fills max_tokens (half the context), so
+    the task and the latest reply alone pass the budget; the latest reply is cut too."""
+    counting = Counting(reply=action("list_dir", path="x" * 3000))
+    with FakeModelServer({CHAT: [counting]}) as server:
+        result = _agent_run(
+            server,
+            executor,
+            tmp_path / "t.jsonl",
+            max_steps=6,
+            context_tokens=N_CTX,
+            reply_tokens=1024,
+        )
+    assert result.status == "step_budget", result.reason
+    assert counting.refused == 0
+    assert max(counting.sizes) <= N_CTX - 1024

@@ -12,10 +12,11 @@ makes room oldest first:
 1. shortens old observations (tool results, complaints) to a one-line placeholder;
 2. then shortens old replies (their text and tool-call arguments);
 3. then removes whole old turns;
-4. then cuts the middle out of the latest observations (head and tail stay).
+4. then cuts the middle out of the latest observations (head and tail stay), and last
+   the latest reply.
 
-The system message, the task and the latest reply are never touched; when those alone
-do not fit, :class:`ContextTooSmall` says so and the run ends ``context_exhausted``.
+The system message and the task are never touched; when those alone (with what is left
+of one step) do not fit, :class:`ContextTooSmall` says so and the run ends ``context_exhausted``.
 Changes are made in place and kept (a message once shortened stays so), so the
 conversation's prefix stays stable between requests (the server's prompt cache keeps
 working). The loop records each change in the trajectory (a ``context`` record): what
@@ -33,6 +34,7 @@ from typing import Any
 PLACEHOLDER = "[{what} of {chars} characters dropped to fit the model's context]"
 _EXCEEDS = re.compile(r"\((\d+) tokens\) exceeds the available context size \((\d+) tokens\)")
 HEAD = 2  # the system message and the task
+CUT_FLOOR = 200  # characters a cut message keeps at least (shorter: a placeholder)
 
 
 class ContextTooSmall(Exception):
@@ -66,7 +68,7 @@ class ContextWindow:
     """The token budget of one request and the estimate of a conversation's tokens.
 
     ``n_ctx`` is the context of one request (a slot's), ``reply_tokens`` the room kept for
-    the reply (at most a quarter of the context), ``overhead_chars`` what every request
+    the reply (at most half the context), ``overhead_chars`` what every request
     adds besides the messages (the tools, in native mode).
     """
 
@@ -79,8 +81,7 @@ class ContextWindow:
     @property
     def budget(self) -> int:
         """Prompt tokens a request may use."""
-        reserve = min(self.reply_tokens, self.n_ctx // 4)
-        return max(1, self.n_ctx - reserve - self.margin_tokens)
+        return max(1, self.n_ctx - self.reserve - self.margin_tokens)
 
     def chars(self, messages: list[dict[str, Any]]) -> int:
         """Characters of a request with these messages."""
@@ -119,12 +120,12 @@ class ContextWindow:
         while self.estimate(messages) > self.budget or (force and not trim):
             tail = _latest_turn(messages)
             if tail <= HEAD:
-                if self._cut_latest(messages, tail, trim):
+                if self._cut_latest(messages, trim):
                     continue
                 raise ContextTooSmall(
                     f"the task and the latest step need about {self.estimate(messages)} tokens; "
                     f"the context allows {self.budget} for a request ({self.n_ctx} in all, "
-                    f"{min(self.reply_tokens, self.n_ctx // 4)} kept for the reply)"
+                    f"{self.reserve} kept for the reply)"
                 )
             end = _next_reply(messages, HEAD + 1, tail)
             for index in range(HEAD, end):
@@ -132,30 +133,42 @@ class ContextWindow:
             del messages[HEAD:end]
         return trim
 
-    def _cut_latest(self, messages: list[dict[str, Any]], tail: int, trim: Trim) -> bool:
-        """Cut the middle of the largest observation after the latest reply, by what the
-        estimate is over (at least a quarter); False when nothing is left to cut."""
+    @property
+    def reserve(self) -> int:
+        """Tokens kept for the reply: its ``max_tokens``, at most half the context."""
+        return min(self.reply_tokens, self.n_ctx // 2)
+
+    def _cut_latest(self, messages: list[dict[str, Any]], trim: Trim) -> bool:
+        """Cut the middle of the largest message after the task, by what the estimate is
+        over (at least a quarter of it): the latest observations first, then the latest
+        reply (its text, then its tool-call arguments). False when nothing is left."""
         over = max(self.estimate(messages) - self.budget, 0)
-        candidates = [
-            i
-            for i in range(
-                tail + 1 if tail > HEAD or _is_reply(messages, tail) else HEAD, len(messages)
-            )
-            if messages[i].get("role") != "assistant"
-            and len(str(messages[i].get("content") or "")) > 400
-        ]
-        if not candidates:
+        for wanted in ("observation", "reply"):
+            candidates = [
+                i
+                for i in range(HEAD, len(messages))
+                if _kind(messages[i]) == wanted and _cuttable(messages[i])
+            ]
+            if candidates:
+                break
+        else:
             return False
-        index = max(candidates, key=lambda i: len(str(messages[i].get("content"))))
-        content = str(messages[index]["content"])
+        index = max(candidates, key=lambda i: message_chars(messages[i]))
+        message = messages[index]
+        record = _describe(message, index)
+        content = str(message.get("content") or "")
+        if len(content) <= CUT_FLOOR:  # a reply whose bulk is its tool-call arguments
+            record["cut_chars"] = message_chars(message)
+            _shorten(message, index)
+            trim.shortened.append(record)
+            return True
         drop = max(math.ceil(over * self.chars_per_token) + 100, len(content) // 4)
         keep = len(content) - drop
-        record = _describe(messages[index], index)
-        if keep < 200:
-            _shorten(messages[index], index)
+        if keep < CUT_FLOOR:
+            _shorten(message, index)
         else:
             half = keep // 2
-            messages[index]["content"] = (
+            message["content"] = (
                 f"{content[:half]}\n[{drop} characters dropped to fit the model's context]\n"
                 f"{content[-half:]}"
             )
@@ -164,8 +177,14 @@ class ContextWindow:
         return True
 
 
-def _is_reply(messages: list[dict[str, Any]], index: int) -> bool:
-    return index < len(messages) and messages[index].get("role") == "assistant"
+def _cuttable(message: dict[str, Any]) -> bool:
+    """Whether cutting ``message`` would still gain room."""
+    if message.get("_shortened"):
+        return False
+    if len(str(message.get("content") or "")) > CUT_FLOOR:
+        return True
+    calls = message.get("tool_calls") or []
+    return sum(len(str((c.get("function") or {}).get("arguments", ""))) for c in calls) > CUT_FLOOR
 
 
 def _kind(message: dict[str, Any]) -> str:
