@@ -12,6 +12,8 @@ def test_run_prints_the_trajectory_once_and_names_the_run(e2e_stack: E2EStack) -
     """`invoke run` streams the steps, then one line on how it ended (no second copy)."""
     assert "== run " not in e2e_stack.run_output  # the old full `show` after the run
     assert "read it with `invoke runs.show --id " in e2e_stack.run_output
+    # three steps: a few lines each, and the end; not the run printed twice
+    assert len(e2e_stack.run_output.splitlines()) <= 30, e2e_stack.run_output
 
 
 def test_runs_list_show_and_export(e2e_stack: E2EStack, tmp_path: Path) -> None:
