@@ -187,11 +187,21 @@ def run_all(
 
 
 # -- backends ----------------------------------------------------------------------------
+def step_budget(planned: Planned, override: int = 0) -> list[str]:
+    """``--max-steps`` of a run: ``override`` or the task's own; none for the scripted
+    model, which follows the task's script to its end."""
+    if planned.model == SCRIPTED:
+        return []
+    steps = override or planned.task.max_steps
+    return ["--max-steps", str(steps)] if steps else []
+
+
 class LocalBackend:
     """The supervisor in a subprocess, on a local workspace (``root/workspace``).
 
     ``env`` holds its ``SUPERVISOR_*`` settings (``SUPERVISOR_MODEL_URL`` for a model
-    server); tool commands run in process, as the supervisor's tests do.
+    server); tool commands run in process, as the supervisor's tests do. ``max_steps``
+    overrides the tasks' step budgets (see :func:`step_budget`).
     """
 
     def __init__(
@@ -201,6 +211,7 @@ class LocalBackend:
         *,
         slots: int = 2,
         python: str = sys.executable,
+        max_steps: int = 0,
     ) -> None:
         self.root = root
         self.workspace = root / "workspace"
@@ -210,6 +221,7 @@ class LocalBackend:
         self.env = dict(env or {})
         self._slots = slots
         self.python = python
+        self.max_steps = max_steps
 
     def slots(self) -> int:
         """The configured number of parallel runs."""
@@ -225,8 +237,7 @@ class LocalBackend:
         path.parent.mkdir(parents=True, exist_ok=True)
         argv = [self.python, "-m", "sandbox_supervisor", "run", "--spec", "-", "-q"]
         argv += ["--log", str(path), "--workspace", str(self.workspace)]
-        if planned.task.max_steps:
-            argv += ["--max-steps", str(planned.task.max_steps)]
+        argv += step_budget(planned, self.max_steps)
         env = {**os.environ, "SUPERVISOR_LOG_DIR": str(self.logs), **self.env}
         env = {k: v for k, v in env.items() if k != "SUPERVISOR_TOOLS_URL"}
         started = time.monotonic()
@@ -260,12 +271,20 @@ def _json_lines(text: str) -> list[dict[str, Any]]:
 
 
 class StackBackend:
-    """Runs in the stack's supervisor container (``compose exec``), tools in ``tools``."""
+    """Runs in the stack's supervisor container (``compose exec``), tools in ``tools``;
+    ``max_steps`` overrides the tasks' step budgets (see :func:`step_budget`)."""
 
-    def __init__(self, stack: Any, serve: Callable[[str], AbstractContextManager[None]]) -> None:
+    def __init__(
+        self,
+        stack: Any,
+        serve: Callable[[str], AbstractContextManager[None]],
+        *,
+        max_steps: int = 0,
+    ) -> None:
         self.stack = stack
         self._serve = serve
         self._slots: int | None = None
+        self.max_steps = max_steps
 
     def slots(self) -> int:
         """``total_slots`` of the server's ``/props`` (``sandbox-supervisor check``); 1 if
@@ -291,7 +310,7 @@ class StackBackend:
     def run(self, planned: Planned, spec: dict[str, Any], log: str) -> Outcome:
         """``compose exec -T supervisor sandbox-supervisor run --spec -`` then read the log."""
         path = f"/logs/{log}"
-        extra = ["--max-steps", str(planned.task.max_steps)] if planned.task.max_steps else []
+        extra = step_budget(planned, self.max_steps)
         started = time.monotonic()
         result = self.stack.compose_run(
             "exec", "-T", "supervisor", "sandbox-supervisor", "run", "--spec", "-", "-q",

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 from invoke.context import Context
@@ -24,7 +23,8 @@ from sandboxctl.tasks._support import root
         "parallel": "Runs at once (0: the model server's slots)",
         "out": "Folder of eval.json, eval.md and eval.png (default: results/eval/STAMP)",
         "keep": "Keep each run's workspace folder (eval/STAMP/RUN in the workspace volume)",
-        "max_steps": "Step budget of every run (0: each task's, else the supervisor's)",
+        "max_steps": "Step budget of every run of a model (0: each task's, else the "
+        "supervisor's); the scripted model follows each task's script to its end",
     },
     ranges={"repeat": (1, 1000), "parallel": (0, runner.MAX_PARALLEL), "max_steps": (0, 10_000)},
 )
@@ -41,8 +41,6 @@ def evaluate(
     """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
     try:
         chosen = suite.load_suite(only=tasks)
-        if max_steps:
-            chosen = [replace(t, max_steps=max_steps) for t in chosen]
     except suite.SuiteError as error:
         raise Exit(f"eval: {error}", code=1) from error
     try:
@@ -52,7 +50,9 @@ def evaluate(
             stack.settings.sandbox_model
         ]
         prefix = runner.stamp()
-        backend = runner.StackBackend(stack, runner.stack_serving(stack, stack.log))
+        backend = runner.StackBackend(
+            stack, runner.stack_serving(stack, stack.log), max_steps=max_steps
+        )
         outcomes = runner.run_all(
             backend, runner.plan(models, chosen, repeat), prefix=prefix, parallel=parallel
         )

@@ -378,3 +378,20 @@ def test_eval_is_wired_as_a_top_level_task() -> None:
     import tasks
 
     assert "eval" in tasks.ns.task_names
+
+
+def test_step_budget_overrides_models_but_not_the_scripted_one() -> None:
+    task = suite.load_suite(only="rename")[0]
+    assert runner.step_budget(runner.Planned("tiny", task, 1), 3) == ["--max-steps", "3"]
+    assert runner.step_budget(runner.Planned("tiny", task, 1)) == []
+    assert runner.step_budget(runner.Planned(runner.SCRIPTED, task, 1), 3) == []
+
+
+def test_stack_backend_passes_the_step_budget_for_a_model() -> None:
+    stack = FakeStack()
+    backend = runner.StackBackend(stack, lambda model: nullcontext(), max_steps=2)
+    task = suite.load_suite(only="rename")[0]
+    backend.run(runner.Planned("tiny", task, 1), {}, "eval/s/x.jsonl")
+    args = stack.calls[0][0]
+    assert args[args.index("--max-steps") + 1] == "2"
+    assert args.index("--max-steps") < args.index("--")
