@@ -59,6 +59,7 @@ def machine() -> dict[str, Any]:
         "memory_gib": memory_gib,
         "kernel": platform.release(),
         "podman": podman or None,
+        "load_average_1min": round(os.getloadavg()[0], 1),
     }
 
 
@@ -167,9 +168,15 @@ def markdown(report: dict[str, Any], chart: str | None = None) -> str:
                 e2e.get("detail", ""),
             )
         )
+    load = (
+        f", load average {m['load_average_1min']} at the end"
+        if m.get("load_average_1min") is not None
+        else ""
+    )
     lines = [
         f"Measured {report['date']} on {m['cpu']}, {m['cores']} cores, "
-        f"{m['memory_gib']} GiB, Linux {m['kernel']}, Podman {m['podman']}; model "
+        f"{m['memory_gib']} GiB, Linux {m['kernel']}, Podman {m['podman']}"
+        f"{load}; model "
         f"`{ms['model']}`, {ms['threads']} threads, {ms['prompt_tokens']}-token prompt, "
         f"{ms['n_predict']} tokens generated, {ms['rounds']} rounds with container and "
         "host requests interleaved; tokens/s as median (lowest-highest). Figures, not "
