@@ -10,6 +10,7 @@ names below are the stack's public interface, used by the tasks, kube and the te
 
 from sandboxctl.stack.images import place_llama_source, prepare_images
 from sandboxctl.stack.project import (
+    CHECK_FAILED_EXIT_CODE,
     FINISHED_EXIT_CODES,
     READY_DEADLINE_S,
     Stack,
@@ -30,6 +31,7 @@ from sandboxctl.stack.up import bring_up, prepare_model
 
 __all__ = [
     "API_KEY_NAME",
+    "CHECK_FAILED_EXIT_CODE",
     "FINISHED_EXIT_CODES",
     "MIN_SECRET_CHARS",
     "READY_DEADLINE_S",

@@ -41,6 +41,16 @@ def finished_exit_codes(contract: Path = EXIT_CODES_FILE) -> frozenset[int]:
 FINISHED_EXIT_CODES = finished_exit_codes()
 
 
+def exit_code_named(name: str, contract: Path = EXIT_CODES_FILE) -> int:
+    """Return the exit code the supervisor's contract names ``name`` (``check_failed``...)."""
+    data = json.loads(contract.read_text(encoding="utf-8"))
+    return int(data["codes"][name]["code"])
+
+
+CHECK_FAILED_EXIT_CODE = exit_code_named("check_failed")
+"""The run ended on its own terms, and its ``--check`` failed: the task was not done."""
+
+
 class StackError(RuntimeError):
     """A stack operation failed; the message says what and how to fix it."""
 

@@ -107,6 +107,8 @@ def run(c: Context, task: str, max_steps: int = 0, check: str = "") -> None:
         stack_.require_running(stack)
         result, log_path = stack.run_task(task, extra, check=check or None)
         _print_outcome(stack, log_path)  # the steps streamed above: not a second time
+        if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
+            raise Exit(f"run: the check `{check}` failed: the task was not done", code=1)
         if result.returncode not in stack_.FINISHED_EXIT_CODES:
             raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)
 

@@ -46,13 +46,16 @@ def test_run_check_fails_without_the_file_and_passes_with_it(e2e_stack: E2EStack
     check = next(r for r in records if r["type"] == "check")
     assert check["exit_code"] == 1
     assert records[0]["check"] == CHECK
+    assert missing.returncode == 1  # `invoke run` itself fails when the check does
+    assert f"the check `{CHECK}` failed" in missing.stderr
 
     written = e2e_stack.exec("tools", "sh", "-c", "echo hello > /workspace/hello.txt")
     assert written.returncode == 0, written.stderr
     task = "Checked run: say hello (the file is there)"
-    e2e_stack.invoke("run", task, "--max-steps", "1", "--check", CHECK, check=False)
+    present = e2e_stack.invoke("run", task, "--max-steps", "1", "--check", CHECK, check=False)
     end, _ = _run_end(e2e_stack.project, task)
     assert (end["status"], end["exit_code"], end["check"]["passed"]) == ("passed", 0, True)
+    assert present.returncode == 0, present.stderr[-2000:]
 
 
 def test_eval_scripted_passes_all_tiny_almost_none_and_the_report_is_written(

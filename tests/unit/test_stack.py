@@ -235,3 +235,10 @@ def test_finished_exit_codes_follow_a_changed_contract(tmp_path: Path) -> None:
     contract.write_text(json.dumps({"codes": {"a": {"code": 7, "finished": True},
                                               "b": {"code": 8, "finished": False}}}))  # fmt: skip
     assert stack.project.finished_exit_codes(contract) == frozenset({7})
+
+
+def test_check_failed_code_comes_from_the_contract() -> None:
+    from sandbox_supervisor import exit_codes
+
+    assert exit_codes.CODES["check_failed"] == stack.CHECK_FAILED_EXIT_CODE
+    assert stack.CHECK_FAILED_EXIT_CODE in stack.FINISHED_EXIT_CODES
