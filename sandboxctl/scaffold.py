@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from sandboxctl._proc import Runner
 
 TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
 """The template repository (or rendered sandbox) this package belongs to."""
@@ -92,9 +93,10 @@ def fresh_sandbox(source: Path, dest: Path, project: str) -> Path:
     """
     if is_template_repository(source):
         return render(dest, {"project_slug": project}, src=source)
-    listed = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=source, capture_output=True, text=True, check=True
-    ).stdout
+    listing = Runner().run(["git", "ls-files", "-z"], cwd=source)
+    if not listing.ok:
+        raise RuntimeError(f"git ls-files failed in {source}: {listing.stderr.strip()}")
+    listed = listing.stdout
     for name in filter(None, listed.split("\0")):
         (dest / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(source / name, dest / name, follow_symlinks=False)
