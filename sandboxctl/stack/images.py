@@ -41,6 +41,9 @@ from sandboxctl.stack.base_image import (
 )
 from sandboxctl.stack.project import Stack, StackError
 
+VULKAN_BUILD_BASE = "localhost/ai-sandbox-base:trixie"
+"""The Vulkan file's build stage base: Debian trixie, for Vulkan headers newer than
+bookworm's (model/Containerfile.vulkan says why)."""
 DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
 """The x86-64 levels v1-v4 (model/Containerfile says what each choice costs)."""
 MODEL_SERVICE = "model-server"
@@ -360,6 +363,15 @@ def prepare_images(
         ensure_base_image(
             stack.settings.base_image, stack.settings.debian_mirror, stack.runner, stack.log
         )
+        if MODEL_SERVICE in todo and stack.settings.gpu_backend == "vulkan":
+            build_base_image(
+                BaseImageSpec(
+                    tag=VULKAN_BUILD_BASE, suite="trixie", mirror=stack.settings.debian_mirror
+                ),
+                stack.runner,
+                is_root=os.geteuid() == 0,
+                log=stack.log,
+            )
         if MODEL_SERVICE in todo:
             place_llama_source(stack)
             build_model_image(

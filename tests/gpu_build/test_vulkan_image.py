@@ -8,14 +8,17 @@ Vulkan driver) is the device the server lists. Long on 2 cores: not a default se
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 import pytest
 
+from sandboxctl._proc import Runner
 from sandboxctl.config import load_settings
 from sandboxctl.models import source as llama_source
 from sandboxctl.stack import images
+from sandboxctl.stack.base_image import BaseImageSpec, build_base_image
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -30,6 +33,13 @@ def image() -> str:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
     pin, _origin, _result, _tree = llama_source.place_source()
     settings = load_settings(llama_source.REPO_ROOT, require_file=False)
+    # The Vulkan build stage's own base (Debian trixie's Vulkan headers; see the file).
+    build_base_image(
+        BaseImageSpec(tag=images.VULKAN_BUILD_BASE, suite="trixie", mirror=settings.debian_mirror),
+        Runner(),
+        is_root=os.geteuid() == 0,
+        log=lambda _: None,
+    )
     ccache = llama_source.cache_dir() / "ccache"
     ccache.mkdir(parents=True, exist_ok=True)
     tag = llama_source.image_tag(pin.version, "vulkan")
@@ -50,9 +60,11 @@ def test_vulkan_image_builds_and_reports_its_size(image: str) -> None:
 
 def test_server_starts_and_lists_a_vulkan_device_in_the_runtime_root(image: str) -> None:
     """Every library resolves (the server runs) and the Vulkan backend finds a device:
-    lavapipe where there is no GPU."""
+    lavapipe where there is no GPU (ggml skips CPU-type Vulkan devices unless
+    GGML_VK_VISIBLE_DEVICES names them)."""
     listed = podman(
-        "run", "--rm", "--network=none", "--entrypoint", "/app/llama-server", image,
+        "run", "--rm", "--network=none", "-e", "GGML_VK_VISIBLE_DEVICES=0",
+        "--entrypoint", "/app/llama-server", image,
         "--list-devices", check=False,
     )  # fmt: skip
     assert listed.returncode == 0, listed.stdout + listed.stderr
