@@ -14,8 +14,8 @@
 # - passwd and group entries for root and uid/gid 10001, named RUNTIME_USER;
 # - /tmp (1777) and the merged-/usr links of the build stage (/bin -> usr/bin, ...).
 # Only the applets are listed by hand: a new release that links one more library gets it
-# without an edit here. Two copies, kept equal by a unit test: model/runtime-root.sh and
-# supervisor/scripts/runtime-root.sh (each image's build context has its own).
+# without an edit here. One copy: the supervisor's build stages it into its own context
+# (supervisor/.build/, by sandboxctl/stack/images.py), since a build sees only its folder.
 set -eu
 
 rootfs="$1"

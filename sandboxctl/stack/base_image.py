@@ -8,7 +8,6 @@ and never pull. Where a registry is reachable, ``BASE_IMAGE`` may name the offic
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -93,23 +92,11 @@ def _pipe_import(spec: BaseImageSpec, rootfs: Path, runner: Runner, is_root: boo
     tar = ["tar", "-C", str(rootfs), "--numeric-owner", "-c", "."]
     if not is_root:
         tar = ["sudo", *tar]
-    env = runner.environ()
-    with subprocess.Popen(tar, stdout=subprocess.PIPE, env=env) as producer:
-        assert producer.stdout is not None
-        consumer = subprocess.run(
-            import_argv(spec),
-            stdin=producer.stdout,
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        producer.stdout.close()
-        producer.wait()
-    if producer.returncode != 0:
-        raise BaseImageError(f"`{quote(tar)}` failed with exit {producer.returncode}")
-    if consumer.returncode != 0:
-        raise BaseImageError(f"`podman import` failed: {consumer.stderr.strip()}")
+    produced, imported = runner.pipe(tar, import_argv(spec))
+    if produced != 0:
+        raise BaseImageError(f"`{quote(tar)}` failed with exit {produced}")
+    if not imported.ok:
+        raise BaseImageError(f"`podman import` failed: {imported.stderr.strip()}")
 
 
 def build_base_image(

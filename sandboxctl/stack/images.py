@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
+import shutil
 import sys
 import time
 from collections import deque
@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandboxctl._proc import Runner, quote
+from sandboxctl._proc import CommandNotFound, Runner, quote
 from sandboxctl.answers import answer
 from sandboxctl.host.engine import image_exists, image_size
 from sandboxctl.stack.base_image import (
@@ -147,29 +147,23 @@ def build_image(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
-    try:
-        process = subprocess.Popen(
-            argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            env=runner.environ(),
-        )
-    except FileNotFoundError as error:
-        raise ImageBuildError("podman is not installed: run `invoke host.prepare`") from error
-    assert process.stdout is not None
+    current = "starting"
     with log_file.open("w", encoding="utf-8") as saved, _live(f"building {tag}") as show:
         saved.write(f"$ {quote(argv)}\n")
-        current = "starting"
-        for line in process.stdout:
+
+        def take(line: str) -> None:
+            nonlocal current
             saved.write(line)
             tail.append(line.rstrip("\n"))
             if verbose:
                 sys.stdout.write(line)
             current = progress_text(line, current)
             show(current)
-        code = process.wait()
+
+        try:
+            code = runner.stream(argv, take)
+        except CommandNotFound as error:
+            raise ImageBuildError("podman is not installed: run `invoke host.prepare`") from error
     seconds = time.monotonic() - start
     if code != 0:
         shown = "\n  ".join(tail)
@@ -274,6 +268,21 @@ def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = pri
         )
 
 
+RUNTIME_ROOT_SCRIPT = Path("model") / "runtime-root.sh"
+"""The one script that assembles a FROM-scratch runtime root (both images use it)."""
+STAGED = ".build"
+"""Where a build context gets files staged from elsewhere in the sandbox (git-ignored)."""
+
+
+def stage_runtime_root(root: Path, context: Path) -> Path:
+    """Copy the one runtime-root script into ``context/.build/`` (a build context sees only
+    its own folder) and return the copy's path."""
+    staged = context / STAGED / RUNTIME_ROOT_SCRIPT.name
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(root / RUNTIME_ROOT_SCRIPT, staged)
+    return staged
+
+
 def build_supervisor_image(
     root: Path,
     tag: str,
@@ -287,6 +296,7 @@ def build_supervisor_image(
     pulls)."""
     fill_wheelhouse(root, runner, log)
     context = root / "supervisor"
+    stage_runtime_root(root, context)
     argv = build_argv(
         context, context / "Containerfile", tag, build_args={"DEBIAN_IMAGE": base_image}
     )

@@ -224,13 +224,21 @@ def test_entrypoint_and_healthcheck_pass_shellcheck() -> None:
     assert result.returncode == 0, result.stdout
 
 
-def test_runtime_root_script_has_one_text_in_both_build_contexts() -> None:
-    """model/ and supervisor/ are separate build contexts, each with its copy."""
-    model_copy = (MODEL / "runtime-root.sh").read_text(encoding="utf-8")
-    supervisor_copy = (MODEL.parent / "supervisor" / "scripts" / "runtime-root.sh").read_text(
-        encoding="utf-8"
-    )
-    assert model_copy == supervisor_copy
+def test_runtime_root_script_exists_once_and_is_staged_for_the_supervisor(
+    tmp_path: Path,
+) -> None:
+    """model/ and supervisor/ are separate build contexts: the one script is copied into
+    supervisor/.build/ at build time, never kept twice."""
+    from sandboxctl.stack.images import RUNTIME_ROOT_SCRIPT, stage_runtime_root
+
+    assert not (MODEL.parent / "supervisor" / "scripts" / "runtime-root.sh").exists()
+    (tmp_path / "model").mkdir()
+    (tmp_path / RUNTIME_ROOT_SCRIPT).write_text("#!/bin/sh\n")
+    staged = stage_runtime_root(tmp_path, tmp_path / "supervisor")
+    assert staged == tmp_path / "supervisor/.build/runtime-root.sh"
+    assert staged.read_text() == "#!/bin/sh\n"
+    containerfile = (MODEL.parent / "supervisor" / "Containerfile").read_text()
+    assert "COPY .build/runtime-root.sh" in containerfile
 
 
 def test_cpu_variants_default_is_the_answers_default() -> None:
