@@ -12,18 +12,16 @@ printed, for the README.
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
 import subprocess
-import tarfile
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from e2e_sandbox import ROOT, TASK, E2EStack
+from e2e_sandbox import ROOT, TASK, E2EStack, trajectory_records
 
 from sandboxctl import scaffold
 
@@ -47,21 +45,6 @@ def podman(*args: str) -> str:
     result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
     assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
     return result.stdout
-
-
-def trajectory() -> list[dict[str, Any]]:
-    """Every record of every trajectory in the project's logs volume."""
-    exported = subprocess.run(
-        ["podman", "volume", "export", f"{PROJECT}_logs"], capture_output=True, check=True
-    ).stdout
-    records: list[dict[str, Any]] = []
-    with tarfile.open(fileobj=io.BytesIO(exported)) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.endswith(".jsonl"):
-                handle = tar.extractfile(member)
-                assert handle is not None
-                records += [json.loads(line) for line in handle.read().decode().splitlines()]
-    return records
 
 
 class RealStack(E2EStack):
@@ -89,7 +72,7 @@ def _measure(stack: RealStack) -> None:
     result = stack.invoke("run", TASK, "--max-steps", "6", check=False, timeout=900)
     stack.run_seconds = time.monotonic() - start
     stack.run_output, stack.run_code = result.stdout + result.stderr, result.returncode
-    figures["records"] = trajectory()
+    figures["records"] = trajectory_records(PROJECT)
     probe = stack.exec("supervisor", "python", "-c", SPEED_PROBE)
     figures["probe_code"], figures["probe_output"] = probe.returncode, probe.stdout + probe.stderr
     inspected = json.loads(podman("inspect", stack.name("model-server")))
