@@ -21,7 +21,7 @@ set -eu
 rootfs="$1"
 shift
 user="${RUNTIME_USER:-llama}"
-applets="${APPLETS:-sh cat echo env false id ls printf nc ps readlink sleep test touch tr}"
+applets="${APPLETS:-sh cat echo env false id ls printf nc ps readlink sleep test timeout touch tr}"
 libs_of="${LIBS_OF:-}"
 
 is_elf() {

@@ -14,6 +14,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+TIMED_OUT = 124
+"""The exit code :meth:`Runner.run` gives a command it killed at its timeout."""
+
 
 class CommandNotFound(RuntimeError):
     """A command's executable is not on ``PATH``."""
@@ -70,7 +73,9 @@ class Runner:
     ) -> Result:
         """Run ``argv``; capture its output unless ``capture`` is false (then it streams).
 
-        A missing executable raises :class:`CommandNotFound`; a non-zero exit does not raise.
+        A missing executable raises :class:`CommandNotFound`; a non-zero exit does not raise,
+        and neither does running past ``timeout``: the command is killed and the result has
+        exit code 124 (as ``timeout(1)`` reports it) and says so on stderr.
         """
         environ = self.environ(env)
         try:
@@ -86,6 +91,8 @@ class Runner:
             )
         except FileNotFoundError as error:
             raise CommandNotFound(f"{argv[0]}: command not found") from error
+        except subprocess.TimeoutExpired:
+            return Result(tuple(argv), TIMED_OUT, "", f"{argv[0]}: timed out after {timeout} s")
         return Result(
             argv=tuple(argv),
             returncode=completed.returncode,

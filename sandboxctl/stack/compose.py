@@ -136,11 +136,12 @@ def run_compose(
     capture: bool = False,
     extra_env: Mapping[str, str] | None = None,
     input_text: str | None = None,
+    timeout: float | None = None,
 ) -> Result:
     """Run ``compose [--project-directory D] [-f F...] [--env-file E] ARGS``; exit code kept.
 
     Output streams to the terminal unless ``capture``; ``input_text`` goes to its stdin.
-    Never raises on a non-zero exit: check ``Result.ok``.
+    Never raises on a non-zero exit, nor past ``timeout`` (exit 124): check ``Result.ok``.
     """
     argv = compose.command("--project-directory", str(project_dir))
     for path in files:
@@ -151,7 +152,12 @@ def run_compose(
     env = {**compose_env(engine), **(extra_env or {})}
     try:
         return (runner or Runner()).run(
-            argv, capture=capture, env=env, cwd=project_dir, input_text=input_text
+            argv,
+            capture=capture,
+            env=env,
+            cwd=project_dir,
+            input_text=input_text,
+            timeout=timeout,
         )
     except CommandNotFound as error:
         raise ComposeError(f"{compose.argv[0]} disappeared: {error}") from error

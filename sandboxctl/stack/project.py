@@ -104,7 +104,11 @@ class Stack:
         return self.runner.run(["podman", *args], capture=capture)
 
     def compose_run(
-        self, *args: str, capture: bool = False, input_text: str | None = None
+        self,
+        *args: str,
+        capture: bool = False,
+        input_text: str | None = None,
+        timeout: float | None = None,
     ) -> Result:
         """Run ``compose ARGS`` in the sandbox folder against the engine; exit code kept.
 
@@ -116,6 +120,7 @@ class Stack:
             project_dir=self.root,
             runner=self.runner,
             capture=capture,
+            timeout=timeout,
             input_text=input_text,
         )
 
@@ -167,8 +172,8 @@ class Stack:
         start = time.monotonic()
         last_note = start
         while True:
-            probe = self.compose_run(
-                "exec", "-T", "model-server", "/app/healthcheck.sh", capture=True
+            probe = self.compose_run(  # a probe that hangs counts as not ready
+                "exec", "-T", "model-server", "/app/healthcheck.sh", capture=True, timeout=20
             )
             if probe.ok:
                 return time.monotonic() - start

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl._proc import TIMED_OUT, CommandNotFound, Runner
 
 
 def test_run_keeps_the_exit_code_and_output() -> None:
@@ -66,3 +66,10 @@ def test_spawn_detached_starts_in_its_own_session_in_root(tmp_path: Path) -> Non
     cwd, sid = out.read_text().split()
     assert cwd == "/"
     assert int(sid) == pid != os.getsid(0)
+
+
+def test_run_past_its_timeout_is_killed_and_reported_not_raised() -> None:
+    """A hung command (a health probe, say) must not hold its caller for ever."""
+    result = Runner().run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
+    assert result.returncode == TIMED_OUT
+    assert "timed out" in result.stderr
