@@ -59,6 +59,9 @@ def e2e_stack(rendered_sandbox: Path) -> Iterator[E2EStack]:
     run left: its trajectory and the figures for results/e2e.json."""
     stack = E2EStack(rendered_sandbox)
     os.environ.pop("DOCKER_HOST", None)
+    # Start from nothing of this project: a run killed half-way (a CI timeout, Ctrl-C)
+    # leaves its volumes, and stale trajectories would answer the tests' questions.
+    stack.invoke("down", "--volumes", "--yes", check=False, timeout=300)
     start = time.monotonic()
     try:
         # `up` alone builds only missing images: `--build` rebuilds both (layer caches make
