@@ -9,6 +9,7 @@ fsynced before the supervisor went on).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -67,6 +68,13 @@ def host_pid_of(stack: E2EStack, service: str, comm: str) -> int:
     raise AssertionError(f"no {comm} process in {service}")
 
 
+def thaw(pid: int) -> None:
+    """Send SIGCONT to ``pid`` if it still exists (0: nothing was stopped)."""
+    if pid:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGCONT)
+
+
 def wait_model_ready(stack: E2EStack, timeout: float = 120) -> None:
     """Wait until llama-server's /health answers 200 inside its container."""
 
@@ -113,6 +121,7 @@ def test_model_server_killed_during_a_request_is_waited_for_and_retried(
             e2e_stack, log, "Create hello.txt", "--max-steps", "4",
             env={"SUPERVISOR_BACKOFF_BASE_S": "0.2", "SUPERVISOR_BACKOFF_MAX_S": "1"},
         )  # fmt: skip
+        server = 0
         try:
             wait_for("the first model request", lambda: "model_request" in path.read_text()
                      if path.exists() else False, 60)  # fmt: skip
@@ -138,6 +147,7 @@ def test_model_server_killed_during_a_request_is_waited_for_and_retried(
         finally:
             if run.poll() is None:
                 run.kill()
+            thaw(server)  # a failure between SIGSTOP and SIGKILL must not leave it frozen
     wait_model_ready(e2e_stack)
     assert run.returncode in FINISHED, err[-3000:]
     final = path.read_bytes()
