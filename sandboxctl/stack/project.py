@@ -12,10 +12,11 @@ import io
 import json
 import tarfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sandboxctl._proc import Result, Runner
 from sandboxctl.config import Settings
@@ -31,23 +32,27 @@ EXIT_CODES_FILE = (
 """The supervisor's exit-code contract: the one definition, read here, never copied."""
 
 
-def finished_exit_codes(contract: Path = EXIT_CODES_FILE) -> frozenset[int]:
+def read_contract(contract: Path = EXIT_CODES_FILE) -> dict[str, Any]:
+    """Return the supervisor's exit-code contract (``exit_codes.json``), parsed."""
+    data: dict[str, Any] = json.loads(contract.read_text(encoding="utf-8"))
+    return data
+
+
+def finished_exit_codes(contract: Mapping[str, Any]) -> frozenset[int]:
     """Return the exit codes of a run that ended on its own terms (``finished`` in the
     supervisor's contract: done, a budget ran out, it gave up on unusable replies)."""
-    data = json.loads(contract.read_text(encoding="utf-8"))
-    return frozenset(int(entry["code"]) for entry in data["codes"].values() if entry["finished"])
+    codes = contract["codes"].values()
+    return frozenset(int(entry["code"]) for entry in codes if entry["finished"])
 
 
-FINISHED_EXIT_CODES = finished_exit_codes()
-
-
-def exit_code_named(name: str, contract: Path = EXIT_CODES_FILE) -> int:
+def exit_code_named(name: str, contract: Mapping[str, Any]) -> int:
     """Return the exit code the supervisor's contract names ``name`` (``check_failed``...)."""
-    data = json.loads(contract.read_text(encoding="utf-8"))
-    return int(data["codes"][name]["code"])
+    return int(contract["codes"][name]["code"])
 
 
-CHECK_FAILED_EXIT_CODE = exit_code_named("check_failed")
+_CONTRACT = read_contract()
+FINISHED_EXIT_CODES = finished_exit_codes(_CONTRACT)
+CHECK_FAILED_EXIT_CODE = exit_code_named("check_failed", _CONTRACT)
 """The run ended on its own terms, and its ``--check`` failed: the task was not done."""
 
 

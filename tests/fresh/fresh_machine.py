@@ -26,7 +26,9 @@ from pathlib import Path
 
 import pytest
 
+from sandboxctl._proc import Runner
 from sandboxctl.stack.compose import compose_config, find_compose
+from sandboxctl.stack.images import service_images
 from sandboxctl.tasks.stack import DEMO_DEST
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,23 +97,10 @@ def demo_image_names() -> dict[str, str]:
     """Map the images the template root's stack runs to the names the demo sandbox uses
     (the demo is its own Compose project, named after its folder)."""
     compose = find_compose()
-    root_images = _images(compose_config(compose, project_dir=ROOT))
-    env = {**os.environ, "COMPOSE_PROJECT_NAME": DEMO_DEST}
-    result = subprocess.run(
-        [*compose.argv, "--project-directory", str(ROOT), "config", "--format", "json"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=True,
-    )
-    demo_images = _images(json.loads(result.stdout))
+    root_images = service_images(compose_config(compose, project_dir=ROOT))
+    as_demo = Runner(extra_env={"COMPOSE_PROJECT_NAME": DEMO_DEST})
+    demo_images = service_images(compose_config(compose, project_dir=ROOT, runner=as_demo))
     return {root_images[name]: demo_images[name] for name in root_images}
-
-
-def _images(project: dict[str, object]) -> dict[str, str]:
-    services = project.get("services")
-    assert isinstance(services, dict)
-    return {name: str(spec["image"]) for name, spec in services.items() if "image" in spec}
 
 
 @dataclass

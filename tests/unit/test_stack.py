@@ -234,7 +234,7 @@ def test_finished_exit_codes_follow_a_changed_contract(tmp_path: Path) -> None:
     contract = tmp_path / "exit_codes.json"
     contract.write_text(json.dumps({"codes": {"a": {"code": 7, "finished": True},
                                               "b": {"code": 8, "finished": False}}}))  # fmt: skip
-    assert stack.project.finished_exit_codes(contract) == frozenset({7})
+    assert stack.project.finished_exit_codes(stack.project.read_contract(contract)) == {7}
 
 
 def test_check_failed_code_comes_from_the_contract() -> None:
