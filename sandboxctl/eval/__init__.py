@@ -4,6 +4,6 @@ reasons per model and task, as JSON, a Markdown table and a PNG chart.
 
 Modules: :mod:`~sandboxctl.eval.suite` (the tasks, data files in ``suite/``),
 :mod:`~sandboxctl.eval.runner` (runs in parallel up to the server's slots, through a
-backend: the stack, or a local supervisor for tests), :mod:`~sandboxctl.eval.report`
-(the figures and the files) and :mod:`~sandboxctl.eval.png` (a small PNG writer).
+backend: the stack, or a local supervisor for tests) and :mod:`~sandboxctl.eval.report`
+(the figures and the files; the chart is drawn with Pillow through :mod:`sandboxctl._chart`).
 """

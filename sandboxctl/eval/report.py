@@ -10,14 +10,16 @@ time, one point per task and model).
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sandboxctl.eval.png import BLACK, GREY, PALETTE, Canvas
+from sandboxctl import _chart
 from sandboxctl.eval.runner import Outcome
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 FILES = ("eval.json", "eval.md", "eval.png")
 
@@ -105,65 +107,65 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5, 5 times a power of ten that is at least ``value``."""
-    if value <= 0:
-        return 1.0
-    power = 10 ** math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
-        if step * power >= value:
-            return float(step * power)
-    return float(10 * power)
-
-
-def chart(summary: dict[str, Any], tasks: Sequence[str], title: str = "") -> Canvas:
+def chart(summary: dict[str, Any], tasks: Sequence[str], title: str = "") -> Image.Image:
     """Pass rate (y) against mean wall time (x) per task, one colour per model; each point
-    is labelled with the task's number, listed on the right."""
+    is labelled with the task's number, listed on the right. Labels of points that
+    coincide sit side by side rather than on top of each other."""
     width, height = 960, 600
     left, right, top, bottom = 70, 700, 50, 530
-    canvas = Canvas(width, height)
-    canvas.text(left, 15, title or "PASS RATE AGAINST MEAN WALL TIME PER TASK", BLACK, 2)
+    image, draw = _chart.canvas(width, height)
+    small, large = _chart.font(12), _chart.font(15)
+    draw.text((left, 14), title or "Pass rate against mean wall time per task", _chart.BLACK, large)
     points = [
         (model, task, f["wall_s_mean"], f["pass_rate"])
         for model, data in summary.items()
         for task, f in data["tasks"].items()
     ]
-    x_max = _nice_ceiling(max([p[2] for p in points] + [0.0]) * 1.05)
+    x_ticks = _chart.axis_ticks(max([p[2] for p in points] + [0.0]) * 1.05)
+    x_max = x_ticks[-1]
     for step in range(5):  # horizontal grid: 0, 25, 50, 75, 100 %
         y = bottom - (bottom - top) * step // 4
-        canvas.line(left, y, right, y, GREY)
-        label = f"{25 * step}%"
-        canvas.text(left - 8 - Canvas.text_width(label), y - 3, label)
-    for step in range(6):
-        x = left + (right - left) * step // 5
-        canvas.line(x, bottom, x, bottom + 4, BLACK)
-        value = x_max * step / 5
-        label = f"{value:g}" if value >= 10 or value == 0 else f"{value:.1f}"
-        canvas.text(x - Canvas.text_width(label) // 2, bottom + 8, label)
-    canvas.line(left, top, left, bottom, BLACK)
-    canvas.line(left, bottom, right, bottom, BLACK)
-    canvas.text((left + right) // 2 - 90, bottom + 25, "MEAN WALL TIME PER RUN (S)")
-    canvas.text(8, top - 18, "PASS RATE")
+        draw.line((left, y, right, y), _chart.GREY)
+        draw.text((left - 8, y), f"{25 * step}%", _chart.BLACK, small, anchor="rm")
+    for value in x_ticks:
+        x = left + round((right - left) * value / x_max)
+        draw.line((x, bottom, x, bottom + 4), _chart.BLACK)
+        draw.text((x, bottom + 8), _chart.tick_label(value), _chart.BLACK, small, anchor="mt")
+    draw.line((left, top, left, bottom), _chart.BLACK)
+    draw.line((left, bottom, right, bottom), _chart.BLACK)
+    draw.text(((left + right) // 2, bottom + 30), "mean wall time per run (s)", _chart.BLACK,
+              small, anchor="mt")  # fmt: skip
+    draw.text((8, top - 20), "pass rate", _chart.BLACK, small)
     number = {task: index + 1 for index, task in enumerate(tasks)}
-    colors = {model: PALETTE[i % len(PALETTE)] for i, model in enumerate(summary)}
-    stacked: Counter[tuple[int, int]] = Counter()
-    for model, task, wall, rate in points:
-        x = left + round((right - left) * wall / x_max)
-        y = bottom - round((bottom - top) * rate)
-        canvas.disc(x, y, 5, colors[model])
-        offset = stacked[(x // 12, y // 10)]  # labels of coinciding points side by side
-        stacked[(x // 12, y // 10)] += 1
-        canvas.text(x + 8 + 18 * offset, y - 3, str(number[task]), colors[model])
+    colors = {model: _chart.PALETTE[i % len(_chart.PALETTE)] for i, model in enumerate(summary)}
+    placed = [
+        (
+            model,
+            task,
+            left + round((right - left) * wall / x_max),
+            bottom - round((bottom - top) * rate),
+        )
+        for model, task, wall, rate in points
+    ]
+    taken: list[_chart.Box] = []  # discs and labels drawn so far
+    for model, _, x, y in placed:  # every disc first, so no label covers one
+        taken.append((x - 5, y - 5, x + 5, y + 5))
+        draw.ellipse(taken[-1], colors[model])
+    for model, task, x, y in placed:
+        label = str(number[task])
+        box = _chart.free_label_box(draw, small, label, (x + 8, y), taken)
+        taken.append(box)
+        draw.text(box[:2], label, colors[model], small)
     y = top
     for model, color in colors.items():
-        canvas.rect(right + 30, y, right + 40, y + 8, color)
-        canvas.text(right + 48, y + 1, model[:36], BLACK)
-        y += 16
+        draw.rectangle((right + 30, y, right + 40, y + 10), color)
+        draw.text((right + 48, y - 1), model[:36], _chart.BLACK, small)
+        y += 18
     y += 10
     for task, index in number.items():
-        canvas.text(right + 30, y, f"{index:>2} {task}"[:40], BLACK)
-        y += 12
-    return canvas
+        draw.text((right + 30, y), f"{index:>2} {task}"[:40], _chart.BLACK, small)
+        y += 15
+    return image
 
 
 def write(
@@ -177,5 +179,5 @@ def write(
     paths = [directory / name for name in FILES]
     paths[0].write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     paths[1].write_text(markdown(summary, meta), encoding="utf-8")
-    chart(summary, tasks).save(paths[2])
+    chart(summary, tasks).save(paths[2], format="PNG")
     return summary, paths

@@ -22,6 +22,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from sandboxctl import _chart
 from sandboxctl.models import bench as model_bench
 
 README_START = "<!-- bench:start (written by `invoke bench.report --readme`) -->"
@@ -195,18 +196,15 @@ def markdown(report: dict[str, Any], chart: str | None = None) -> str:
 def chart(report: dict[str, Any], path: Path) -> Path:
     """Draw prompt and generation tokens/s (container and host: median bar, low-high
     whisker) as a PNG at ``path``."""
-    from PIL import Image, ImageDraw, ImageFont
-
     summary = report["model_server"]["summary"]
     groups = [("prompt processing", "prompt_per_s"), ("generation", "generation_per_s")]
-    sides = [("container", (52, 101, 164)), ("host", (237, 125, 49))]
+    sides = [("container", _chart.PALETTE[0]), ("host", _chart.PALETTE[3])]
     values = [summary[f"{side}_{kind}"] for _, kind in groups for side, _ in sides]
-    top = max((v["high"] for v in values if v), default=1.0) * 1.15
+    ticks = _chart.axis_ticks(max((v["high"] for v in values if v), default=0.0) * 1.1)
+    top = ticks[-1]
     width, height, left, bottom, top_margin = 720, 420, 70, 60, 50
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    font = ImageFont.load_default(size=14)
-    small = ImageFont.load_default(size=12)
+    image, draw = _chart.canvas(width, height)
+    font, small = _chart.font(14), _chart.font(12)
     plot_h = height - bottom - top_margin
     draw.text(
         (left, 12),
@@ -217,11 +215,10 @@ def chart(report: dict[str, Any], path: Path) -> Path:
     )
     draw.line((left, top_margin, left, height - bottom), fill="black")
     draw.line((left, height - bottom, width - 20, height - bottom), fill="black")
-    for tick in range(5):
-        value = top * tick / 4
-        y = height - bottom - plot_h * tick / 4
+    for value in ticks:
+        y = height - bottom - plot_h * value / top
         draw.line((left - 4, y, left, y), fill="black")
-        draw.text((8, y - 7), f"{value:.0f}", fill="black", font=small)
+        draw.text((left - 8, y), _chart.tick_label(value), fill="black", font=small, anchor="rm")
     group_w = (width - 20 - left) / len(groups)
     bar_w = group_w / 4
     for g, (label, kind) in enumerate(groups):
