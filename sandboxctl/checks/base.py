@@ -9,6 +9,7 @@ info``) is measured once per run and shared with the checks after it.
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -18,7 +19,7 @@ from typing import Any, Literal
 
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.config import ConfigError, Settings, load_settings
-from sandboxctl.host import network
+from sandboxctl.host import network, rootless
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.host.engine import (
     Engine,
@@ -74,6 +75,11 @@ class Facts:
     """The probe image is local (set by the doctor's runtime check; later probes use it)."""
 
 
+def user_rootless_problems(host: HostInfo) -> list[rootless.Problem]:
+    """What rootless Podman lacks on ``host`` for the user running this."""
+    return rootless.problems(host, user=getpass.getuser(), gid=os.getgid())
+
+
 @dataclass
 class Probes:
     """What the checks look at; tests replace any part."""
@@ -95,6 +101,8 @@ class Probes:
     """Asks the engine serving a socket for its network backend."""
     sys_net: Path = network.SYS_NET
     helper_dirs: tuple[str, ...] = AARDVARK_DIRS
+    rootless_fn: Callable[[HostInfo], list[rootless.Problem]] = user_rootless_problems
+    """What rootless Podman lacks here (asked only when not root)."""
     facts: Facts = field(default_factory=Facts, init=False, repr=False, compare=False)
 
     def answers(self) -> Settings | None:

@@ -107,6 +107,24 @@ def check_rootless(probes: Probes) -> Check:
     return Check("rootful/rootless", "ok", "rootless" if rootless else "rootful")
 
 
+def check_rootless_setup(probes: Probes) -> Check:
+    """What rootless Podman needs from a login session: runtime folder, tun, subids."""
+    if probes.host.is_root:
+        return Check("rootless setup", "ok", "root: rootful Podman needs none")
+    found = probes.rootless_fn(probes.host)
+    if not found:
+        return Check(
+            "rootless setup", "ok", "runtime folder, /dev/net/tun and subordinate ids in place"
+        )
+    fixable = all(problem.fix is not None for problem in found)
+    fix = (
+        "invoke host.prepare --yes"
+        if fixable
+        else "; ".join(problem.hint for problem in found if problem.fix is None)
+    )
+    return Check("rootless setup", "fail", "; ".join(problem.what for problem in found), fix)
+
+
 def check_cgroups(probes: Probes) -> Check:
     """The memory and pids controllers the stack's limits need."""
     info = probes.podman_info()
@@ -136,7 +154,9 @@ def check_runtime(probes: Probes) -> Check:
     try:
         probes.facts.image_present = image_exists(probes.runner, probes.probe_image)
         outcome = hostprep.find_fixes(
-            probes.runner, probes.probe_image if probes.facts.image_present else None
+            probes.runner,
+            probes.probe_image if probes.facts.image_present else None,
+            rootless=not probes.host.is_root,
         )
     except CommandNotFound:
         return Check("runtime quirks", "fail", "podman not installed", "invoke host.prepare")
@@ -213,7 +233,9 @@ def check_init(probes: Probes) -> Check:
         return Check("container init", "skip", "--quick: no container run")
     image = probes.probe_image if probes.facts.image_present else None
     try:
-        result = probes.runner.run(hostprep.probe_argv(image, set(), init=True))
+        result = probes.runner.run(
+            hostprep.probe_argv(image, set(), init=True, rootless=not probes.host.is_root)
+        )
     except CommandNotFound:
         return Check("container init", "fail", "podman not installed", "invoke host.prepare")
     if result.ok:
@@ -226,8 +248,12 @@ def check_dns(probes: Probes) -> Check:
     """Service names resolve between containers on a user network."""
     if probes.quick:
         return Check("DNS between containers", "skip", "--quick: no container run")
-    # With no local image yet, the host's root (read-only overlay) is the containers' root.
-    root = [probes.probe_image] if probes.facts.image_present else ["--rootfs", "/:O"]
+    # With no local image yet, the host's own files (read-only overlay) are the containers' root.
+    root = (
+        [probes.probe_image]
+        if probes.facts.image_present
+        else hostprep.probe_root(rootless=not probes.host.is_root)
+    )
     suffix = uuid.uuid4().hex[:8]
     network, server = f"sandboxctl-doctor-{suffix}", f"doctor-dns-{suffix}"
     run = probes.runner.run
@@ -320,6 +346,7 @@ CHECKS: tuple[CheckFn, ...] = (
     check_engine,
     check_compose,
     check_rootless,
+    check_rootless_setup,
     check_cgroups,
     check_runtime,
     check_init,
@@ -355,6 +382,7 @@ def render(checks: list[Check], console: Console | None = None) -> None:
 
 
 PREFLIGHT: tuple[CheckFn, ...] = (
+    check_rootless_setup,
     check_runtime,
     check_init,
     check_network,

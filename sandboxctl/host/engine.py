@@ -29,6 +29,7 @@ import httpx
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.config import Settings
 from sandboxctl.host.platform import HostInfo, Platform
+from sandboxctl.host.rootless import runtime_dir
 
 ROOTFUL_SOCKET = Path("/run/podman/podman.sock")
 COMPOSE_ENV: dict[str, str] = {"COMPOSE_BAKE": "false", "DOCKER_BUILDKIT": "0"}
@@ -88,8 +89,7 @@ def native_socket(host: HostInfo) -> Path:
     """Return the socket native Podman serves: rootful ``/run/podman``, else the user's."""
     if host.is_root:
         return ROOTFUL_SOCKET
-    runtime = host.xdg_runtime_dir or f"/run/user/{host.uid}"
-    return Path(runtime) / "podman" / "podman.sock"
+    return runtime_dir(host) / "podman" / "podman.sock"
 
 
 def socket_path_of(docker_host: str) -> Path | None:

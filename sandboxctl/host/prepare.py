@@ -10,19 +10,24 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
    points into a clone, so deleting a clone leaves ``docker compose`` working for every
    other sandbox. A link into a clone's ``.venv`` (as earlier versions made) is moved to
    the copy; a user's own plugin is kept;
-3. probe the engine with a tiny container and diagnose the failures ENVIRONMENT.md lists
+3. as a user (rootless Podman): make what a login session would have made, each with the
+   user's consent (see :mod:`sandboxctl.host.rootless`): ``/run/user/UID``, and
+   ``/dev/net/tun`` open to users where no udev did it;
+4. probe the engine with a tiny container and diagnose the failures ENVIRONMENT.md lists
    (``setrlimit`` → ``default_ulimits``; ``cgroups in hybrid mode`` → ``runtime = "runc"``).
    Candidate fixes are tried as per-run flags first (``--ulimit``, ``--runtime``), so the
    diagnosis is the same with or without ``dry_run``; then they are written to the drop-in
    ``/etc/containers/containers.conf.d/50-ai-sandbox.conf`` with the user's consent;
-4. switch a CNI host to the netavark network backend (CNI has no DNS between containers
+5. switch a CNI host to the netavark network backend (CNI has no DNS between containers
    without a plugin), in the same drop-in, and remove the ``cni-podmanN`` bridges CNI
    leaves behind (they hold the subnets netavark hands out again);
-5. check that a container with ``--init`` runs (Podman's init binary is installed).
+6. check that a container with ``--init`` runs (Podman's init binary is installed).
 """
 
 from __future__ import annotations
 
+import getpass
+import os
 import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
@@ -31,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
-from sandboxctl.host import network
+from sandboxctl.host import network, rootless
 from sandboxctl.host.compose_plugin import install_stable, link_decision, plugin_link, stable_binary
 from sandboxctl.host.engine import image_exists
 from sandboxctl.host.network import (
@@ -40,6 +45,7 @@ from sandboxctl.host.network import (
     SYS_NET,
     network_facts,
 )
+from sandboxctl.host.platform import detect_host
 
 PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
 
@@ -83,6 +89,8 @@ class PrepareContext:
     sys_net: Path = SYS_NET
     service_socket: Path | None = None
     """The native engine's API socket (None: the default one for this user)."""
+    rootless_problems: Callable[[], list[rootless.Problem]] | None = None
+    """What rootless Podman lacks here (None: measure this host; only asked when not root)."""
 
 
 @dataclass
@@ -152,11 +160,23 @@ def diagnose(output: str) -> set[str]:
     return fixes
 
 
-def probe_argv(image: str | None, fixes: set[str], *, init: bool = False) -> list[str]:
+def probe_root(*, rootless: bool = False) -> list[str]:
+    """Return the flags that make the host's own files a probe container's root (read-only
+    overlay) when no image exists yet: ``/`` for rootful Podman; ``/usr`` for rootless, since
+    the kernel refuses an unprivileged overlay whose lower folder is ``/`` (``creating overlay
+    failed "/" ... invalid argument``, measured). With a merged ``/usr`` (Debian 12), ``/usr``
+    holds ``bin``, ``lib`` and ``lib64``: ``/bin/true`` and its loader resolve the same."""
+    return ["--rootfs", "/usr:O" if rootless else "/:O"]
+
+
+def probe_argv(
+    image: str | None, fixes: set[str], *, init: bool = False, rootless: bool = False
+) -> list[str]:
     """Return a tiny container run, with ``fixes`` applied as per-run flags.
 
-    With no local image, the host's root (read-only overlay) serves as the rootfs. ``init``
-    asks for Podman's init binary (what Compose's ``init: true`` needs).
+    With no local image, the host's own files (read-only overlay, :func:`probe_root`) serve
+    as the rootfs. ``init`` asks for Podman's init binary (what Compose's ``init: true``
+    needs).
     """
     argv = ["podman", "run", "--rm", "--pull=never", "--network=none"]
     if init:
@@ -167,7 +187,7 @@ def probe_argv(image: str | None, fixes: set[str], *, init: bool = False) -> lis
         argv.append("--runtime=runc")
     if image:
         return [*argv, image, "true"]
-    return [*argv, "--rootfs", "/:O", "/bin/true"]
+    return [*argv, *probe_root(rootless=rootless), "/bin/true"]
 
 
 @dataclass(frozen=True)
@@ -180,12 +200,14 @@ class ProbeOutcome:
     tried: int
 
 
-def find_fixes(runner: Runner, image: str | None, rounds: int = 3) -> ProbeOutcome:
+def find_fixes(
+    runner: Runner, image: str | None, rounds: int = 3, *, rootless: bool = False
+) -> ProbeOutcome:
     """Probe, diagnose, retry with the diagnosed fixes as flags, until it runs or stalls."""
     fixes: set[str] = set()
     last: Result | None = None
     for attempt in range(1, rounds + 1):
-        last = runner.run(probe_argv(image, fixes))
+        last = runner.run(probe_argv(image, fixes, rootless=rootless))
         if last.ok:
             return ProbeOutcome(True, frozenset(fixes), last, attempt)
         new = diagnose(last.output) - fixes
@@ -329,12 +351,16 @@ def prepare(
         report.add(f"done: {message}")
         report.changed = True
 
-    # 3-5. engine quirks, network backend, init
+    # 3. what rootless Podman needs from a login session
+    if not ctx.is_root:
+        _prepare_rootless(ctx, report, dry_run=dry_run, confirm=confirm)
+
+    # 4-6. engine quirks, network backend, init
     if ctx.runner.which("podman") is None:
         report.add(f"podman not installed yet: the quirk probe {verb} run after installing it")
         return report
     image = ctx.probe_image if image_exists(ctx.runner, ctx.probe_image) else None
-    outcome = find_fixes(ctx.runner, image)
+    outcome = find_fixes(ctx.runner, image, rootless=not ctx.is_root)
     probe_name = image or "the host root (no local image yet)"
     if not outcome.ok:
         detail = outcome.last.output if outcome.last else "no output"
@@ -391,7 +417,7 @@ def _write_fixes(
         )
     write_dropin(ctx, text)
     report.changed = True
-    verify = ctx.runner.run(probe_argv(image, set()))
+    verify = ctx.runner.run(probe_argv(image, set(), rootless=not ctx.is_root))
     if not verify.ok:
         report.blocking.append(f"still failing after writing {ctx.dropin}: {verify.output}")
         report.add(f"fail: still failing after the drop-in: {verify.output}")
@@ -407,9 +433,41 @@ def _write_fixes(
     return True
 
 
+def host_rootless_problems() -> list[rootless.Problem]:
+    """What rootless Podman lacks on this host, for the user running this."""
+    return rootless.problems(detect_host(), user=getpass.getuser(), gid=os.getgid())
+
+
+def _prepare_rootless(
+    ctx: PrepareContext,
+    report: PrepareReport,
+    *,
+    dry_run: bool,
+    confirm: Callable[[str], bool],
+) -> None:
+    """Make what rootless Podman needs and no login session made (with consent); a problem
+    with no command to fix it blocks, with what to do by hand."""
+    found = (ctx.rootless_problems or host_rootless_problems)()
+    if not found:
+        report.add("ok: rootless Podman has its runtime folder, /dev/net/tun and subids")
+        return
+    for problem in found:
+        if problem.fix is None:
+            report.blocking.append(f"{problem.what}: {problem.hint}")
+            report.add(f"fail: {problem.what}; fix: {problem.hint}")
+            continue
+        report.add(f"rootless Podman: {problem.what}")
+        if dry_run:
+            report.add(f"would run: {quote(problem.fix)}")
+        elif confirm(f"Run `{quote(problem.fix)}`?"):
+            _run_step(ctx, problem.fix, report)
+        else:
+            raise PrepareError(f"declined: rootless Podman needs `{quote(problem.fix)}`")
+
+
 def _check_init(ctx: PrepareContext, image: str | None, report: PrepareReport) -> None:
     """A container with ``--init`` runs (Compose's ``init: true`` needs Podman's init)."""
-    result = ctx.runner.run(probe_argv(image, set(), init=True))
+    result = ctx.runner.run(probe_argv(image, set(), init=True, rootless=not ctx.is_root))
     if result.ok:
         report.add("ok: containers start with --init (Podman's init binary is present)")
         return

@@ -15,9 +15,14 @@ from rich.console import Console
 
 from sandboxctl.checks import doctor, files
 from sandboxctl.checks.base import Check, Probes
+from sandboxctl.host import rootless
 from sandboxctl.host.platform import HostInfo, Platform
 
 ROOT_HOST = HostInfo(platform=Platform.LINUX, is_root=True, uid=0, has_systemd=False)
+USER_HOST = HostInfo(platform=Platform.LINUX, is_root=False, uid=1000, has_systemd=False)
+NO_RUNTIME_DIR = rootless.Problem(
+    "/run/user/1000 does not exist", ["sudo", "install", "-d", "/run/user/1000"]
+)
 INFO = {
     "host": {
         "cgroupVersion": "v1",
@@ -101,6 +106,7 @@ def make(
         sys_net=tmp_path / "sys-class-net",
         helper_dirs=(str(helpers),),
         backend_fn=lambda _socket: "netavark",
+        rootless_fn=lambda _host: [],
     )
     return fakes, inputs
 
@@ -438,3 +444,51 @@ def test_a_service_still_running_on_cni_fails_the_network_check(tmp_path: Path) 
     check = run_one("network backend", inputs)
     assert check.status == "fail"
     assert "still runs with cni" in check.detail
+
+
+# --- rootless Podman (a user with sudo) -----------------------------------------------------
+
+
+def as_user(inputs: Probes, *problems: rootless.Problem) -> Probes:
+    inputs.host = USER_HOST
+    inputs.rootless_fn = lambda _host: list(problems)
+    return inputs
+
+
+def test_rootless_setup_check_fails_with_host_prepare_fix_when_a_command_fixes_it(
+    tmp_path: Path,
+) -> None:
+    _fakes, inputs = make(tmp_path)
+    check = run_one("rootless setup", as_user(inputs, NO_RUNTIME_DIR))
+    assert check.status == "fail"
+    assert "/run/user/1000" in check.detail
+    assert check.fix == "invoke host.prepare --yes"
+
+
+def test_rootless_setup_check_gives_the_hint_when_no_command_fixes_it(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    problem = rootless.Problem("no subuid range", None, "sudo usermod --add-subuids ...")
+    check = run_one("rootless setup", as_user(inputs, problem))
+    assert check.fix == "sudo usermod --add-subuids ..."
+
+
+def test_rootless_setup_check_passes_for_root(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    inputs.rootless_fn = lambda _host: [NO_RUNTIME_DIR]
+    assert run_one("rootless setup", inputs).status == "ok"
+
+
+def test_preflight_blocks_a_user_without_runtime_folder(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path)
+    names = [check.name for check in doctor.preflight(as_user(inputs, NO_RUNTIME_DIR))]
+    assert names == ["rootless setup"]
+
+
+def test_rootless_probes_run_on_usr_before_any_image_exists(tmp_path: Path) -> None:
+    fakes, inputs = make(tmp_path, images=[], rootless=True)
+    checks = {check.name: check.status for check in doctor.run_checks(as_user(inputs))}
+    assert [checks[name] for name in ("runtime quirks", "container init")] == ["ok", "ok"]
+    assert checks["DNS between containers"] == "ok"
+    runs = [argv for argv in fakes.calls("podman") if argv[0] == "run"]
+    assert runs
+    assert all("/usr:O" in argv for argv in runs)

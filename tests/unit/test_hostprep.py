@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.host import network
+from sandboxctl.host import network, rootless
 from sandboxctl.host import prepare as hostprep
 
 ALL_INSTALLED = list(hostprep.PACKAGES)
@@ -33,6 +33,8 @@ def make(
     containers: list[str] | None = None,
     cni_bridge: bool = False,
     links: tuple[str, ...] = (),
+    rootless_engine: bool = False,
+    rootless_problems: list[rootless.Problem] | None = None,
 ) -> tuple[FakeTools, hostprep.PrepareContext]:
     dropin = tmp_path / "etc/containers/containers.conf.d/50-ai-sandbox.conf"
     sys_net = tmp_path / "sys-class-net"
@@ -49,6 +51,7 @@ def make(
             "network_backend": backend,
             "containers": containers or [],
             "sys_net": str(sys_net),
+            "rootless": rootless_engine,
         },
     )
     binary = tmp_path / "compose-bin"
@@ -64,6 +67,7 @@ def make(
         compose_binary=binary,
         sys_net=sys_net,
         service_socket=tmp_path / "no-service.sock",
+        rootless_problems=lambda: list(rootless_problems or []),
     )
     return fakes, ctx
 
@@ -459,3 +463,61 @@ def test_service_on_netavark_is_left_alone(tmp_path: Path, cni_service: Path) ->
         _InfoHandler.backend = "cni"
     assert not report.blocking
     assert not any("Podman service" in line for line in report.lines)
+
+
+# --- rootless Podman (a user with sudo) -----------------------------------------------------
+
+
+def test_rootless_probe_runs_on_usr_when_no_image_exists_yet(tmp_path: Path) -> None:
+    fakes, ctx = make(tmp_path, images=[], is_root=False, rootless_engine=True)
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert report.blocking == []
+    runs = [argv for argv in fakes.calls("podman") if argv[0] == "run"]
+    assert runs[0][-3:] == ["--rootfs", "/usr:O", "/bin/true"]
+
+
+def test_rootless_fix_runs_through_sudo_before_the_probe(tmp_path: Path) -> None:
+    folder = tmp_path / "run-user/1000"
+    command = ["sudo", "install", "-d", "-m", "0700", str(folder)]
+    fakes, ctx = make(
+        tmp_path, is_root=False, rootless_problems=[rootless.Problem("no runtime dir", command)]
+    )
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert folder.is_dir()
+    assert f"run: {' '.join(command)}" in report.lines
+    calls = [argv[0] for argv in fakes.calls() if argv[0] in ("install", "run")]
+    assert calls[0] == "install"
+
+
+def test_rootless_problem_without_a_command_blocks_with_its_hint(tmp_path: Path) -> None:
+    problem = rootless.Problem("no subuid range", None, "sudo usermod --add-subuids ...")
+    _fakes, ctx = make(tmp_path, is_root=False, rootless_problems=[problem])
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert report.blocking == ["no subuid range: sudo usermod --add-subuids ..."]
+
+
+def test_declining_a_rootless_fix_stops_with_the_command(tmp_path: Path) -> None:
+    problem = rootless.Problem("tun closed", ["sudo", "chmod", "0666", "/dev/net/tun"])
+    _fakes, ctx = make(tmp_path, is_root=False, rootless_problems=[problem])
+    with pytest.raises(hostprep.PrepareError, match="sudo chmod 0666 /dev/net/tun"):
+        hostprep.prepare(ctx, confirm=no)
+
+
+def test_dry_run_shows_the_rootless_fix_and_runs_nothing(tmp_path: Path) -> None:
+    folder = tmp_path / "run-user/1000"
+    command = ["sudo", "install", "-d", str(folder)]
+    fakes, ctx = make(
+        tmp_path, is_root=False, rootless_problems=[rootless.Problem("no runtime dir", command)]
+    )
+    report = hostprep.prepare(ctx, dry_run=True)
+    assert f"would run: {' '.join(command)}" in report.lines
+    assert not folder.exists()
+    assert fakes.calls("sudo") == []
+
+
+def test_root_is_never_asked_about_rootless_setup(tmp_path: Path) -> None:
+    problem = rootless.Problem("tun closed", ["sudo", "chmod", "0666", "/dev/net/tun"])
+    fakes, ctx = make(tmp_path, is_root=True, rootless_problems=[problem])
+    report = hostprep.prepare(ctx, confirm=yes)
+    assert not any("tun closed" in line for line in report.lines)
+    assert fakes.calls("sudo") == []

@@ -22,6 +22,12 @@ HYBRID_ERROR = (
     "controllers from cgroupv2"
 )
 ULIMIT_ERROR = "Error: OCI runtime error: crun: setrlimit `RLIMIT_NOFILE`: Operation not permitted"
+ROOTLESS_OVERLAY_ERROR = (
+    'Error: rootfs-overlay: creating overlay failed "/" from native overlay: mount '
+    "overlay:/tmp/podman-run-1000/containers/overlay-containers/0b83/rootfs/merge, flags: "
+    "0x4, data: lowerdir=/,upperdir=...,workdir=...,userxattr: invalid argument"
+)
+"""What rootless Podman answers when the host's ``/`` is a probe's overlay root (measured)."""
 
 
 def _state_path() -> Path:
@@ -130,6 +136,8 @@ def podman_run(state: dict[str, Any], args: list[str]) -> None:
     dropin = _dropin_settings(state)
     if "--init" in args and "catatonit" not in state.get("installed", ["catatonit"]):
         fail(INIT_ERROR, 127)
+    if state.get("rootless") and "/:O" in args:
+        fail(ROOTLESS_OVERLAY_ERROR, 126)
     quirks = state.get("quirks", [])
     if "hybrid" in quirks and "--runtime=runc" not in args and 'runtime = "runc"' not in dropin:
         fail(HYBRID_ERROR, 126)
