@@ -138,6 +138,7 @@ def devcontainer(session: nox.Session) -> None:
 @nox.session
 def fresh(session: nox.Session) -> None:
     """Run the README's first command on a brand-new Debian 12 (a privileged container with
-    its own Podman; the container session's images preloaded); needs root or sudo."""
+    its own Podman; the container session's images preloaded), as root and then as a user
+    with sudo (rootless Podman, in a second machine); needs root or sudo."""
     install(session)
     pytest(session, "tests/fresh", "-s")

@@ -1,5 +1,6 @@
-"""Fixtures of the fresh-machine session: one fresh Debian 12 machine per run, and the
-README's first command run in it (see fresh_machine.py for how the machine is made)."""
+"""Fixtures of the fresh-machine session: fresh Debian 12 machines, one where the README's
+first command runs as root and one where it runs as a user with sudo (rootless Podman);
+see fresh_machine.py for how a machine is made."""
 
 from __future__ import annotations
 
@@ -9,12 +10,15 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from fresh_machine import (
     CACHE,
     GUEST_CA,
     GUEST_CLONE,
+    GUEST_USER,
+    GUEST_USER_CLONE,
     HOST_CA,
     NETWORK,
     REF,
@@ -22,20 +26,27 @@ from fresh_machine import (
     RUN_TIMEOUT_S,
     FreshMachine,
     ReadmeRun,
+    add_sudo_user,
     base_rootfs_tarball,
+    clone_into,
     demo_image_names,
     ensure_network,
     first_readme_command,
     host_run,
     preload_images,
+    preload_user_images,
 )
 
 from sandboxctl import stack
 
+PRELOAD = os.environ.get("FRESH_PRELOAD", "1") == "1"
 
-@pytest.fixture(scope="session")
-def fresh_machine() -> Iterator[FreshMachine]:
-    """Start a fresh Debian 12 machine with a clean clone of this repository in it."""
+
+@contextmanager
+def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMachine]:
+    """Start a fresh Debian 12 machine (``label`` names its log); for root, the clean clone
+    and the preloaded images go in before it starts; for ``user``, the machine gets sudo and
+    the user first, then the clone in their home and the images in their rootless store."""
     if shutil.which("podman") is None:
         pytest.fail("podman is needed on the host to start the fresh machine")
     started = time.monotonic()
@@ -47,14 +58,16 @@ def fresh_machine() -> Iterator[FreshMachine]:
     name = f"ai-sandbox-fresh-{scratch.name}"
     log_dir = ROOT / "results" / "fresh"  # kept after the run, unlike pytest's tmp folders
     log_dir.mkdir(parents=True, exist_ok=True)
+    machine = FreshMachine(name, rootfs, log_dir / f"readme-command{label}.log", timings)
     try:
         host_run(["mkdir", "-p", str(rootfs)])
         host_run(["tar", "-C", str(rootfs), "--numeric-owner", "-xf", str(tarball)])
-        clone = rootfs / GUEST_CLONE.lstrip("/")
-        host_run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)])
-        if REF:  # an experiment: another commit of this repository (see REF)
-            host_run(["git", "-C", str(clone), "checkout", "--quiet", REF])
-        if os.environ.get("FRESH_PRELOAD", "1") == "1":
+        if user is None:
+            clone_root = rootfs / GUEST_CLONE.lstrip("/")
+            host_run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone_root)])
+            if REF:  # an experiment: another commit of this repository (see REF)
+                host_run(["git", "-C", str(clone_root), "checkout", "--quiet", REF])
+        if user is None and PRELOAD:
             step = time.monotonic()
             # What the container session did not build yet (layer caches make it quick).
             stack.prepare_images(stack.open_stack(ROOT))
@@ -74,26 +87,63 @@ def fresh_machine() -> Iterator[FreshMachine]:
                 "--rootfs", str(rootfs), "sleep", "infinity",
             ]
         )  # fmt: skip
-        yield FreshMachine(name, rootfs, log_dir / "readme-command.log", timings)
+        if user is not None:
+            step = time.monotonic()
+            add_sudo_user(machine, user)
+            clone_into(machine, GUEST_USER_CLONE, user)
+            machine.user = user
+            timings["user_setup_s"] = time.monotonic() - step
+            if PRELOAD:
+                step = time.monotonic()
+                stack.prepare_images(stack.open_stack(ROOT))
+                preload_user_images(machine, demo_image_names())
+                timings["preload_s"] = time.monotonic() - step
+        yield machine
     finally:
         host_run(["podman", "rm", "-f", "-t", "0", name], check=False)
         host_run(["rm", "-rf", str(scratch)], check=False)
 
 
+def run_readme_command(machine: FreshMachine, clone: str, who: str) -> ReadmeRun:
+    """Run the README's first command, exactly as printed, in ``clone`` in the machine."""
+    command = first_readme_command()
+    start = time.monotonic()
+    result = machine.exec(f"cd {clone} && {command}", timeout=RUN_TIMEOUT_S, log_to=machine.log)
+    seconds = time.monotonic() - start
+    preloaded = "preloaded images" if "preload_s" in machine.timings else "cold"
+    print(
+        f"\nfresh: `{command}` in a fresh Debian 12 as {who} ({preloaded}) exited "
+        f"{result.returncode} after {seconds:.0f} s; {len(result.stdout.splitlines())} lines "
+        f"of output (full log: {machine.log}; setup: "
+        + ", ".join(f"{key} {value:.0f}" for key, value in machine.timings.items())
+        + ")",
+        file=sys.stderr,
+    )
+    return ReadmeRun(command, result.returncode, result.stdout, seconds, machine)
+
+
+@pytest.fixture(scope="session")
+def fresh_machine() -> Iterator[FreshMachine]:
+    """Start a fresh Debian 12 machine with a clean clone of this repository in it."""
+    with started_machine("") as machine:
+        yield machine
+
+
 @pytest.fixture(scope="session")
 def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
     """Run the README's first command in the fresh machine, as root, exactly as printed."""
-    command = first_readme_command()
-    start = time.monotonic()
-    result = fresh_machine.exec(
-        f"cd {GUEST_CLONE} && {command}", timeout=RUN_TIMEOUT_S, log_to=fresh_machine.log
-    )
-    seconds = time.monotonic() - start
-    preloaded = "preloaded images" if "preload_s" in fresh_machine.timings else "cold"
-    print(
-        f"\nfresh: `{command}` in a fresh Debian 12 ({preloaded}) exited {result.returncode} "
-        f"after {seconds:.0f} s; {len(result.stdout.splitlines())} lines of output "
-        f"(full log: {fresh_machine.log})",
-        file=sys.stderr,
-    )
-    return ReadmeRun(command, result.returncode, result.stdout, seconds, fresh_machine)
+    return run_readme_command(fresh_machine, GUEST_CLONE, "root")
+
+
+@pytest.fixture(scope="session")
+def fresh_user_machine() -> Iterator[FreshMachine]:
+    """Start a fresh Debian 12 machine with a user who has sudo and the clone in their home."""
+    with started_machine("-sudo-user", user=GUEST_USER) as machine:
+        yield machine
+
+
+@pytest.fixture(scope="session")
+def user_readme_run(fresh_user_machine: FreshMachine) -> ReadmeRun:
+    """Run the README's first command as the user with sudo, from a login shell (no systemd,
+    so no login session made their runtime folder), exactly as printed."""
+    return run_readme_command(fresh_user_machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")

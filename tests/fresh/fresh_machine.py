@@ -6,11 +6,14 @@ debootstrap that ``invoke images.base`` runs, cached as a tarball between runs),
 afresh for every run onto the host's disk and started as a privileged container with
 ``--rootfs``, so its own Podman gets real overlay storage and its own network namespace.
 Nothing is preinstalled in it: a clean clone of this repository is copied in and the
-README's first command runs as root, exactly as printed. Only two things come from the
-host, as a user's own setup would: the CA bundle that HTTPS to the package index needs
+README's first command runs exactly as printed: as root in one machine and, in another, as
+a user with sudo (rootless Podman) from a login shell, that machine getting first what a
+user's own Debian has and minbase lacks, ``sudo`` and the user. Only two things come from
+the host, as a user's own setup would: the CA bundle that HTTPS to the package index needs
 here (mounted read-only, named by ``PIP_CERT``/``SSL_CERT_FILE`` as a user behind a
 TLS-inspecting proxy sets them), and, to fit CI's time, the images the ``container``
-session already built, loaded into the nested store under the demo's names.
+session already built, loaded into the nested store (the user's rootless one) under the
+demo's names.
 """
 
 from __future__ import annotations
@@ -38,6 +41,12 @@ MIRROR = os.environ.get("DEBIAN_MIRROR", "http://deb.debian.org/debian")
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
 GUEST_CA = "/run/host-ca/ca-certificates.crt"
 GUEST_CLONE = "/root/ai-sandbox-template"
+GUEST_USER = "alice"
+GUEST_USER_CLONE = f"/home/{GUEST_USER}/ai-sandbox-template"
+PASSED_ENV = ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "PYTHONUNBUFFERED")
+"""What the user's login shell keeps from the machine's environment (``su -w``): the CA
+bundle settings a user behind a TLS-inspecting proxy sets in their profile, and unbuffered
+output so the log reads in order."""
 NETWORK = "ai-sandbox-fresh"
 SUBNET = "10.213.0.0/24"
 """The fresh machine's own network: outside the nested engine's defaults (10.88.0.0/16 and
@@ -111,12 +120,24 @@ class FreshMachine:
     rootfs: Path
     log: Path
     timings: dict[str, float] = field(default_factory=dict)
+    user: str | None = None
+    """Who runs the README's command and owns the stack (None: root)."""
 
     def exec(
-        self, command: str, *, timeout: float = 600, log_to: Path | None = None
+        self,
+        command: str,
+        *,
+        timeout: float = 600,
+        log_to: Path | None = None,
+        as_root: bool = False,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``command`` with bash as root in the machine; output to ``log_to`` if given."""
-        argv = [*_root_prefix(), "podman", "exec", self.name, "bash", "-c", command]
+        """Run ``command`` in the machine as its user (a login shell), or as root with bash
+        (when there is no user, or ``as_root``); output to ``log_to`` if given."""
+        if self.user and not as_root:
+            shell = ["su", "-", self.user, "-w", ",".join(PASSED_ENV), "-c", command]
+        else:
+            shell = ["bash", "-c", command]
+        argv = [*_root_prefix(), "podman", "exec", self.name, *shell]
         if log_to is None:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
         with log_to.open("w", encoding="utf-8") as handle:
@@ -146,6 +167,80 @@ def preload_images(storage: Path, names: dict[str, str], scratch: Path) -> None:
         host_run([*store, "tag", source, target])
     archive.unlink()
     host_run(["rm", "-rf", str(storage / "libpod"), str(scratch / "runroot")])
+
+
+def check_exec(machine: FreshMachine, command: str, *, as_root: bool = False) -> str:
+    """Run ``command`` in the machine; fail the test when it fails. Returns its output."""
+    result = machine.exec(command, as_root=as_root)
+    if result.returncode != 0:
+        who = "root" if as_root or not machine.user else machine.user
+        pytest.fail(
+            f"`{command}` as {who} failed ({result.returncode}):\n"
+            f"{(result.stdout + result.stderr)[-3000:]}"
+        )
+    return result.stdout
+
+
+def add_sudo_user(machine: FreshMachine, user: str) -> None:
+    """Give the machine what a user's own Debian 12 has and minbase lacks: ``sudo``, and a
+    user in group ``sudo`` (without a password, so the unattended run never waits on one).
+    ``useradd`` gives the user a subuid/subgid range, as the installer's user gets."""
+    check_exec(
+        machine,
+        "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "
+        "--no-install-recommends sudo >/dev/null && "
+        f"useradd --create-home --shell /bin/bash --groups sudo {user} && "
+        f"echo '{user} ALL=(ALL) NOPASSWD: ALL' > /etc/sudoers.d/{user} && "
+        f"chmod 0440 /etc/sudoers.d/{user}",
+        as_root=True,
+    )
+
+
+def clone_into(machine: FreshMachine, guest_path: str, owner: str) -> None:
+    """Copy a clean clone of this repository to ``guest_path``, owned by ``owner``."""
+    clone = machine.rootfs / guest_path.lstrip("/")
+    host_run(["git", "clone", "--quiet", "--no-hardlinks", str(ROOT), str(clone)])
+    if REF:  # an experiment: another commit of this repository (see REF)
+        host_run(["git", "-C", str(clone), "checkout", "--quiet", REF])
+    check_exec(machine, f"chown -R {owner}: {guest_path}", as_root=True)
+
+
+def preload_user_images(machine: FreshMachine, names: dict[str, str]) -> None:
+    """Load the host's images into the machine user's rootless store, renamed.
+
+    Rootless layers must be unpacked inside the user's namespace, so the machine's own
+    Podman loads them: installed for this, then purged with what it brought, so the
+    README's command still installs every package itself. What that Podman left behind
+    for the user (its pause process, its database, which would pin the CNI backend and the
+    ``/tmp`` runtime folder it fell back to) goes too; the store with the images stays.
+    """
+    user = machine.user
+    assert user, "preload_user_images needs a machine with a user"
+    missing = [
+        src for src in names if host_run(["podman", "image", "exists", src], check=False).returncode
+    ]
+    if missing:
+        pytest.fail(f"images to preload are missing on the host: {missing} (nox -s container)")
+    archive = "/tmp/preload-images.tar"
+    host_run(["podman", "save", "--multi-image-archive", "-o",
+              str(machine.rootfs / archive.lstrip("/")), *names])  # fmt: skip
+    check_exec(machine, f"chown {user}: {archive}", as_root=True)
+    temporary = "podman uidmap"
+    apt = "DEBIAN_FRONTEND=noninteractive apt-get -y -qq"
+    check_exec(machine, f"{apt} install --no-install-recommends {temporary} >/dev/null",
+               as_root=True)  # fmt: skip
+    tags = " && ".join(f"podman tag {source} {target}" for source, target in names.items())
+    check_exec(machine, f"podman load -q -i {archive} && {tags}")
+    store = f"/home/{user}/.local/share/containers/storage"
+    check_exec(
+        machine,
+        f"uid=$(id -u {user}); pause=/tmp/podman-run-$uid/libpod/tmp/pause.pid; "
+        '[ -f "$pause" ] && kill "$(cat "$pause")"; '
+        f"{apt} purge {temporary} >/dev/null && {apt} autoremove --purge >/dev/null && "
+        f"rm -rf {archive} {store}/libpod {store}/defaultNetworkBackend /home/{user}/.config/cni "
+        "/tmp/podman-run-$uid /tmp/containers-user-$uid",
+        as_root=True,
+    )
 
 
 def ensure_network() -> None:
