@@ -136,6 +136,17 @@ def check_cgroups(probes: Probes) -> Check:
     detail = (
         f"cgroup {host.get('cgroupVersion', '?')}, controllers: {', '.join(sorted(controllers))}"
     )
+    rootless = bool(host.get("security", {}).get("rootless"))
+    if missing and rootless and host.get("cgroupVersion") == "v1":
+        # Podman runs the containers anyway ("Resource limits are not supported and ignored
+        # on cgroups V1 rootless systems"): the stack works, without its limits.
+        return Check(
+            "cgroup limits",
+            "warn",
+            f"{detail}: rootless Podman on cgroup v1 ignores the stack's memory and pids limits",
+            "run as root (sudo ./bootstrap.sh ...), or boot with cgroup v2 "
+            "(systemd.unified_cgroup_hierarchy=1)",
+        )
     if missing:
         return Check(
             "cgroup limits",
@@ -383,22 +394,26 @@ def render(checks: list[Check], console: Console | None = None) -> None:
 
 PREFLIGHT: tuple[CheckFn, ...] = (
     check_rootless_setup,
+    check_cgroups,
     check_runtime,
     check_init,
     check_network,
 )
 """The checks ``up``, ``run`` and ``demo`` run before they start anything: each takes a
-second or two and catches what would otherwise fail minutes later."""
+second or two and catches what would otherwise fail minutes later, or go unnoticed (limits
+that the engine ignores)."""
 
 
 def preflight(probes: Probes) -> list[Check]:
-    """Run the :data:`PREFLIGHT` checks; return the ones that block the stack."""
-    return [check for check in run_all(PREFLIGHT, probes) if check.blocks]
+    """Run the :data:`PREFLIGHT` checks; return the ones that block the stack or warn
+    (``Check.blocks`` tells them apart)."""
+    return [check for check in run_all(PREFLIGHT, probes) if check.status in ("fail", "warn")]
 
 
 def stack_preflight(stack: Stack, *, containers: bool = True) -> list[Check]:
     """Run :func:`preflight` against an opened stack's engine (its runner and answers);
-    ``containers=False`` skips the checks that start a container. Returns the failures."""
+    ``containers=False`` skips the checks that start a container. Returns the failures and
+    the warnings."""
     probes = Probes(
         root=stack.root,
         host=detect_host(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -34,9 +35,12 @@ def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
     """Stop in seconds with the fix when the doctor's preflight finds a blocking problem."""
     from sandboxctl.checks import doctor
 
-    failed = doctor.stack_preflight(stack, containers=containers)
+    found = doctor.stack_preflight(stack, containers=containers)
+    failed = [check for check in found if check.blocks]
     if failed:
         raise Exit(doctor.describe_failures(failed), code=1)
+    for check in found:
+        print(f"warning: {check.name}: {check.detail}; {check.fix}", file=sys.stderr)
 
 
 @task(

@@ -165,6 +165,30 @@ def test_missing_pids_controller_fails_the_limits_check(tmp_path: Path) -> None:
     assert "missing pids" in check.detail
 
 
+ROOTLESS_V1 = {"host": {**INFO["host"], "cgroupControllers": [], "security": {"rootless": True}}}
+
+
+def test_rootless_on_cgroup_v1_warns_that_the_limits_are_ignored(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, info=ROOTLESS_V1)
+    check = run_one("cgroup limits", inputs)
+    assert check.status == "warn"
+    assert "ignores the stack's memory and pids limits" in check.detail
+
+
+def test_rootless_on_cgroup_v2_without_delegation_fails_the_limits_check(tmp_path: Path) -> None:
+    info = {"host": {**ROOTLESS_V1["host"], "cgroupVersion": "v2"}}
+    _fakes, inputs = make(tmp_path, info=info)
+    check = run_one("cgroup limits", inputs)
+    assert check.status == "fail"
+    assert "Delegate=memory pids" in check.fix
+
+
+def test_preflight_passes_on_the_ignored_limits_warning(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, info=ROOTLESS_V1)
+    found = doctor.preflight(as_user(inputs))
+    assert [(check.name, check.status) for check in found] == [("cgroup limits", "warn")]
+
+
 def test_runtime_quirk_fails_with_host_prepare_fix(tmp_path: Path) -> None:
     _fakes, inputs = make(tmp_path, quirks=["ulimits"])
     check = run_one("runtime quirks", inputs)
