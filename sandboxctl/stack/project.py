@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import secrets
 import tarfile
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -201,12 +202,12 @@ class Stack:
 
         ``check`` is a command run in the tools container after the run: its exit status
         makes the run passed or failed (``sandbox-supervisor run --check``)."""
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        log_path = f"/logs/run-{stamp}.jsonl"
+        run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+        log_path = f"/logs/{run_id}.jsonl"  # the file is named after the run, as by default
         checked = ["--check", check] if check else []
         result = self.compose_run(
-            "exec", "-T", "supervisor", "sandbox-supervisor", "run", "--log", log_path,
-            *extra, *checked, "--", task,
+            "exec", "-T", "supervisor", "sandbox-supervisor", "run",
+            "--run-id", run_id, "--log", log_path, *extra, *checked, "--", task,
         )  # fmt: skip
         return result, log_path
 

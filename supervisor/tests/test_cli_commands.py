@@ -37,6 +37,26 @@ def test_run_with_the_demo_script_exits_zero_and_logs(
     assert read_records(log).records[-1]["status"] == "finished"
 
 
+def test_run_id_given_names_the_run_and_its_trajectory_file(env: Path) -> None:
+    assert (
+        main(["run", "--scripted", "demo", "-q", "--run-id", "20261130T120000Z-abc123", "x"]) == 0
+    )
+    (log,) = env.glob("*.jsonl")
+    assert log.name == "20261130T120000Z-abc123.jsonl"
+    assert {r["run_id"] for r in read_records(log).records} == {"20261130T120000Z-abc123"}
+
+
+@pytest.mark.parametrize("bad", ["", "-x", "../escape", "a/b", "a b", "x" * 81, "é"])
+def test_run_id_that_could_not_name_a_file_is_refused_before_the_run(
+    env: Path, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--scripted", "demo", f"--run-id={bad}", "x"])
+    assert exited.value.code == 2
+    assert "--run-id" in capsys.readouterr().err
+    assert not env.exists() or not list(env.glob("*.jsonl"))
+
+
 def test_run_exit_code_reports_the_step_budget(env: Path, tmp_path: Path) -> None:
     script = tmp_path / "loop.json"
     script.write_text(json.dumps([{"action": {"tool": "list_dir", "args": {}}}] * 5))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from e2e_sandbox import TASK, E2EStack
@@ -14,6 +15,13 @@ def test_run_prints_the_trajectory_once_and_names_the_run(e2e_stack: E2EStack) -
     assert "read it with `invoke runs.show --id " in e2e_stack.run_output
     # three steps: a few lines each, and the end; not the run printed twice
     assert len(e2e_stack.run_output.splitlines()) <= 30, e2e_stack.run_output
+
+
+def test_run_id_printed_is_the_name_of_its_trajectory_file(e2e_stack: E2EStack) -> None:
+    """One id for one run: the one `invoke run` prints names its file in the logs volume."""
+    printed = re.search(r"runs\.show --id (\S+)`", e2e_stack.run_output)
+    assert printed, e2e_stack.run_output
+    assert f"trajectory: /logs/{printed.group(1)}.jsonl" in e2e_stack.run_output
 
 
 def test_runs_list_show_and_export(e2e_stack: E2EStack, tmp_path: Path) -> None:

@@ -153,17 +153,27 @@ def test_run_task_execs_the_supervisor_with_a_log_path_fake_compose(tmp_path: Pa
     result, log_path = built.run_task("write hello.txt")
     assert result.ok
     argv = calls(log)[-1]
-    assert argv[-7:] == [
-        "supervisor",
-        "sandbox-supervisor",
-        "run",
-        "--log",
-        log_path,
-        "--",
-        "write hello.txt",
-    ]
-    assert log_path.startswith("/logs/run-")
+    assert argv[argv.index("supervisor") :][:3] == ["supervisor", "sandbox-supervisor", "run"]
+    assert argv[-2:] == ["--", "write hello.txt"]
+    assert argv[argv.index("--log") + 1] == log_path
+    assert log_path.startswith("/logs/")
     assert log_path.endswith(".jsonl")
+
+
+def test_run_trajectory_file_is_named_after_the_run_id_fake_compose(tmp_path: Path) -> None:
+    """`invoke run` prints the run id and `runs.show --id` takes it: the file the
+    supervisor writes carries the same id, not a second time stamp."""
+    built, log = make_stack(tmp_path, {})
+    _, log_path = built.run_task("write hello.txt")
+    argv = calls(log)[-1]
+    run_id = argv[argv.index("--run-id") + 1]
+    assert log_path == f"/logs/{run_id}.jsonl"
+
+
+def test_runs_started_in_the_same_second_get_different_ids_fake_compose(tmp_path: Path) -> None:
+    built, _ = make_stack(tmp_path, {})
+    paths = {built.run_task(f"task {n}")[1] for n in range(5)}
+    assert len(paths) == 5
 
 
 def test_task_starting_with_a_dash_stays_the_task_fake_compose(tmp_path: Path) -> None:

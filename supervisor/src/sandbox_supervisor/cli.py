@@ -22,6 +22,7 @@ from sandbox_supervisor.client import ModelClient, context_size, detect_tool_mod
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
 from sandbox_supervisor.scripted import ScriptedModel
 from sandbox_supervisor.session import (
+    RUN_ID,
     finish,
     interrupt_on_sigterm,
     local_executor,
@@ -87,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         check=args.check if args.check is not None else spec.get("check"),
         setup=setup,
         subdir=args.subdir or spec.get("subdir"),
+        run_id=args.run_id,
     )
 
 
@@ -283,6 +285,14 @@ def cmd_exit_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_id(text: str) -> str:
+    if not RUN_ID.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: up to 80 letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sandbox-supervisor``."""
     parser = argparse.ArgumentParser(
@@ -299,6 +309,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
     run.add_argument("--log-dir", type=Path, help="trajectory directory (SUPERVISOR_LOG_DIR)")
     run.add_argument("--log", type=Path, help="trajectory file (default: LOG_DIR/RUN_ID.jsonl)")
+    run.add_argument(
+        "--run-id",
+        type=_run_id,
+        help="the run's id (default: the UTC start time and 6 random hex digits)",
+    )
     run.add_argument("--tool-mode", choices=["auto", "native", "json"])
     run.add_argument("--max-steps", type=int)
     run.add_argument("--model-url")

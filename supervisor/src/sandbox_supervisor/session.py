@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import re
 import secrets
 import signal
 import time
@@ -46,8 +47,26 @@ def versions() -> dict[str, str]:
     return found
 
 
-def log_path(settings: Settings, given: Path | None, prefix: str = "") -> tuple[Path, str]:
-    run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
+"""What a run id given from outside may be: it names the trajectory file too."""
+
+
+def new_run_id() -> str:
+    """A fresh run id: the UTC start second and six random hex digits."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def log_path(
+    settings: Settings, given: Path | None, prefix: str = "", run_id: str | None = None
+) -> tuple[Path, str]:
+    """The trajectory file and the run id of a new run: ``run_id`` (a new one when None)
+    and ``given`` (``LOG_DIR/PREFIX+RUN_ID.jsonl`` when None)."""
+    if run_id is not None and not RUN_ID.fullmatch(run_id):
+        raise ValueError(
+            f"run id {run_id!r}: expected up to 80 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    run_id = run_id or new_run_id()
     return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
 
 
@@ -136,20 +155,21 @@ def run_task(
     check: str | None = None,
     setup: Setup | None = None,
     subdir: str | None = None,
+    run_id: str | None = None,
 ) -> int:
     """Run one task to its end; return the exit code of its outcome.
 
     ``scripted`` names a script (or ``script`` gives its steps) for a scripted model;
     ``setup`` prepares the workspace first, ``check`` judges it after (see
     :class:`~.agent.Agent`); ``subdir`` confines the run to a subdirectory of the
-    workspace.
+    workspace. ``run_id`` names the run (and, without ``log``, its trajectory file).
     """
     interrupt_on_sigterm()
     if settings.api_key is not None:
         not_dumpable()
     progress = Progress(quiet)
     executor = make_executor(settings, subdir=subdir)
-    path, run_id = log_path(settings, log)
+    path, run_id = log_path(settings, log, run_id=run_id)
     info: dict[str, Any] = {"config": settings.public_dict(), "versions": versions()}
     model: ChatModel
     client: ModelClient | None = None
