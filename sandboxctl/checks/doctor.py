@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import MutableMapping
 from pathlib import Path
 
 from rich.console import Console
@@ -423,6 +424,20 @@ def stack_preflight(stack: Stack, *, containers: bool = True) -> list[Check]:
         quick=not containers,
     )
     return preflight(probes)
+
+
+WARNED_VAR = "SANDBOX_PREFLIGHT_WARNED"
+"""The preflight warnings already shown, by check name: ``demo`` runs ``up`` and ``run`` as
+child processes, which inherit it, so each warning is printed once per command."""
+
+
+def unseen_warnings(found: list[Check], environ: MutableMapping[str, str]) -> list[Check]:
+    """Return the warnings in ``found`` not yet shown, and record them in ``environ``."""
+    seen = set(filter(None, environ.get(WARNED_VAR, "").split(",")))
+    fresh = [check for check in found if check.status == "warn" and check.name not in seen]
+    if fresh:
+        environ[WARNED_VAR] = ",".join(sorted(seen | {check.name for check in fresh}))
+    return fresh
 
 
 def describe_failures(failed: list[Check]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Iterator
@@ -39,7 +40,7 @@ def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
     failed = [check for check in found if check.blocks]
     if failed:
         raise Exit(doctor.describe_failures(failed), code=1)
-    for check in found:
+    for check in doctor.unseen_warnings(found, os.environ):
         print(f"warning: {check.name}: {check.detail}; {check.fix}", file=sys.stderr)
 
 

@@ -189,6 +189,20 @@ def test_preflight_passes_on_the_ignored_limits_warning(tmp_path: Path) -> None:
     assert [(check.name, check.status) for check in found] == [("cgroup limits", "warn")]
 
 
+def test_a_preflight_warning_is_shown_once_across_child_processes() -> None:
+    warning = Check("cgroup limits", "warn", "limits ignored", "run as root")
+    environ: dict[str, str] = {}
+    assert doctor.unseen_warnings([warning], environ) == [warning]
+    child = dict(environ)  # what `invoke up`, started by demo, inherits
+    assert doctor.unseen_warnings([warning], child) == []
+
+
+def test_failures_are_not_recorded_as_shown_warnings() -> None:
+    environ: dict[str, str] = {}
+    assert doctor.unseen_warnings([Check("engine", "fail", "down", "start it")], environ) == []
+    assert environ == {}
+
+
 def test_runtime_quirk_fails_with_host_prepare_fix(tmp_path: Path) -> None:
     _fakes, inputs = make(tmp_path, quirks=["ulimits"])
     check = run_one("runtime quirks", inputs)
