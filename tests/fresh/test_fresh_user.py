@@ -8,6 +8,8 @@ faked. They fail when rootless Podman needs a step the project does not take.
 
 from __future__ import annotations
 
+import json
+
 from fresh_machine import ReadmeRun, demo_image_names, run_records, tail
 
 from sandboxctl.tasks.stack import DEMO_DEST
@@ -46,3 +48,14 @@ def test_sudo_users_demo_run_ended_with_a_run_end_record(user_readme_run: Readme
     output = tail(user_readme_run.output)
     assert "run_start" in types, f"no trajectory in {DEMO_DEST}_logs:\n{output}"
     assert types[-1] == "run_end", f"the demo's run did not end recorded: {types[-5:]}"
+
+
+def test_sudo_user_is_warned_exactly_when_the_engine_ignores_the_stacks_limits(
+    user_readme_run: ReadmeRun,
+) -> None:
+    """Rootless Podman on cgroup v1 (a hybrid VM like CI's) runs the stack without its
+    memory and pids limits; the user must read that on the terminal, and only then."""
+    answer = user_readme_run.machine.exec("podman info --format '{{json .Host.CgroupControllers}}'")
+    controllers = json.loads(answer.stdout or "null") or []
+    warned = "ignores the stack's memory and pids limits" in user_readme_run.output
+    assert warned == ("memory" not in controllers), (controllers, tail(user_readme_run.output))
