@@ -135,7 +135,8 @@ def check_cgroups(probes: Probes) -> Check:
     controllers = set(host.get("cgroupControllers") or [])
     missing = {"memory", "pids"} - controllers
     detail = (
-        f"cgroup {host.get('cgroupVersion', '?')}, controllers: {', '.join(sorted(controllers))}"
+        f"cgroup {host.get('cgroupVersion', '?')}, controllers: "
+        f"{', '.join(sorted(controllers)) or 'none'}"
     )
     rootless = bool(host.get("security", {}).get("rootless"))
     if missing and rootless and host.get("cgroupVersion") == "v1":

@@ -175,6 +175,11 @@ def test_rootless_on_cgroup_v1_warns_that_the_limits_are_ignored(tmp_path: Path)
     assert "ignores the stack's memory and pids limits" in check.detail
 
 
+def test_no_cgroup_controllers_read_as_none(tmp_path: Path) -> None:
+    _fakes, inputs = make(tmp_path, info=ROOTLESS_V1)
+    assert "controllers: none" in run_one("cgroup limits", inputs).detail
+
+
 def test_rootless_on_cgroup_v2_without_delegation_fails_the_limits_check(tmp_path: Path) -> None:
     info = {"host": {**ROOTLESS_V1["host"], "cgroupVersion": "v2"}}
     _fakes, inputs = make(tmp_path, info=info)
