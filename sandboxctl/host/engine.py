@@ -217,6 +217,22 @@ def image_exists(runner: Runner, tag: str) -> bool:
         return False
 
 
+def image_label(runner: Runner, tag: str, key: str) -> str | None:
+    """Return the label ``key`` of the local image ``tag`` ("" when it has none), or None
+    when there is no such image."""
+    try:
+        result = runner.run(["podman", "image", "inspect", "--format", "{{json .Labels}}", tag])
+    except CommandNotFound:
+        return None
+    if not result.ok:
+        return None
+    try:
+        labels = json.loads(result.stdout.strip() or "null")
+    except json.JSONDecodeError:
+        return ""
+    return str(labels.get(key, "")) if isinstance(labels, dict) else ""
+
+
 def image_size(runner: Runner, tag: str) -> int | None:
     """Return the size in bytes of the local image ``tag``, or None."""
     result = runner.run(["podman", "image", "inspect", "--format", "{{.Size}}", tag])

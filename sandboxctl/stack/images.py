@@ -18,13 +18,14 @@ wheelhouse resolved on the host (TLS inside a container build may not be trusted
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import shutil
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,7 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Runner, quote
 from sandboxctl.answers import answer
-from sandboxctl.host.engine import image_exists, image_size
+from sandboxctl.host.engine import image_exists, image_label, image_size
 from sandboxctl.stack.base_image import (
     DEFAULT_TAG,
     BaseImageError,
@@ -66,6 +67,84 @@ def service_images(project: Mapping[str, Any]) -> dict[str, str]:
     return {name: str(spec["image"]) for name, spec in services.items() if "image" in spec}
 
 
+# --- what an image is built from ----------------------------------------------------------------
+
+INPUTS_LABEL = "io.ai-sandbox.inputs"
+"""The image label holding :func:`inputs_digest` of what the image was built from."""
+MODEL_INPUTS = ("entrypoint.sh", "healthcheck.sh", "runtime-root.sh", "llama-cpp-sources.yaml")
+"""The model-server's inputs in ``model/`` besides its Containerfile; the llama.cpp source
+itself is named by its pin in llama-cpp-sources.yaml and the version build argument."""
+SUPERVISOR_INPUTS = ("Containerfile", "requirements.lock", "pyproject.toml", "README.md", "src")
+"""The supervisor's inputs in ``supervisor/`` (every file the Containerfile copies; the
+wheelhouse follows from requirements.lock); runtime-root.sh comes from ``model/``."""
+_NOT_INPUTS = ("__pycache__", ".egg-info", ".pyc")
+
+
+def _input_files(base: Path, names: Sequence[str]) -> Iterator[tuple[str, Path]]:
+    for name in names:
+        path = base / name
+        found = sorted(path.rglob("*")) if path.is_dir() else [path]
+        for item in found:
+            if item.is_dir() or any(part.endswith(_NOT_INPUTS) for part in item.parts):
+                continue
+            yield item.relative_to(base).as_posix(), item
+
+
+def inputs_digest(files: Mapping[str, Path], build_args: Mapping[str, str]) -> str:
+    """SHA-256 of what a build reads: each file's name and bytes (a missing one counts as
+    missing) and the build arguments. Same inputs, same digest, on any machine."""
+    digest = hashlib.sha256()
+    for name in sorted(files):
+        path = files[name]
+        data = path.read_bytes() if path.is_file() else b"<missing>"
+        digest.update(f"file {name} {len(data)}\n".encode())
+        digest.update(data)
+    for key in sorted(build_args):
+        digest.update(f"arg {key}={build_args[key]}\n".encode())
+    return digest.hexdigest()
+
+
+def model_inputs(root: Path, backend: str) -> dict[str, Path]:
+    """The files the model-server image of ``backend`` is built from, by name."""
+    from sandboxctl.models import source as llama_source
+
+    model_dir = root / "model"
+    containerfile = llama_source.CONTAINERFILES.get(backend, f"Containerfile.{backend}")
+    return dict(_input_files(model_dir, (containerfile, *MODEL_INPUTS)))
+
+
+def supervisor_inputs(root: Path) -> dict[str, Path]:
+    """The files the supervisor image is built from, by name."""
+    files = dict(_input_files(root / "supervisor", SUPERVISOR_INPUTS))
+    files[f"{STAGED}/{RUNTIME_ROOT_SCRIPT.name}"] = root / RUNTIME_ROOT_SCRIPT
+    return files
+
+
+def wanted_inputs(stack: Stack) -> dict[str, str]:
+    """The inputs digest each of the stack's images must carry to be up to date."""
+    settings = stack.settings
+    model_args = {
+        "DEBIAN_IMAGE": settings.base_image,
+        "CPU_VARIANTS": settings.llama_cpu_variants,
+        "LLAMA_CPP_VERSION": settings.llama_cpp_version,
+        "BACKEND": settings.gpu_backend,
+    }
+    return {
+        MODEL_SERVICE: inputs_digest(model_inputs(stack.root, settings.gpu_backend), model_args),
+        SUPERVISOR_SERVICE: inputs_digest(
+            supervisor_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
+        ),
+    }
+
+
+def out_of_date(
+    carried: Mapping[str, str | None], wanted: Mapping[str, str], *, rebuild: bool = False
+) -> list[str]:
+    """The services whose image must be built: missing (None), built from other inputs or
+    before inputs were recorded (""), or every one with ``rebuild``."""
+    return [name for name, digest in carried.items() if rebuild or digest != wanted[name]]
+
+
 # --- building ---------------------------------------------------------------------------------
 
 
@@ -86,12 +165,15 @@ def build_argv(
     target: str | None = None,
     build_args: Mapping[str, str] | None = None,
     volumes: Mapping[Path, str] | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Return the ``podman build`` command line (never pulls; Docker format)."""
     argv = ["podman", "build", "--pull=never", "--format", "docker"]
     argv += ["-f", str(containerfile), "-t", tag]
     if target:
         argv += ["--target", target]
+    for key, value in (labels or {}).items():  # a last LABEL step: the layers above stay cached
+        argv += ["--label", f"{key}={value}"]
     for host_dir, mount in (volumes or {}).items():
         argv += ["-v", f"{host_dir}:{mount}"]
     for key, value in (build_args or {}).items():
@@ -188,6 +270,7 @@ def model_build_argv(
     *,
     base_image: str = DEFAULT_TAG,
     cpu_variants: str = DEFAULT_CPU_VARIANTS,
+    labels: Mapping[str, str] | None = None,
 ) -> list[str]:
     """Return the ``podman build`` of the model-server image from the placed source, FROM
     ``base_image`` with the CPU variants ``cpu_variants`` (names, ``all`` or ``native``).
@@ -224,6 +307,7 @@ def model_build_argv(
             **llama_source.build_args(pin, manifest),
         },
         volumes={ccache: "/ccache"} if ccache is not None else None,
+        labels=labels,
     )
 
 
@@ -237,6 +321,7 @@ def build_model_image(
     ccache_dir: Path | None = None,
     base_image: str = DEFAULT_TAG,
     cpu_variants: str = DEFAULT_CPU_VARIANTS,
+    labels: Mapping[str, str] | None = None,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
@@ -244,7 +329,14 @@ def build_model_image(
     if ccache_dir is not None:
         ccache_dir.mkdir(parents=True, exist_ok=True)
     argv = model_build_argv(
-        root, tag, version, backend, ccache_dir, base_image=base_image, cpu_variants=cpu_variants
+        root,
+        tag,
+        version,
+        backend,
+        ccache_dir,
+        base_image=base_image,
+        cpu_variants=cpu_variants,
+        labels=labels,
     )
     log(
         f"building {tag} (llama.cpp {version}, {backend}, CPU variants {cpu_variants}): "
@@ -289,6 +381,7 @@ def build_supervisor_image(
     *,
     runner: Runner,
     base_image: str = DEFAULT_TAG,
+    labels: Mapping[str, str] | None = None,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
@@ -298,7 +391,11 @@ def build_supervisor_image(
     context = root / "supervisor"
     stage_runtime_root(root, context)
     argv = build_argv(
-        context, context / "Containerfile", tag, build_args={"DEBIAN_IMAGE": base_image}
+        context,
+        context / "Containerfile",
+        tag,
+        build_args={"DEBIAN_IMAGE": base_image},
+        labels=labels,
     )
     return build_image(
         argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
@@ -347,7 +444,8 @@ def place_llama_source(stack: Stack) -> Path:
 def prepare_images(
     stack: Stack, *, rebuild: bool = False, only: str = "", verbose: bool = False
 ) -> dict[str, str]:
-    """Build the images the Compose project runs that are missing (all with ``rebuild``).
+    """Build the images the Compose project runs that are missing or out of date (their
+    inputs changed since they were built: :func:`wanted_inputs`), or all with ``rebuild``.
 
     ``only`` limits the work to one service (:class:`StackError` names the choices when
     it is not one). Returns service -> image tag.
@@ -360,14 +458,21 @@ def prepare_images(
     if only not in ("", *services):
         raise StackError(f"no image to build for {only!r}: choose {' or '.join(services)}")
     try:
-        project = compose_config(stack.compose, project_dir=stack.root, engine=stack.engine)
+        project = compose_config(
+            stack.compose, project_dir=stack.root, engine=stack.engine, runner=stack.runner
+        )
     except ComposeError as error:
         raise StackError(str(error)) from error
     images = service_images(project)
     wanted = [name for name in services if only in ("", name)]
-    todo = [name for name in wanted if rebuild or not image_exists(stack.runner, images[name])]
+    digests = wanted_inputs(stack)
+    carried = {name: image_label(stack.runner, images[name], INPUTS_LABEL) for name in wanted}
+    todo = out_of_date(carried, digests, rebuild=rebuild)
+    for name in todo:
+        if carried[name] and not rebuild:
+            stack.log(f"{images[name]}: its inputs changed since it was built, rebuilding")
     if not todo:
-        stack.log(f"images present: {', '.join(images[name] for name in wanted)}")
+        stack.log(f"images up to date: {', '.join(images[name] for name in wanted)}")
         return images
     try:
         ensure_base_image(
@@ -393,6 +498,7 @@ def prepare_images(
                 ccache_dir=llama_source.cache_dir() / "ccache",
                 base_image=stack.settings.base_image,
                 cpu_variants=stack.settings.llama_cpu_variants,
+                labels={INPUTS_LABEL: digests[MODEL_SERVICE]},
                 verbose=verbose,
                 log=stack.log,
             )
@@ -402,6 +508,7 @@ def prepare_images(
                 images[SUPERVISOR_SERVICE],
                 runner=stack.runner,
                 base_image=stack.settings.base_image,
+                labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
                 verbose=verbose,
                 log=stack.log,
             )

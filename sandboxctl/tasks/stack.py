@@ -136,11 +136,12 @@ def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
 @task(
     help={
         "only": "Build only this service's image (model-server or supervisor)",
-        "rebuild": "Build even when the image exists (layer caches still apply)",
+        "rebuild": "Build even when the image is up to date (layer caches still apply)",
     }
 )
-def build(c: Context, only: str = "", rebuild: bool = True) -> None:
-    """Build the model-server and supervisor images with Podman (progress streams)."""
+def build(c: Context, only: str = "", rebuild: bool = False) -> None:
+    """Build the model-server and supervisor images that are missing or out of date (what
+    they are built from changed); --rebuild builds them anyway."""
     with opened() as stack:
         stack_.prepare_images(stack, rebuild=rebuild, only=only)
 

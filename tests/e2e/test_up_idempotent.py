@@ -26,5 +26,5 @@ def test_second_up_recreates_and_restarts_nothing(e2e_stack: E2EStack) -> None:
     assert identities(e2e_stack) == before
     assert "unchanged and running: nothing recreated" in output
     assert "Recreate" not in output
-    # a handful of lines a person reads (images present, model loaded, unchanged, ready)
+    # a handful of lines a person reads (images up to date, model loaded, unchanged, ready)
     assert len(output.splitlines()) <= 6, output

@@ -180,7 +180,12 @@ def podman(args: list[str]) -> None:
     elif command == "image" and rest[:1] == ["exists"]:
         sys.exit(0 if rest[1] in state.get("images", []) else 1)
     elif command == "image" and rest[:1] == ["inspect"]:
-        print(state.get("image_size", 123_000_000))
+        if ".Labels" in (_option(rest, "--format") or ""):
+            if rest[-1] not in state.get("images", []):
+                fail(f"Error: {rest[-1]}: image not known", 125)
+            print(json.dumps(state.get("labels", {}).get(rest[-1]) or None))
+        else:
+            print(state.get("image_size", 123_000_000))
     elif command == "run":
         podman_run(state, rest)
     elif command == "import":
@@ -198,7 +203,10 @@ def podman(args: list[str]) -> None:
         print("STEP 1/2: FROM localhost/ai-sandbox-base:bookworm")
         code = int(state.get("build_rc", 0))
         if code == 0:
-            state.setdefault("images", []).append(_option(rest, "-t") or "")
+            tag = _option(rest, "-t") or ""
+            state.setdefault("images", []).append(tag)
+            labels = [rest[i + 1] for i, arg in enumerate(rest[:-1]) if arg == "--label"]
+            state.setdefault("labels", {})[tag] = dict(label.split("=", 1) for label in labels)
             save(state)
             print("COMMIT")
         sys.exit(code)
