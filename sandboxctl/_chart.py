@@ -82,17 +82,34 @@ def overlap(a: Box, b: Box) -> bool:
 
 
 def free_label_box(
-    draw: ImageDraw.ImageDraw, font: Any, label: str, at: tuple[int, int], taken: Sequence[Box]
+    draw: ImageDraw.ImageDraw,
+    font: Any,
+    label: str,
+    at: tuple[int, int],
+    taken: Sequence[Box],
+    bounds: tuple[float, float] | None = None,
 ) -> Box:
-    """Where ``label`` goes beside a point: the first place right of ``at`` (left end,
-    vertical middle) where it overlaps none of the boxes ``taken``; draw the text at the
-    box's left and top."""
+    """Where ``label`` goes beside a point: right of ``at`` (left end, vertical middle),
+    or the nearest free row above or below it (a column beside a cluster of points),
+    within the vertical ``bounds`` (top, bottom); only when the column is full, further
+    right. The box overlaps none of the boxes ``taken``; draw the text at its left, top."""
     x: float = at[0]
-    top = at[1] - 7
+    _, _, width, height = draw.textbbox((0, 0), label, font=font)
+    row = height + 2
+    low, high = bounds if bounds is not None else (-1e9, 1e9)
+
+    def box_at(x: float, y: float) -> Box:
+        return (x, y, x + width, y + height)
+
+    y0 = at[1] - height / 2
+    rows = [y0] + [y0 + sign * k * row for k in range(1, 40) for sign in (-1, 1)]
+    rows = [y for y in rows if y >= low and y + height <= high] or [y0]
     while True:
-        _, _, right, bottom = draw.textbbox((x, top), label, font=font)
-        box = (float(x), float(top), float(right), float(bottom))
-        hit = [other for other in taken if overlap(box, other)]
-        if not hit:
-            return box
-        x = max(other[2] for other in hit) + 3
+        blocked = []  # per row, the right edge of what is in the way
+        for y in rows:
+            box = box_at(x, y)
+            edges = [other[2] for other in taken if overlap(box, other)]
+            if not edges:
+                return box
+            blocked.append(max(edges))
+        x = min(blocked) + 3

@@ -153,7 +153,7 @@ def chart(summary: dict[str, Any], tasks: Sequence[str], title: str = "") -> Ima
         draw.ellipse(taken[-1], colors[model])
     for model, task, x, y in placed:
         label = str(number[task])
-        box = _chart.free_label_box(draw, small, label, (x + 8, y), taken)
+        box = _chart.free_label_box(draw, small, label, (x + 8, y), taken, (top - 12, bottom + 6))
         taken.append(box)
         draw.text(box[:2], label, colors[model], small)
     y = top

@@ -32,13 +32,27 @@ def test_axis_ticks_start_at_zero_reach_the_maximum_and_print_short(maximum: flo
     assert len(set(labels)) == len(labels)
 
 
-def test_labels_of_points_at_one_place_sit_side_by_side_without_overlapping() -> None:
-    _, draw = _chart.canvas(200, 100)
+def test_labels_of_points_at_one_place_stack_beside_it_without_overlapping() -> None:
+    """A cluster's labels form a column right beside it, not a row running off to the
+    right where they would sit next to other points."""
+    _, draw = _chart.canvas(200, 400)
+    font = _chart.font(12)
+    taken: list[_chart.Box] = [(45.0, 195.0, 55.0, 205.0)]  # the point's disc
+    for label in ["1", "12", "3", "14", "5", "6", "7"]:
+        taken.append(_chart.free_label_box(draw, font, label, (58, 200), taken, (0, 400)))
+    labels = taken[1:]
+    assert all(box[0] == 58 for box in labels)
+    assert not any(_chart.overlap(a, b) for a, b in itertools.combinations(taken, 2))
+
+
+def test_labels_stay_within_the_bounds_and_move_right_only_when_the_column_is_full() -> None:
+    _, draw = _chart.canvas(200, 60)
     font = _chart.font(12)
     taken: list[_chart.Box] = []
-    for label in ["1", "12", "3", "14", "5"]:
-        taken.append(_chart.free_label_box(draw, font, label, (50, 50), taken))
-    assert all(box[0] >= 50 for box in taken)
+    for label in ["1", "2", "3", "4", "5", "6"]:
+        taken.append(_chart.free_label_box(draw, font, label, (10, 30), taken, (0, 60)))
+    assert all(box[1] >= 0 and box[3] <= 60 for box in taken)
+    assert any(box[0] > 10 for box in taken)
     assert not any(_chart.overlap(a, b) for a, b in itertools.combinations(taken, 2))
 
 
@@ -46,4 +60,12 @@ def test_a_label_with_room_goes_right_where_asked() -> None:
     _, draw = _chart.canvas(200, 100)
     far_away: list[_chart.Box] = [(150.0, 0.0, 190.0, 20.0)]
     box = _chart.free_label_box(draw, _chart.font(12), "7", (20, 60), far_away)
-    assert box[:2] == (20.0, 53.0)
+    assert box[0] == 20.0
+    assert box[1] < 60 < box[3]
+
+
+def test_a_label_taller_than_its_bounds_is_still_placed() -> None:
+    _, draw = _chart.canvas(100, 100)
+    taken: list[_chart.Box] = [(0.0, 0.0, 30.0, 100.0)]
+    box = _chart.free_label_box(draw, _chart.font(12), "9", (10, 50), taken, (48, 52))
+    assert box[0] > 30
