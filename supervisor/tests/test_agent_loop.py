@@ -201,6 +201,70 @@ def test_a_tool_that_succeeds_resets_the_timeout_count(
     assert result.status == "finished"
 
 
+@pytest.mark.parametrize("mode", ["json", "native"])
+def test_the_same_failing_call_in_a_row_stops_the_run_as_given_up(
+    mode: str, executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    """A model stuck on one failing call (seen with smollm2: list_dir of a missing folder,
+    30 times) is stopped at max_repeated_failures, not at the step budget."""
+    stuck = act("list_dir", path="out/missing")
+    result, model = _run([stuck] * 30, executor, log, mode, max_repeated_failures=3)
+    assert (result.status, result.exit_code) == ("repeated_failures", 4)
+    assert len(model.requests) == 3
+    assert "list_dir" in result.reason
+
+
+def test_a_repeated_failure_is_pointed_out_to_the_model_before_the_stop(
+    executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    stuck = act("read_file", path="nope.txt")
+    _, model = _run([stuck] * 5, executor, log, max_repeated_failures=3)
+    seen = json.dumps(model.requests[2])
+    assert "failed the same way 2 times in a row" in seen
+    assert "failed the same way" not in json.dumps(model.requests[1])
+
+
+@pytest.mark.parametrize(
+    "between",
+    [act("list_dir"), act("read_file", path="other.txt")],
+    ids=["a-success", "another-failure"],
+)
+def test_anything_else_between_repeats_resets_the_count(
+    between: dict[str, Any], executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    stuck = act("read_file", path="nope.txt")
+    steps = [stuck, stuck, between, stuck, stuck, act("finish", answer="gave it a rest")]
+    result, _ = _run(steps, executor, log, max_repeated_failures=3)
+    assert result.status == "finished"
+
+
+def test_the_same_call_succeeding_again_is_not_a_failure_loop(
+    executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    """Polling a file that exists is allowed: only failures count."""
+    steps = [act("list_dir")] * 6 + [act("finish", answer="done")]
+    result, _ = _run(steps, executor, log, max_repeated_failures=2)
+    assert result.status == "finished"
+
+
+def test_a_command_failing_the_same_way_in_a_row_stops_the_run(
+    executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    same = act("run_command", command="echo no; exit 1")
+    result, _ = _run([same] * 6, executor, log, max_repeated_failures=2)
+    assert result.status == "repeated_failures"
+
+
+def test_a_failing_command_whose_output_changes_is_not_a_loop(
+    executor: InProcessExecutor, log: TrajectoryWriter
+) -> None:
+    """Same command, different result each time (the workspace changed): not stuck."""
+    grow = act("run_command", command="echo x >> n; wc -l < n; exit 1")
+    result, _ = _run([grow] * 4 + [act("finish", answer="ok")], executor, log,
+                     max_repeated_failures=2)  # fmt: skip
+    assert result.status == "finished"
+
+
 def test_duplicate_call_id_in_one_reply_runs_once(
     workspace: Workspace, executor: InProcessExecutor, log: TrajectoryWriter
 ) -> None:

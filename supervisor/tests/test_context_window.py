@@ -223,6 +223,7 @@ def test_replies_as_long_as_the_reply_budget_still_end_by_the_step_budget(
             max_steps=6,
             context_tokens=N_CTX,
             reply_tokens=1024,
+            max_repeated_failures=100,  # the same failing call on purpose: the context is tested
         )
     assert result.status == "step_budget", result.reason
     assert counting.refused == 0

@@ -5,7 +5,10 @@ How the model is asked and how its reply is read is the job of a dialect
 loop is the same for both. A malformed reply, an unknown tool or bad arguments go
 back to the model as an observation; ``max_invalid_replies`` of them in a row end the
 run. Steps, wall clock and tokens are checked before every model call; a run also
-stops after ``max_tool_timeouts`` consecutive tool timeouts. Tool calls run only
+stops after ``max_tool_timeouts`` consecutive tool timeouts, and after
+``max_repeated_failures`` times the same failing call (same tool and arguments, same
+result) in a row: a model stuck in a loop is told so from the second time, then stopped
+rather than left to spend the step budget. Tool calls run only
 after a complete reply was received and each call id runs at most once, so
 retrying a model request can never execute a tool call twice. Every event goes to
 the trajectory before the loop moves on; ``run_end`` is written in ``finally``. When
@@ -139,6 +142,8 @@ class Agent:
         self.tokens = {"prompt": 0, "completion": 0, "total": 0}
         self.invalid_in_a_row = 0
         self.timeouts_in_a_row = 0
+        self.last_failure: tuple[Any, ...] | None = None
+        self.failures_in_a_row = 0
         self.executed: dict[str, ToolResult] = {}
         self.started = 0.0
         self.setup = setup
@@ -481,7 +486,25 @@ class Agent:
                 raise Stop("tool_timeouts", f"{self.timeouts_in_a_row} tool timeouts in a row")
         else:
             self.timeouts_in_a_row = 0
+        self.count_repeats(action, result)
         return result
+
+    def count_repeats(self, action: Action, result: ToolResult) -> None:
+        """Count the same failing call with the same result in a row (timeouts and invalid
+        calls have their own counts); stop at ``max_repeated_failures``."""
+        if result.ok or result.status in ("timeout", "invalid"):
+            self.last_failure, self.failures_in_a_row = None, 0
+            return
+        arguments = json.dumps(action.arguments, sort_keys=True, default=str)
+        key = (action.name, arguments, result.status, result.exit_code, result.output)
+        self.failures_in_a_row = self.failures_in_a_row + 1 if key == self.last_failure else 1
+        self.last_failure = key
+        if self.failures_in_a_row >= self.limits.max_repeated_failures:
+            raise Stop(
+                "repeated_failures",
+                f"the same failing call {self.failures_in_a_row} times in a row: "
+                f"{action.name} {_brief(action.arguments)}",
+            )
 
     # -- messages ----------------------------------------------------------------------
     def observe(self, action: Action, result: ToolResult) -> None:
@@ -492,6 +515,12 @@ class Agent:
         if result.truncated:
             head += ", output truncated"
         text = f"{head}]\n{self._cap(result.output)}"
+        if self.failures_in_a_row >= 2:
+            text += (
+                f"\n[note] this exact call failed the same way {self.failures_in_a_row} times "
+                f"in a row; the run stops at {self.limits.max_repeated_failures}. "
+                "Do something else."
+            )
         self.messages.append(self.dialect.observation(action.model_call_id, text))
 
     def observe_problem(self, model_call_id: str, message: str) -> None:

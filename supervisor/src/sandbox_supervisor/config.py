@@ -67,6 +67,13 @@ class Settings(BaseModel):
     max_tool_timeouts: int = Field(
         3, ge=1, le=100, description="consecutive tool timeouts before giving up"
     )
+    max_repeated_failures: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="the same failing tool call (same arguments, same result) in a row "
+        "before giving up",
+    )
     max_observation_chars: int = Field(
         16_000, ge=200, le=10_000_000, description="tool output shown to the model per call"
     )
@@ -151,6 +158,7 @@ class Settings(BaseModel):
             max_total_tokens=self.max_total_tokens,
             max_invalid_replies=self.max_invalid_replies,
             max_tool_timeouts=self.max_tool_timeouts,
+            max_repeated_failures=self.max_repeated_failures,
             max_observation_chars=self.max_observation_chars,
             max_calls_per_reply=self.max_calls_per_reply,
         )

@@ -19,6 +19,7 @@ class AgentLimits:
     max_total_tokens: int = 200_000
     max_invalid_replies: int = 3
     max_tool_timeouts: int = 3
+    max_repeated_failures: int = 3
     max_observation_chars: int = 16_000
     max_calls_per_reply: int = 8
     context_tokens: int | None = None  # one request's context (a slot's n_ctx); None: unmanaged
