@@ -34,16 +34,18 @@ PALETTE: tuple[Color, ...] = (
 models)."""
 
 AXIS_STEPS = 5
+NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 """Intervals on a value axis: :func:`nice_ceiling` keeps each one a round number."""
 
 
 def nice_ceiling(value: float) -> float:
-    """The smallest of 1, 2, 2.5 or 5 times a power of ten that is at least ``value`` (1.0
-    for nothing to show), so the axis's five steps are round numbers too."""
+    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten that is at
+    least ``value`` (1.0 for nothing to show): the axis's five steps are round numbers too,
+    and the bars fill more than half of it."""
     if value <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(value))
-    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+    for step in NICE_STEPS:
         if step * power >= value:
             return float(step * power)
     return float(10 * power)

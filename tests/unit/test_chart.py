@@ -12,10 +12,10 @@ from sandboxctl import _chart
 
 @pytest.mark.parametrize(
     ("value", "ceiling"),
-    [(0, 1.0), (-3, 1.0), (0.7, 1.0), (1.0, 1.0), (1.01, 2.0), (2.2, 2.5), (3, 5.0),
-     (5.1, 10.0), (176, 200.0), (202, 250.0), (999, 1000.0), (0.031, 0.05)],
+    [(0, 1.0), (-3, 1.0), (0.7, 0.8), (1.0, 1.0), (1.01, 1.5), (2.2, 2.5), (3, 3.0),
+     (5.1, 6.0), (176, 200.0), (202, 250.0), (541, 600.0), (999, 1000.0), (0.031, 0.04)],
 )  # fmt: skip
-def test_axis_ceiling_is_one_two_two_and_a_half_or_five_times_a_power_of_ten(
+def test_axis_ceiling_is_a_round_multiple_of_a_power_of_ten_just_above_the_value(
     value: float, ceiling: float
 ) -> None:
     assert _chart.nice_ceiling(value) == pytest.approx(ceiling)
@@ -29,6 +29,7 @@ def test_axis_ticks_start_at_zero_reach_the_maximum_and_print_short(maximum: flo
     assert len(ticks) == _chart.AXIS_STEPS + 1
     labels = [_chart.tick_label(t) for t in ticks]
     assert all(len(label) <= 6 for label in labels), labels  # never 0.6000000000000001
+    assert ticks[-1] < 2 * maximum  # the data fill more than half the axis
     assert len(set(labels)) == len(labels)
 
 
