@@ -46,10 +46,12 @@ def measure_figures(stack: E2EStack) -> str:
     for service, info in stack.containers().items():
         size = stack.podman("image", "inspect", "--format", "{{.Size}}", info["Image"])
         stack.image_sizes[service] = int(size)
-    images = {name: f"{size / 1e6:.0f} MB" for name, size in sorted(stack.image_sizes.items())}
+    images = ", ".join(
+        f"{name} {size / 1e6:.0f} MB" for name, size in sorted(stack.image_sizes.items())
+    )
     return (
         f"up {stack.up_seconds:.1f} s (images, model, readiness), "
-        f"run {stack.run_seconds:.1f} s, images {images}"
+        f"run {stack.run_seconds:.1f} s; images: {images}"
     )
 
 
