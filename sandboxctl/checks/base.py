@@ -9,7 +9,6 @@ info``) is measured once per run and shared with the checks after it.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -75,11 +74,6 @@ class Facts:
     """The probe image is local (set by the doctor's runtime check; later probes use it)."""
 
 
-def user_rootless_problems(host: HostInfo) -> list[rootless.Problem]:
-    """What rootless Podman lacks on ``host`` for the user running this."""
-    return rootless.problems(host, user=getpass.getuser(), gid=os.getgid())
-
-
 @dataclass
 class Probes:
     """What the checks look at; tests replace any part."""
@@ -101,7 +95,7 @@ class Probes:
     """Asks the engine serving a socket for its network backend."""
     sys_net: Path = network.SYS_NET
     helper_dirs: tuple[str, ...] = AARDVARK_DIRS
-    rootless_fn: Callable[[HostInfo], list[rootless.Problem]] = user_rootless_problems
+    rootless_fn: Callable[[HostInfo], list[rootless.Problem]] = rootless.current_user_problems
     """What rootless Podman lacks here (asked only when not root)."""
     facts: Facts = field(default_factory=Facts, init=False, repr=False, compare=False)
 

@@ -26,8 +26,6 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
 
 from __future__ import annotations
 
-import getpass
-import os
 import tempfile
 import tomllib
 from collections.abc import Callable, Sequence
@@ -433,11 +431,6 @@ def _write_fixes(
     return True
 
 
-def host_rootless_problems() -> list[rootless.Problem]:
-    """What rootless Podman lacks on this host, for the user running this."""
-    return rootless.problems(detect_host(), user=getpass.getuser(), gid=os.getgid())
-
-
 def _prepare_rootless(
     ctx: PrepareContext,
     report: PrepareReport,
@@ -447,7 +440,11 @@ def _prepare_rootless(
 ) -> None:
     """Make what rootless Podman needs and no login session made (with consent); a problem
     with no command to fix it blocks, with what to do by hand."""
-    found = (ctx.rootless_problems or host_rootless_problems)()
+    found = (
+        ctx.rootless_problems()
+        if ctx.rootless_problems
+        else rootless.current_user_problems(detect_host())
+    )
     if not found:
         report.add("ok: rootless Podman has its runtime folder, /dev/net/tun and subids")
         return

@@ -19,6 +19,7 @@ none when only the user can decide.
 
 from __future__ import annotations
 
+import getpass
 import os
 import stat
 from collections.abc import Callable
@@ -143,3 +144,8 @@ def problems(
         subid_problem(user, subuid, subgid),
     ]
     return [problem for problem in found if problem is not None]
+
+
+def current_user_problems(host: HostInfo) -> list[Problem]:
+    """:func:`problems` for the user running this (their name and group)."""
+    return problems(host, user=getpass.getuser(), gid=os.getgid())
