@@ -22,7 +22,7 @@ from sandbox_supervisor.client import ModelClient, context_size, detect_tool_mod
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
 from sandbox_supervisor.scripted import ScriptedModel
 from sandbox_supervisor.session import (
-    RUN_ID,
+    checked_run_id,
     finish,
     interrupt_on_sigterm,
     local_executor,
@@ -286,11 +286,10 @@ def cmd_exit_codes(args: argparse.Namespace) -> int:
 
 
 def _run_id(text: str) -> str:
-    if not RUN_ID.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: up to 80 letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return text
+    try:
+        return checked_run_id(text)
+    except ValueError as error:  # argparse shows only an ArgumentTypeError's message
+        raise argparse.ArgumentTypeError(str(error)) from error
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -56,17 +56,22 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+def checked_run_id(run_id: str) -> str:
+    """Return ``run_id`` when it may name a run (and its file); else raise ValueError."""
+    if not RUN_ID.fullmatch(run_id):
+        raise ValueError(
+            f"run id {run_id!r}: expected up to 80 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return run_id
+
+
 def log_path(
     settings: Settings, given: Path | None, prefix: str = "", run_id: str | None = None
 ) -> tuple[Path, str]:
     """The trajectory file and the run id of a new run: ``run_id`` (a new one when None)
     and ``given`` (``LOG_DIR/PREFIX+RUN_ID.jsonl`` when None)."""
-    if run_id is not None and not RUN_ID.fullmatch(run_id):
-        raise ValueError(
-            f"run id {run_id!r}: expected up to 80 letters, digits, '.', '_' or '-', "
-            "starting with a letter or digit"
-        )
-    run_id = run_id or new_run_id()
+    run_id = new_run_id() if run_id is None else checked_run_id(run_id)
     return (given or settings.log_dir / f"{prefix}{run_id}.jsonl"), run_id
 
 
