@@ -85,9 +85,10 @@ def _input_files(base: Path, names: Sequence[str]) -> Iterator[tuple[str, Path]]
         path = base / name
         found = sorted(path.rglob("*")) if path.is_dir() else [path]
         for item in found:
-            if item.is_dir() or any(part.endswith(_NOT_INPUTS) for part in item.parts):
+            inside = item.relative_to(base)  # only the parts inside the sandbox count
+            if item.is_dir() or any(part.endswith(_NOT_INPUTS) for part in inside.parts):
                 continue
-            yield item.relative_to(base).as_posix(), item
+            yield inside.as_posix(), item
 
 
 def inputs_digest(files: Mapping[str, Path], build_args: Mapping[str, str]) -> str:

@@ -213,3 +213,14 @@ def test_only_the_image_whose_inputs_changed_is_rebuilt_with_the_new_digest(
     images.prepare_images(built)
     assert done == {"supervisor": {images.INPUTS_LABEL: wanted["supervisor"]}}
     assert "sbx/sup:1: its inputs changed since it was built, rebuilding" in messages
+
+
+def test_a_sandbox_inside_a_folder_named_like_a_cache_still_has_its_inputs(
+    tmp_path: Path,
+) -> None:
+    """Only the parts of a path inside the sandbox are matched against the caches left out:
+    a sandbox under ``tools.egg-info/`` or ``__pycache__/`` hashes the same files."""
+    root = tmp_path / "tools.egg-info" / "sbx"
+    shutil.copytree(ROOT / "supervisor" / "src", root / "supervisor" / "src")
+    names = set(images.supervisor_inputs(root))
+    assert names >= {n for n in images.supervisor_inputs(ROOT) if n.startswith("src/")}
