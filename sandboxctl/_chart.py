@@ -34,8 +34,9 @@ PALETTE: tuple[Color, ...] = (
 models)."""
 
 AXIS_STEPS = 5
-NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
 """Intervals on a value axis: :func:`nice_ceiling` keeps each one a round number."""
+NICE_STEPS = (1.0, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+"""The multiples of a power of ten an axis may end on (:func:`nice_ceiling`)."""
 
 
 def nice_ceiling(value: float) -> float:
