@@ -89,6 +89,16 @@ ESCAPES: list[tuple[str, dict[str, object]]] = [
     ("write_file", {"path": "a/b/.devcontainer/devcontainer.json", "content": "{}"}),
     ("write_file", {"path": ".", "content": "x"}),
     ("write_file", {"path": "loop1/x", "content": "x"}),
+    ("view_file", {"path": "to_secret"}),
+    ("view_file", {"path": "rel_out/secret.txt"}),
+    ("view_file", {"path": "hardlinked.txt"}),
+    ("view_file", {"path": "chain1/secret.txt"}),
+    ("view_file", {"path": "../" * 1500 + "outside/secret.txt"}),
+    ("edit_file", {"path": "to_secret", "old_text": "touch", "new_text": "x"}),
+    ("edit_file", {"path": "rel_out/secret.txt", "old_text": "touch", "new_text": "x"}),
+    ("edit_file", {"path": "hardlinked.txt", "old_text": "touch", "new_text": "x"}),
+    ("edit_file", {"path": "chain1/secret.txt", "old_text": "touch", "new_text": "x"}),
+    ("edit_file", {"path": "dangling", "old_text": "a", "new_text": "x"}),
 ]
 
 

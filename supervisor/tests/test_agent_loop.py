@@ -298,7 +298,15 @@ def test_run_start_records_config_without_secrets(
     start = read_records(log.path).records[0]
     assert start["type"] == "run_start"
     assert start["config"] == {"model": "m"}
-    assert start["tools"] == ["read_file", "write_file", "list_dir", "search_text", "run_command"]
+    assert start["tools"] == [
+        "read_file",
+        "write_file",
+        "list_dir",
+        "search_text",
+        "run_command",
+        "view_file",
+        "edit_file",
+    ]
 
 
 def test_shipped_demo_script_succeeds(
@@ -312,7 +320,16 @@ def test_shipped_demo_script_succeeds(
 def test_json_mode_schema_lists_every_tool_and_finish(executor: InProcessExecutor) -> None:
     schema = action_schema(executor.specs())
     names = [c["properties"]["tool"]["const"] for c in schema["properties"]["action"]["anyOf"]]
-    assert names == ["read_file", "write_file", "list_dir", "search_text", "run_command", "finish"]
+    assert names == [
+        "read_file",
+        "write_file",
+        "list_dir",
+        "search_text",
+        "run_command",
+        "view_file",
+        "edit_file",
+        "finish",
+    ]
     assert "title" not in json.dumps(schema)
 
 

@@ -149,31 +149,45 @@ def write_file(args: WriteFileArgs, ws: Workspace, limits: Limits) -> ToolResult
             f"content is {len(data)} bytes; the limit is {limits.write_cap_bytes}",
             started,
         )
-    with ws.located(args.path, write=True, create_dirs=True) as loc:
+    try:
+        rel = replace_file(ws, args.path, data)
+    except NotRegular as exc:  # a FIFO, socket or device: never replaced or opened
+        return _not_regular("write_file", args.path, exc.kind, started)
+    return result("write_file", "ok", f"wrote {len(data)} bytes to {rel}", started)
+
+
+def replace_file(ws: Workspace, path: str, data: bytes, mode: int = 0o644) -> str:
+    """Write ``data`` as the file at ``path`` atomically (temporary file, fsync, rename,
+    all relative to the directory's handle); return the resolved path.
+
+    Parent directories are created; an existing target that is not a regular file
+    raises :class:`NotRegular` and is left alone. ``mode`` is masked to ``0o777``.
+    """
+    with ws.located(path, write=True, create_dirs=True) as loc:
         if loc.name is None:
             raise PathRefused("cannot write a directory (or the workspace root itself)")
         try:
-            mode = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False).st_mode
+            existing = os.stat(loc.name, dir_fd=loc.dir_fd, follow_symlinks=False).st_mode
         except FileNotFoundError:
             pass
         else:
-            if not stat.S_ISREG(mode):  # a FIFO, socket or device: never replaced or opened
-                return _not_regular("write_file", args.path, kind_of(mode), started)
+            if not stat.S_ISREG(existing):
+                raise NotRegular(kind_of(existing))
         tmp = f".tmp-{secrets.token_hex(6)}.write"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        fd = os.open(tmp, flags, 0o644, dir_fd=loc.dir_fd)
+        fd = os.open(tmp, flags, 0o600, dir_fd=loc.dir_fd)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(data)
                 handle.flush()
-                os.fchmod(handle.fileno(), 0o644)
+                os.fchmod(handle.fileno(), mode & 0o777)
                 os.fsync(handle.fileno())
             os.replace(tmp, loc.name, src_dir_fd=loc.dir_fd, dst_dir_fd=loc.dir_fd)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=loc.dir_fd)
             raise
-        return result("write_file", "ok", f"wrote {len(data)} bytes to {loc.rel}", started)
+        return loc.rel
 
 
 MAX_LISTED = 100_000  # names read from one directory before the listing stops

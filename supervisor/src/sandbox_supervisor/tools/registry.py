@@ -32,6 +32,7 @@ from sandbox_supervisor.tools.builtin import (
 from sandbox_supervisor.tools.builtin import (
     result as make_result,
 )
+from sandbox_supervisor.tools.editing import EditFileArgs, ViewFileArgs, edit_file, view_file
 from sandbox_supervisor.tools.types import Limits, ToolRequest, ToolResult
 from sandbox_supervisor.tools.workspace import PathRefused, Workspace
 
@@ -81,6 +82,18 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (
         "Run a shell command in the workspace root; returns its output and exit code.",
         RunCommandArgs,
         run_command,
+    ),
+    Tool(
+        "view_file",
+        "Show lines of a text file with their numbers (start_line, end_line: a range).",
+        ViewFileArgs,
+        view_file,
+    ),
+    Tool(
+        "edit_file",
+        "Replace one exact text of a file (old_text must occur exactly once) by new_text.",
+        EditFileArgs,
+        edit_file,
     ),
 )
 
