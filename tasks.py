@@ -18,11 +18,12 @@ from sandboxctl.tasks import (
     runs,
     scaffold,
     stack,
+    workspace,
 )
 from sandboxctl.tasks import eval as evaluation
 
 ns = Collection()
-for module in (host, machine, model, bench, devcontainer, kube, runs):
+for module in (host, machine, model, bench, devcontainer, kube, runs, workspace):
     ns.add_collection(Collection.from_module(module))
 ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))

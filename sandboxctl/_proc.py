@@ -10,10 +10,14 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, BinaryIO, TypeVar
 
+T = TypeVar("T")
+CHUNK = 1 << 16
 TIMED_OUT = 124
 """The exit code :meth:`Runner.run` gives a command it killed at its timeout."""
 
@@ -110,6 +114,44 @@ class Runner:
         except FileNotFoundError as error:
             raise CommandNotFound(f"{argv[0]}: command not found") from error
         return completed.returncode, completed.stdout, completed.stderr.decode(errors="replace")
+
+    def run_fed(self, argv: Sequence[str], stdin: BinaryIO) -> Result:
+        """Run ``argv`` with ``stdin`` (an open binary file) as its input, output captured
+        as text: for commands that read a stream (a tar to unpack)."""
+        try:
+            completed = subprocess.run(
+                list(argv), stdin=stdin, capture_output=True, env=self.environ(), check=False
+            )
+        except FileNotFoundError as error:
+            raise CommandNotFound(f"{argv[0]}: command not found") from error
+        return Result(
+            tuple(argv),
+            completed.returncode,
+            completed.stdout.decode(errors="replace"),
+            completed.stderr.decode(errors="replace"),
+        )
+
+    def consume(self, argv: Sequence[str], reader: Callable[[IO[bytes]], T]) -> tuple[int, T, str]:
+        """Run ``argv``, handing its stdout to ``reader`` as a stream while it runs; return
+        (exit code, what ``reader`` returned, stderr). Stderr goes to a temporary file, so
+        neither pipe can fill up and stall the other."""
+        with tempfile.TemporaryFile() as errors:
+            try:
+                process = subprocess.Popen(
+                    list(argv), stdout=subprocess.PIPE, stderr=errors, env=self.environ()
+                )
+            except FileNotFoundError as error:
+                raise CommandNotFound(f"{argv[0]}: command not found") from error
+            assert process.stdout is not None
+            try:
+                with process.stdout:
+                    value = reader(process.stdout)
+                    while process.stdout.read(CHUNK):  # drain what the reader left
+                        pass
+            finally:
+                code = process.wait()
+            errors.seek(0)
+            return code, value, errors.read().decode(errors="replace")
 
     def stream(self, argv: Sequence[str], on_line: Callable[[str], None]) -> int:
         """Run ``argv`` with stdout and stderr merged, handing each line to ``on_line`` as it

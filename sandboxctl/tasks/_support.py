@@ -44,3 +44,13 @@ def ask(question: str) -> bool:
         print(f"{question} [y/N] (no terminal: answering no; pass --yes)")
         return False
     return input(f"{question} [y/N] ").strip().lower() in {"y", "yes"}
+
+
+def checked_project(name: str) -> str:
+    """``name`` when it may name a project of the workspace, else a one-line exit."""
+    from sandbox_supervisor.projects import ProjectError, checked_name
+
+    try:
+        return checked_name(name)
+    except ProjectError as error:
+        raise Exit(str(error), code=2) from error

@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 from sandboxctl import stack as stack_
 from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import ask, root
+from sandboxctl.tasks._support import ask, checked_project, root
 
 DEMO_TASK = "Create hello.txt containing a greeting."
 SERVICES = ("model-server", "supervisor", "tools")
@@ -101,12 +101,14 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
         "max_steps": "Step budget of this run (0: the supervisor's setting)",
         "check": "A command run in the tools container after the run: its exit status "
         "alone makes the run passed or failed (e.g. 'test -f hello.txt')",
+        "in": "Confine the run to this project of the workspace (see workspace.import)",
     },
     ranges={"max_steps": (0, 10_000)},
 )
-def run(c: Context, task: str, max_steps: int = 0, check: str = "") -> None:
+def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "") -> None:
     """Run one agent task in the running stack; its steps show as they happen."""
     extra = ["--max-steps", str(max_steps)] if max_steps else []
+    extra += ["--subdir", checked_project(in_)] if in_ else []
     with opened() as stack:
         _require_ready(stack, containers=False)
         stack_.require_running(stack)

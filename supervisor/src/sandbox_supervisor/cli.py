@@ -285,6 +285,34 @@ def cmd_exit_codes(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_workspace(args: argparse.Namespace) -> int:
+    """List, pack (to stdout) or unpack (from stdin) the workspace's projects."""
+    from sandbox_supervisor import projects
+    from sandbox_supervisor.treecopy import TreeLimits
+
+    root = args.workspace or _settings(args).workspace
+    limits = TreeLimits(max_file_bytes=args.max_file_bytes)
+    if args.action == "list":
+        for name, files, size in projects.list_projects(root, limits):
+            print(f"{name}\t{files} files\t{size} bytes")
+        return 0
+    if args.name is None:
+        raise ValueError(f"workspace {args.action}: a project NAME is needed")
+    if args.action == "pack":
+        copied = projects.pack_project(root, args.name, sys.stdout.buffer, limits)
+        sys.stdout.buffer.flush()
+        verb = "packed"
+    else:
+        copied = projects.unpack_project(
+            root, args.name, sys.stdin.buffer, limits, replace=args.replace
+        )
+        verb = "unpacked"
+    for line in copied.refused:
+        print(f"left out: {line}", file=sys.stderr)
+    print(projects.summary(copied, verb), file=sys.stderr)
+    return 0
+
+
 def _run_id(text: str) -> str:
     try:
         return checked_run_id(text)
@@ -380,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8700, help="port to listen on")
     serve.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
     serve.set_defaults(func=cmd_serve)
+
+    workspace = sub.add_parser(
+        "workspace", help="list, pack (tar to stdout) or unpack (tar from stdin) projects"
+    )
+    workspace.add_argument("action", choices=["list", "pack", "unpack"])
+    workspace.add_argument("name", nargs="?", help="the project's folder in the workspace")
+    workspace.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
+    workspace.add_argument("--replace", action="store_true", help="unpack over an existing one")
+    workspace.add_argument(
+        "--max-file-bytes", type=int, default=1 << 30, help="larger files are left out"
+    )
+    workspace.set_defaults(func=cmd_workspace)
 
     codes = sub.add_parser("exit-codes", help="print what each exit code of `run` means")
     codes.add_argument("--json", action="store_true", help="the machine-readable contract")

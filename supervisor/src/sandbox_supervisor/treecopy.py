@@ -34,7 +34,7 @@ import stat
 import tarfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import IO
 
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _CONTROL = frozenset(chr(c) for c in [*range(0x20), *range(0x7F, 0xA0)])
@@ -195,7 +195,7 @@ class _Exact:
 
 
 def pack(
-    root_fd: int, out: BinaryIO, limits: TreeLimits | None = None, keep: Keep | None = None
+    root_fd: int, out: IO[bytes], limits: TreeLimits | None = None, keep: Keep | None = None
 ) -> Copied:
     """Write the tree below ``root_fd`` to ``out`` as a PAX tar stream (see the module)."""
     limits = limits or TreeLimits()
@@ -349,7 +349,7 @@ def _clear_name(dir_fd: int, name: str, *, keep_dir: bool) -> None:
     os.unlink(name, dir_fd=dir_fd)
 
 
-def unpack(stream: BinaryIO, dest_fd: int, limits: TreeLimits | None = None) -> Copied:
+def unpack(stream: IO[bytes], dest_fd: int, limits: TreeLimits | None = None) -> Copied:
     """Write the tar stream's members below ``dest_fd`` (see the module docstring)."""
     limits = limits or TreeLimits()
     enough_descriptors()

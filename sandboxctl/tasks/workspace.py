@@ -1,0 +1,79 @@
+"""Your own project in and out of the workspace: workspace.import, workspace.list,
+workspace.export (see sandboxctl.stack.workspace)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+from sandbox_supervisor.projects import ProjectError, summary
+from sandbox_supervisor.view import safe
+
+from sandboxctl.stack import workspace as workspace_
+from sandboxctl.tasks._args import task
+from sandboxctl.tasks.stack import opened
+
+
+def _access() -> workspace_.VolumeAccess:
+    with opened() as stack:
+        access = workspace_.VolumeAccess.of(stack)
+    try:
+        access.require()
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    return access
+
+
+def _left_out(lines: list[str]) -> None:
+    for line in lines:
+        print(f"left out: {safe(line)}")
+
+
+@task(
+    name="import",
+    help={
+        "path": "The folder or git checkout to copy in",
+        "name": "Its name in the workspace (default: the folder's name)",
+        "replace": "Replace a project of that name (its content is deleted first)",
+    },
+)
+def import_(c: Context, path: str, name: str = "", replace: bool = False) -> None:
+    """Copy a folder or git checkout into the workspace (.git included, ignored files not)."""
+    source = Path(path).resolve()
+    name = name or source.name
+    try:
+        packed, result = workspace_.import_project(_access(), source, name, replace=replace)
+    except (workspace_.WorkspaceError, ProjectError, OSError) as error:
+        raise Exit(f"workspace.import: {error}", code=1) from error
+    _left_out(packed.refused)
+    for line in result.stderr.splitlines():
+        print(safe(line))
+    print(f"{summary(packed, 'imported')} into the workspace as {name!r}")
+    print(f'work on it with `invoke run --in {name} "TASK"`')
+
+
+@task(name="list")
+def list_(c: Context) -> None:
+    """List the projects in the workspace: name, files, bytes."""
+    try:
+        lines = workspace_.list_projects(_access())
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    print("\n".join(lines) if lines else "the workspace holds no project yet")
+
+
+@task(
+    help={
+        "name": "The project's name in the workspace",
+        "dest": "A new (or empty) folder on this machine to copy it into",
+    }
+)
+def export(c: Context, name: str, dest: str) -> None:
+    """Copy a project out of the workspace into DEST; links out, devices and the like stay."""
+    try:
+        copied, _ = workspace_.export_project(_access(), name, Path(dest))
+    except (workspace_.WorkspaceError, ProjectError, OSError) as error:
+        raise Exit(f"workspace.export: {error}", code=1) from error
+    _left_out(copied.refused)
+    print(f"{summary(copied, 'exported')} to {dest}")
