@@ -23,6 +23,9 @@ from sandbox_supervisor.trajectory import TrajectoryWriter, read_records
 
 CHAT = "/v1/chat/completions"
 N_CTX = 2048
+WIDE_CTX = 3072
+"""For the native dialect and for replies of half the context: seven tools' schemas are
+about 5,700 characters of prompt in native mode, more than 2,048 tokens leave room for."""
 
 
 class Counting:
@@ -103,7 +106,9 @@ def test_without_a_known_context_the_servers_refusal_teaches_it(
 ) -> None:
     counting = Counting()
     with FakeModelServer({CHAT: [counting]}) as server:
-        result = _agent_run(server, executor, tmp_path / "t.jsonl", max_steps=10)
+        # 256 reply tokens: the JSON dialect's prompt lists seven tools (about 1,250 of
+        # this fake's tokens with the task), more than the 1,024 left beside 1,024
+        result = _agent_run(server, executor, tmp_path / "t.jsonl", max_steps=10, reply_tokens=256)
     assert result.status == "step_budget", result.reason
     assert counting.refused == 1  # once refused, every later request fits
     kinds = [r.get("kind") for r in read_records(tmp_path / "t.jsonl").records]
@@ -157,7 +162,7 @@ def test_native_mode_keeps_tool_calls_and_answers_paired(
         "type": "function",
         "function": {"name": "read_file", "arguments": '{"path": "big.txt"}'},
     }
-    counting = Counting(reply=completion(None, [call]))
+    counting = Counting(WIDE_CTX, reply=completion(None, [call]))
     with FakeModelServer({CHAT: [counting]}) as server:
         client = ModelClient(make_settings(model_url=server.url))
         with TrajectoryWriter(tmp_path / "t.jsonl", "r") as log:
@@ -166,7 +171,7 @@ def test_native_mode_keeps_tool_calls_and_answers_paired(
                 executor,
                 log,
                 mode="native",
-                limits=AgentLimits(max_steps=10, context_tokens=N_CTX, reply_tokens=256),
+                limits=AgentLimits(max_steps=10, context_tokens=WIDE_CTX, reply_tokens=256),
             )
             result = agent.run("read")
         last = server.requests[-1]["body"]["messages"]
@@ -214,17 +219,17 @@ def test_replies_as_long_as_the_reply_budget_still_end_by_the_step_budget(
 ) -> None:
     """The tiny random model's case: every reply fills max_tokens (half the context), so
     the task and the latest reply alone pass the budget; the latest reply is cut too."""
-    counting = Counting(reply=action("list_dir", path="x" * 3000))
+    counting = Counting(WIDE_CTX, reply=action("list_dir", path="x" * 4500))
     with FakeModelServer({CHAT: [counting]}) as server:
         result = _agent_run(
             server,
             executor,
             tmp_path / "t.jsonl",
             max_steps=6,
-            context_tokens=N_CTX,
-            reply_tokens=1024,
+            context_tokens=WIDE_CTX,
+            reply_tokens=1536,
             max_repeated_failures=100,  # the same failing call on purpose: the context is tested
         )
     assert result.status == "step_budget", result.reason
     assert counting.refused == 0
-    assert max(counting.sizes) <= N_CTX - 1024
+    assert max(counting.sizes) <= WIDE_CTX - 1536

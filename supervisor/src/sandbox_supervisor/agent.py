@@ -51,7 +51,9 @@ from sandbox_supervisor.context import (
 from sandbox_supervisor.dialects import FINISH, Action, Parsed, dialect, system_prompt
 from sandbox_supervisor.exit_codes import EXIT_CODES, FINISHED, for_status
 from sandbox_supervisor.limits import AgentLimits
+from sandbox_supervisor.recording import CHANGING_TOOLS, RunRecord
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, ToolRequest, ToolResult
+from sandbox_supervisor.tools.executor import Snapshots
 from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter
 
 __all__ = ["EXIT_CODES", "Agent", "AgentLimits", "RunResult", "Setup", "Stop"]
@@ -126,8 +128,10 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         setup: Setup | None = None,
         check: str | None = None,
+        record: RunRecord | None = None,
     ) -> None:
         self.dialect = dialect(mode)
+        self.record = record
         self.model = model
         self.executor = executor
         self.log = log
@@ -179,6 +183,7 @@ class Agent:
         try:
             if self.setup is not None:
                 self.prepare(self.setup)
+            self.snapshot(0)
             while True:
                 self.check_limits()
                 reply = self.query()
@@ -446,6 +451,15 @@ class Agent:
             return
         for model_id, message in parsed.problems:  # bad calls next to good ones
             self.observe_problem(model_id, message)
+        changing = any(action.name in CHANGING_TOOLS for action in parsed.actions)
+        try:
+            self.act(parsed)
+        finally:
+            if changing:
+                self.snapshot(self.steps)
+
+    def act(self, parsed: Parsed) -> None:
+        """Run the reply's actions in order; ``finish`` ends the run."""
         any_valid = False
         for action in parsed.actions:
             if action.name == FINISH:
@@ -466,6 +480,20 @@ class Agent:
             self.invalid_in_a_row = 0
         elif not any_valid:
             self.count_invalid("every tool call in the reply was invalid")
+
+    def snapshot(self, step: int) -> None:
+        """Record the run's folder after ``step`` (see :mod:`.recording`); a failure to
+        record is logged, never fatal."""
+        if self.record is None or not isinstance(self.executor, Snapshots):
+            return
+        try:
+            done = self.record.take(self.executor, step)
+        except ExecutorUnavailable:
+            raise
+        except Exception as exc:  # the record must not end the run
+            self._record("error", where="record", kind=type(exc).__name__, message=str(exc))
+            return
+        self.log.write("snapshot", **done.fields())
 
     def execute(self, action: Action) -> ToolResult:
         """Run one action through the executor, at most once per call id."""

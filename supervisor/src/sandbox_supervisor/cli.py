@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -313,6 +314,47 @@ def cmd_workspace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_record(args: argparse.Namespace) -> int:
+    """Show a run's recorded changes as a diff, or rewind its folder to a step."""
+    from sandbox_supervisor import recording
+
+    log_dir = args.log_dir or _settings(args).log_dir
+    record = recording.open_record(log_dir, args.run_id)
+    steps = record.steps()
+    if args.action == "steps":
+        print(" ".join(str(step) for step in steps))
+        return 0
+    if args.action == "rewind":
+        if args.step is None:
+            raise ValueError("rewind: --step N is needed (0: before the run)")
+        if args.step not in steps:
+            args.step = max((s for s in steps if s <= args.step), default=0)
+        workspace = args.workspace or _settings(args).workspace
+        fd = recording.run_root(workspace, record)
+        try:
+            left_out = recording.restore(record, args.step, fd)
+        finally:
+            os.close(fd)
+        for line in left_out:
+            print(f"not restored: {line}", file=sys.stderr)
+        print(f"rewound to step {args.step}", file=sys.stderr)
+        return 0
+    if args.step is None:
+        old, new = 0, None
+    else:
+        earlier = [s for s in steps if s < args.step]
+        if args.step not in steps or not earlier:
+            print(f"step {args.step} changed nothing (recorded: {steps})", file=sys.stderr)
+            return 0
+        old, new = earlier[-1], args.step
+    text, left_out = recording.diff(record, old, new)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    for line in left_out:
+        print(f"left out: {line}", file=sys.stderr)
+    return 0
+
+
 def _run_id(text: str) -> str:
     try:
         return checked_run_id(text)
@@ -420,6 +462,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-file-bytes", type=int, default=1 << 30, help="larger files are left out"
     )
     workspace.set_defaults(func=cmd_workspace)
+
+    record = sub.add_parser(
+        "record", help="a run's recorded changes: steps, diff (whole run or --step), rewind"
+    )
+    record.add_argument("action", choices=["steps", "diff", "rewind"])
+    record.add_argument("run_id", type=_run_id)
+    record.add_argument("--step", type=int, help="one step (diff) or the step to go back to")
+    record.add_argument("--log-dir", type=Path, help="trajectory directory (SUPERVISOR_LOG_DIR)")
+    record.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
+    record.set_defaults(func=cmd_record)
 
     codes = sub.add_parser("exit-codes", help="print what each exit code of `run` means")
     codes.add_argument("--json", action="store_true", help="the machine-readable contract")

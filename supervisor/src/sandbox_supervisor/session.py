@@ -28,6 +28,7 @@ from sandbox_supervisor.client import (
 )
 from sandbox_supervisor.config import ConfigError, Settings
 from sandbox_supervisor.exit_codes import EXIT_CODES, for_status
+from sandbox_supervisor.recording import RunRecord
 from sandbox_supervisor.scripted import ScriptedModel, load_script
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, InProcessExecutor, Workspace
 from sandbox_supervisor.tools.remote import RemoteExecutor
@@ -217,6 +218,9 @@ def run_task(
                 mode, why = detect_tool_mode(props)
                 info["tool_mode_reason"] = why
         progress(f"run {run_id}: tool mode {mode}, log {path}")
+        record = RunRecord(settings.log_dir, run_id)
+        record.start(subdir)
+        info["record"] = str(record.base.relative_to(settings.log_dir))
         try:
             agent = Agent(
                 model,
@@ -227,6 +231,7 @@ def run_task(
                 progress=progress,
                 setup=setup,
                 check=check,
+                record=record,
             )
         except ExecutorUnavailable as exc:
             progress(str(exc))

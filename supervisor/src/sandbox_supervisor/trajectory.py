@@ -52,6 +52,7 @@ EVENT_TYPES = frozenset(
         "error",
         "repair",
         "check",
+        "snapshot",
         "run_end",
     }
 )

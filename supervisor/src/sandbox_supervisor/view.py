@@ -104,6 +104,12 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
             f"== check: {short(record.get('command', ''), 100)} -> exit "
             f"{record.get('exit_code')} ({'passed' if record.get('passed') else 'failed'})"
         )
+    elif kind == "snapshot":
+        out.append(
+            f"   (recorded step {record.get('step')}: {record.get('changed')} changed, "
+            f"{record.get('removed')} removed, {record.get('stored_bytes')} bytes stored, "
+            f"{record.get('ms')} ms)"
+        )
     elif kind == "repair":
         out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
     elif kind == "run_end":

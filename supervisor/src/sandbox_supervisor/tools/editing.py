@@ -37,21 +37,16 @@ class EditFileArgs(ToolArgs):
     """Arguments of edit_file."""
 
     path: str = Field(description="file path relative to the workspace root")
-    old_text: str = Field(
-        min_length=1,
-        description="the exact text to replace (whitespace included); it must occur once",
-    )
-    new_text: str = Field(description="the text to put in its place")
+    old_text: str = Field(min_length=1, description="exact text to replace; must occur once")
+    new_text: str = Field(description="replacement text")
 
 
 class ViewFileArgs(ToolArgs):
     """Arguments of view_file."""
 
     path: str = Field(description="file path relative to the workspace root")
-    start_line: int = Field(1, ge=1, description="first line to show (1-based)")
-    end_line: int | None = Field(
-        None, ge=1, description="last line to show (default: as many as fit)"
-    )
+    start_line: int = Field(1, ge=1, description="first line (1-based)")
+    end_line: int = Field(0, ge=0, description="last line (0: to the end)")
 
 
 def _numbered(lines: list[str], first: int) -> str:
@@ -180,7 +175,8 @@ def view_file(args: ViewFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
     the output stops at ``read_cap_bytes`` with a note saying where to continue.
     """
     started = time.monotonic()
-    if args.end_line is not None and args.end_line < args.start_line:
+    end = args.end_line or None
+    if end is not None and end < args.start_line:
         return result("view_file", "invalid", "end_line is before start_line", started)
     try:
         fd, rel = ws.open_file(args.path)
@@ -211,7 +207,7 @@ def view_file(args: ViewFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
                 number += 1
                 if number < args.start_line:
                     continue
-                if args.end_line is not None and number > args.end_line:
+                if end is not None and number > end:
                     break
                 line = clean_text(raw)
                 if size_shown + len(line) > limits.read_cap_bytes:
@@ -219,7 +215,7 @@ def view_file(args: ViewFileArgs, ws: Workspace, limits: Limits) -> ToolResult:
                     break
                 shown.append(f"{number:6d}\t{line}")
                 size_shown += len(line) + 8
-            if note or not chunk or (args.end_line is not None and number >= args.end_line):
+            if note or not chunk or (end is not None and number >= end):
                 break
     finally:
         os.close(fd)

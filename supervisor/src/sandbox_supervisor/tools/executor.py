@@ -10,11 +10,24 @@ never raises for the model's mistakes; it raises only when it cannot work at all
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any, Protocol, runtime_checkable
 
+from sandbox_supervisor.tools import snapshot as snapshots
 from sandbox_supervisor.tools.registry import Registry
 from sandbox_supervisor.tools.types import Limits, ToolRequest, ToolResult
 from sandbox_supervisor.tools.workspace import Workspace
+
+
+@runtime_checkable
+class Snapshots(Protocol):
+    """An executor that can describe its workspace for the run's record."""
+
+    def snapshot(self, paths: list[str] | None = None) -> dict[str, Any]:
+        """The manifest (no ``paths``) or the bytes of ``paths`` (see
+        :meth:`InProcessExecutor.snapshot`)."""
+        ...
 
 
 class ExecutorUnavailable(RuntimeError):
@@ -75,3 +88,22 @@ class InProcessExecutor:
     def execute(self, request: ToolRequest) -> ToolResult:
         """Validate and run ``request`` against the workspace."""
         return self.registry.call(request, self.workspace, self.limits)
+
+    def snapshot(self, paths: list[str] | None = None) -> dict[str, Any]:
+        """For the run's record (not a tool: the model cannot call it): with no ``paths``,
+        ``{"manifest": ..., "refused": [...]}`` of the workspace; with ``paths``,
+        ``{"blobs": {path: base64 or None}}`` (see :mod:`.snapshot`)."""
+        root_fd = os.open(self.workspace.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            if paths is None:
+                found, refused = snapshots.manifest(root_fd)
+                return {"manifest": found, "refused": refused}
+            blobs = snapshots.read_blobs(root_fd, paths)
+        finally:
+            os.close(root_fd)
+        return {
+            "blobs": {
+                path: None if data is None else base64.b64encode(data).decode("ascii")
+                for path, data in blobs.items()
+            }
+        }

@@ -85,13 +85,13 @@ BUILTIN_TOOLS: tuple[Tool, ...] = (
     ),
     Tool(
         "view_file",
-        "Show lines of a text file with their numbers (start_line, end_line: a range).",
+        "Show numbered lines of a text file.",
         ViewFileArgs,
         view_file,
     ),
     Tool(
         "edit_file",
-        "Replace one exact text of a file (old_text must occur exactly once) by new_text.",
+        "Replace the one occurrence of old_text in a file by new_text.",
         EditFileArgs,
         edit_file,
     ),

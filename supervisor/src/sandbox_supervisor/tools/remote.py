@@ -42,7 +42,7 @@ class RemoteExecutor:
         ready_timeout_s: float = 60.0,
         connect_timeout_s: float = 5.0,
         redact: tuple[str, ...] = (),
-        max_response_bytes: int = 16 * 1024 * 1024,
+        max_response_bytes: int = 64 * 1024 * 1024,
         http: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         root: str | None = None,
@@ -94,6 +94,15 @@ class RemoteExecutor:
         result = _result_from(data.get("result"), request)
         output = Redactor(self.redact)(result.output)
         return ToolResult(**{**result.to_dict(), "output": output, "call_id": request.call_id})
+
+    def snapshot(self, paths: list[str] | None = None) -> dict[str, Any]:
+        """The service's ``/v1/snapshot`` (see :meth:`.InProcessExecutor.snapshot`)."""
+        return self._call(
+            "POST",
+            "/v1/snapshot",
+            {"paths": paths, **({"root": self.root} if self.root else {})},
+            read_timeout_s=300.0,
+        )
 
     def _call(
         self, method: str, path: str, payload: dict[str, Any] | None, *, read_timeout_s: float

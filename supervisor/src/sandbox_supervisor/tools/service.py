@@ -8,6 +8,11 @@ workspace and nothing else; the supervisor reaches it with a
     GET  /v1/specs     200 {"tools": [...], "limits": {...}}
     POST /v1/execute   {"key": "...", "request": ToolRequest, "root": "eval/run-1"}
                        200 {"result": ToolResult, "replayed": false}
+    POST /v1/snapshot  {"root": "...", "paths": null | [...]}
+                       200 {"manifest": {...}, "refused": [...]} | {"blobs": {...}}
+
+``/v1/snapshot`` describes the workspace for the run's record, which the supervisor
+keeps where this container cannot write (:mod:`..recording`); it is not a tool.
 
 ``root`` (optional) confines the call to a subdirectory of the workspace, created when
 missing (:meth:`~.workspace.Workspace.sub`): parallel runs of ``invoke eval`` each get
@@ -103,7 +108,7 @@ class ToolService:
         path = path.split("?", 1)[0]
         if path == "/health":
             return (200, {"status": "ok"}) if method == "GET" else _error(405, "use GET")
-        if path not in ("/v1/specs", "/v1/execute"):
+        if path not in ("/v1/specs", "/v1/execute", "/v1/snapshot"):
             return _error(404, f"no such endpoint {path}")
         if not self.authorized(headers.get("authorization")):
             return _error(401, "missing or wrong token")
@@ -113,6 +118,8 @@ class ToolService:
             return 200, {"tools": self.executor.specs(), "limits": self.limits()}
         if method != "POST":
             return _error(405, "use POST")
+        if path == "/v1/snapshot":
+            return self.snapshot(body)
         try:
             data = jsonsafe.loads(body)
             key = data["key"]
@@ -137,6 +144,28 @@ class ToolService:
         finally:
             self._slots.release()
         return 200, {"result": result.to_dict(), "replayed": replayed}
+
+    def snapshot(self, body: bytes) -> Reply:
+        """Answer ``/v1/snapshot``: the manifest, or the bytes of the paths asked for."""
+        try:
+            data = jsonsafe.loads(body)
+            root = data.get("root")
+            paths = data.get("paths")
+            if root is not None and not isinstance(root, str):
+                raise ValueError("root must be a string")
+            if paths is not None and (
+                not isinstance(paths, list) or not all(isinstance(p, str) for p in paths)
+            ):
+                raise ValueError("paths must be a list of strings")
+            executor = self.executor.within(root) if root else self.executor
+        except (ValueError, KeyError, TypeError, AttributeError, OSError) as exc:
+            return _error(400, f"bad request body: {exc}")
+        if not self._slots.acquire(blocking=False):
+            return _error(503, "busy: too many tool calls at once")
+        try:
+            return 200, executor.snapshot(paths)
+        finally:
+            self._slots.release()
 
     def execute(
         self, key: str, request: ToolRequest, executor: InProcessExecutor | None = None
