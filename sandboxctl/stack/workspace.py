@@ -44,6 +44,7 @@ class VolumeAccess:
     volume: str
     image: str
     label: str = ""
+    logs: str = ""
 
     @classmethod
     def of(cls, stack: Stack) -> VolumeAccess:
@@ -53,17 +54,25 @@ class VolumeAccess:
             stack.volume("workspace"),
             f"localhost/{stack.project}-supervisor:dev",
             stack.settings.volume_label,
+            stack.volume("logs"),
         )
 
     def argv(self, *command: str, writable: bool) -> list[str]:
         """``podman run`` of ``sandbox-supervisor workspace COMMAND`` against the volume."""
-        options = ([] if writable else ["ro"]) + ([self.label] if self.label else [])
-        mount = f"{self.volume}:/workspace" + (":" + ",".join(options) if options else "")
+        return self.helper([(self.volume, "/workspace", writable)], "workspace", *command)
+
+    def helper(self, mounts: list[tuple[str, str, bool]], *command: str) -> list[str]:
+        """``podman run`` of ``sandbox-supervisor COMMAND`` in a one-shot container with
+        ``mounts`` (volume, target, writable) and nothing else: no network, no
+        capabilities, a read-only root, the tools user."""
+        volumes: list[str] = []
+        for volume, target, writable in mounts:
+            options = ([] if writable else ["ro"]) + ([self.label] if self.label else [])
+            volumes += ["-v", f"{volume}:{target}" + (":" + ",".join(options) if options else "")]
         return [
             "podman", "run", "--rm", "-i", "--pull=never", "--network=none",
             "--cap-drop=all", "--security-opt=no-new-privileges", "--read-only",
-            f"--user={TOOLS_USER}", "-v", mount, self.image,
-            "sandbox-supervisor", "workspace", *command,
+            f"--user={TOOLS_USER}", *volumes, self.image, "sandbox-supervisor", *command,
         ]  # fmt: skip
 
     def require(self) -> None:
@@ -188,3 +197,24 @@ def export_project(
     if code != 0:
         raise WorkspaceError(f"export from the workspace failed: {safe(errors)[-500:]}")
     return copied, errors
+
+
+def run_diff(access: VolumeAccess, run_id: str, step: int | None) -> tuple[str, str]:
+    """The diff of a run's recorded changes (whole run, or ``step``) and the lines on what
+    was left out; read in a one-shot container that mounts the logs volume read-only."""
+    command = ["record", "diff", run_id, *(["--step", str(step)] if step is not None else [])]
+    result = access.runner.run(access.helper([(access.logs, "/logs", False)], *command))
+    if not result.ok:
+        raise WorkspaceError(f"reading the run's record failed: {safe(result.stderr)[-500:]}")
+    return result.stdout, result.stderr
+
+
+def rewind(access: VolumeAccess, run_id: str, step: int) -> str:
+    """Restore the run's folder in the workspace to ``step`` (0: before the run); return
+    what the container said (what could not be restored)."""
+    mounts = [(access.logs, "/logs", False), (access.volume, "/workspace", True)]
+    command = ["record", "rewind", run_id, "--step", str(step)]
+    result = access.runner.run(access.helper(mounts, *command))
+    if not result.ok:
+        raise WorkspaceError(f"rewinding failed: {safe(result.stderr)[-500:]}")
+    return result.stderr

@@ -1,13 +1,17 @@
-"""Past agent runs, from the host: runs.list, runs.show, runs.export (no container)."""
+"""Past agent runs, from the host: runs.list, runs.show, runs.export (no container);
+runs.diff, runs.patch, runs.rewind (a one-shot container reads the run's record)."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
+from sandbox_supervisor.view import safe
 
 from sandboxctl.stack import runs as runs_
+from sandboxctl.stack import workspace as workspace_
 from sandboxctl.tasks._args import task
 from sandboxctl.tasks.stack import opened
 
@@ -56,3 +60,70 @@ def export(c: Context, id: str = "", output: str = ".") -> None:
     except runs_.RunsError as error:
         raise Exit(str(error), code=1) from error
     print(f"run {run.run_id}: {len(run.records)} records written to {written}")
+
+
+def _record_access() -> workspace_.VolumeAccess:
+    with opened() as stack:
+        access = workspace_.VolumeAccess.of(stack)
+    try:
+        access.require()
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    return access
+
+
+@task(
+    help={
+        "id": "The run's id or its first characters (default: the last run)",
+        "step": "Only this step's changes (default: the whole run)",
+    },
+    ranges={"step": (-1, None)},
+)
+def diff(c: Context, id: str = "", step: int = -1) -> None:
+    """Print what a run changed as a unified diff (the whole run, or one step)."""
+    run = _one(id)
+    try:
+        text, notes = workspace_.run_diff(_record_access(), run.run_id, None if step < 0 else step)
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    sys.stdout.write(safe(text))
+    for line in notes.splitlines():
+        print(safe(line), file=sys.stderr)
+
+
+@task(
+    help={
+        "id": "The run's id or its first characters (default: the last run)",
+        "output": "The patch file to write (apply it with `git apply FILE`)",
+    }
+)
+def patch(c: Context, id: str = "", output: str = "fix.patch") -> None:
+    """Write what a run changed as a patch that `git apply` accepts on your checkout."""
+    run = _one(id)
+    try:
+        text, notes = workspace_.run_diff(_record_access(), run.run_id, None)
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    Path(output).write_text(text, encoding="utf-8")
+    for line in notes.splitlines():
+        print(safe(line))
+    files = text.count("\ndiff --git ") + text.startswith("diff --git ")
+    print(f"run {run.run_id}: {files} file(s) changed, patch written to {output}")
+
+
+@task(
+    help={
+        "id": "The run's id or its first characters (default: the last run)",
+        "step": "The step to go back to (0: before the run)",
+    },
+    ranges={"step": (0, None)},
+)
+def rewind(c: Context, id: str = "", step: int = 0) -> None:
+    """Restore the run's folder in the workspace to how it was after STEP (0: before it)."""
+    run = _one(id)
+    try:
+        notes = workspace_.rewind(_record_access(), run.run_id, step)
+    except workspace_.WorkspaceError as error:
+        raise Exit(str(error), code=1) from error
+    for line in notes.splitlines():
+        print(safe(line))

@@ -12,11 +12,13 @@ import sys
 from pathlib import Path
 
 import pytest
+from sandbox_supervisor.config import Settings
+from sandbox_supervisor.session import run_task
 
 from sandboxctl._proc import Runner
 from sandboxctl.stack import workspace
 
-FAKE_PODMAN = """#!{python}
+FAKE_PODMAN = """#!PYTHON
 import json, os, sys
 args = sys.argv[1:]
 with open(os.environ["FAKE_PODMAN_LOG"], "a") as log:
@@ -24,12 +26,16 @@ with open(os.environ["FAKE_PODMAN_LOG"], "a") as log:
 if args[:2] in (["volume", "exists"], ["image", "exists"]):
     sys.exit(0)
 assert args[0] == "run", args
-mount = args[args.index("-v") + 1]
-volume, _, options = mount.partition(":/workspace")
 at = args.index("sandbox-supervisor")
-root = os.path.join(os.environ["FAKE_VOLUMES"], volume)
-os.makedirs(root, exist_ok=True)
-command = [sys.executable, "-m", "sandbox_supervisor", *args[at + 1:], "--workspace", root]
+options = {"/workspace": "--workspace", "/logs": "--log-dir"}
+where = []
+for n, arg in enumerate(args[:at]):
+    if arg == "-v":
+        volume, target = args[n + 1].split(":")[:2]
+        folder = os.path.join(os.environ["FAKE_VOLUMES"], volume)
+        os.makedirs(folder, exist_ok=True)
+        where += [options[target], folder]
+command = [sys.executable, "-m", "sandbox_supervisor", *args[at + 1:], *where]
 os.execv(sys.executable, command)
 """
 
@@ -39,14 +45,20 @@ def access(tmp_path: Path) -> workspace.VolumeAccess:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     podman = bin_dir / "podman"
-    podman.write_text(FAKE_PODMAN.format(python=sys.executable))
+    podman.write_text(FAKE_PODMAN.replace("PYTHON", sys.executable, 1))
     podman.chmod(0o755)
     env = {
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "FAKE_PODMAN_LOG": str(tmp_path / "podman.log"),
         "FAKE_VOLUMES": str(tmp_path / "volumes"),
     }
-    return workspace.VolumeAccess(Runner(env=env), "demo_workspace", "localhost/demo-sv:dev")
+    return workspace.VolumeAccess(
+        Runner(env=env), "demo_workspace", "localhost/demo-sv:dev", logs="demo_logs"
+    )
+
+
+def make_settings(**values: object) -> Settings:
+    return Settings(**values)  # type: ignore[arg-type]
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -147,3 +159,38 @@ def test_export_refuses_a_destination_that_is_not_empty(
     with pytest.raises(workspace.WorkspaceError, match="not an empty folder"):
         workspace.export_project(access, "proj", tmp_path / "out")
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+
+
+def test_diff_and_rewind_read_the_record_in_the_logs_volume(
+    access: workspace.VolumeAccess, tmp_path: Path
+) -> None:
+    repo = _checkout(tmp_path)
+    workspace.import_project(access, repo, "proj")
+    volumes = tmp_path / "volumes"
+    script = tmp_path / "script.json"
+    edit = {"path": "pkg/calc.py", "old_text": "a - b", "new_text": "a + b"}
+    script.write_text(
+        json.dumps(
+            [
+                {"action": {"tool": "edit_file", "args": edit}},
+                {"action": {"tool": "finish", "args": {"answer": "done"}}},
+            ]
+        )
+    )
+    settings = make_settings(workspace=volumes / "demo_workspace", log_dir=volumes / "demo_logs")
+    code = run_task(
+        settings, "fix", scripted=str(script), log=None, quiet=True, subdir="proj", run_id="r1"
+    )
+    assert code == 0
+    text, _ = workspace.run_diff(access, "r1", None)
+    assert "-    return a - b\n+    return a + b\n" in text
+    (tmp_path / "fix.patch").write_text(text)
+    _git(repo, "apply", str(tmp_path / "fix.patch"))
+    assert "a + b" in (repo / "pkg" / "calc.py").read_text()
+    workspace.rewind(access, "r1", 0)
+    restored = volumes / "demo_workspace" / "proj" / "pkg" / "calc.py"
+    assert restored.read_text() == "def add(a, b):\n    return a - b\n"
+    calls = [json.loads(line) for line in (tmp_path / "podman.log").read_text().splitlines()]
+    diff_call = next(call for call in calls if "diff" in call)
+    assert "demo_logs:/logs:ro" in diff_call
+    assert not any(arg.startswith("demo_workspace") for arg in diff_call)
