@@ -74,9 +74,12 @@ INPUTS_LABEL = "io.ai-sandbox.inputs"
 MODEL_INPUTS = ("entrypoint.sh", "healthcheck.sh", "runtime-root.sh", "llama-cpp-sources.yaml")
 """The model-server's inputs in ``model/`` besides its Containerfile; the llama.cpp source
 itself is named by its pin in llama-cpp-sources.yaml and the version build argument."""
-SUPERVISOR_INPUTS = ("Containerfile", "requirements.lock", "pyproject.toml", "README.md", "src")
+SUPERVISOR_INPUTS = (
+    "Containerfile", "requirements.lock", "pyproject.toml", "README.md", "src", "extra",
+)  # fmt: skip
 """The supervisor's inputs in ``supervisor/`` (every file the Containerfile copies; the
-wheelhouse follows from requirements.lock); runtime-root.sh comes from ``model/``."""
+wheelhouse follows from requirements.lock and extra/requirements.lock, the project's
+extension point with extra/debian-packages.txt); runtime-root.sh comes from ``model/``."""
 _NOT_INPUTS = ("__pycache__", ".egg-info", ".pyc")
 
 

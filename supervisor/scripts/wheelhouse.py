@@ -67,6 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     """Download the wheelhouse; return pip's exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lock", type=Path, default=HERE / "requirements.lock")
+    parser.add_argument(
+        "--extra-lock",
+        type=Path,
+        default=HERE / "extra" / "requirements.lock",
+        help="the project's own locked requirements (downloaded too when it names any)",
+    )
     parser.add_argument("--dest", type=Path, default=HERE / "wheels")
     parser.add_argument(
         "--arch",
@@ -93,9 +99,23 @@ def main(argv: list[str] | None = None) -> int:
     args.dest.mkdir(parents=True, exist_ok=True)
     for stale in args.dest.glob("*.whl"):  # only what the lock names goes into the image
         stale.unlink()
-    command = download_command(pip, args.lock, args.dest, arch)
-    print("wheelhouse:", shlex.join(command), file=sys.stderr)
-    return subprocess.run(command).returncode
+    for lock in (args.lock, args.extra_lock):
+        if lock != args.lock and not _names_any(lock):
+            continue
+        command = download_command(pip, lock, args.dest, arch)
+        print("wheelhouse:", shlex.join(command), file=sys.stderr)
+        code = subprocess.run(command).returncode
+        if code != 0:
+            return code
+    return 0
+
+
+def _names_any(lock: Path) -> bool:
+    """Whether a requirements file names any package (not only comments)."""
+    if not lock.is_file():
+        return False
+    lines = lock.read_text(encoding="utf-8").splitlines()
+    return any(line.strip() and not line.lstrip().startswith("#") for line in lines)
 
 
 if __name__ == "__main__":

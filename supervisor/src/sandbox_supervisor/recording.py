@@ -9,9 +9,11 @@ workspace, a ``.git`` there included, could be rewritten by the agent's next com
 Layout: ``meta.json`` (the run's root in the workspace), ``steps/NNNNNN.json`` (what
 changed since the previous snapshot: ``{"step", "changed": {path: entry}, "removed":
 [...]}``; step 0, taken before the agent's first step, holds the whole manifest), and
-``objects/AB/CDEF...`` (file contents by SHA-256, each stored once: only changed
-content is added). Every file is written once (``O_EXCL``), fsynced and made read-only.
-Manifest entries are described in :mod:`.tools.snapshot`.
+``packs/NNNNNN.pack`` (the contents that step added, one after the other; the step's
+``objects`` maps each SHA-256 to its pack, offset and size: each content is stored once,
+so a step adds only changed content, in one file however many files changed). Every
+file is written once (``O_EXCL``), fsynced and made read-only; contents are checked
+against their SHA-256 when read. Manifest entries are described in :mod:`.tools.snapshot`.
 """
 
 from __future__ import annotations
@@ -42,17 +44,19 @@ class RecordError(RuntimeError):
     """A run's record is missing or damaged; the message says which."""
 
 
-def _write_once(path: Path, data: bytes) -> None:
-    """Write ``data`` as a new read-only file, fsynced (an existing one is left as is)."""
+def _write_once(path: Path, data: bytes | list[bytes]) -> None:
+    """Write ``data`` (or its pieces, one after the other) as a new read-only file,
+    fsynced (an existing one is left as is)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o444)
     except FileExistsError:
         return
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        for piece in [data] if isinstance(data, bytes) else data:
+            view = memoryview(piece)
+            while view:
+                view = view[os.write(fd, view) :]
         os.fsync(fd)
     finally:
         os.close(fd)
@@ -90,6 +94,7 @@ class RunRecord:
         self.base = log_dir / SNAPSHOTS_DIR / run_id
         self.run_id = run_id
         self._last: Manifest | None = None
+        self._objects: dict[str, list[int]] | None = None  # digest -> [pack step, offset, size]
 
     # -- writing -----------------------------------------------------------------------
     def start(self, root: str | None) -> None:
@@ -98,22 +103,31 @@ class RunRecord:
         meta = {"run_id": self.run_id, "root": root or "."}
         _write_once(self.base / "meta.json", json.dumps(meta).encode())
 
-    def object_path(self, digest: str) -> Path:
-        """Where the content with SHA-256 ``digest`` is kept."""
-        return self.base / "objects" / digest[:2] / digest[2:]
+    def objects(self) -> dict[str, list[int]]:
+        """Where each stored content is: SHA-256 -> [pack step, offset, size]."""
+        if self._objects is None:
+            found: dict[str, list[int]] = {}
+            folder = self.base / "steps"
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                found.update(json.loads(path.read_text()).get("objects", {}))
+            self._objects = found
+        return self._objects
 
     def take(self, source: Snapshots, step: int) -> Recorded:
         """Record the folder as it is now as ``step``: store the contents the record
-        lacks and write what changed since the last snapshot."""
+        lacks (in one pack) and write what changed since the last snapshot."""
         started = time.monotonic()
+        objects = self.objects()
         answer = source.snapshot(None)
         current: Manifest = answer["manifest"]
         refused = [str(line) for line in answer.get("refused", [])]
         missing = [
             path
             for path, entry in current.items()
-            if entry[0] == "f" and entry[3] is not None and not self.object_path(entry[3]).exists()
+            if entry[0] == "f" and entry[3] is not None and entry[3] not in objects
         ]
+        pieces: list[bytes] = []
+        added: dict[str, list[int]] = {}
         stored = 0
         while missing:
             blobs = source.snapshot(missing)["blobs"]
@@ -128,20 +142,24 @@ class RunRecord:
                 digest = hashlib.sha256(data).hexdigest()
                 if digest != current[path][3]:  # changed in between: record what was read
                     current[path] = [current[path][0], current[path][1], len(data), digest]
-                if not self.object_path(digest).exists():
-                    _write_once(self.object_path(digest), data)
+                if digest not in objects and digest not in added:
+                    added[digest] = [step, stored, len(data)]
+                    pieces.append(data)
                     stored += len(data)
             missing = [path for path in missing if path not in blobs]
         previous = self._last if self._last is not None else {}
         changed = {p: e for p, e in current.items() if previous.get(p) != e}
         removed = sorted(p for p in previous if p not in current)
-        record = {"step": step, "changed": changed, "removed": removed}
+        record = {"step": step, "changed": changed, "removed": removed, "objects": added}
         name = f"steps/{step:06d}.json"
         target = self.base / name
         if target.exists():
             raise RecordError(f"step {step} of run {self.run_id} is recorded already")
+        if pieces:  # the contents are on disk before the step names them
+            _write_once(self.base / "packs" / f"{step:06d}.pack", pieces)
         _write_once(target, json.dumps(record, sort_keys=True).encode())
         self._last = current
+        objects.update(added)
         took = (time.monotonic() - started) * 1000
         return Recorded(
             step,
@@ -195,10 +213,16 @@ class RunRecord:
         """The bytes of a file entry (None when they were not recorded)."""
         if entry[0] != "f" or entry[3] is None:
             return None
-        try:
-            return self.object_path(entry[3]).read_bytes()
-        except FileNotFoundError:
-            raise RecordError(f"run {self.run_id}: content {entry[3][:12]} is missing") from None
+        where = self.objects().get(entry[3])
+        if where is None:
+            raise RecordError(f"run {self.run_id}: content {entry[3][:12]} is missing")
+        pack_step, offset, size = where
+        with (self.base / "packs" / f"{pack_step:06d}.pack").open("rb") as handle:
+            handle.seek(offset)
+            data = handle.read(size)
+        if hashlib.sha256(data).hexdigest() != entry[3]:
+            raise RecordError(f"run {self.run_id}: content {entry[3][:12]} is damaged")
+        return data
 
     def tar(self, step: int | None, out: IO[bytes]) -> list[str]:
         """Write the folder as recorded after ``step`` as a tar stream; return the paths

@@ -39,6 +39,11 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
+COMMAND_PATH = "/opt/venv/bin:/usr/local/bin:/usr/bin:/bin"
+"""Commands' ``PATH``: in the image, ``python`` is the venv's (with the project's own
+packages from supervisor/extra/requirements.lock); the model key is not in it."""
+
+
 def scrubbed_env(
     base: Mapping[str, str] | None = None, *, home: str | None = None, secrets: tuple[str, ...] = ()
 ) -> dict[str, str]:
@@ -49,7 +54,7 @@ def scrubbed_env(
     """
     base = os.environ if base is None else base
     env = {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "PATH": COMMAND_PATH,
         "LANG": "C.UTF-8",
         "TERM": "dumb",
         "NO_COLOR": "1",
