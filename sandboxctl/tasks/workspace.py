@@ -72,8 +72,11 @@ def list_(c: Context) -> None:
 def export(c: Context, name: str, dest: str) -> None:
     """Copy a project out of the workspace into DEST; links out, devices and the like stay."""
     try:
-        copied, _ = workspace_.export_project(_access(), name, Path(dest))
+        copied, notes = workspace_.export_project(_access(), name, Path(dest))
     except (workspace_.WorkspaceError, ProjectError, OSError) as error:
         raise Exit(f"workspace.export: {error}", code=1) from error
+    for line in notes.splitlines():  # what the container left out of the stream
+        if line.startswith("left out: "):
+            print(safe(line))
     _left_out(copied.refused)
     print(f"{summary(copied, 'exported')} to {dest}")

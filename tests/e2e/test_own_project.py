@@ -146,7 +146,7 @@ def test_a_project_goes_in_is_fixed_reviewed_patched_rewound_and_comes_out(
     e2e_stack.invoke("runs.rewind", "--id", RUN_ID, "--step", "0")
     out = tmp_path / "exported"
     exported = e2e_stack.invoke("workspace.export", "calc-project", str(out))
-    assert "left out" not in exported.stdout, exported.stdout
+    assert "left out:" not in exported.stdout, exported.stdout
     assert _state(out) == pristine
     assert (out / ".git" / "HEAD").is_file()
 
