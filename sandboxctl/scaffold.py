@@ -10,18 +10,18 @@ from typing import Any
 import yaml
 
 from sandboxctl._proc import Runner
-
-TEMPLATE_ROOT = Path(__file__).resolve().parent.parent
-"""The template repository (or rendered sandbox) this package belongs to."""
+from sandboxctl.config import find_root
 
 
-def is_template_repository(root: Path = TEMPLATE_ROOT) -> bool:
-    """Tell whether ``root`` is the Copier template itself (it has ``copier.yml``)."""
-    return (root / "copier.yml").is_file()
+def is_template_repository(root: Path | None = None) -> bool:
+    """Tell whether ``root`` (default: the project the command stands in) is the Copier
+    template itself (it has ``copier.yml``)."""
+    return ((root or find_root()) / "copier.yml").is_file()
 
 
-def load_questions(root: Path = TEMPLATE_ROOT) -> dict[str, dict[str, Any]]:
+def load_questions(root: Path | None = None) -> dict[str, dict[str, Any]]:
     """Return the questions of ``copier.yml`` (settings starting with ``_`` left out)."""
+    root = root or find_root()
     data = yaml.safe_load((root / "copier.yml").read_text(encoding="utf-8"))
     return {key: value for key, value in data.items() if not key.startswith("_")}
 
@@ -38,7 +38,7 @@ def render(
     dest: Path,
     data: Mapping[str, Any] | None = None,
     *,
-    src: Path = TEMPLATE_ROOT,
+    src: Path | None = None,
     vcs_ref: str = "HEAD",
     quiet: bool = True,
 ) -> Path:
@@ -52,7 +52,7 @@ def render(
     existed = dest.exists()
     try:
         run_copy(
-            str(src),
+            str(src or find_root()),
             str(dest),
             data=dict(data or {}),
             defaults=True,

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
+from sandboxctl.config import find_root
 from sandboxctl.host import network, rootless
 from sandboxctl.host.compose_plugin import install_stable, link_decision, plugin_link, stable_binary
 from sandboxctl.host.engine import image_exists
@@ -45,11 +46,14 @@ from sandboxctl.host.network import (
 )
 from sandboxctl.host.platform import detect_host
 
-PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
+PACKAGE_LIST_RELPATH = Path("requirements") / "debian-packages.txt"
+"""The host's packages, one list (bootstrap.sh reads the same file)."""
 
 
-def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:
-    """Return the packages named in ``path`` (one a line; ``#`` starts a comment)."""
+def read_package_list(path: Path | None = None) -> tuple[str, ...]:
+    """Return the packages named in ``path`` (default: the list of the sandbox the command
+    stands in; one a line; ``#`` starts a comment)."""
+    path = path or find_root() / PACKAGE_LIST_RELPATH
     names = []
     for line in path.read_text(encoding="utf-8").splitlines():
         words = line.split("#", 1)[0].split()

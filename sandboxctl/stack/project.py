@@ -20,21 +20,21 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import Result, Runner
-from sandboxctl.config import Settings
+from sandboxctl.config import Settings, find_root
 from sandboxctl.host.engine import Engine
 from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0
 
-EXIT_CODES_FILE = (
-    Path(__file__).resolve().parents[2] / "supervisor/src/sandbox_supervisor/exit_codes.json"
-)
+EXIT_CODES_RELPATH = Path("supervisor/src/sandbox_supervisor/exit_codes.json")
 """The supervisor's exit-code contract: the one definition, read here, never copied."""
 
 
-def read_contract(contract: Path = EXIT_CODES_FILE) -> dict[str, Any]:
-    """Return the supervisor's exit-code contract (``exit_codes.json``), parsed."""
+def read_contract(contract: Path | None = None) -> dict[str, Any]:
+    """Return the supervisor's exit-code contract (``exit_codes.json``; default: that of
+    the sandbox the command stands in), parsed."""
+    contract = contract or find_root() / EXIT_CODES_RELPATH
     data: dict[str, Any] = json.loads(contract.read_text(encoding="utf-8"))
     return data
 

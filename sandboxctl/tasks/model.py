@@ -234,7 +234,7 @@ def build(
     tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
     try:
         images_.build_model_image(
-            llama_source.REPO_ROOT,
+            root(),
             tag,
             pinned,
             backend,

@@ -157,7 +157,8 @@ def demo(c: Context, dest: str = DEMO_DEST) -> None:
     with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
         c.run("invoke up", pty=False, in_stream=False)
         c.run(shlex.join(["invoke", "run", DEMO_TASK]), pty=False, in_stream=False)
-    print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
+    # The sandbox's own environment: the command works as printed, no venv to activate.
+    print(f"demo: sandbox in {target}; stop it with `cd {dest} && ./bootstrap.sh invoke down`")
 
 
 @task()

@@ -18,6 +18,8 @@ from fakes.harness import FakeTools
 from sandboxctl.host import network, rootless
 from sandboxctl.host import prepare as hostprep
 
+ROOT = Path(__file__).resolve().parents[2]
+
 ALL_INSTALLED = list(hostprep.PACKAGES)
 IMAGE = hostprep.PROBE_IMAGE
 
@@ -290,8 +292,8 @@ def test_package_list_ignores_comments_and_blank_lines(tmp_path: Path) -> None:
 
 
 def test_bootstrap_installs_from_the_same_package_list() -> None:
-    bootstrap = (hostprep.PACKAGE_LIST.parents[1] / "bootstrap.sh").read_text()
-    assert str(hostprep.PACKAGE_LIST.relative_to(hostprep.PACKAGE_LIST.parents[1])) in bootstrap
+    bootstrap = (ROOT / "bootstrap.sh").read_text()
+    assert str(hostprep.PACKAGE_LIST_RELPATH) in bootstrap
     assert "apt_packages=()" in bootstrap  # filled from the list, not written out here
 
 
