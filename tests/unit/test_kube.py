@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from sandboxctl.config import load_settings
 from sandboxctl.kube import convert, render, validate
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.kube.job import job_script
@@ -246,7 +247,8 @@ def _admits(
 
 
 def reachable(policies: list[dict[str, Any]], src: str, dst: str | None, port: int) -> bool:
-    part = {convert.PART_OF_LABEL: "ai-sandbox"}  # the project of this repository's .env
+    # the project of this repository's .env (a rendered sandbox's slug is its folder's name)
+    part = {convert.PART_OF_LABEL: load_settings(ROOT, require_file=True).compose_project_name}
     src_labels = {convert.NAME_LABEL: src, **part}
     dst_labels = {convert.NAME_LABEL: dst, **part} if dst else None
     out = _admits(policies, "egress", src_labels, dst_labels, port)

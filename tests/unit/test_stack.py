@@ -120,7 +120,8 @@ def test_load_model_imports_when_volume_differs_fake_podman(tmp_path: Path) -> N
     assert built.load_model(model, "img", tmp_path) is True
     imports = [c for c in calls(log) if c[1:3] == ["volume", "import"]]
     assert imports
-    assert imports[0][3] == "ai-sandbox_model-data"
+    project = load_settings(ROOT, require_file=True).compose_project_name
+    assert imports[0][3] == f"{project}_model-data"
     assert not (tmp_path / ".tiny.gguf.tar").exists()
 
 
