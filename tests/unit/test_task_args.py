@@ -151,6 +151,12 @@ def invoke(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         (["plan.check", "--max-open-days=-1"], "--max-open-days: expected a whole number"),
         (["up", "--timeout=0"], "--timeout: expected a whole number 1 or more, got 0"),
         (["machine.init", "--rootful=maybe"], "--rootful: expected one of 'true', 'false'"),
+        (["run", ""], "run: the task is empty"),
+        (["run", " \t "], "run: the task is empty"),
+        (["run", "--check", 'test -f "a.txt', "x"], "is not valid shell"),
+        (["run", "--check", "if true; then", "x"], "is not valid shell"),
+        (["eval", "--model", "nosuch"], "eval: unknown model 'nosuch'; known: scripted, "),
+        (["eval", "--model", "scripted,tiny,nosuch"], "unknown model 'nosuch'"),
     ],
 )
 def test_misuse_is_one_line_and_exit_1(argv: list[str], message: str) -> None:

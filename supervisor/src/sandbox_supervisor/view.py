@@ -118,6 +118,28 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
         )
 
 
+ANSWER_LINES = 3
+ANSWER_CHARS = 300
+
+
+def answer_preview(answer: str, lines: int = ANSWER_LINES, chars: int = ANSWER_CHARS) -> str:
+    """The model's final answer as a person reads it at a glance: labelled, safe for a
+    terminal, cut to ``lines`` lines and ``chars`` characters, saying how much was cut
+    (the whole text stays in the trajectory)."""
+    text = safe(answer).strip()
+    kept = text.splitlines()[:lines] or [""]
+    shown = "\n".join(kept)
+    if len(shown) > chars:
+        shown = shown[: chars - 3] + "..."
+    body = shown.replace("\n", "\n        ")
+    note = (
+        ""
+        if shown == text
+        else (f"\n        [{len(text)} characters in all; the whole answer is in the trajectory]")
+    )
+    return f"answer: {body}{note}"
+
+
 def short(text: str, limit: int) -> str:
     """``text`` on one line, cut to ``limit`` characters with ``...``."""
     text = " ".join(str(text).split())
