@@ -319,10 +319,12 @@ def load_catalog(path: Path | None = None, *, local: bool = True) -> Catalog:
     return Catalog(default=catalog.default, models={**catalog.models, **added})
 
 
-def model_dir() -> Path:
-    """Return the model-data directory ($SANDBOX_MODEL_DIR or ./models)."""
+def model_dir(root: Path | None = None) -> Path:
+    """Return the model-data directory: $SANDBOX_MODEL_DIR, else ``models/`` of ``root``
+    (default: the sandbox the command stands in). `model.fetch`, `model.add` and `up` all
+    ask here, so a model fetched once is found by the next `up`."""
     configured = os.environ.get("SANDBOX_MODEL_DIR")
-    return Path(configured).expanduser() if configured else find_root() / "models"
+    return Path(configured).expanduser() if configured else (root or find_root()) / "models"
 
 
 def model_path(model: Model, directory: Path | None = None) -> Path:

@@ -253,3 +253,28 @@ def test_check_failed_code_comes_from_the_contract() -> None:
 
     assert exit_codes.CODES["check_failed"] == stack.CHECK_FAILED_EXIT_CODE
     assert stack.CHECK_FAILED_EXIT_CODE in stack.FINISHED_EXIT_CODES
+
+
+def test_up_reuses_a_model_already_in_the_model_dir_and_fetches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model.fetch` (or `model.use`) put the GGUF in place: `up` uses it, no second
+    download, in the same directory `model.fetch` writes ($SANDBOX_MODEL_DIR here)."""
+    import dataclasses
+
+    from sandboxctl.models import catalog
+    from sandboxctl.stack.up import prepare_model
+
+    built, _log = make_stack(tmp_path, {})
+    built.settings = dataclasses.replace(built.settings, sandbox_model="smollm2-135m-instruct")
+    monkeypatch.setenv("SANDBOX_MODEL_DIR", str(tmp_path / "models"))
+    model = catalog.load_catalog(ROOT / "model" / "catalog.yaml").get("smollm2-135m-instruct")
+    placed = catalog.model_path(model, catalog.model_dir())
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"GGUF")
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(catalog, "fetch_model", no_download)
+    assert prepare_model(built) == placed
