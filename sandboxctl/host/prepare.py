@@ -61,7 +61,6 @@ def read_package_list(path: Path | None = None) -> tuple[str, ...]:
     return tuple(names)
 
 
-PACKAGES: tuple[str, ...] = read_package_list()
 DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
 DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
 PROBE_IMAGE = "localhost/ai-sandbox-base:bookworm"
@@ -116,8 +115,10 @@ def is_debian(fs_root: Path = Path("/")) -> bool:
     return (fs_root / "etc/debian_version").is_file()
 
 
-def missing_packages(runner: Runner, packages: Sequence[str] = PACKAGES) -> list[str]:
-    """Return the packages ``dpkg-query`` does not report as installed."""
+def missing_packages(runner: Runner, packages: Sequence[str] | None = None) -> list[str]:
+    """Return the packages ``dpkg-query`` does not report as installed (default: those of
+    the package list)."""
+    packages = read_package_list() if packages is None else packages
     missing = []
     for package in packages:
         try:
@@ -316,7 +317,7 @@ def prepare(
     if ctx.debian:
         missing = missing_packages(ctx.runner)
         if not missing:
-            report.add(f"ok: packages installed ({', '.join(PACKAGES)})")
+            report.add(f"ok: packages installed ({', '.join(read_package_list())})")
         else:
             commands = apt_commands(missing, ctx.is_root)
             report.add(f"missing packages: {', '.join(missing)}")

@@ -276,3 +276,32 @@ def _all_cmdlines() -> bytes:
         except (OSError, IndexError):
             continue
     return found
+
+
+class WriteRecorder:
+    """A text stream that records each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_and_tools_log_write_each_line_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unbuffered (as in the image), print() writes a line and its newline apart; the
+    engine then logs a partial line that `compose logs` glues to the next one. Each line
+    goes out in one write."""
+    from sandbox_supervisor.tools import service
+    from sandbox_supervisor.view import Progress
+
+    stream = WriteRecorder()
+    monkeypatch.setattr(sys, "stderr", stream)
+    Progress()("step 1: asking the model")
+    service._stderr("key=k call=1 tool=list_dir status=ok 0.001s")
+    assert len(stream.writes) == 2
+    assert all(write.endswith("\n") and write.count("\n") == 1 for write in stream.writes)

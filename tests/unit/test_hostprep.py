@@ -20,7 +20,7 @@ from sandboxctl.host import prepare as hostprep
 
 ROOT = Path(__file__).resolve().parents[2]
 
-ALL_INSTALLED = list(hostprep.PACKAGES)
+ALL_INSTALLED = list(hostprep.read_package_list())
 IMAGE = hostprep.PROBE_IMAGE
 
 
@@ -89,7 +89,7 @@ def test_missing_packages_are_installed_through_sudo_when_not_root(tmp_path: Pat
     install.append("--no-install-recommends")
     wanted = [package for package in ALL_INSTALLED if package != "podman"]
     assert [*install, *wanted] in fakes.calls("sudo")
-    assert set(fakes.state["installed"]) == set(hostprep.PACKAGES)
+    assert set(fakes.state["installed"]) == set(hostprep.read_package_list())
 
 
 def test_root_installs_without_sudo(tmp_path: Path) -> None:
@@ -282,7 +282,7 @@ def test_render_dropin_round_trips_through_tomllib() -> None:
 
 def test_package_list_names_what_a_fresh_debian_lacks_for_the_stack() -> None:
     for package in ("podman", "runc", "catatonit", "netavark", "aardvark-dns", "iptables"):
-        assert package in hostprep.PACKAGES
+        assert package in hostprep.read_package_list()
 
 
 def test_package_list_ignores_comments_and_blank_lines(tmp_path: Path) -> None:

@@ -18,7 +18,8 @@ LAYERS: dict[str, int] = {
     "kube": 4, "devcontainer": 4, "scaffold": 4, "eval": 4,
     "plan": 5,
     "checks": 6,
-    "__main__": 7, "tasks": 7, "invoke_entry": 7,
+    "__main__": 7, "tasks": 7,
+    "invoke_entry": 8,
 }  # fmt: skip
 
 

@@ -154,7 +154,8 @@ def _local_fields(model: catalog.Model) -> dict[str, object]:
 def test_use_switches_env_and_plan_without_drift(repo: Path, tmp_path: Path) -> None:
     add(repo, gguf_sample.write_gguf(tmp_path / "a.gguf"), key="mine")
     # A rendered sandbox's answers file keeps the model asked at copy time.
-    (repo / ".copier-answers.yml").write_text("_commit: v1\nmodel: tiny\nmodel_port: 8080\n")
+    port = parse_dotenv((repo / ".env").read_text())["MODEL_PORT"]
+    (repo / ".copier-answers.yml").write_text(f"_commit: v1\nmodel: tiny\nmodel_port: {port}\n")
     changes = selection.use(repo, "mine")
     assert ".env: SANDBOX_MODEL=mine" in changes
     assert "PLAN.md: model: mine" in changes

@@ -5,7 +5,8 @@ demo's folder) reads and writes that sandbox's files, not the template's."""
 from __future__ import annotations
 
 import ast
-import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,6 @@ from sandboxctl import scaffold
 from sandboxctl.config import find_root
 from sandboxctl.host import prepare
 from sandboxctl.models import catalog, source
-from sandboxctl.stack import project
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 ALLOWED = {
@@ -59,16 +59,25 @@ def test_llama_source_is_placed_in_the_sandbox_stood_in(other_sandbox: Path) -> 
     assert source.context_dir() == other_sandbox / "model" / "context"
 
 
-def test_package_list_and_exit_codes_are_read_from_the_sandbox_stood_in(
-    other_sandbox: Path,
-) -> None:
+def test_package_list_is_read_from_the_sandbox_stood_in(other_sandbox: Path) -> None:
     (other_sandbox / "requirements").mkdir()
     (other_sandbox / "requirements" / "debian-packages.txt").write_text("only-this  # x\n")
-    contract = other_sandbox / "supervisor/src/sandbox_supervisor/exit_codes.json"
-    contract.parent.mkdir(parents=True)
-    contract.write_text(json.dumps({"codes": {"mine": {"code": 9}}}))
     assert prepare.read_package_list() == ("only-this",)
-    assert project.read_contract()["codes"] == {"mine": {"code": 9}}
+
+
+def test_importing_the_tooling_reads_no_sandbox_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Import time reads nothing from the working directory's project: `invoke` loads
+    tasks.py in folders that lack the package list or the catalog (a test's temporary
+    sandbox) and must still start."""
+    monkeypatch.chdir(tmp_path)
+    code = "import tasks, sandboxctl.__main__"
+    env = {"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_a_rendered_sandbox_is_not_the_template(other_sandbox: Path) -> None:

@@ -261,12 +261,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
-        print("tools: stopping", file=sys.stderr, flush=True)
+        sys.stderr.write("tools: stopping\n")  # one write per line: no partial log lines
+        sys.stderr.flush()
     finally:
         server.server_close()
         ended = terminate_all(settings.command_grace_s)  # no command outlives the service
         if ended:
-            print(f"tools: ended {ended} running command(s)", file=sys.stderr, flush=True)
+            sys.stderr.write(f"tools: ended {ended} running command(s)\n")
+            sys.stderr.flush()
     return 0
 
 

@@ -39,7 +39,9 @@ class Progress:
     def __call__(self, message: str) -> None:
         if not self.quiet:
             elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:7.2f}s] {safe(message)}", file=sys.stderr, flush=True)
+            # One write per line (see tools.service._stderr): no partial lines in logs.
+            sys.stderr.write(f"[{elapsed:7.2f}s] {safe(message)}\n")
+            sys.stderr.flush()
 
 
 def render(records: list[dict[str, Any]]) -> str:
