@@ -94,6 +94,7 @@ class Step:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     estimated: bool = False
+    context: str = ""
     calls: list[Call] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     diffs: list[str] = field(default_factory=list)
@@ -247,18 +248,29 @@ def build(run: Run) -> RunView:
     calls: dict[str, Call] = {}
     check: Check | None = None
 
+    current: Step | None = None
+
     def step_of(record: dict[str, Any]) -> Step | None:
+        """The record's step; a record without one (a retry) belongs to the step under way."""
+        nonlocal current
         number_ = record.get("step")
         if isinstance(number_, int) and not isinstance(number_, bool) and number_ > 0:
-            return steps.setdefault(number_, Step(number_))
-        return None
+            current = steps.setdefault(number_, Step(number_))
+        return current
 
     for record in run.records:
         kind = record.get("type")
-        step = step_of(record)
+        step = step_of(record) if kind not in ("run_start", "setup", "check", "run_end") else None
         diff = _diff(record)
-        if kind in ("run_start", "run_end", "model_request"):
+        if kind in ("run_start", "run_end"):
             pass
+        elif kind == "model_request" and step is not None:
+            context = _dict(record.get("context"))
+            if context:
+                step.context = (
+                    f"context about {text(context.get('estimated'))} of "
+                    f"{text(context.get('budget'))} tokens"
+                )
         elif kind == "model_response" and step is not None:
             _reply(step, _dict(record.get("reply")))
         elif kind == "tool_call" and step is not None:

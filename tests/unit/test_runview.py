@@ -133,8 +133,10 @@ def hostile_records() -> list[dict[str, Any]]:
          "versions": {bad("version"): bad("version")}, "check": bad("check")},
         {"type": "setup", "steps": [{"tool": "write_file", "target": bad("setup"),
                                      "status": bad("status"), "output": bad("setup")}]},
+        {"type": "model_request", "step": 1, "context": {"estimated": bad("estimate"),
+                                                           "budget": 100}},
         {"type": "error", "where": "model", "kind": "retry", "attempt": 1, "delay_s": 0.5,
-         "message": bad("retry"), "step": 1},
+         "message": bad("retry")},
         {"type": "context", "step": 1, "n_ctx": bad("ctx"), "budget_tokens": 100,
          "shortened": [1], "removed": "odd"},
         {"type": "model_response", "step": 1, "reply": {"content": bad("reply"),
@@ -164,7 +166,7 @@ def test_every_field_of_a_hand_made_hostile_run_renders_as_inert_text() -> None:
     view = model.build(run)
     assert view.steps[0].diffs == []
     assert view.steps[0].calls[0].diff.startswith("--- a/x")
-    assert [n.kind for n in view.steps[0].notes] == ["retry", "context"]
+    assert [n.kind for n in view.steps[0].notes] == ["retry", "context"]  # a retry has no step
     assert view.check is not None
     assert not view.check.passed
     html = pages.run_page(view)
@@ -173,7 +175,7 @@ def test_every_field_of_a_hand_made_hostile_run_renders_as_inert_text() -> None:
     fields = ["task", "model", "setting", "version", "setup", "retry", "ctx", "reply",
               "problem", "callid", "tool", "key", "argument", "status", "exit", "result",
               "diff", "where", "kind", "error", "traceback", "repair", "check", "checkout",
-              "reason", "answer", "id", "file", "mode"]  # fmt: skip
+              "reason", "answer", "id", "file", "mode", "estimate"]  # fmt: skip
     missing = [f for f in fields if f"pwned=`{f}`" not in text]
     assert missing == []
 
