@@ -94,7 +94,7 @@ class Group:
     """One model and task: its figures and its runs."""
 
     number: int
-    model: str
+    model_name: str
     task: str
     rate: str
     passed: Any
@@ -108,7 +108,7 @@ class Group:
 
 def _row(model: str, figures: dict[str, Any]) -> dict[str, Any]:
     return {
-        "model": model,
+        "model_name": model,
         "rate": _percent(figures.get("pass_rate")),
         "passed": figures.get("passed", "?"),
         "runs": figures.get("runs", "?"),

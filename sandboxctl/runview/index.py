@@ -28,11 +28,15 @@ class Query:
     sort: str = "start"
     order: str = "desc"
     status: str = ""
-    model: str = ""
+    model_name: str = ""
 
     def href(self, **changes: str) -> str:
         """The index's path with this query, ``changes`` applied."""
-        return "/?" + urlencode(vars(replace(self, **changes)))
+        query = replace(self, **changes)
+        return "/?" + urlencode(
+            {"sort": query.sort, "order": query.order, "status": query.status,
+             "model": query.model_name}
+        )  # fmt: skip
 
 
 def parse_query(params: Mapping[str, Sequence[str]]) -> Query:
@@ -55,7 +59,7 @@ class Row:
     run_id: str
     start: str
     task: str
-    model: str
+    model_name: str
     status: str
     steps: int
     tokens: int
@@ -64,7 +68,7 @@ class Row:
 
     def key(self, column: str) -> Any:
         """The value the index sorts ``column`` by."""
-        return getattr(self, "run_id" if column == "id" else column)
+        return getattr(self, {"id": "run_id", "model": "model_name"}.get(column, column))
 
 
 def row(run: Run) -> Row:
@@ -88,7 +92,7 @@ def rows(runs: Sequence[Run], query: Query) -> list[Row]:
         r
         for r in map(row, runs)
         if (not query.status or r.status == query.status)
-        and (not query.model or r.model == query.model)
+        and (not query.model_name or r.model_name == query.model_name)
     ]
     return sorted(found, key=lambda r: r.key(query.sort), reverse=query.order == "desc")
 

@@ -130,7 +130,7 @@ class RunView:
     file: str
     started: str
     task: str
-    model: str
+    model_name: str
     status: str
     agent_status: str
     reason: str
@@ -320,7 +320,7 @@ def build(run: Run) -> RunView:
         file=run.file,
         started=run.started,
         task=run.task,
-        model=_model(start),
+        model_name=_model(start),
         status=run.reason,
         agent_status=text(end.get("agent_status")),
         reason=text(end.get("reason")),

@@ -324,3 +324,19 @@ def test_a_page_is_written_under_a_safe_name(tmp_path: Path) -> None:
     written = source.write_page("<p>", "a/b", tmp_path)
     assert written == tmp_path / "run-a_b.html"
     assert written.read_text() == "<p>"
+
+
+def test_the_page_templates_name_no_copier_question() -> None:
+    """Copier copies the page templates as they are; the template's leftover check
+    (tests/template) flags any ``{{ }}`` naming a question, so none may (``model``...)."""
+    from sandboxctl.answers import ANSWERS
+
+    questions = {a.question for a in ANSWERS if a.question} | {"project_name", "engine"}
+    folder = Path(pages.__file__).parent / "templates"
+    named = {
+        (path.name, match)
+        for path in folder.glob("*.j2")
+        for match in re.findall(r"\{\{.*?\}\}|\{%.*?%\}", path.read_text(), flags=re.S)
+        if set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", match)) & questions
+    }
+    assert named == set()
