@@ -61,7 +61,7 @@ class Call:
     """One tool call and its result (``status`` empty while none was recorded)."""
 
     name: str
-    arguments: str
+    arguments: list[tuple[str, str]]
     call_id: str = ""
     status: str = ""
     exit_code: str = ""
@@ -229,6 +229,14 @@ def _note(record: dict[str, Any]) -> Note:
     return Note("other", kind or "record", text(shown))
 
 
+def _arguments(value: Any) -> list[tuple[str, str]]:
+    """A call's arguments, one by one: text as it is (a file's content reads as a file),
+    anything else as JSON; arguments that are not an object as one unnamed value."""
+    if isinstance(value, dict):
+        return [(str(key), text(item)) for key, item in value.items()]
+    return [("", text(value))] if value is not None else []
+
+
 def _diff(record: dict[str, Any]) -> str:
     """The step's diff a record carries (``diff`` text or a ``changes`` list), if any."""
     if isinstance(record.get("diff"), str):
@@ -274,12 +282,12 @@ def build(run: Run) -> RunView:
         elif kind == "model_response" and step is not None:
             _reply(step, _dict(record.get("reply")))
         elif kind == "tool_call" and step is not None:
-            call = Call(text(record.get("name")), text(record.get("arguments")))
+            call = Call(text(record.get("name")), _arguments(record.get("arguments")))
             call.call_id = text(record.get("call_id"))
             calls[call.call_id] = call
             step.calls.append(call)
         elif kind == "tool_result":
-            call = calls.get(text(record.get("call_id"))) or Call("?", "")
+            call = calls.get(text(record.get("call_id"))) or Call("?", [])
             if call.name == "?" and step is not None:
                 step.calls.append(call)
             call.status = text(record.get("status"))
