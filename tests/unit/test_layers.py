@@ -16,7 +16,7 @@ LAYERS: dict[str, int] = {
     "host": 2, "models": 2,
     "stack": 3,
     "kube": 4, "devcontainer": 4, "scaffold": 4, "eval": 4,
-    "plan": 5,
+    "plan": 5, "runview": 5,
     "checks": 6,
     "__main__": 7, "tasks": 7,
     "invoke_entry": 8,
