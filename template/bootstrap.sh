@@ -30,11 +30,14 @@ quietly() {
     fi
 }
 
-# The host's packages: one list, requirements/debian-packages.txt (also read by host.prepare).
+# The host's packages: one list, requirements/debian-packages.txt (also read by host.prepare);
+# running the checks (`nox`) adds requirements/debian-check-packages.txt (a linter, a browser).
+lists=(requirements/debian-packages.txt)
+if [ "${1:-}" = "nox" ]; then lists+=(requirements/debian-check-packages.txt); fi
 apt_packages=()
 while read -r pkg _; do
     [ -n "$pkg" ] && apt_packages+=("$pkg")
-done < <(sed 's/#.*//' requirements/debian-packages.txt)
+done < <(sed 's/#.*//' "${lists[@]}")
 missing=()
 for pkg in "${apt_packages[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

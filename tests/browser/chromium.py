@@ -22,8 +22,8 @@ def find() -> str:
         if found:
             return found
     raise FileNotFoundError(
-        "no chromium on PATH: `sudo apt-get install chromium` (requirements/debian-packages.txt; "
-        "./bootstrap.sh installs it)"
+        "no chromium on PATH: `sudo apt-get install chromium` "
+        "(requirements/debian-check-packages.txt; `./bootstrap.sh nox` installs it)"
     )
 
 
