@@ -32,7 +32,8 @@ def test_rendered_sandbox_quick_checks_pass_with_other_answers(tmp_path: Path) -
         check=False,
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
+    failed = [line for line in output.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    assert result.returncode == 0, "\n".join([*failed, output[-4000:]])
     assert "Session lint was successful" in output
     assert "Session tests was successful" in output
     assert "Session supervisor was successful" in output
