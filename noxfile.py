@@ -28,6 +28,7 @@ nox.options.sessions = [
     "lint",
     "tests",
     "supervisor",
+    "browser",
     *(["template"] if IS_TEMPLATE else []),
     "container",
     "e2e",
@@ -87,6 +88,13 @@ def supervisor(session: nox.Session) -> None:
     """Run the supervisor package's tests (scripted model, fake server, real processes)."""
     install(session)
     pytest(session, "supervisor/tests")
+
+
+@nox.session
+def browser(session: nox.Session) -> None:
+    """Open the run viewer's pages in headless Chromium (Debian's package); screenshots."""
+    install(session)
+    pytest(session, "tests/browser")
 
 
 @nox.session

@@ -16,6 +16,7 @@ from sandboxctl.tasks import (
     model,
     plan,
     runs,
+    runview,
     scaffold,
     stack,
     workspace,
@@ -25,6 +26,8 @@ from sandboxctl.tasks import eval as evaluation
 ns = Collection()
 for module in (host, machine, model, bench, devcontainer, kube, runs, workspace):
     ns.add_collection(Collection.from_module(module))
+for viewer in (runview.view, runview.serve):  # runs.view, runs.serve
+    ns.collections["runs"].add_task(viewer)
 ns.add_collection(Collection("images", images.base, stack.build))
 ns.add_collection(Collection("scaffold", scaffold.new))
 for collection in plan.collections():  # plan.check, notes.add, issue.log, issue.resolve

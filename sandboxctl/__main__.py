@@ -80,7 +80,7 @@ def model_build() -> int:
     version, backend = settings.llama_cpp_version, settings.gpu_backend
     tag = source.image_tag(version, backend, settings.compose_project_name)
     images.build_model_image(
-        source.REPO_ROOT,
+        find_root(),
         tag,
         version,
         backend,

@@ -102,11 +102,17 @@ def parse_dotenv(text: str, *, origin: str = ".env") -> dict[str, str]:
 
 
 def find_root(start: Path | None = None) -> Path:
-    """Return the sandbox root: the nearest folder at or above ``start`` with a ``.env``,
-    ``compose.yaml`` or ``tasks.py``; ``start`` (default: the working directory) otherwise."""
+    """Return the sandbox root: the nearest folder at or above ``start`` with a
+    ``.copier-answers.yml``, ``tasks.py``, ``.env`` or ``compose.yaml``; ``start`` (default:
+    the working directory) otherwise.
+
+    The one rule for where a sandbox is: the folder a command stands in, never the
+    location of the installed package (another sandbox's environment may run it).
+    """
     here = (start or Path.cwd()).resolve()
+    markers = (".copier-answers.yml", "tasks.py", ".env", "compose.yaml")
     for folder in (here, *here.parents):
-        if any((folder / marker).is_file() for marker in (".env", "compose.yaml", "tasks.py")):
+        if any((folder / marker).is_file() for marker in markers):
             return folder
     return here
 

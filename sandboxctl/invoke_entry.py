@@ -28,7 +28,21 @@ def not_a_sandbox(cwd: Path, sandbox: Path = SANDBOX_ROOT) -> str:
 
 
 class SandboxProgram(Program):
-    """Invoke's program, with a clear line when there is no sandbox here."""
+    """Invoke's program, with a clear line when there is no sandbox here, and a task's
+    help when ``--help`` comes after a task with a required argument."""
+
+    def parse_tasks(self) -> None:
+        from sandboxctl.tasks._args import HelpAsked
+
+        try:
+            super().parse_tasks()
+        except HelpAsked:
+            words = list(self.core.unparsed)
+            names = [word for word in words if word in self.parser.contexts]
+            if not names:
+                raise
+            self.print_task_help(names[-1])
+            raise Exit(code=0) from None
 
     def load_collection(self) -> None:
         try:

@@ -1,1 +1,78 @@
-../bootstrap.sh
+#!/usr/bin/env bash
+# Prepare this host for the sandbox tooling, then run a command inside its environment.
+#
+#   ./bootstrap.sh invoke demo     scaffold a sandbox and run one agent task
+#   ./bootstrap.sh nox             run the whole test suite
+#
+# Installs what a fresh Debian 12 (or Debian on WSL) lacks with apt (through sudo when
+# not root), creates .venv from the locked requirements, and re-installs only when the
+# lock changes. Safe to run again: every step is skipped when already done.
+set -euo pipefail
+
+# The folder this script is in (the template keeps its one copy in template/ and links
+# it from its root: the root is still the folder to work in).
+cd "$(dirname "$0")"
+
+if [ "$(id -u)" -eq 0 ]; then SUDO=(); else SUDO=(sudo); fi
+
+# Long steps write their output to a log under .cache/bootstrap/ and print one line; on
+# failure, the last lines and the log's path.
+logs=.cache/bootstrap
+quietly() {
+    local name=$1
+    shift
+    mkdir -p "$logs"
+    if ! "$@" >"$logs/$name.log" 2>&1; then
+        echo "bootstrap: failed: $*" >&2
+        tail -n 25 "$logs/$name.log" >&2
+        echo "bootstrap: the whole output is in $logs/$name.log" >&2
+        return 1
+    fi
+}
+
+# The host's packages: one list, requirements/debian-packages.txt (also read by host.prepare);
+# running the checks (`nox`) adds requirements/debian-check-packages.txt (a linter, a browser).
+lists=(requirements/debian-packages.txt)
+if [ "${1:-}" = "nox" ]; then lists+=(requirements/debian-check-packages.txt); fi
+apt_packages=()
+while read -r pkg _; do
+    [ -n "$pkg" ] && apt_packages+=("$pkg")
+done < <(sed 's/#.*//' "${lists[@]}")
+missing=()
+for pkg in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "bootstrap: installing ${missing[*]}" >&2
+    quietly apt-update "${SUDO[@]}" apt-get update -qq
+    # --no-install-recommends: every package the stack needs is named in the list.
+    quietly apt-install "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+lock=requirements/dev.lock
+stamp=.venv/.bootstrap-lock.sha256
+want=$(cat "$lock" pyproject.toml supervisor/pyproject.toml | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "bootstrap: creating .venv from $lock" >&2
+    quietly venv python3 -m venv .venv
+    quietly pip .venv/bin/python -m pip install --quiet --upgrade pip
+    quietly pip .venv/bin/python -m pip install --quiet -r "$lock" -e . -e supervisor
+    echo "$want" > "$stamp"
+fi
+
+export PATH="$PWD/.venv/bin:$PATH"
+export VIRTUAL_ENV="$PWD/.venv"
+
+# Podman, runc and the Compose v2 plugin checked, and the engine quirks of this host (for
+# example ulimits a VM withholds, hybrid cgroups) fixed in a containers.conf drop-in:
+# running this script is the consent that `invoke host.prepare` otherwise asks for.
+if [ "${SANDBOX_SKIP_HOST_PREPARE:-}" != "1" ]; then
+    invoke host.prepare --yes
+fi
+
+if [ "$#" -eq 0 ]; then
+    echo "bootstrap: environment ready; run commands as ./bootstrap.sh COMMAND [ARGS...]" >&2
+    exit 0
+fi
+exec "$@"

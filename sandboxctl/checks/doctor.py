@@ -16,8 +16,9 @@ from collections.abc import MutableMapping
 from pathlib import Path
 
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
+from sandboxctl import _text
 from sandboxctl._proc import CommandNotFound
 from sandboxctl.checks.base import Check, CheckFn, Probes, run_all
 from sandboxctl.checks.files import (
@@ -383,15 +384,18 @@ _STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "skip": "dim"}
 
 
 def render(checks: list[Check], console: Console | None = None) -> None:
-    """Print the checks as one table."""
-    table = Table(title="sandbox doctor", show_lines=False)
-    for column in ("check", "status", "detail", "fix"):
-        table.add_column(column, overflow="fold")
+    """Print the checks, one item each: the status, the check and its detail wrapped at
+    word boundaries to the terminal's width, then the fix on a line of its own."""
+    console = console or Console(width=_text.columns())
+    console.print(Text("sandbox doctor", style="bold"), soft_wrap=True)
     for check in checks:
-        table.add_row(
-            check.name, f"[{_STYLE[check.status]}]{check.status}[/]", check.detail, check.fix
-        )
-    (console or Console()).print(table)
+        lines = _text.labelled(check.status, f"{check.name}: {check.detail}", console.width, 6)
+        if check.fix:
+            lines += _text.labelled("", f"fix: {check.fix}", console.width, 6)
+        first = Text(lines[0][:6], style=_STYLE[check.status]) + Text(lines[0][6:])
+        console.print(first, soft_wrap=True)
+        for line in lines[1:]:
+            console.print(Text(line), soft_wrap=True)
 
 
 PREFLIGHT: tuple[CheckFn, ...] = (

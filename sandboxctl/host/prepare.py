@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
+from sandboxctl.config import find_root
 from sandboxctl.host import network, rootless
 from sandboxctl.host.compose_plugin import install_stable, link_decision, plugin_link, stable_binary
 from sandboxctl.host.engine import image_exists
@@ -45,11 +46,14 @@ from sandboxctl.host.network import (
 )
 from sandboxctl.host.platform import detect_host
 
-PACKAGE_LIST = Path(__file__).resolve().parents[2] / "requirements" / "debian-packages.txt"
+PACKAGE_LIST_RELPATH = Path("requirements") / "debian-packages.txt"
+"""The host's packages, one list (bootstrap.sh reads the same file)."""
 
 
-def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:
-    """Return the packages named in ``path`` (one a line; ``#`` starts a comment)."""
+def read_package_list(path: Path | None = None) -> tuple[str, ...]:
+    """Return the packages named in ``path`` (default: the list of the sandbox the command
+    stands in; one a line; ``#`` starts a comment)."""
+    path = path or find_root() / PACKAGE_LIST_RELPATH
     names = []
     for line in path.read_text(encoding="utf-8").splitlines():
         words = line.split("#", 1)[0].split()
@@ -57,7 +61,6 @@ def read_package_list(path: Path = PACKAGE_LIST) -> tuple[str, ...]:
     return tuple(names)
 
 
-PACKAGES: tuple[str, ...] = read_package_list()
 DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
 DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
 PROBE_IMAGE = "localhost/ai-sandbox-base:bookworm"
@@ -112,8 +115,10 @@ def is_debian(fs_root: Path = Path("/")) -> bool:
     return (fs_root / "etc/debian_version").is_file()
 
 
-def missing_packages(runner: Runner, packages: Sequence[str] = PACKAGES) -> list[str]:
-    """Return the packages ``dpkg-query`` does not report as installed."""
+def missing_packages(runner: Runner, packages: Sequence[str] | None = None) -> list[str]:
+    """Return the packages ``dpkg-query`` does not report as installed (default: those of
+    the package list)."""
+    packages = read_package_list() if packages is None else packages
     missing = []
     for package in packages:
         try:
@@ -312,7 +317,7 @@ def prepare(
     if ctx.debian:
         missing = missing_packages(ctx.runner)
         if not missing:
-            report.add(f"ok: packages installed ({', '.join(PACKAGES)})")
+            report.add(f"ok: packages installed ({', '.join(read_package_list())})")
         else:
             commands = apt_commands(missing, ctx.is_root)
             report.add(f"missing packages: {', '.join(missing)}")

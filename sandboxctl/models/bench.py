@@ -343,7 +343,7 @@ def run_benchmark(
             return result
         log("host build with the same flags and CPU variants (ccache shared)...")
         binary, result.host_build_s = host_build(
-            llama_source.CONTEXT_DIR,
+            llama_source.context_dir(),
             llama_source.cache_dir() / "host-build",
             variants,
             ccache,

@@ -17,9 +17,9 @@ model comes from exactly one source:
 The user catalog (``catalog.local.yaml``, written by ``model.add``, never rendered or
 overwritten by Copier) adds its entries to the template's; a key in both is an error.
 
-Models live in the model-data directory: ``$SANDBOX_MODEL_DIR`` when set,
-else ``models/`` at the repository root; the container mounts it read-only at
-``/models``.
+Models live in the model-data directory: ``$SANDBOX_MODEL_DIR`` when set, else
+``models/`` at the root of the sandbox the command stands in; the container mounts it
+read-only at ``/models``.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ from typing import Any
 
 import yaml
 
+from sandboxctl.config import find_root
 from sandboxctl.models.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CATALOG_FILE = REPO_ROOT / "model" / "catalog.yaml"
+CATALOG_RELPATH = Path("model") / "catalog.yaml"
 LOCAL_NAME = "catalog.local.yaml"
 """The user catalog, next to the template's catalog (see :func:`local_catalog_path`)."""
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -281,9 +281,14 @@ def _read_yaml(path: Path) -> Any:
         raise CatalogError(f"{path}: not valid YAML: {error}") from error
 
 
-def local_catalog_path(path: Path = CATALOG_FILE) -> Path:
+def catalog_file() -> Path:
+    """Return the catalog of the sandbox the command stands in."""
+    return find_root() / CATALOG_RELPATH
+
+
+def local_catalog_path(path: Path | None = None) -> Path:
     """Return the user catalog that goes with the catalog at ``path``."""
-    return path.with_name(LOCAL_NAME)
+    return (path or catalog_file()).with_name(LOCAL_NAME)
 
 
 def parse_local(data: Any) -> dict[str, Model]:
@@ -298,8 +303,9 @@ def parse_local(data: Any) -> dict[str, Model]:
     return {str(key): parse_entry(str(key), raw, local=True) for key, raw in raw_models.items()}
 
 
-def load_catalog(path: Path = CATALOG_FILE, *, local: bool = True) -> Catalog:
+def load_catalog(path: Path | None = None, *, local: bool = True) -> Catalog:
     """Read and validate the catalog file, with the user catalog next to it when present."""
+    path = path or catalog_file()
     catalog = parse_catalog(_read_yaml(path))
     extra = local_catalog_path(path)
     if not local or not extra.is_file():
@@ -313,10 +319,12 @@ def load_catalog(path: Path = CATALOG_FILE, *, local: bool = True) -> Catalog:
     return Catalog(default=catalog.default, models={**catalog.models, **added})
 
 
-def model_dir() -> Path:
-    """Return the model-data directory ($SANDBOX_MODEL_DIR or ./models)."""
+def model_dir(root: Path | None = None) -> Path:
+    """Return the model-data directory: $SANDBOX_MODEL_DIR, else ``models/`` of ``root``
+    (default: the sandbox the command stands in). `model.fetch`, `model.add` and `up` all
+    ask here, so a model fetched once is found by the next `up`."""
     configured = os.environ.get("SANDBOX_MODEL_DIR")
-    return Path(configured).expanduser() if configured else REPO_ROOT / "models"
+    return Path(configured).expanduser() if configured else (root or find_root()) / "models"
 
 
 def model_path(model: Model, directory: Path | None = None) -> Path:

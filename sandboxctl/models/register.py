@@ -134,12 +134,13 @@ def add(
     source: Path,
     *,
     key: str = "",
-    catalog_file: Path = catalog.CATALOG_FILE,
+    catalog_file: Path | None = None,
     directory: Path | None = None,
     link: bool = False,
     expect_sha256: str = "",
 ) -> catalog.Model:
     """Register the GGUF at ``source`` as ``key`` (default: from its name); return the entry."""
+    catalog_file = catalog_file or catalog.catalog_file()
     source = source.expanduser().resolve()
     if not source.is_file():
         raise RegisterError(f"{source} is not a file")

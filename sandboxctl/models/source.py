@@ -29,6 +29,7 @@ if sys.version_info >= (3, 12):
 else:  # the data filter on every 3.11 (backports.tarfile)
     from backports import tarfile
 
+from sandboxctl.config import find_root
 from sandboxctl.models.download import (
     SHA256_RE,
     DownloadError,
@@ -38,9 +39,8 @@ from sandboxctl.models.download import (
     fsync_dir,
 )
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SOURCES_FILE = REPO_ROOT / "model" / "llama-cpp-sources.yaml"
-CONTEXT_DIR = REPO_ROOT / "model" / "context"
+SOURCES_RELPATH = Path("model") / "llama-cpp-sources.yaml"
+CONTEXT_RELPATH = Path("model") / "context"
 ORIGINS = ("pypi", "github")
 MANIFEST = "source.json"
 TREE = "llama.cpp"
@@ -80,6 +80,16 @@ class Sources:
     default_version: str
     default_origin: str
     pins: dict[str, Pin]
+
+
+def sources_file() -> Path:
+    """Return the pin file of the sandbox the command stands in."""
+    return find_root() / SOURCES_RELPATH
+
+
+def context_dir() -> Path:
+    """Return where the sandbox the command stands in keeps the placed llama.cpp source."""
+    return find_root() / CONTEXT_RELPATH
 
 
 def cache_dir() -> Path:
@@ -155,8 +165,9 @@ def parse_sources(data: Any) -> Sources:
     return Sources(default_version, default_origin, pins)
 
 
-def load_sources(path: Path = SOURCES_FILE) -> Sources:
-    """Read and validate the pin file."""
+def load_sources(path: Path | None = None) -> Sources:
+    """Read and validate the pin file (default: the sandbox's own)."""
+    path = path or sources_file()
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
@@ -190,8 +201,9 @@ def archive_path(pin: Pin, origin: Origin) -> Path:
     return cache_dir() / "llama-cpp" / origin.name / pin.version / name
 
 
-def read_manifest(context: Path = CONTEXT_DIR) -> dict[str, Any] | None:
+def read_manifest(context: Path | None = None) -> dict[str, Any] | None:
     """Return the manifest of the source placed in ``context``, or None."""
+    context = context or context_dir()
     try:
         data = json.loads((context / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -246,9 +258,10 @@ def _extract_subtree(archive: Path, subdir: str, into: Path) -> None:
 
 
 def place_tree(
-    archive: Path, pin: Pin, origin: Origin, sha256: str, context: Path = CONTEXT_DIR
+    archive: Path, pin: Pin, origin: Origin, sha256: str, context: Path | None = None
 ) -> Path:
     """Extract the verified ``archive`` and rename it into ``context/llama.cpp``."""
+    context = context or context_dir()
     context.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=context))
     try:
@@ -286,8 +299,8 @@ def place_source(
     *,
     trust_unverified: bool = False,
     url: str | None = None,
-    context: Path = CONTEXT_DIR,
-    sources_file: Path = SOURCES_FILE,
+    context: Path | None = None,
+    sources_file: Path | None = None,
     progress: ProgressCallback | None = None,
 ) -> tuple[Pin, Origin, DownloadResult, Path]:
     """Fetch the pinned archive into the cache, verify it, place its tree in ``context``.
@@ -296,6 +309,7 @@ def place_source(
     applies. Returns the pin, the origin, the download result (its ``sha256``
     is the one to pin when the origin had none) and the placed tree.
     """
+    context = context or context_dir()
     pin, chosen = resolve(load_sources(sources_file), version, origin)
     archive = archive_path(pin, chosen)
     try:
@@ -314,9 +328,9 @@ def place_source(
     return pin, chosen, result, place_tree(archive, pin, chosen, result.sha256, context)
 
 
-def vocab_path(context: Path = CONTEXT_DIR) -> Path:
+def vocab_path(context: Path | None = None) -> Path:
     """Return the llama-spm tokenizer GGUF of the placed source (for the tiny model)."""
-    path = context / TREE / VOCAB_RELPATH
+    path = (context or context_dir()) / TREE / VOCAB_RELPATH
     if not path.is_file():
         raise SourceError(f"{path} is missing; run `invoke model.source` first")
     return path
@@ -353,7 +367,7 @@ def build_command(
     backend: str = "cpu",
     engine: str = "podman",
     ccache_dir: Path | None = None,
-    model_dir: Path = REPO_ROOT / "model",
+    model_dir: Path | None = None,
     tag: str | None = None,
 ) -> list[str]:
     """Return the `podman build` command of the model-server image.
@@ -363,6 +377,7 @@ def build_command(
     """
     if backend not in CONTAINERFILES:
         raise SourceError(f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan")
+    model_dir = model_dir or find_root() / "model"
     command = [
         engine,
         "build",

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,16 @@ from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0
 
-EXIT_CODES_FILE = (
-    Path(__file__).resolve().parents[2] / "supervisor/src/sandbox_supervisor/exit_codes.json"
-)
-"""The supervisor's exit-code contract: the one definition, read here, never copied."""
 
-
-def read_contract(contract: Path = EXIT_CODES_FILE) -> dict[str, Any]:
-    """Return the supervisor's exit-code contract (``exit_codes.json``), parsed."""
-    data: dict[str, Any] = json.loads(contract.read_text(encoding="utf-8"))
+def read_contract(contract: Path | None = None) -> dict[str, Any]:
+    """Return the supervisor's exit-code contract, parsed: ``exit_codes.json``, the one
+    definition, read here and never copied (default: the one of the supervisor package
+    this environment has, data that goes with the code reading it)."""
+    if contract is None:
+        text = resources.files("sandbox_supervisor").joinpath("exit_codes.json").read_text()
+    else:
+        text = contract.read_text(encoding="utf-8")
+    data: dict[str, Any] = json.loads(text)
     return data
 
 

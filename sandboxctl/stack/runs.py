@@ -52,6 +52,13 @@ class Run:
         return ends[-1] if ends else {}
 
     @property
+    def check(self) -> dict[str, Any]:
+        """The check record (command, exit code, output tail, verdict), or {} when the run
+        had no check."""
+        checks = [record for record in self.records if record.get("type") == "check"]
+        return checks[-1] if checks else {}
+
+    @property
     def started(self) -> str:
         return str(self.records[0].get("ts", "?"))
 
@@ -177,12 +184,38 @@ def table(runs: Iterable[Run]) -> list[str]:
     return lines
 
 
+CHECK_TAIL_LINES = 10
+"""Lines of a check's output shown by `invoke run` and `runs.show` (the last ones)."""
+
+
 def summary(run: Run) -> str:
-    """One line saying how a run ended."""
-    return (
+    """One line saying how a run ended, and whether anything verified it."""
+    line = (
         f"run {safe(run.run_id)}: {safe(run.reason)} after {run.steps} steps, "
         f"{run.tokens} tokens, {seconds(run.seconds)}"
     )
+    if run.end and not run.check:
+        line += "; unverified: no check ran (add --check 'COMMAND')"
+    return line
+
+
+def check_report(run: Run, lines: int = CHECK_TAIL_LINES) -> list[str]:
+    """The run's check as a person reads it: its command, verdict and exit code, then the
+    last ``lines`` lines of its output (a failed check says why in its own words)."""
+    check = run.check
+    if not check:
+        return []
+    verdict = "passed" if check.get("passed") else "failed"
+    code = check.get("exit_code")
+    how = f"exit {code}" if code is not None else safe(str(check.get("status", "?")))
+    out = [f"check: {_text(check.get('command', ''), 200)}: {verdict} ({how})"]
+    output = safe(str(check.get("output") or "")).rstrip("\n").splitlines()
+    if len(output) > lines:
+        out.append(f"   | ... {len(output) - lines} earlier line(s)")
+    out += [f"   | {line}" for line in output[-lines:]]
+    if not output and verdict == "failed":
+        out.append("   | (the check printed nothing)")
+    return out
 
 
 def _text(value: Any, limit: int) -> str:
@@ -225,12 +258,14 @@ def render(run: Run) -> str:
         elif kind == "error":
             out.append(f"   !! {record.get('kind')}: {_text(record.get('message', ''), 160)}")
         elif kind == "check":
-            verdict = "passed" if record.get("passed") else "failed"
-            out.append(f"== check: {_text(record.get('command', ''), 100)}: {verdict}")
+            out += [f"== {line}" if n == 0 else line for n, line in enumerate(check_report(run))]
     end = run.end
-    answer = f"; answer: {_text(end['answer'], 200)}" if end.get("answer") else ""
+    if isinstance(end.get("answer"), str) and end["answer"].strip():
+        answer = safe(end["answer"]).strip().splitlines()
+        out.append("== answer: " + answer[0])
+        out += [f"           {line}" for line in answer[1:]]
     reason = f"; {_text(end['reason'], 200)}" if end.get("reason") else ""
-    out.append(f"== end: {summary(run)}{answer}{reason}")
+    out.append(f"== end: {summary(run)}{reason}")
     return safe("\n".join(out))
 
 

@@ -32,7 +32,7 @@ def prepare_model(stack: Stack) -> Path:
         model = catalog.load_catalog(stack.root / "model" / "catalog.yaml").get(
             stack.settings.sandbox_model
         )
-        path = catalog.model_path(model, stack.root / "models")
+        path = catalog.model_path(model, catalog.model_dir(stack.root))
         if path.is_file():
             return path
         if model.generated:

@@ -22,19 +22,32 @@ from invoke.tasks import task as invoke_task
 Range = tuple[int, int | None]
 """Lowest and highest accepted whole number (``None``: no upper bound)."""
 
+HELP_FLAGS = frozenset({"-h", "--help"})
+"""Words that ask for help: never taken as the value of a required argument."""
 RESERVED_SHORT_FLAGS = frozenset({"h"})
 """Short flags Invoke's own options need after a task name (``-h`` is ``--help``)."""
+
+
+class HelpAsked(ParseError):
+    """``-h``/``--help`` given where a required argument's value was expected; the sandbox's
+    ``invoke`` shows the task's help instead (plain Invoke prints this one line)."""
 
 
 class CheckedArgument(Argument):
     """An Invoke argument that rejects a malformed, out-of-range or unknown value."""
 
     def __init__(
-        self, *, value_range: Range | None = None, choices: Sequence[str] = (), **kwargs: Any
+        self,
+        *,
+        value_range: Range | None = None,
+        choices: Sequence[str] = (),
+        task_name: str = "TASK",
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.value_range = value_range
         self.choices = tuple(choices)
+        self.task_name = task_name
 
     @property
     def flag(self) -> str:
@@ -42,6 +55,13 @@ class CheckedArgument(Argument):
         return f"--{self.names[0]}"
 
     def set_value(self, value: Any, cast: bool = True) -> None:
+        if self.positional and value in HELP_FLAGS:
+            # Invoke hands a required argument the next word, --help included: `invoke
+            # scaffold.new --help` rendered a sandbox into a folder named '--help'.
+            raise HelpAsked(
+                f"{self.flag}: {value!r} is not a value; for help, put it before the task: "
+                f"invoke --help {self.task_name}"
+            )
         try:
             super().set_value(value, cast=cast)
         except ValueError:
@@ -99,6 +119,7 @@ class CheckedTask(Task[Any]):
                     attr_name=arg.attr_name,
                     value_range=self.ranges.get(attr),
                     choices=self.choices.get(attr, ()),
+                    task_name=self.name,
                 )
             )
         return checked

@@ -11,8 +11,9 @@ from invoke.exceptions import Exit
 from sandboxctl.models import bench as bench_model
 from sandboxctl.models import bench_report
 from sandboxctl.models.catalog import CatalogError
-from sandboxctl.models.source import REPO_ROOT, SourceError
+from sandboxctl.models.source import SourceError
 from sandboxctl.tasks._args import task
+from sandboxctl.tasks._support import root
 
 MODEL_HELP = {
     "model_name": "Catalog key of the model to time (default auto: smollm2-135m-instruct "
@@ -32,11 +33,11 @@ def _run(
     from sandboxctl.config import load_settings
     from sandboxctl.stack import images
 
-    settings = load_settings(REPO_ROOT, require_file=False)
+    settings = load_settings(root(), require_file=False)
 
     def build_command(tag: str, version: str, ccache: Path) -> list[str]:
         return images.model_build_argv(
-            REPO_ROOT, tag, version, "cpu", ccache,
+            root(), tag, version, "cpu", ccache,
             base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
         )  # fmt: skip
 
@@ -66,7 +67,7 @@ def model(
         model_key=model_name, threads=threads, n_predict=n_predict, rounds=rounds,
         cold=cold, host=host,
     )  # fmt: skip
-    path = bench_model.write_results(result, REPO_ROOT / output)
+    path = bench_model.write_results(result, root() / output)
     print(bench_model.format_results(result))
     print(f"written to {path}")
 
@@ -97,13 +98,13 @@ def report(
         model_key=model_name, threads=threads, n_predict=n_predict, rounds=rounds,
         cold=cold, host=host,
     )  # fmt: skip
-    project = load_settings(REPO_ROOT, require_file=False).compose_project_name
-    report = bench_report.collect(REPO_ROOT, result, f"localhost/{project}-supervisor:dev")
-    directory = REPO_ROOT / ("docs/performance" if readme else output_dir)
+    project = load_settings(root(), require_file=False).compose_project_name
+    report = bench_report.collect(root(), result, f"localhost/{project}-supervisor:dev")
+    directory = root() / ("docs/performance" if readme else output_dir)
     paths = bench_report.write(report, directory)
     print(paths["md"].read_text(encoding="utf-8"))
     if readme:
-        chart = Path(paths["png"]).relative_to(REPO_ROOT).as_posix()
-        bench_report.update_readme(REPO_ROOT / "README.md", report, chart)
+        chart = Path(paths["png"]).relative_to(root()).as_posix()
+        bench_report.update_readme(root() / "README.md", report, chart)
         print("README.md's Performance figures rewritten")
     print("written: " + ", ".join(str(p) for p in paths.values()))

@@ -10,6 +10,7 @@ from invoke.exceptions import Exit
 
 from sandboxctl import stack as stack_
 from sandboxctl.eval import report, runner, suite
+from sandboxctl.models import catalog
 from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root
 
@@ -39,16 +40,23 @@ def evaluate(
     max_steps: int = 0,
 ) -> None:
     """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
+    named = [m.strip() for m in model.split(",") if m.strip()]
     try:
         chosen = suite.load_suite(only=tasks)
-    except suite.SuiteError as error:
+        known = catalog.load_catalog().models
+    except (suite.SuiteError, catalog.CatalogError) as error:
         raise Exit(f"eval: {error}", code=1) from error
+    unknown = [name for name in named if name != "scripted" and name not in known]
+    if unknown:  # before the stack is touched: nothing is brought up for a typo
+        raise Exit(
+            f"eval: unknown model {', '.join(map(repr, unknown))}; known: scripted, "
+            f"{', '.join(sorted(known))} (`invoke model.list`)",
+            code=1,
+        )
     try:
         stack = stack_.open_stack(root())
         stack_.require_running(stack)
-        models = [m.strip() for m in model.split(",") if m.strip()] or [
-            stack.settings.sandbox_model
-        ]
+        models = named or [stack.settings.sandbox_model]
         prefix = runner.stamp()
         backend = runner.StackBackend(
             stack, runner.stack_serving(stack, stack.log), max_steps=max_steps

@@ -59,4 +59,4 @@ def doctor(c: Context, quick: bool = False) -> None:
     doctor_.render(checks)
     code = doctor_.exit_code(checks)
     if code:
-        raise Exit("doctor: a check failed that blocks the stack (see the fix column)", code=code)
+        raise Exit("doctor: a check failed that blocks the stack (see its fix: line)", code=code)

@@ -129,32 +129,29 @@ def list_(c: Context, directory: str = "") -> None:
         catalog = catalog_.load_catalog(root() / "model" / "catalog.yaml")
     except catalog_.CatalogError as error:
         raise Exit(f"model.list: {error}", code=1) from error
-    from rich.console import Console
-    from rich.table import Table
+    from sandboxctl import _text
 
     selected = settings_or_exit(require_file=False).sandbox_model
-    table = Table(
-        "", "model", "source", "size", "license", "context", "chat template", "tools", "present"
-    )
     target = Path(directory) if directory else None
+    rows = []
     for model in catalog.models.values():
-        name = model.key + (" (default)" if model.key == catalog.default else "")
-        present = "yes" if catalog_.model_path(model, target).is_file() else "no"
-        context = str(model.context)
-        if model.context_trained:
-            context += f" (trained {model.context_trained})"
-        table.add_row(
-            "*" if model.key == selected else "",
-            name,
-            model.source + ("" if model.verified or model.generated else ", unpinned"),
-            model.size,
-            model.license.split(" (")[0],
-            context,
-            "yes" if model.has_chat_template else "NONE",
-            "yes" if model.tool_calling else "no",
-            present,
+        size = model.size.split(" (")[0].removeprefix("about ")
+        rows.append(
+            (
+                "*" if model.key == selected else "",
+                model.key + (" (default)" if model.key == catalog.default else ""),
+                size,
+                str(model.context),
+                "yes" if model.has_chat_template else "NONE",
+                "yes" if model.tool_calling else "no",
+                "yes" if catalog_.model_path(model, target).is_file() else "no",
+                model.source + ("" if model.verified or model.generated else ", unpinned"),
+                model.license.split(" (")[0],
+            )
         )
-    Console().print(table)
+    header = ("", "model", "size", "context", "chat", "tools", "here", "source", "license")
+    for line in _text.table(header, rows, _text.columns()):
+        print(line)
     print(f"* = in use (SANDBOX_MODEL={selected}); switch with `invoke model.use KEY`")
 
 
@@ -234,7 +231,7 @@ def build(
     tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
     try:
         images_.build_model_image(
-            llama_source.REPO_ROOT,
+            root(),
             tag,
             pinned,
             backend,

@@ -107,6 +107,14 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 )
 def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "") -> None:
     """Run one agent task in the running stack; its steps show as they happen."""
+    from sandbox_supervisor.session import checked_check, checked_task
+
+    try:  # before any work: nothing starts for a task or check that cannot be right
+        checked_task(task)
+        if check:
+            checked_check(check)
+    except ValueError as error:
+        raise Exit(f"run: {error}", code=1) from None
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     extra += ["--subdir", checked_project(in_)] if in_ else []
     with opened() as stack:
@@ -115,13 +123,14 @@ def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "
         result, log_path = stack.run_task(task, extra, check=check or None)
         _print_outcome(stack, log_path)  # the steps streamed above: not a second time
         if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
-            raise Exit(f"run: the check `{check}` failed: the task was not done", code=1)
+            raise Exit("run: the check failed (its output is above): the task was not done")
         if result.returncode not in stack_.FINISHED_EXIT_CODES:
             raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)
 
 
 def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
-    """One line on how the run ended and where to read it, from its trajectory."""
+    """How the run ended, from its trajectory: the check with its output (when one ran),
+    then one line on the end, whether anything verified it and where to read it."""
     from sandboxctl.stack import runs
 
     try:
@@ -132,6 +141,8 @@ def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
     if run is None:
         print(f"run: the supervisor wrote no trajectory to {log_path}")
     else:
+        for line in runs.check_report(run):
+            print(line)
         print(f"{runs.summary(run)}; read it with `invoke runs.show --id {run.run_id}`")
 
 
@@ -159,7 +170,8 @@ def demo(c: Context, dest: str = DEMO_DEST) -> None:
     with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
         c.run("invoke up", pty=False, in_stream=False)
         c.run(shlex.join(["invoke", "run", DEMO_TASK]), pty=False, in_stream=False)
-    print(f"demo: sandbox in {target}; stop it with `cd {dest} && invoke down`")
+    # The sandbox's own environment: the command works as printed, no venv to activate.
+    print(f"demo: sandbox in {target}; stop it with `cd {dest} && ./bootstrap.sh invoke down`")
 
 
 @task()

@@ -15,6 +15,7 @@ from sv_fakes import FakeModelServer, action
 
 from sandbox_supervisor.cli import main
 from sandbox_supervisor.trajectory import read_records
+from sandbox_supervisor.view import answer_preview
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_run_with_the_demo_script_exits_zero_and_logs(
 ) -> None:
     assert main(["run", "--scripted", "demo", "say hello"]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == "hello.txt written and checked"
+    assert out.strip() == "answer: hello.txt written and checked"
     assert "step 1" in err
     (log,) = env.glob("*.jsonl")
     assert read_records(log).records[-1]["status"] == "finished"
@@ -55,6 +56,47 @@ def test_run_id_that_could_not_name_a_file_is_refused_before_the_run(
     assert exited.value.code == 2
     assert "--run-id" in capsys.readouterr().err
     assert not env.exists() or not list(env.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("task", ["", "   ", "\n\t"])
+def test_empty_task_is_refused_before_the_run(
+    env: Path, task: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--scripted", "demo", "--", task])
+    assert exited.value.code == 2
+    assert "the task is empty" in capsys.readouterr().err
+    assert not env.exists() or not list(env.glob("*.jsonl"))
+
+
+@pytest.mark.parametrize("check", ['test -f "a.txt', "if true; then", "(", "echo `x"])
+def test_check_that_is_not_valid_shell_is_refused_before_the_run(
+    env: Path, check: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A quoting mistake in --check is caught by `sh -n` with the shell's own words, before
+    the model runs, not reported after the run as 'the task was not done'."""
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "--scripted", "demo", "--check", check, "say hello"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "is not valid shell" in err
+    assert not env.exists() or not list(env.glob("*.jsonl"))
+
+
+def test_long_answer_is_labelled_and_cut_to_a_few_lines() -> None:
+    """The final answer reads at a glance: labelled, three lines at most, the length given,
+    terminal escapes gone (the whole text stays in the trajectory)."""
+    answer = "\x1b]0;pwned\x07first\n" + "\n".join(f"line {n}" for n in range(50)) + "x" * 900
+    shown = answer_preview(answer)
+    assert shown.startswith("answer: first\n")
+    assert len(shown.splitlines()) == 4
+    assert "\x1b" not in shown
+    assert "pwned" not in shown
+    assert f"[{len(answer) - len(chr(27) + ']0;pwned' + chr(7))} characters in all" in shown
+
+
+def test_short_answer_is_shown_whole_and_labelled() -> None:
+    assert answer_preview("done") == "answer: done"
 
 
 def test_run_exit_code_reports_the_step_budget(env: Path, tmp_path: Path) -> None:
@@ -234,3 +276,32 @@ def _all_cmdlines() -> bytes:
         except (OSError, IndexError):
             continue
     return found
+
+
+class WriteRecorder:
+    """A text stream that records each write call."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_progress_and_tools_log_write_each_line_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unbuffered (as in the image), print() writes a line and its newline apart; the
+    engine then logs a partial line that `compose logs` glues to the next one. Each line
+    goes out in one write."""
+    from sandbox_supervisor.tools import service
+    from sandbox_supervisor.view import Progress
+
+    stream = WriteRecorder()
+    monkeypatch.setattr(sys, "stderr", stream)
+    Progress()("step 1: asking the model")
+    service._stderr("key=k call=1 tool=list_dir status=ok 0.001s")
+    assert len(stream.writes) == 2
+    assert all(write.endswith("\n") and write.count("\n") == 1 for write in stream.writes)

@@ -10,7 +10,12 @@ import pytest
 from sv_fakes import HANG, FakeModelServer, action, completion, make_settings
 
 from sandbox_supervisor.agent import Agent, AgentLimits
-from sandbox_supervisor.client import ModelClient, ModelRejected, ModelUnavailable
+from sandbox_supervisor.client import (
+    ModelClient,
+    ModelRejected,
+    ModelUnavailable,
+    server_reason,
+)
 from sandbox_supervisor.tools import InProcessExecutor, ToolRequest, ToolResult
 from sandbox_supervisor.trajectory import TrajectoryWriter, read_records
 
@@ -57,6 +62,36 @@ def test_500_then_success_retries_with_backoff() -> None:
     assert len(delays) == 1
     assert 0.2 <= delays[0] <= 0.4  # half the first step plus up to half of jitter
     assert server.count(CHAT) == 2
+
+
+def test_each_retry_says_the_servers_own_reason() -> None:
+    """A retried 500 is reported with llama-server's message, not a bare status."""
+    reason = "the model produced output that does not match the expected format"
+    body = {"error": {"code": 500, "message": reason, "type": "server_error"}}
+    routes = {CHAT: [(500, {}, body), completion("ok")]}
+    retries: list[str] = []
+    with FakeModelServer(routes) as server:
+        client = ModelClient(
+            make_settings(model_url=server.url),
+            sleep=lambda _: None,
+            on_retry=lambda attempt, delay, why: retries.append(why),
+        )
+        client.complete(MESSAGES, deadline=time.monotonic() + 10)
+    assert retries == [f"HTTP 500: {reason}"]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ({"error": {"message": "slot unavailable"}}, "slot unavailable"),
+        ({"error": "boom"}, "boom"),
+        ("plain\ntext  body", "plain text body"),
+        (None, "Error code: 500"),
+        ({"error": {"message": "x" * 500}}, "x" * 197 + "..."),
+    ],
+)
+def test_server_reason_reads_every_shape_on_one_line(body: object, expected: str) -> None:
+    assert server_reason(body, "Error code: 500") == expected
 
 
 def test_401_is_not_retried_and_names_the_key_setting() -> None:

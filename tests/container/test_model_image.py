@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from sandboxctl.config import load_settings
+from sandboxctl.config import find_root, load_settings
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 from sandboxctl.stack import images
@@ -94,13 +94,13 @@ def image() -> str:
         pin, _origin, _result, _tree = llama_source.place_source()
     except llama_source.SourceError as error:
         pytest.fail(f"cannot place the pinned llama.cpp source: {error}")
-    settings = load_settings(llama_source.REPO_ROOT, require_file=False)
+    settings = load_settings(find_root(), require_file=False)
     ccache = llama_source.cache_dir() / "ccache"
     ccache.mkdir(parents=True, exist_ok=True)
     # The one build path (sandboxctl.stack.images), with the .env's base image and CPU
     # variants: the same build arguments as `invoke model.build`, so the layer cache holds.
     command = images.model_build_argv(
-        llama_source.REPO_ROOT,
+        find_root(),
         llama_source.image_tag(pin.version),
         pin.version,
         "cpu",

@@ -18,8 +18,7 @@ import httpx
 import pytest
 
 from sandboxctl._proc import Runner
-from sandboxctl.config import load_settings
-from sandboxctl.models.source import REPO_ROOT
+from sandboxctl.config import find_root, load_settings
 from sandboxctl.stack import images
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -38,9 +37,9 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 def image() -> str:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
-    settings = load_settings(REPO_ROOT, require_file=False)
+    settings = load_settings(find_root(), require_file=False)
     images.build_supervisor_image(
-        REPO_ROOT, TAG, runner=Runner(), base_image=settings.base_image, log=lambda _: None
+        find_root(), TAG, runner=Runner(), base_image=settings.base_image, log=lambda _: None
     )
     return TAG
 

@@ -26,15 +26,17 @@ from fresh_machine import (
     RUN_TIMEOUT_S,
     FreshMachine,
     ReadmeRun,
+    SandboxWalk,
     add_sudo_user,
     base_rootfs_tarball,
     clone_into,
-    demo_image_names,
     ensure_network,
     first_readme_command,
     host_run,
     preload_images,
     preload_user_images,
+    preloaded_images,
+    walk_rendered_readme,
 )
 
 from sandboxctl import stack
@@ -71,7 +73,7 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
             step = time.monotonic()
             # What the container session did not build yet (layer caches make it quick).
             stack.prepare_images(stack.open_stack(ROOT))
-            preload_images(rootfs / "var/lib/containers/storage", demo_image_names(), scratch)
+            preload_images(rootfs / "var/lib/containers/storage", preloaded_images(), scratch)
             timings["preload_s"] = time.monotonic() - step
         ensure_network()
         host_run(
@@ -96,7 +98,7 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
             if PRELOAD:
                 step = time.monotonic()
                 stack.prepare_images(stack.open_stack(ROOT))
-                preload_user_images(machine, demo_image_names())
+                preload_user_images(machine, preloaded_images())
                 timings["preload_s"] = time.monotonic() - step
         yield machine
     finally:
@@ -147,3 +149,16 @@ def user_readme_run(fresh_user_machine: FreshMachine) -> ReadmeRun:
     """Run the README's first command as the user with sudo, from a login shell (no systemd,
     so no login session made their runtime folder), exactly as printed."""
     return run_readme_command(fresh_user_machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")
+
+
+@pytest.fixture(scope="session")
+def sandbox_walk(readme_run: ReadmeRun) -> SandboxWalk:
+    """After the template's first command (same machine, as root): `copier copy` a new
+    sandbox beside the clone and walk its README's first commands exactly as printed."""
+    return walk_rendered_readme(readme_run.machine, GUEST_CLONE, "")
+
+
+@pytest.fixture(scope="session")
+def user_sandbox_walk(user_readme_run: ReadmeRun) -> SandboxWalk:
+    """The same walk as the user with sudo, in their rootless Podman."""
+    return walk_rendered_readme(user_readme_run.machine, GUEST_USER_CLONE, "-sudo-user")

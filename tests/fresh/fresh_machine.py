@@ -20,8 +20,11 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import re
 import subprocess
+import sys
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -52,6 +55,11 @@ SUBNET = "10.213.0.0/24"
 """The fresh machine's own network: outside the nested engine's defaults (10.88.0.0/16 and
 10.89.x.0/24), so the nested bridges do not shadow the route to the Debian mirror."""
 RUN_TIMEOUT_S = 40 * 60
+WALK_SANDBOX = "my-sandbox"
+"""The folder (and so the Compose project) the walk renders with ``copier copy``, beside
+the template's clone in the machine."""
+WALK_ANSWERS = ("model_port=8181",)
+"""The answers the walk changes from the defaults (one, as a user would)."""
 REF = os.environ.get("FRESH_REF", "")
 """Commit to clone instead of HEAD: how to show that an older commit, or one with an
 install step removed, fails here (``FRESH_REF=abc123 nox -s fresh``)."""
@@ -102,14 +110,28 @@ def base_rootfs_tarball() -> Path:
     return tarball
 
 
-def demo_image_names() -> dict[str, str]:
-    """Map the images the template root's stack runs to the names the demo sandbox uses
-    (the demo is its own Compose project, named after its folder)."""
+def sandbox_image_names(project: str) -> dict[str, str]:
+    """Map the images the template root's stack runs to the names a sandbox whose Compose
+    project is ``project`` uses (a sandbox's project is named after its folder)."""
     compose = find_compose()
     root_images = service_images(compose_config(compose, project_dir=ROOT))
-    as_demo = Runner(extra_env={"COMPOSE_PROJECT_NAME": DEMO_DEST})
-    demo_images = service_images(compose_config(compose, project_dir=ROOT, runner=as_demo))
-    return {root_images[name]: demo_images[name] for name in root_images}
+    renamed = Runner(extra_env={"COMPOSE_PROJECT_NAME": project})
+    images = service_images(compose_config(compose, project_dir=ROOT, runner=renamed))
+    return {root_images[name]: images[name] for name in root_images}
+
+
+def demo_image_names() -> dict[str, str]:
+    """The images of the demo sandbox (``invoke demo`` renders it into DEMO_DEST)."""
+    return sandbox_image_names(DEMO_DEST)
+
+
+def preloaded_images() -> list[tuple[str, str]]:
+    """(host image, name in the machine) pairs: the demo's images, and the same images
+    under the names of the sandbox the walk renders with ``copier copy``."""
+    return [
+        *demo_image_names().items(),
+        *sandbox_image_names(WALK_SANDBOX).items(),
+    ]
 
 
 @dataclass
@@ -147,26 +169,34 @@ class FreshMachine:
         return subprocess.CompletedProcess(argv, code, log_to.read_text(errors="replace"), "")
 
 
-def preload_images(storage: Path, names: dict[str, str], scratch: Path) -> None:
+def preload_images(storage: Path, names: list[tuple[str, str]], scratch: Path) -> None:
     """Load the host's images into the machine's (still unused) Podman store, renamed.
 
     The outer Podman writes the nested store directly (``--root``); its libpod database is
     removed afterwards so that the machine's own Podman starts one with its own paths.
     """
+    sources = sorted({source for source, _target in names})
     missing = [
-        src for src in names if host_run(["podman", "image", "exists", src], check=False).returncode
+        src
+        for src in sources
+        if host_run(["podman", "image", "exists", src], check=False).returncode
     ]
     if missing:
         pytest.fail(f"images to preload are missing on the host: {missing} (nox -s container)")
     archive = scratch / "images.tar"
-    host_run(["podman", "save", "--multi-image-archive", "-o", str(archive), *names])
+    host_run(["podman", "save", "--multi-image-archive", "-o", str(archive), *sources])
     store = ["podman", "--root", str(storage), "--runroot", str(scratch / "runroot"),
              "--storage-driver", "overlay"]  # fmt: skip
     host_run([*store, "load", "-i", str(archive)])
-    for source, target in names.items():
+    for source, target in names:
         host_run([*store, "tag", source, target])
     archive.unlink()
     host_run(["rm", "-rf", str(storage / "libpod"), str(scratch / "runroot")])
+
+
+def host_image_exists(name: str) -> bool:
+    """Whether the host's Podman has the image ``name``."""
+    return host_run(["podman", "image", "exists", name], check=False).returncode == 0
 
 
 def check_exec(machine: FreshMachine, command: str, *, as_root: bool = False) -> str:
@@ -205,7 +235,7 @@ def clone_into(machine: FreshMachine, guest_path: str, owner: str) -> None:
     check_exec(machine, f"chown -R {owner}: {guest_path}", as_root=True)
 
 
-def preload_user_images(machine: FreshMachine, names: dict[str, str]) -> None:
+def preload_user_images(machine: FreshMachine, names: list[tuple[str, str]]) -> None:
     """Load the host's images into the machine user's rootless store, renamed.
 
     Rootless layers must be unpacked inside the user's namespace, so the machine's own
@@ -216,20 +246,23 @@ def preload_user_images(machine: FreshMachine, names: dict[str, str]) -> None:
     """
     user = machine.user
     assert user, "preload_user_images needs a machine with a user"
+    sources = sorted({source for source, _target in names})
     missing = [
-        src for src in names if host_run(["podman", "image", "exists", src], check=False).returncode
+        src
+        for src in sources
+        if host_run(["podman", "image", "exists", src], check=False).returncode
     ]
     if missing:
         pytest.fail(f"images to preload are missing on the host: {missing} (nox -s container)")
     archive = "/tmp/preload-images.tar"
     host_run(["podman", "save", "--multi-image-archive", "-o",
-              str(machine.rootfs / archive.lstrip("/")), *names])  # fmt: skip
+              str(machine.rootfs / archive.lstrip("/")), *sources])  # fmt: skip
     check_exec(machine, f"chown {user}: {archive}", as_root=True)
     temporary = "podman uidmap"
     apt = "DEBIAN_FRONTEND=noninteractive apt-get -y -qq"
     check_exec(machine, f"{apt} install --no-install-recommends {temporary} >/dev/null",
                as_root=True)  # fmt: skip
-    tags = " && ".join(f"podman tag {source} {target}" for source, target in names.items())
+    tags = " && ".join(f"podman tag {source} {target}" for source, target in names)
     check_exec(machine, f"podman load -q -i {archive} && {tags}")
     store = f"/home/{user}/.local/share/containers/storage"
     check_exec(
@@ -280,3 +313,77 @@ def run_records(machine: FreshMachine, volume: str, image: str) -> list[dict[str
 def tail(text: str, lines: int = 60) -> str:
     """The last ``lines`` lines of ``text``, for failure messages."""
     return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class WalkStep:
+    """One command of the walk, run in the machine exactly as printed."""
+
+    command: str
+    returncode: int
+    output: str
+    seconds: float
+
+
+@dataclass
+class SandboxWalk:
+    """A sandbox rendered with ``copier copy`` in the machine, and its README walked."""
+
+    machine: FreshMachine
+    folder: str
+    render: WalkStep
+    steps: list[WalkStep]
+
+    def step(self, words: str) -> WalkStep:
+        """The step whose command contains ``words`` (fails the test when none does)."""
+        found = [step for step in self.steps if words in step.command]
+        if not found:
+            pytest.fail(f"the rendered README has no command with {words!r}: {self.commands}")
+        return found[0]
+
+    @property
+    def commands(self) -> list[str]:
+        return [step.command for step in self.steps]
+
+
+def readme_commands(text: str) -> list[str]:
+    """Every command of a README's first ```sh block, as printed, without its trailing
+    comment."""
+    match = re.search(r"```sh\n(.*?)```", text, flags=re.DOTALL)
+    assert match, "README.md has no ```sh block"
+    lines = [re.sub(r"\s+#\s.*$", "", line).strip() for line in match.group(1).splitlines()]
+    return [line for line in lines if line]
+
+
+def walk_command(machine: FreshMachine, cwd: str, command: str, log: Path) -> WalkStep:
+    """Run ``command`` in ``cwd`` in the machine (as its user), output to ``log``; timed."""
+    start = time.monotonic()
+    result = machine.exec(f"cd {cwd} && {command}", timeout=RUN_TIMEOUT_S, log_to=log)
+    return WalkStep(command, result.returncode, result.stdout, time.monotonic() - start)
+
+
+def walk_rendered_readme(machine: FreshMachine, clone: str, label: str) -> SandboxWalk:
+    """Render a sandbox beside ``clone`` with the template's own copier (defaults and
+    WALK_ANSWERS), then run its README's first commands in it, one by one, as printed; a
+    command that fails does not stop the walk (the tests say which failed)."""
+    folder = f"{posixpath.dirname(clone)}/{WALK_SANDBOX}"
+    answers = " ".join(f"-d {answer}" for answer in WALK_ANSWERS)
+    copy = f"./bootstrap.sh copier copy --trust --defaults {answers} . {folder}"
+    logs = machine.log.parent
+    render = walk_command(machine, clone, copy, logs / f"walk{label}-0-copier.log")
+    steps: list[WalkStep] = []
+    if render.returncode == 0:
+        readme = machine.exec(f"cat {folder}/README.md").stdout
+        for number, command in enumerate(readme_commands(readme), start=1):
+            log = logs / f"walk{label}-{number}.log"
+            steps.append(walk_command(machine, folder, command, log))
+    total = render.seconds + sum(step.seconds for step in steps)
+    print(
+        f"\nfresh: rendered README walked as {machine.user or 'root'} in {total:.0f} s: "
+        + ", ".join(
+            f"`{step.command[:40]}` exit {step.returncode} {step.seconds:.0f} s"
+            for step in [render, *steps]
+        ),
+        file=sys.stderr,
+    )
+    return SandboxWalk(machine, folder, render, steps)

@@ -15,7 +15,7 @@ import subprocess
 import pytest
 
 from sandboxctl._proc import Runner
-from sandboxctl.config import load_settings
+from sandboxctl.config import find_root, load_settings
 from sandboxctl.models import source as llama_source
 from sandboxctl.stack import images
 from sandboxctl.stack.base_image import BaseImageSpec, build_base_image
@@ -32,7 +32,7 @@ def image() -> str:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
     pin, _origin, _result, _tree = llama_source.place_source()
-    settings = load_settings(llama_source.REPO_ROOT, require_file=False)
+    settings = load_settings(find_root(), require_file=False)
     # The Vulkan build stage's own base (Debian trixie's Vulkan headers; see the file).
     build_base_image(
         BaseImageSpec(tag=images.VULKAN_BUILD_BASE, suite="trixie", mirror=settings.debian_mirror),
@@ -44,7 +44,7 @@ def image() -> str:
     ccache.mkdir(parents=True, exist_ok=True)
     tag = llama_source.image_tag(pin.version, "vulkan")
     command = images.model_build_argv(
-        llama_source.REPO_ROOT, tag, pin.version, "vulkan", ccache,
+        find_root(), tag, pin.version, "vulkan", ccache,
         base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
     )  # fmt: skip
     build = subprocess.run(command, capture_output=True, text=True, check=False)

@@ -214,3 +214,42 @@ def test_slug_defaults_to_the_destination_folder_name(
     """Two sandboxes rendered with defaults in different folders are different projects."""
     dest = scaffold.render(tmp_path / folder, src=ROOT)
     assert f"COMPOSE_PROJECT_NAME={slug}\n" in (dest / ".env").read_text()
+
+
+def template_source(relpath: Path) -> Path | None:
+    """The template file a rendered ``relpath`` comes from (links followed), or None."""
+    for candidate in (ROOT / "template" / relpath, ROOT / "template" / f"{relpath}.jinja"):
+        if candidate.is_file():
+            return candidate.resolve()
+    return None
+
+
+def executable_sources(render: Path) -> list[Path]:
+    """Rendered files (relative) whose template source has an execute bit."""
+    found = []
+    for path in rendered_files(render):
+        relpath = path.relative_to(render)
+        source = template_source(relpath)
+        if source is not None and source.stat().st_mode & 0o111:
+            found.append(relpath)
+    return found
+
+
+def test_every_executable_template_file_renders_executable(default_render: Path) -> None:
+    """A file the template ships executable (bootstrap.sh, the entrypoints, ...) is
+    executable in the sandbox: the README's `./bootstrap.sh` runs as printed."""
+    executables = executable_sources(default_render)
+    assert Path("bootstrap.sh") in executables
+    lost = [str(rel) for rel in executables if not (default_render / rel).stat().st_mode & 0o100]
+    assert lost == []
+
+
+def test_no_file_link_in_template_points_at_an_executable() -> None:
+    """Copier takes a rendered file's execute bit from the template's git index, where a
+    link has none (mode 120000): an executable must be a real file in template/ (linked
+    from the root) or sit under a linked folder, never be a file link."""
+    links = [path for path in (ROOT / "template").iterdir() if path.is_symlink()]
+    offenders = [
+        path.name for path in links if path.is_file() and path.resolve().stat().st_mode & 0o111
+    ]
+    assert offenders == []

@@ -105,3 +105,32 @@ def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
 
     assert local.read_text() == mine
     assert (sandbox / "model" / "catalog.yaml").read_text().endswith("# template v2\n")
+
+
+def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
+    """After `copier update` from an older release, the files the template ships executable
+    are still executable (the bit is not lost by re-rendering)."""
+    template = snapshot_template(tmp_path / "template")
+    sandbox = tmp_path / "sandbox"
+    scaffold.render(sandbox, src=template, vcs_ref="v1.0.0")
+    git(sandbox, "init", "-q", "-b", "main")
+    git(sandbox, "add", "-A")
+    git(sandbox, "commit", "-q", "-m", "sandbox")
+    script = template / "template" / "bootstrap.sh"
+    script.write_text(script.read_text() + "# template v2\n")
+    git(template, "commit", "-q", "-am", "template v2")
+    git(template, "tag", "v2.0.0")
+
+    from copier import run_update
+
+    run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    executables = git(template, "ls-files", "-s", "template", "model", "supervisor")
+    shipped = [
+        line.split("\t", 1)[1] for line in executables.splitlines() if line.startswith("100755")
+    ]
+    assert "template/bootstrap.sh" in shipped
+    rendered = [name.removeprefix("template/") for name in shipped]
+    assert (sandbox / "bootstrap.sh").read_text().endswith("# template v2\n")
+    lost = [name for name in rendered if not (sandbox / name).stat().st_mode & 0o100]
+    assert lost == []

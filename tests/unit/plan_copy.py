@@ -33,6 +33,25 @@ def replace(path: Path, old: str, new: str, count: int = 1) -> None:
     path.write_text(text.replace(old, new, count))
 
 
+CANONICAL_PORT = 8080
+"""The model port of every copy, whatever the sandbox's own answer (a rendered sandbox may
+have answered another): the tests change it from this value."""
+
+
+def canonical_port(dest: Path) -> None:
+    """Set the copy's model port to CANONICAL_PORT in .env and in PLAN.md's plan, both."""
+    env = dest / ".env"
+    port = re.search(r"^MODEL_PORT=(\d+)$", env.read_text(), re.M)
+    assert port, f"no MODEL_PORT in {env}"
+    if int(port.group(1)) == CANONICAL_PORT:
+        return
+    replace(env, port.group(0), f"MODEL_PORT={CANONICAL_PORT}")
+    plan = dest / "PLAN.md"
+    text = re.sub(rf"^(model_port|    port): {port.group(1)}$", rf"\1: {CANONICAL_PORT}",
+                  plan.read_text(), flags=re.M)  # fmt: skip
+    plan.write_text(text)
+
+
 def consistent_copy(dest: Path) -> Path:
     """Copy the real PLAN.md, .env, compose files, Containerfiles and catalogs into ``dest``.
 
@@ -50,6 +69,7 @@ def consistent_copy(dest: Path) -> Path:
     if not (dest / "supervisor/Containerfile").exists():
         (dest / "supervisor").mkdir(exist_ok=True)
         (dest / "supervisor/Containerfile").write_text(MINIMAL_SUPERVISOR_CONTAINERFILE)
+    canonical_port(dest)
     sources = yaml.safe_load((dest / "model/llama-cpp-sources.yaml").read_text())
     pinned = re.search(r"^LLAMA_CPP_VERSION=(\S*)$", (dest / ".env").read_text(), re.M)
     assert pinned

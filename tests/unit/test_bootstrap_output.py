@@ -31,7 +31,8 @@ exit 0
 def sandbox_copy(tmp_path: Path, *, venv_ready: bool) -> Path:
     """The files bootstrap.sh reads, in a folder of their own."""
     copy = tmp_path / "repo"
-    for relpath in ("bootstrap.sh", "requirements/debian-packages.txt", "requirements/dev.lock",
+    for relpath in ("bootstrap.sh", "requirements/debian-packages.txt",
+                    "requirements/debian-check-packages.txt", "requirements/dev.lock",
                     "pyproject.toml", "supervisor/pyproject.toml"):  # fmt: skip
         (copy / relpath).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(ROOT / relpath, copy / relpath)
@@ -65,9 +66,11 @@ def fake_bin(tmp_path: Path) -> Path:
     return bin_dir
 
 
-def bootstrap(copy: Path, bin_dir: Path, **env: str) -> subprocess.CompletedProcess[str]:
+def bootstrap(
+    copy: Path, bin_dir: Path, command: str = "true", **env: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        ["bash", str(copy / "bootstrap.sh"), "true"],
+        ["bash", str(copy / "bootstrap.sh"), command],
         env={
             "PATH": f"{bin_dir}:/usr/bin:/bin",
             "HOME": str(copy),
@@ -111,3 +114,24 @@ def test_a_failing_step_prints_its_tail_and_the_log_path(tmp_path: Path) -> None
     assert err[-1] == "bootstrap: the whole output is in .cache/bootstrap/apt-update.log"
     assert len(err) < 30
     assert os.path.getsize(copy / ".cache/bootstrap/apt-update.log") > 10_000
+
+
+def test_check_packages_are_installed_only_for_the_checks(tmp_path: Path) -> None:
+    """A browser and a linter are what `nox` needs, not the first command or `up`:
+    `./bootstrap.sh nox` installs them too, `./bootstrap.sh invoke ...` does not."""
+    checks = [
+        line.split("#")[0].strip()
+        for line in (ROOT / "requirements/debian-check-packages.txt").read_text().splitlines()
+        if line.split("#")[0].strip()
+    ]
+    assert "chromium" in checks
+    for command, wanted in (("true", False), ("nox", True)):
+        copy = sandbox_copy(tmp_path / command, venv_ready=True)
+        bin_dir = fake_bin(tmp_path / command)
+        (bin_dir / "nox").write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / "nox").chmod(0o755)
+        result = bootstrap(copy, bin_dir, command)
+        assert result.returncode == 0, result.stderr
+        installing = next(line for line in result.stderr.splitlines() if "installing" in line)
+        assert all((f" {name}" in installing) == wanted for name in checks), installing
+        assert " podman" in installing

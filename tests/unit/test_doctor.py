@@ -337,12 +337,26 @@ def test_a_crashing_check_becomes_a_failed_row_not_a_traceback(
     assert (row.status, "kaput" in row.detail) == ("fail", True)
 
 
-def test_render_prints_one_table_with_the_fix_column(tmp_path: Path) -> None:
+def test_render_prints_one_item_per_check_with_its_fix(tmp_path: Path) -> None:
     console = Console(record=True, width=200)
     doctor.render([Check("engine", "fail", "silent", "invoke machine.start")], console)
     text = console.export_text()
-    assert "invoke machine.start" in text
-    assert "sandbox doctor" in text
+    assert text.splitlines() == [
+        "sandbox doctor",
+        "fail  engine: silent",
+        "      fix: invoke machine.start",
+    ]
+
+
+def test_render_fits_80_columns_and_wraps_at_words(tmp_path: Path) -> None:
+    """Long details wrap under their check at word boundaries, never past 80 columns."""
+    console = Console(record=True, width=80)
+    detail = "Podman 4.3.1 (API 1.41) at unix:///run/podman/podman.sock (native Podman) " * 3
+    doctor.render([Check("engine", "warn", detail, "run `invoke doctor` " * 6)], console)
+    lines = console.export_text().splitlines()
+    assert max(map(len, lines)) <= 80
+    assert all(line.startswith("      ") for line in lines[2:])
+    assert " ".join(" ".join(lines).split()).count("unix:///run/podman/podman.sock") == 3
 
 
 def test_settings_feed_the_engine_decision(tmp_path: Path) -> None:

@@ -18,7 +18,9 @@ from fakes.harness import FakeTools
 from sandboxctl.host import network, rootless
 from sandboxctl.host import prepare as hostprep
 
-ALL_INSTALLED = list(hostprep.PACKAGES)
+ROOT = Path(__file__).resolve().parents[2]
+
+ALL_INSTALLED = list(hostprep.read_package_list())
 IMAGE = hostprep.PROBE_IMAGE
 
 
@@ -87,7 +89,7 @@ def test_missing_packages_are_installed_through_sudo_when_not_root(tmp_path: Pat
     install.append("--no-install-recommends")
     wanted = [package for package in ALL_INSTALLED if package != "podman"]
     assert [*install, *wanted] in fakes.calls("sudo")
-    assert set(fakes.state["installed"]) == set(hostprep.PACKAGES)
+    assert set(fakes.state["installed"]) == set(hostprep.read_package_list())
 
 
 def test_root_installs_without_sudo(tmp_path: Path) -> None:
@@ -280,7 +282,7 @@ def test_render_dropin_round_trips_through_tomllib() -> None:
 
 def test_package_list_names_what_a_fresh_debian_lacks_for_the_stack() -> None:
     for package in ("podman", "runc", "catatonit", "netavark", "aardvark-dns", "iptables"):
-        assert package in hostprep.PACKAGES
+        assert package in hostprep.read_package_list()
 
 
 def test_package_list_ignores_comments_and_blank_lines(tmp_path: Path) -> None:
@@ -290,8 +292,8 @@ def test_package_list_ignores_comments_and_blank_lines(tmp_path: Path) -> None:
 
 
 def test_bootstrap_installs_from_the_same_package_list() -> None:
-    bootstrap = (hostprep.PACKAGE_LIST.parents[1] / "bootstrap.sh").read_text()
-    assert str(hostprep.PACKAGE_LIST.relative_to(hostprep.PACKAGE_LIST.parents[1])) in bootstrap
+    bootstrap = (ROOT / "bootstrap.sh").read_text()
+    assert str(hostprep.PACKAGE_LIST_RELPATH) in bootstrap
     assert "apt_packages=()" in bootstrap  # filled from the list, not written out here
 
 

@@ -9,6 +9,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from sandboxctl import invoke_entry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +42,19 @@ def test_inside_the_sandbox_it_is_invoke(tmp_path: Path) -> None:
     result = run_invoke(ROOT, "--list")
     assert result.returncode == 0
     assert "runs.list" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv", [["scaffold.new", "--help"], ["run", "-h"], ["model.add", "--help"]]
+)
+def test_help_after_a_task_with_a_required_argument_shows_its_help(
+    argv: list[str], tmp_path: Path
+) -> None:
+    """`invoke scaffold.new --help` rendered a sandbox into './--help'; now it is help."""
+    result = run_invoke(ROOT, *argv)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {argv[0]} ")
+    assert not (ROOT / argv[1]).exists()
 
 
 def test_pyproject_installs_it_under_invokes_script_names() -> None:

@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 import yaml
 
+from sandboxctl.config import load_settings
 from sandboxctl.kube import convert, render, validate
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.kube.job import job_script
 from sandboxctl.stack.compose import ComposeCommand, find_compose, packaged_binary
 
 ROOT = Path(__file__).resolve().parents[2]
+PORT = load_settings(ROOT, require_file=True).model_port
+"""The model port of this sandbox's .env (a rendered sandbox may have answered another)."""
 SECRET_VALUES = {"model_api_key": "key-" + "k" * 40, "tools_token": "tok-" + "t" * 40}
 
 
@@ -138,7 +141,7 @@ def test_only_called_services_get_a_service_object(
     supervisor is called by nobody, so it has no Service."""
     services = by_kind(built["overlays/cpu"], "Service")
     assert {n: [p["port"] for p in s["spec"]["ports"]] for n, s in services.items()} == {
-        "model-server": [8080],
+        "model-server": [PORT],
         "tools": [8700],
     }
 
@@ -246,7 +249,8 @@ def _admits(
 
 
 def reachable(policies: list[dict[str, Any]], src: str, dst: str | None, port: int) -> bool:
-    part = {convert.PART_OF_LABEL: "ai-sandbox"}  # the project of this repository's .env
+    # the project of this repository's .env (a rendered sandbox's slug is its folder's name)
+    part = {convert.PART_OF_LABEL: load_settings(ROOT, require_file=True).compose_project_name}
     src_labels = {convert.NAME_LABEL: src, **part}
     dst_labels = {convert.NAME_LABEL: dst, **part} if dst else None
     out = _admits(policies, "egress", src_labels, dst_labels, port)
@@ -266,13 +270,13 @@ def test_network_policies_allow_exactly_the_compose_paths(
         (src, dst, port)
         for src in pods
         for dst in pods
-        for port in (8080, 8700, 22)
+        for port in (PORT, 8700, 22)
         if src != dst and reachable(policies, src, dst, port)
     }
     assert allowed == {
-        ("supervisor", "model-server", 8080),
+        ("supervisor", "model-server", PORT),
         ("supervisor", "tools", 8700),
-        (convert.JOB_NAME, "model-server", 8080),
+        (convert.JOB_NAME, "model-server", PORT),
     }
     for src in pods:
         assert not reachable(policies, src, None, 443), f"{src} reaches outside"
@@ -293,9 +297,9 @@ def test_network_policy_evaluator_sees_a_hole(built: dict[str, list[dict[str, An
         },
     }
     assert (
-        reachable([*policies, hole], "tools", "model-server", 8080) is False
+        reachable([*policies, hole], "tools", "model-server", PORT) is False
     )  # egress still denies
-    assert reachable(policies, "tools", "model-server", 8080) is False
+    assert reachable(policies, "tools", "model-server", PORT) is False
     opened = {
         "kind": "NetworkPolicy",
         "metadata": {"name": "open"},
@@ -306,7 +310,7 @@ def test_network_policy_evaluator_sees_a_hole(built: dict[str, list[dict[str, An
             "egress": [{"to": [{"podSelector": {}}]}],
         },
     }
-    assert reachable([*policies, opened], "tools", "model-server", 8080) is True
+    assert reachable([*policies, opened], "tools", "model-server", PORT) is True
 
 
 # --- overlays and the Job -------------------------------------------------------------------

@@ -11,14 +11,15 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
-    "_proc": 0, "answers": 0, "_chart": 0,
+    "_proc": 0, "answers": 0, "_chart": 0, "_text": 0,
     "config": 1,
     "host": 2, "models": 2,
     "stack": 3,
     "kube": 4, "devcontainer": 4, "scaffold": 4, "eval": 4,
-    "plan": 5,
+    "plan": 5, "runview": 5,
     "checks": 6,
-    "__main__": 7, "tasks": 7, "invoke_entry": 7,
+    "__main__": 7, "tasks": 7,
+    "invoke_entry": 8,
 }  # fmt: skip
 
 

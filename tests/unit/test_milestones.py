@@ -14,6 +14,7 @@ from plan_copy import consistent_copy, replace
 from sandboxctl._proc import Runner
 from sandboxctl.checks import milestones
 from sandboxctl.checks.base import Check, Probes
+from sandboxctl.config import load_settings
 from sandboxctl.host.platform import HostInfo, Platform
 
 FAKE_PODMAN = """
@@ -58,6 +59,9 @@ else:
 WSL = HostInfo(platform=Platform.WSL, is_root=False, uid=1000, xdg_runtime_dir="/run/user/1000")
 LINUX_ROOT = HostInfo(platform=Platform.LINUX, is_root=True, uid=0)
 MACHINE_SOCKET = "/run/user/1000/podman/podman-machine-default-api.sock"
+PROJECT = load_settings(Path(__file__).resolve().parents[2], require_file=True).compose_project_name
+"""The Compose project of this repository's .env (copied into ``repo``): a rendered
+sandbox's slug is its folder's name, so never a literal here."""
 
 
 class Fakes:
@@ -121,8 +125,8 @@ def running_machine() -> dict[str, Any]:
 
 def container(service: str, state: str = "running") -> dict[str, Any]:
     """One entry of `podman ps --format json` for a compose service."""
-    labels = {"com.docker.compose.project": "ai-sandbox", "com.docker.compose.service": service}
-    return {"Names": [f"ai-sandbox-{service}-1"], "State": state, "Labels": labels}
+    labels = {"com.docker.compose.project": PROJECT, "com.docker.compose.service": service}
+    return {"Names": [f"{PROJECT}-{service}-1"], "State": state, "Labels": labels}
 
 
 def test_host_prepared_with_fake_podman_and_fake_compose_plugin(repo: Path, tmp_path: Path) -> None:
@@ -262,7 +266,7 @@ def test_containers_running_when_fake_podman_lists_both_services(
     )
     status = milestones.containers_running(probes(repo, fakes))
     assert status.done, status.detail
-    assert "label=com.docker.compose.project=ai-sandbox" in fakes.calls()[-1]
+    assert f"label=com.docker.compose.project={PROJECT}" in fakes.calls()[-1]
 
 
 def test_containers_not_running_when_fake_podman_lists_one_exited(

@@ -7,6 +7,7 @@ exactly what `model.use` left.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import gguf_sample
@@ -153,7 +154,8 @@ def _local_fields(model: catalog.Model) -> dict[str, object]:
 def test_use_switches_env_and_plan_without_drift(repo: Path, tmp_path: Path) -> None:
     add(repo, gguf_sample.write_gguf(tmp_path / "a.gguf"), key="mine")
     # A rendered sandbox's answers file keeps the model asked at copy time.
-    (repo / ".copier-answers.yml").write_text("_commit: v1\nmodel: tiny\nmodel_port: 8080\n")
+    port = parse_dotenv((repo / ".env").read_text())["MODEL_PORT"]
+    (repo / ".copier-answers.yml").write_text(f"_commit: v1\nmodel: tiny\nmodel_port: {port}\n")
     changes = selection.use(repo, "mine")
     assert ".env: SANDBOX_MODEL=mine" in changes
     assert "PLAN.md: model: mine" in changes
@@ -214,10 +216,9 @@ def test_tasks_add_use_and_list_as_a_user_runs_them(
     assert ".env: SANDBOX_MODEL=base" in used
     assert "no chat template" in used
     model_tasks.list_(Context())
-    rows = [line for line in capsys.readouterr().out.splitlines() if "│" in line]
-    selected = [row for row in rows if row.split("│")[1].strip() == "*"]
+    selected = [line for line in capsys.readouterr().out.splitlines() if line.startswith("*  ")]
     assert len(selected) == 1
-    cells = [cell.strip() for cell in selected[0].split("│")[1:-1]]
-    marker, key, source_kind, _size, license_, context, template, tools, present = cells
+    cells = re.split(r"\s{2,}", selected[0])
+    marker, key, _size, context, template, tools, present, source_kind, license_ = cells
     assert (marker, key, source_kind, license_) == ("*", "base", "local", "apache-2.0")
-    assert (context, template, tools, present) == ("1024 (trained 1024)", "NONE", "no", "yes")
+    assert (context, template, tools, present) == ("1024", "NONE", "no", "yes")

@@ -118,8 +118,53 @@ def test_render_prints_text_as_text_without_terminal_sequences(files: dict[str, 
 def test_summary_is_one_line(files: dict[str, bytes]) -> None:
     run = runs.find(runs.parse_files(files), "20260101T000000")
     assert runs.summary(run) == (
-        "run 20260101T000000Z-aaaa11: finished after 1 steps, 15 tokens, 1.2 s"
+        "run 20260101T000000Z-aaaa11: finished after 1 steps, 15 tokens, 1.2 s; "
+        "unverified: no check ran (add --check 'COMMAND')"
     )
+
+
+def checked_run(passed: bool, output: str, exit_code: int | None = 1) -> runs.Run:
+    """A finished run whose check ran with ``output``."""
+    records = run_records("20260103T000000Z-cccc44", "2026-01-03T00:00:00.0Z")
+    check = {"v": 1, "seq": 90, "ts": "2026-01-03T00:00:01.0Z", "run_id": "20260103T000000Z-cccc44",
+             "type": "check", "command": "test -f a.txt", "status": "ok",
+             "exit_code": exit_code, "passed": passed, "output": output}  # fmt: skip
+    records[-1] |= {"status": "passed" if passed else "failed", "agent_status": "finished"}
+    return runs.parse_files({"r.jsonl": jsonl([*records[:-1], check, records[-1]])})[0]
+
+
+def test_failed_check_shows_command_exit_code_and_last_output_lines() -> None:
+    output = "".join(f"line {n}\n" for n in range(30)) + "/bin/sh: syntax error\x1b[2J\n"
+    report = runs.check_report(checked_run(False, output, exit_code=2))
+    assert report[0] == "check: test -f a.txt: failed (exit 2)"
+    assert report[1] == "   | ... 21 earlier line(s)"
+    assert report[-1] == "   | /bin/sh: syntax error"
+    assert len(report) == 2 + runs.CHECK_TAIL_LINES
+
+
+def test_failed_check_that_printed_nothing_says_so() -> None:
+    assert runs.check_report(checked_run(False, "")) == [
+        "check: test -f a.txt: failed (exit 1)",
+        "   | (the check printed nothing)",
+    ]
+
+
+def test_checked_run_is_not_called_unverified() -> None:
+    run = checked_run(True, "", exit_code=0)
+    assert "unverified" not in runs.summary(run)
+    assert runs.check_report(run) == ["check: test -f a.txt: passed (exit 0)"]
+
+
+def test_render_shows_the_whole_answer_and_the_checks_output() -> None:
+    run = checked_run(False, "missing a.txt\n")
+    long_answer = "first line\n" + "word " * 200 + "\nlast line"
+    records = [r | {"answer": long_answer} if r["type"] == "run_end" else r for r in run.records]
+    shown = runs.render(runs.Run(run.file, tuple(records)))
+    assert "== answer: first line" in shown
+    assert "last line" in shown
+    assert "word " * 200 in shown
+    assert "== check: test -f a.txt: failed (exit 1)" in shown
+    assert "   | missing a.txt" in shown
 
 
 def test_export_writes_a_trajectory_the_supervisor_reads(

@@ -56,3 +56,44 @@ def test_fresh_sandbox_from_a_rendered_sandbox_copies_tracked_files_and_renames_
     assert sorted(p.name for p in dest.iterdir()) == [".env", "tasks.py"]
     assert (dest / ".env").read_text() == "COMPOSE_PROJECT_NAME=check-sandbox\nMODEL_PORT=8080\n"
     assert (source / ".env").read_text().startswith("COMPOSE_PROJECT_NAME=mine")
+
+
+def test_fresh_sandbox_renames_the_project_in_the_plan_and_answers_too(tmp_path: Path) -> None:
+    """The copy's PLAN.md and answers state its own project, so `plan.check` finds no
+    drift (the e2e of a rendered sandbox failed on exactly that)."""
+    source = tmp_path / "mine"
+    source.mkdir()
+    (source / ".env").write_text("COMPOSE_PROJECT_NAME=r1\n")
+    (source / "PLAN.md").write_text(
+        "project: r1\nservices:\n  x:\n    image: localhost/r1-supervisor:dev\n"
+        "prose about r1 stays\n"
+    )
+    (source / ".copier-answers.yml").write_text("model: tiny\nproject_slug: r1\n")
+
+    dest = scaffold.fresh_sandbox(source, tmp_path / "copy", "e2e-real-model")
+
+    plan = (dest / "PLAN.md").read_text()
+    assert "project: e2e-real-model\n" in plan
+    assert "image: localhost/e2e-real-model-supervisor:dev" in plan
+    assert "prose about r1 stays" in plan
+    assert "project_slug: e2e-real-model" in (dest / ".copier-answers.yml").read_text()
+
+
+def test_fresh_sandbox_of_a_sandbox_without_git_copies_what_gitignore_keeps(
+    tmp_path: Path,
+) -> None:
+    """`copier copy` makes no git repository: the copy still leaves out what the sandbox's
+    .gitignore names (secrets, models, the venv) and keeps the rest."""
+    source = tmp_path / "mine"
+    (source / "secrets").mkdir(parents=True)
+    (source / "secrets" / "model_api_key").write_text("key\n")
+    (source / ".venv" / "bin").mkdir(parents=True)
+    (source / "model").mkdir()
+    (source / "model" / "catalog.yaml").write_text("x\n")
+    (source / ".gitignore").write_text(".venv/\n/secrets/\n__pycache__/\n")
+    (source / ".env").write_text("COMPOSE_PROJECT_NAME=mine\n")
+
+    dest = scaffold.fresh_sandbox(source, tmp_path / "copy", "check-sandbox")
+
+    assert sorted(p.name for p in dest.iterdir()) == [".env", ".gitignore", "model"]
+    assert (dest / "model" / "catalog.yaml").read_text() == "x\n"

@@ -120,7 +120,8 @@ def test_load_model_imports_when_volume_differs_fake_podman(tmp_path: Path) -> N
     assert built.load_model(model, "img", tmp_path) is True
     imports = [c for c in calls(log) if c[1:3] == ["volume", "import"]]
     assert imports
-    assert imports[0][3] == "ai-sandbox_model-data"
+    project = load_settings(ROOT, require_file=True).compose_project_name
+    assert imports[0][3] == f"{project}_model-data"
     assert not (tmp_path / ".tiny.gguf.tar").exists()
 
 
@@ -252,3 +253,28 @@ def test_check_failed_code_comes_from_the_contract() -> None:
 
     assert exit_codes.CODES["check_failed"] == stack.CHECK_FAILED_EXIT_CODE
     assert stack.CHECK_FAILED_EXIT_CODE in stack.FINISHED_EXIT_CODES
+
+
+def test_up_reuses_a_model_already_in_the_model_dir_and_fetches_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`model.fetch` (or `model.use`) put the GGUF in place: `up` uses it, no second
+    download, in the same directory `model.fetch` writes ($SANDBOX_MODEL_DIR here)."""
+    import dataclasses
+
+    from sandboxctl.models import catalog
+    from sandboxctl.stack.up import prepare_model
+
+    built, _log = make_stack(tmp_path, {})
+    built.settings = dataclasses.replace(built.settings, sandbox_model="smollm2-135m-instruct")
+    monkeypatch.setenv("SANDBOX_MODEL_DIR", str(tmp_path / "models"))
+    model = catalog.load_catalog(ROOT / "model" / "catalog.yaml").get("smollm2-135m-instruct")
+    placed = catalog.model_path(model, catalog.model_dir())
+    placed.parent.mkdir(parents=True)
+    placed.write_bytes(b"GGUF")
+
+    def no_download(*args: object, **kwargs: object) -> None:
+        raise AssertionError("downloaded again")
+
+    monkeypatch.setattr(catalog, "fetch_model", no_download)
+    assert prepare_model(built) == placed

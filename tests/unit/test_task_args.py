@@ -99,6 +99,20 @@ def test_every_choice_argument_rejects_an_unknown_word(name: str) -> None:
             parse(name, *flag_value(argument, choice), *others)
 
 
+@pytest.mark.parametrize("name", sorted(wiring.ns.task_names))
+def test_help_is_never_the_value_of_a_required_argument(name: str) -> None:
+    """`invoke TASK --help` on a task with a required argument asks for help; it used to
+    become the argument (a sandbox rendered into './--help', a task run named '--help')."""
+    found = wiring.ns[name]
+    if not any(argument.positional for argument in found.get_arguments()):
+        return
+    for word in ("--help", "-h"):
+        with pytest.raises(
+            ParseError, match=f"for help, put it before the task: invoke --help {found.name}"
+        ):
+            parse(name, word)
+
+
 def test_a_range_on_a_parameter_the_task_lacks_is_refused() -> None:
     """A typo in ranges= is caught where the task is defined."""
     with pytest.raises(ValueError, match="unknown parameters"):
@@ -151,6 +165,12 @@ def invoke(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         (["plan.check", "--max-open-days=-1"], "--max-open-days: expected a whole number"),
         (["up", "--timeout=0"], "--timeout: expected a whole number 1 or more, got 0"),
         (["machine.init", "--rootful=maybe"], "--rootful: expected one of 'true', 'false'"),
+        (["run", ""], "run: the task is empty"),
+        (["run", " \t "], "run: the task is empty"),
+        (["run", "--check", 'test -f "a.txt', "x"], "is not valid shell"),
+        (["run", "--check", "if true; then", "x"], "is not valid shell"),
+        (["eval", "--model", "nosuch"], "eval: unknown model 'nosuch'; known: scripted, "),
+        (["eval", "--model", "scripted,tiny,nosuch"], "unknown model 'nosuch'"),
     ],
 )
 def test_misuse_is_one_line_and_exit_1(argv: list[str], message: str) -> None:

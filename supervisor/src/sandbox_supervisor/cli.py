@@ -23,7 +23,9 @@ from sandbox_supervisor.client import ModelClient, context_size, detect_tool_mod
 from sandbox_supervisor.config import ConfigError, Settings, load_settings
 from sandbox_supervisor.scripted import ScriptedModel
 from sandbox_supervisor.session import (
+    checked_check,
     checked_run_id,
+    checked_task,
     finish,
     interrupt_on_sigterm,
     local_executor,
@@ -260,12 +262,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
     try:
         server.serve_forever(poll_interval=0.5)
     except KeyboardInterrupt:
-        print("tools: stopping", file=sys.stderr, flush=True)
+        sys.stderr.write("tools: stopping\n")  # one write per line: no partial log lines
+        sys.stderr.flush()
     finally:
         server.server_close()
         ended = terminate_all(settings.command_grace_s)  # no command outlives the service
         if ended:
-            print(f"tools: ended {ended} running command(s)", file=sys.stderr, flush=True)
+            sys.stderr.write(f"tools: ended {ended} running command(s)\n")
+            sys.stderr.flush()
     return 0
 
 
@@ -362,6 +366,20 @@ def _run_id(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _task(text: str) -> str:
+    try:
+        return checked_task(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _check(text: str) -> str:
+    try:
+        return checked_check(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``sandbox-supervisor``."""
     parser = argparse.ArgumentParser(
@@ -374,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run one task")
-    run.add_argument("task", help="what the agent should do")
+    run.add_argument("task", type=_task, help="what the agent should do")
     run.add_argument("--workspace", type=Path, help="workspace root (SUPERVISOR_WORKSPACE)")
     run.add_argument("--log-dir", type=Path, help="trajectory directory (SUPERVISOR_LOG_DIR)")
     run.add_argument("--log", type=Path, help="trajectory file (default: LOG_DIR/RUN_ID.jsonl)")
@@ -394,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--check",
         metavar="CMD",
+        type=_check,
         help="after the run, run CMD in the workspace (where the tools run): its exit "
         "status alone makes the run passed (0) or failed",
     )

@@ -106,6 +106,15 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
+def server_reason(body: object, fallback: str = "", limit: int = 200) -> str:
+    """The server's own words for a refused request, on one line: llama-server's
+    ``{"error": {"message": ...}}`` (or a plain body), else ``fallback``."""
+    error = body.get("error", body) if isinstance(body, dict) else body
+    message = error.get("message") if isinstance(error, dict) else error
+    text = " ".join(str(message or fallback or "no reason given").split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
     """Seconds to wait from a ``Retry-After`` header (delta seconds or HTTP date)."""
     if not value:
@@ -327,7 +336,8 @@ class ModelClient:
             status = exc.status_code
             if status in RETRY_STATUS:
                 retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
-                raise _Retryable(f"HTTP {status}", retry_after) from None
+                reason = server_reason(exc.body, exc.message)
+                raise _Retryable(f"HTTP {status}: {reason}", retry_after) from None
             raise self._rejected(status, exc) from None
         except openai.APITimeoutError:
             raise _Retryable(f"no reply within {timeout:.1f} s") from None

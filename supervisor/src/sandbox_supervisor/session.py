@@ -12,6 +12,7 @@ import platform
 import re
 import secrets
 import signal
+import subprocess
 import time
 from importlib import metadata
 from pathlib import Path
@@ -33,7 +34,7 @@ from sandbox_supervisor.scripted import ScriptedModel, load_script
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, InProcessExecutor, Workspace
 from sandbox_supervisor.tools.remote import RemoteExecutor
 from sandbox_supervisor.trajectory import TrajectoryWriter
-from sandbox_supervisor.view import Progress, safe
+from sandbox_supervisor.view import Progress, answer_preview
 
 
 def versions() -> dict[str, str]:
@@ -65,6 +66,32 @@ def checked_run_id(run_id: str) -> str:
             "starting with a letter or digit"
         )
     return run_id
+
+
+def checked_task(task: str) -> str:
+    """Return ``task`` when it asks for something; else raise ValueError (an empty or
+    blank task would run the model on nothing)."""
+    if not task.strip():
+        raise ValueError("the task is empty: say in words what the agent should do")
+    return task
+
+
+def checked_check(command: str, shell: str = "/bin/sh") -> str:
+    """Return ``command`` when ``shell`` can parse it (``sh -n``: nothing runs); else raise
+    ValueError with the shell's own message, so a quoting mistake is caught before the run,
+    not after it as a failed check."""
+    if not command.strip():
+        raise ValueError("the check is empty: give a command, e.g. 'test -f hello.txt'")
+    try:
+        parsed = subprocess.run(
+            [shell, "-n", "-c", command], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ValueError(f"the check could not be parsed by {shell}: {exc}") from exc
+    if parsed.returncode != 0:
+        why = " ".join(parsed.stderr.split()) or f"{shell} -n exited {parsed.returncode}"
+        raise ValueError(f"the check {command!r} is not valid shell: {why}")
+    return command
 
 
 def log_path(
@@ -108,11 +135,12 @@ def local_executor(settings: Settings, workspace: Path | None = None) -> InProce
 
 
 def finish(result_status: str, answer: str | None, path: Path, progress: Progress) -> int:
-    """Say where the trajectory is, print the answer; return the exit code of the status."""
+    """Say where the trajectory is, print the answer (labelled, a few lines at most); return
+    the exit code of the status."""
     code = for_status(result_status)
     progress(f"trajectory: {path}")
     if answer is not None:
-        print(safe(answer))
+        print(answer_preview(answer), flush=True)
     return code
 
 

@@ -39,7 +39,9 @@ class Progress:
     def __call__(self, message: str) -> None:
         if not self.quiet:
             elapsed = time.monotonic() - self.started
-            print(f"[{elapsed:7.2f}s] {safe(message)}", file=sys.stderr, flush=True)
+            # One write per line (see tools.service._stderr): no partial lines in logs.
+            sys.stderr.write(f"[{elapsed:7.2f}s] {safe(message)}\n")
+            sys.stderr.flush()
 
 
 def render(records: list[dict[str, Any]]) -> str:
@@ -122,6 +124,28 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
             + (f"; answer: {record['answer']}" if record.get("answer") else "")
             + (f"; {record['reason']}" if record.get("reason") else "")
         )
+
+
+ANSWER_LINES = 3
+ANSWER_CHARS = 300
+
+
+def answer_preview(answer: str, lines: int = ANSWER_LINES, chars: int = ANSWER_CHARS) -> str:
+    """The model's final answer as a person reads it at a glance: labelled, safe for a
+    terminal, cut to ``lines`` lines and ``chars`` characters, saying how much was cut
+    (the whole text stays in the trajectory)."""
+    text = safe(answer).strip()
+    kept = text.splitlines()[:lines] or [""]
+    shown = "\n".join(kept)
+    if len(shown) > chars:
+        shown = shown[: chars - 3] + "..."
+    body = shown.replace("\n", "\n        ")
+    note = (
+        ""
+        if shown == text
+        else (f"\n        [{len(text)} characters in all; the whole answer is in the trajectory]")
+    )
+    return f"answer: {body}{note}"
 
 
 def short(text: str, limit: int) -> str:

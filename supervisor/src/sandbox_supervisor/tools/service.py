@@ -62,7 +62,11 @@ Reply = tuple[int, dict[str, Any]]
 
 
 def _stderr(message: str) -> None:
-    print(f"tools: {message}", file=sys.stderr, flush=True)
+    # One write per line: the image runs unbuffered, where print() writes the text and its
+    # newline apart and the engine's log keeps a partial line that `compose logs` glues
+    # to the next one.
+    sys.stderr.write(f"tools: {message}\n")
+    sys.stderr.flush()
 
 
 class ToolService:

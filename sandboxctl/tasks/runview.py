@@ -1,0 +1,65 @@
+"""The run viewer's tasks, in the `runs` collection: runs.view writes a run's page,
+runs.serve serves every run and evaluation on 127.0.0.1 (logic: :mod:`sandboxctl.runview`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from invoke.context import Context
+from invoke.exceptions import Exit
+
+from sandboxctl.runview import model, pages, server, source
+from sandboxctl.stack import runs as runs_
+from sandboxctl.tasks._args import task
+from sandboxctl.tasks._support import root
+from sandboxctl.tasks.stack import opened
+
+LOGS_HELP = "Read runs from this trajectory file or folder instead of the stack's logs volume"
+
+
+def _source(logs: str) -> server.RunSource:
+    """The runs: from ``logs`` when given, else from the stack's logs volume."""
+    if logs:
+        return lambda: source.read_folder(Path(logs))
+    with opened() as stack:
+        return lambda: runs_.read_runs(stack)
+
+
+@task(
+    name="view",
+    help={
+        "id": "The run's id or its first characters (default: the last run)",
+        "output": "File or folder of the page (default: results/runs/run-ID.html)",
+        "logs": LOGS_HELP,
+    },
+)
+def view(c: Context, id: str = "", output: str = "", logs: str = "") -> None:
+    """Write one run's page (self-contained HTML: open it from disk) and print its path."""
+    try:
+        found: Sequence[runs_.Run] = _source(logs)()
+        run = runs_.find(found, id)
+        html = pages.run_page(model.build(run))
+        written = source.write_page(html, run.run_id, Path(output or root() / "results" / "runs"))
+    except runs_.RunsError as error:
+        raise Exit(str(error), code=1) from error
+    print(written)
+
+
+@task(
+    name="serve",
+    help={
+        "port": "Port on 127.0.0.1 (0: any free one)",
+        "logs": LOGS_HELP,
+        "results": "Folder of the evaluations (default: results/eval)",
+    },
+    ranges={"port": (0, 65535)},
+)
+def serve(c: Context, port: int = 8765, logs: str = "", results: str = "") -> None:
+    """Serve the runs and evaluations on 127.0.0.1, read-only, until Ctrl-C."""
+    runs = server.Cached(_source(logs))
+    site = server.Site(runs, Path(results) if results else root() / "results" / "eval")
+    try:
+        server.serve(site, port)
+    except OSError as error:
+        raise Exit(f"runs.serve: cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
