@@ -8,6 +8,12 @@ out an unprivileged process has (its resolver, a name the host itself resolves, 
 TCP to the canaries through every address the container could use: its own loopback and
 the gateway of each of its networks) and assert that the canaries heard nothing.
 
+The probes that send packets run this test's Python inside each container's network
+namespace (``nsenter --net`` from the host): the same interfaces, addresses and routes as
+the container's own processes, and no tool needed in the image (the model server's has
+only busybox). Name lookups run inside the container where it has ``getent``, and as a
+query to each server its ``resolv.conf`` lists otherwise.
+
 Two gaps that remain are written as strict ``xfail`` tests, so they show in every run
 and turn red the day they close (docs/SECURITY.md, "Network"): the engine's resolver
 (aardvark-dns 1.4) still answers a query sent to it by hand and forwards outside names,
@@ -22,9 +28,12 @@ from __future__ import annotations
 import json
 import random
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -98,18 +107,68 @@ def gateways(stack: E2EStack, service: str) -> list[str]:
     return sorted({n["Gateway"] for n in networks.values() if n.get("Gateway")})
 
 
-def probe_ways_out(stack: E2EStack, service: str, canary: Canary) -> dict[str, str]:
-    """From inside ``service``, with bash alone (every image has it): a datagram and a TCP
-    connection to the canaries through each address; returns what each attempt did."""
-    targets = ["127.0.0.1", *gateways(stack, service)]
-    script = "".join(
-        f'(echo canary > /dev/udp/{ip}/{canary.udp_port}) 2>/dev/null && echo "udp {ip} sent";'
-        f"timeout 3 bash -c 'exec 3<>/dev/tcp/{ip}/{canary.tcp_port}' 2>/dev/null"
-        f' && echo "tcp {ip} connected" || echo "tcp {ip} refused";'
-        for ip in targets
+_WAYS_OUT = (
+    "import json, socket, sys\n"
+    "udp_port, tcp_port = int(sys.argv[1]), int(sys.argv[2])\n"
+    "out = {}\n"
+    "for ip in sys.argv[3:]:\n"
+    "    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+    "    try:\n"
+    "        u.sendto(b'canary', (ip, udp_port)); out[f'udp {ip}'] = 'sent'\n"
+    "    except OSError as exc:\n"
+    "        out[f'udp {ip}'] = type(exc).__name__\n"
+    "    t = socket.socket(); t.settimeout(3)\n"
+    "    try:\n"
+    "        t.connect((ip, tcp_port)); out[f'tcp {ip}'] = 'connected'\n"
+    "    except OSError as exc:\n"
+    "        out[f'tcp {ip}'] = type(exc).__name__\n"
+    "    u.close(); t.close()\n"
+    "print(json.dumps(out))\n"
+)
+_QUERY = (
+    "import socket, sys\n"
+    "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
+    "try:\n"
+    "    s.sendto(bytes.fromhex(sys.argv[2]), (sys.argv[1], 53))\n"
+    "    reply = s.recv(4096); print(int.from_bytes(reply[6:8], 'big'))\n"
+    "except OSError:\n"
+    "    print(0)\n"
+)
+
+
+def in_netns(stack: E2EStack, service: str, code: str, *args: str) -> str:
+    """Run Python ``code`` in the service container's network namespace; its stdout."""
+    pid = str(stack.container(service)["State"]["Pid"])
+    result = subprocess.run(
+        ["nsenter", "--target", pid, "--net", sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
-    result = stack.exec(service, "bash", "-c", script, timeout=60)
-    return {line.rsplit(" ", 1)[0]: line.rsplit(" ", 1)[1] for line in result.stdout.splitlines()}
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def probe_ways_out(stack: E2EStack, service: str, canary: Canary) -> dict[str, str]:
+    """From ``service``'s network: a datagram and a TCP connection to the canaries through
+    its loopback and each gateway; returns what each attempt did."""
+    targets = ["127.0.0.1", *gateways(stack, service)]
+    ports = (str(canary.udp_port), str(canary.tcp_port))
+    found: dict[str, str] = json.loads(in_netns(stack, service, _WAYS_OUT, *ports, *targets))
+    return found
+
+
+def answers_from(stack: E2EStack, service: str, server: str, name: str) -> int:
+    """How many answers ``server`` (port 53) gives ``service``'s network for ``name``."""
+    return int(in_netns(stack, service, _QUERY, server, _dns_query(name).hex()).strip() or 0)
+
+
+def resolv_conf_servers(stack: E2EStack, service: str) -> list[str]:
+    """The nameservers of the container's own resolv.conf (read through /proc/PID/root)."""
+    pid = stack.container(service)["State"]["Pid"]
+    text = Path(f"/proc/{pid}/root/etc/resolv.conf").read_text()
+    return [ln.split()[1] for ln in text.splitlines() if ln.startswith("nameserver")]
 
 
 @pytest.fixture(scope="module")
@@ -127,16 +186,15 @@ def host_resolves() -> str:
 def test_no_outside_name_resolves_in_a_container_with_no_resolver(
     e2e_stack: E2EStack, service: str, host_resolves: str
 ) -> None:
-    """tools and model-server: a name the host resolves is unknown inside, and their
-    resolv.conf names no server but their own (empty) loopback."""
-    lookup = e2e_stack.exec(service, "getent", "ahosts", host_resolves)
-    assert lookup.returncode != 0, f"{host_resolves} resolved in {service}: {lookup.stdout}"
-    servers = [
-        line.split()[1]
-        for line in e2e_stack.exec(service, "cat", "/etc/resolv.conf").stdout.splitlines()
-        if line.startswith("nameserver")
-    ]
+    """tools and model-server: resolv.conf names only the container's own (empty)
+    loopback, which answers no query for a name the host resolves; where the image has
+    ``getent`` (tools), the libc lookup inside fails too."""
+    servers = resolv_conf_servers(e2e_stack, service)
     assert servers == ["127.0.0.1"], servers
+    assert [answers_from(e2e_stack, service, ip, host_resolves) for ip in servers] == [0]
+    if service == "tools":
+        lookup = e2e_stack.exec(service, "getent", "ahosts", host_resolves)
+        assert lookup.returncode == 2, f"{host_resolves} in {service}: {lookup.stdout}"
 
 
 def test_the_supervisor_still_resolves_the_stack_s_own_names(e2e_stack: E2EStack) -> None:
@@ -174,20 +232,10 @@ def _dns_query(name: str) -> bytes:
 def test_a_query_sent_by_hand_to_the_engine_resolver_gets_no_outside_answer(
     e2e_stack: E2EStack, host_resolves: str
 ) -> None:
-    """From tools, a raw UDP query to tools-net's gateway (where aardvark-dns listens)."""
+    """From tools' network, a raw UDP query to tools-net's gateway (where aardvark-dns
+    listens) for a name the host resolves."""
     (gateway,) = gateways(e2e_stack, "tools")
-    probe = (
-        "import socket, sys\n"
-        "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
-        "s.sendto(bytes.fromhex(sys.argv[2]), (sys.argv[1], 53))\n"
-        "try:\n"
-        "    reply = s.recv(4096); print(int.from_bytes(reply[6:8], 'big'))\n"
-        "except OSError:\n"
-        "    print(0)\n"
-    )
-    query = _dns_query(host_resolves).hex()
-    result = e2e_stack.exec("tools", "python3", "-c", probe, gateway, query)
-    answers = int(result.stdout.strip() or 0)
+    answers = answers_from(e2e_stack, "tools", gateway, host_resolves)
     print(f"\nraw query for {host_resolves} to {gateway}:53 from tools: {answers} answer(s)")
     assert answers == 0
 
@@ -198,18 +246,18 @@ def test_a_query_sent_by_hand_to_the_engine_resolver_gets_no_outside_answer(
 def test_a_host_service_on_every_interface_is_out_of_reach_from_tools(
     e2e_stack: E2EStack,
 ) -> None:
-    """A TCP listener on 0.0.0.0 of this host, tried from tools through its gateway."""
+    """A TCP listener on 0.0.0.0 of this host, tried from tools' network through its
+    gateway."""
     (gateway,) = gateways(e2e_stack, "tools")
     server = socket.socket()
     server.bind(("0.0.0.0", 0))
     server.listen()
     try:
-        port = server.getsockname()[1]
-        script = f"timeout 3 bash -c 'exec 3<>/dev/tcp/{gateway}/{port}' && echo connected"
-        result = e2e_stack.exec("tools", "bash", "-c", script)
+        port = str(server.getsockname()[1])
+        outcome = json.loads(in_netns(e2e_stack, "tools", _WAYS_OUT, port, port, gateway))
     finally:
         server.close()
-    assert "connected" not in result.stdout
+    assert outcome[f"tcp {gateway}"] != "connected", outcome
 
 
 # A daemon's detach, as fast as Python does it: fork, setsid, fork, output closed.
