@@ -63,7 +63,7 @@ _HANDLED = {
     "image", "build", "user", "command", "entrypoint", "environment", "secrets",
     "volumes", "tmpfs", "networks", "mem_limit", "pids_limit", "healthcheck", "cap_drop",
     "security_opt", "read_only", "init", "pull_policy", "restart", "devices", "ports",
-    "expose",
+    "expose", "dns",
 }  # fmt: skip
 _URL = re.compile(r"\bhttps?://([a-z0-9][a-z0-9-]*):(\d+)")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
@@ -309,14 +309,20 @@ def container(
 
 def pod_spec(containers: list[Obj], volumes: list[Obj], spec: Mapping[str, Any]) -> Obj:
     """The hardened pod around ``containers``: no service account token, no service
-    links, the pod-level securityContext of the service ``spec``."""
-    return {
+    links, the pod-level securityContext of the service ``spec``, and its resolvers:
+    a service with ``dns`` (Compose's "no resolver", ``127.0.0.1``) gets exactly those
+    (``dnsPolicy: None``), never the cluster's, which forwards outside names upstream."""
+    pod: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": _pod_security(spec),
         "containers": containers,
         "volumes": volumes,
     }
+    if spec.get("dns"):
+        pod["dnsPolicy"] = "None"
+        pod["dnsConfig"] = {"nameservers": [str(server) for server in spec["dns"]]}
+    return pod
 
 
 def deployment(project: str, name: str, pod: Obj) -> Obj:
@@ -365,7 +371,9 @@ def claim(project: str, name: str) -> Obj:
 
 
 def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
-    """Deny all traffic, then allow DNS and each caller -> callee edge on its port."""
+    """Deny all traffic, then allow DNS to the pods that call a service by name (the
+    cluster's resolver forwards other names upstream, so no other pod may ask it), and
+    each caller -> callee edge on its port."""
     part = {PART_OF_LABEL: k8s_name(project)}
 
     def policy(name: str, selector: Obj, kinds: list[str], **rules: Any) -> Obj:
@@ -376,25 +384,24 @@ def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
             "spec": {"podSelector": selector, "policyTypes": kinds, **rules},
         }
 
-    result = [
-        policy("default-deny", {}, ["Ingress", "Egress"]),
-        policy(
-            "allow-dns",
-            {},
-            ["Egress"],
-            egress=[
-                {
-                    "to": [
-                        {
-                            "namespaceSelector": {},
-                            "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}},
-                        }
-                    ],
-                    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                }
-            ],
-        ),
-    ]
+    result = [policy("default-deny", {}, ["Ingress", "Egress"])]
+    callers = sorted({e.client for e in links})
+    if callers:
+        by_name = {"key": NAME_LABEL, "operator": "In", "values": callers}
+        dns_to = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
+        result.append(
+            policy(
+                "allow-dns",
+                {"matchLabels": dict(part), "matchExpressions": [by_name]},
+                ["Egress"],
+                egress=[
+                    {
+                        "to": [dns_to],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
+                    }
+                ],
+            )
+        )
     for server in sorted({e.server for e in links}):
         rules = []
         for port in sorted({e.port for e in links if e.server == server}):

@@ -17,7 +17,9 @@ from e2e_sandbox import TASK, E2EStack
 
 
 def test_runs_view_writes_the_page_of_the_stacks_run(e2e_stack: E2EStack, tmp_path: Path) -> None:
-    printed = e2e_stack.invoke("runs.view", "--output", str(tmp_path)).stdout.strip()
+    run_id = str(e2e_stack.records[0]["run_id"])  # other tests run tasks in the stack too
+    printed = e2e_stack.invoke("runs.view", "--id", run_id, "--output", str(tmp_path)).stdout
+    printed = printed.strip()
     page = Path(printed.splitlines()[-1])
     assert page.parent == tmp_path
     text = page.read_text(encoding="utf-8")

@@ -47,7 +47,9 @@ def test_run_check_fails_without_the_file_and_passes_with_it(e2e_stack: E2EStack
     assert check["exit_code"] == 1
     assert records[0]["check"] == CHECK
     assert missing.returncode == 1  # `invoke run` itself fails when the check does
-    assert f"the check `{CHECK}` failed" in missing.stderr
+    # the check's verdict, exit code and output are printed, then why invoke run failed
+    assert f"check: {CHECK}: failed (exit 1)" in missing.stdout.splitlines()
+    assert "run: the check failed (its output is above): the task was not done" in missing.stderr
 
     written = e2e_stack.exec("tools", "sh", "-c", "echo hello > /workspace/hello.txt")
     assert written.returncode == 0, written.stderr

@@ -313,6 +313,33 @@ def test_network_policy_evaluator_sees_a_hole(built: dict[str, list[dict[str, An
     assert reachable([*policies, opened], "tools", "model-server", PORT) is True
 
 
+def test_only_pods_that_call_a_service_by_name_may_ask_the_cluster_resolver(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """The cluster's DNS forwards outside names upstream (a way out): tools and the model
+    server have no resolver (dnsPolicy None, 127.0.0.1, as `dns:` in Compose) and no DNS
+    egress; the supervisor and the Job, which call services by name, keep both."""
+    objects = built["overlays/cpu"]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    part = {convert.PART_OF_LABEL: "ai-sandbox"}
+    kube_dns = {"k8s-app": "kube-dns"}
+    asks = {
+        pod: _admits(policies, "egress", {convert.NAME_LABEL: pod, **part}, kube_dns, 53)
+        for pod in ("model-server", "supervisor", "tools", convert.JOB_NAME)
+    }
+    assert asks == {
+        "model-server": False,
+        "supervisor": True,
+        "tools": False,
+        convert.JOB_NAME: True,
+    }
+    deployments = by_kind(objects, "Deployment")
+    for name in ("model-server", "tools"):
+        pod = deployments[name]["spec"]["template"]["spec"]
+        assert (pod["dnsPolicy"], pod["dnsConfig"]) == ("None", {"nameservers": ["127.0.0.1"]})
+    assert "dnsPolicy" not in deployments["supervisor"]["spec"]["template"]["spec"]
+
+
 # --- overlays and the Job -------------------------------------------------------------------
 
 

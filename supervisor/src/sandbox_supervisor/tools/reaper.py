@@ -9,7 +9,15 @@ the reaper can find. When the command's shell exits, or when the reaper gets
 ``SIGTERM`` (the command's timeout, the service shutting down, or, through
 ``PR_SET_PDEATHSIG``, the death of the process that started it), it ends every
 descendant: ``SIGTERM``, ``GRACE_S`` to leave, then rounds of ``SIGSTOP`` (so none
-can fork while the round runs) and ``SIGKILL`` until none is left (bounded rounds).
+can fork while the round runs) and ``SIGKILL``.
+
+A scan of ``/proc`` is a snapshot taken one file at a time: a process that forks
+and exits while it is read (a double fork) can hide its child from that scan. The
+sweep therefore does not stop when a scan comes back empty; it stops when
+``waitpid`` says this subreaper has *no child at all*. That test has no race:
+every live descendant is either the reaper's child or the child of a live
+descendant (an exiting parent hands its children to the subreaper before it
+becomes a zombie), so no child means no descendant.
 It writes JSON lines to ``STATUS_FD``: ``{"shell": PID}`` once started, and
 ``{"exit_code": N|null, "leftovers": N, "terminated": bool}`` at the end.
 """
@@ -27,7 +35,8 @@ import time
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-_ROUNDS = 50
+# Last resort only: the sweep ends when no child is left, long before this.
+_LIMIT_S = 30.0
 
 
 class Terminate(Exception):
@@ -71,15 +80,15 @@ def descendants(root: int) -> list[int]:
     return found
 
 
-def reap() -> None:
-    """Collect every exited child (orphans come to us as a subreaper)."""
+def reap() -> bool:
+    """Collect every exited child (orphans come to us as a subreaper); True if any is left."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return False
         if pid == 0:
-            return
+            return True
 
 
 def _signal_all(pids: list[int], signum: int) -> None:
@@ -88,30 +97,36 @@ def _signal_all(pids: list[int], signum: int) -> None:
             os.kill(pid, signum)
 
 
-def end_all(grace_s: float) -> int:
-    """End every descendant (TERM, grace, then STOP+KILL rounds); return how many there were."""
+def end_all(grace_s: float, *, limit_s: float = _LIMIT_S) -> int:
+    """End every descendant (TERM, grace, then STOP+KILL rounds) until no child is left.
+
+    Returns how many distinct descendants were seen. Stops only when ``waitpid``
+    reports no child (see the module's docstring), or after ``limit_s`` as a last
+    resort against a process the kernel will not let die (uninterruptible sleep).
+    """
     me = os.getpid()
-    first = descendants(me)
-    if not first:
-        reap()
+    seen: set[int] = set()
+    if not reap():
         return 0
-    _signal_all(first, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        reap()
-        if not descendants(me):
-            return len(first)
+        # Every round: TERM whoever has appeared since (a double fork's grandchild).
+        fresh = [pid for pid in descendants(me) if pid not in seen]
+        seen.update(fresh)
+        _signal_all(fresh, signal.SIGTERM)
+        if not reap():
+            return len(seen)
         time.sleep(0.02)
-    for _ in range(_ROUNDS):
+    give_up = time.monotonic() + limit_s
+    while reap() and time.monotonic() < give_up:
         left = descendants(me)
-        if not left:
-            break
+        seen.update(left)
         _signal_all(left, signal.SIGSTOP)
-        _signal_all(descendants(me), signal.SIGKILL)
+        left = descendants(me)
+        seen.update(left)
+        _signal_all(left, signal.SIGKILL)
         time.sleep(0.01)
-        reap()
-    reap()
-    return len(first)
+    return len(seen)
 
 
 def main(argv: list[str]) -> int:
