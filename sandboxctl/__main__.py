@@ -24,12 +24,12 @@ from sandboxctl.host.platform import detect_host
 from sandboxctl.models import catalog, source, tiny
 from sandboxctl.models.download import DownloadError
 from sandboxctl.stack import base_image as base_image_
-from sandboxctl.stack import images
+from sandboxctl.stack import build, images
 
 ERRORS = (
     ConfigError,
     plan.PlanError,
-    images.ImageBuildError,
+    build.ImageBuildError,
     base_image_.BaseImageError,
     source.SourceError,
     DownloadError,

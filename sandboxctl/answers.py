@@ -45,7 +45,6 @@ class Answer:
 
 
 # fmt: off
-# fmt: off
 ANSWERS: tuple[Answer, ...] = (
     Answer("COMPOSE_PROJECT_NAME", "slug", "ai-sandbox", "project_slug", "project"),
     Answer("SANDBOX_MODEL", "str", "tiny", "model", "model"),
@@ -53,6 +52,7 @@ ANSWERS: tuple[Answer, ...] = (
            choices=("cpu", "cuda", "vulkan")),
     Answer("MODEL_PORT", "int", "8080", "model_port", "model_port", 1024, 65535),
     Answer("PUBLISH_MODEL_PORT", "bool", "false", "publish_model_port", "publish_model_port"),
+    Answer("EGRESS_ALLOW", "str", "", "egress_allow", "egress_allow"),
     Answer("VOLUME_LABEL", "choice", "", "volume_label", "volume_label", choices=("", "z", "Z")),
     Answer("LLAMA_CPP_VERSION", "str", "b11312", "llama_cpp_version", "llama_cpp_version"),
     Answer("MACHINE_CPUS", "int", "4", "machine_cpus", None, 1, 64),
@@ -66,6 +66,7 @@ ANSWERS: tuple[Answer, ...] = (
     Answer("DEBIAN_MIRROR", "url", "http://deb.debian.org/debian"),
     Answer("BASE_IMAGE", "str", "localhost/ai-sandbox-base:bookworm"),
     Answer("LLAMA_CPU_VARIANTS", "str", "x64,sse42,haswell,skylakex"),
+    Answer("EGRESS_NET_PREFIX", "str", "10.90.24"),
 )
 # fmt: on
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, cast
 
 from sandboxctl.answers import ANSWERS, answer
+from sandboxctl.egress import Allowed, EgressError, parse_allow, parse_prefix
 
 GpuBackend = Literal["cpu", "cuda", "vulkan"]
 VolumeLabel = Literal["", "z", "Z"]
@@ -69,6 +70,9 @@ class Settings:
     llama_cpu_variants: str = "x64,sse42,haswell,skylakex"
     """The CPU variants of the model-server build (``CPU_VARIANTS``): names, ``all`` or
     ``native`` (model/Containerfile says what each costs)."""
+    egress_allow: tuple[Allowed, ...] = ()
+    """The hosts the tools container may reach through the egress proxy; () = no proxy."""
+    egress_net_prefix: str = "10.90.24"
     source: Path | None = None
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -148,7 +152,7 @@ def _as_choice(key: str, value: str, choices: tuple[str, ...], errors: list[str]
 
 
 def compose_file_mismatches(values: Mapping[str, str]) -> list[str]:
-    """Say where COMPOSE_FILE disagrees with PUBLISH_MODEL_PORT or GPU_BACKEND.
+    """Say where COMPOSE_FILE disagrees with PUBLISH_MODEL_PORT, EGRESS_ALLOW or GPU_BACKEND.
 
     Compose only reads COMPOSE_FILE, so a flag changed without it would do nothing.
     """
@@ -161,6 +165,12 @@ def compose_file_mismatches(values: Mapping[str, str]) -> list[str]:
         problems.append(
             f"PUBLISH_MODEL_PORT={values.get('PUBLISH_MODEL_PORT')} but COMPOSE_FILE "
             f"{'lacks' if publish else 'has'} compose.publish.yaml: change both together"
+        )
+    egress = bool(values.get("EGRESS_ALLOW", "").replace(",", " ").strip())
+    if egress != ("compose.egress.yaml" in files):
+        problems.append(
+            f"EGRESS_ALLOW={values.get('EGRESS_ALLOW', '')!r} but COMPOSE_FILE "
+            f"{'lacks' if egress else 'has'} compose.egress.yaml: change both together"
         )
     backend = values.get("GPU_BACKEND", "cpu").strip()
     overlays = {name for name in files if name in {"compose.cuda.yaml", "compose.vulkan.yaml"}}
@@ -211,6 +221,16 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
             " separated by commas (x64,sse42,haswell,skylakex)"
         )
     errors += compose_file_mismatches(merged)
+    egress_allow: tuple[Allowed, ...] = ()
+    egress_net_prefix = DEFAULTS["EGRESS_NET_PREFIX"]
+    try:
+        egress_allow = parse_allow(merged["EGRESS_ALLOW"])
+    except EgressError as error:
+        errors.append(str(error))
+    try:
+        egress_net_prefix = parse_prefix(merged["EGRESS_NET_PREFIX"])
+    except EgressError as error:
+        errors.append(str(error))
 
     settings = Settings(
         compose_project_name=project,
@@ -239,6 +259,8 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         debian_mirror=merged["DEBIAN_MIRROR"].strip() or DEFAULTS["DEBIAN_MIRROR"],
         base_image=merged["BASE_IMAGE"].strip() or DEFAULTS["BASE_IMAGE"],
         llama_cpu_variants=cpu_variants,
+        egress_allow=egress_allow,
+        egress_net_prefix=egress_net_prefix,
         source=source,
         raw=dict(merged),
     )

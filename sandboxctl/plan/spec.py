@@ -27,6 +27,7 @@ SPEC_KEYS = (
     "volume_label",
     "model_port",
     "publish_model_port",
+    "egress_allow",
     "hardening",
     "services",
     "volumes",

@@ -1,44 +1,48 @@
-"""The one build path of the stack's images: the Debian base, model-server and supervisor.
+"""The stack's images: the Debian base, model-server, supervisor and (when EGRESS_ALLOW
+turns it on) the egress proxy; which are out of date, and building those.
 
-Every image is built by :func:`build_image` (``podman build --pull=never --format docker``,
-through the :class:`~sandboxctl._proc.Runner`): base images come from local storage, so a
-build never reaches for a registry; the Docker format keeps the images' HEALTHCHECK, which
-OCI images drop. A build shows one live line (the step, the compile counter, the elapsed
-time) and writes its whole output to a log file; on failure the last lines and the log's
-path are printed; ``verbose`` streams everything instead. Each build ends with a summary
-line (image, size, time).
+Every image is built by :func:`~sandboxctl.stack.build.build_image` (``podman build
+--pull=never --format docker``): base images come from local storage, so a build never
+reaches for a registry; the Docker format keeps the images' HEALTHCHECK, which OCI images
+drop. An image carries the digest of what it was built from (:func:`inputs_digest`), so
+``up`` rebuilds exactly the images whose inputs changed.
 
 The base image (``BASE_IMAGE``, passed as the ``DEBIAN_IMAGE`` build argument) comes from
 :mod:`~sandboxctl.stack.base_image` (no registry at all), or is pulled when ``.env`` names
-an official image. The
-model image compiles the pinned llama.cpp source that
+an official image. The model image compiles the pinned llama.cpp source that
 ``invoke model.source`` verified and placed; the supervisor image installs from a
-wheelhouse resolved on the host (TLS inside a container build may not be trusted).
+wheelhouse resolved on the host (TLS inside a container build may not be trusted); the
+egress image is Debian's Squid on a FROM-scratch root.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shutil
 import sys
-import time
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandboxctl._proc import CommandNotFound, Runner, quote
+from sandboxctl._proc import Runner
 from sandboxctl.answers import answer
-from sandboxctl.host.engine import image_exists, image_label, image_size
+from sandboxctl.host.engine import image_exists, image_label
 from sandboxctl.stack.base_image import (
     DEFAULT_TAG,
     BaseImageError,
     BaseImageSpec,
     build_base_image,
+)
+from sandboxctl.stack.build import (
+    RUNTIME_ROOT_SCRIPT,
+    STAGED,
+    TAIL_LINES,
+    BuildResult,
+    ImageBuildError,
+    build_argv,
+    build_image,
+    log_path,
+    stage_runtime_root,
 )
 from sandboxctl.stack.project import Stack, StackError
 
@@ -49,13 +53,7 @@ DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
 """The x86-64 levels v1-v4 (model/Containerfile says what each choice costs)."""
 MODEL_SERVICE = "model-server"
 SUPERVISOR_SERVICE = "supervisor"
-TAIL_LINES = 25
-_STEP = re.compile(r"^STEP (\d+/\d+): (.*)")
-_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
-
-
-class ImageBuildError(RuntimeError):
-    """A build failed; the message has what failed and where its log is."""
+EGRESS_SERVICE = "egress"
 
 
 # --- images in local storage ------------------------------------------------------------------
@@ -80,6 +78,8 @@ SUPERVISOR_INPUTS = (
 """The supervisor's inputs in ``supervisor/`` (every file the Containerfile copies; the
 wheelhouse follows from requirements.lock and extra/requirements.lock, the project's
 extension point with extra/debian-packages.txt); runtime-root.sh comes from ``model/``."""
+EGRESS_INPUTS = ("Containerfile", "entrypoint.sh")
+"""The egress proxy's inputs in ``egress/``; runtime-root.sh comes from ``model/``."""
 _NOT_INPUTS = ("__pycache__", ".egg-info", ".pyc")
 
 
@@ -124,6 +124,13 @@ def supervisor_inputs(root: Path) -> dict[str, Path]:
     return files
 
 
+def egress_inputs(root: Path) -> dict[str, Path]:
+    """The files the egress proxy image is built from, by name."""
+    files = dict(_input_files(root / "egress", EGRESS_INPUTS))
+    files[f"{STAGED}/{RUNTIME_ROOT_SCRIPT.name}"] = root / RUNTIME_ROOT_SCRIPT
+    return files
+
+
 def wanted_inputs(stack: Stack) -> dict[str, str]:
     """The inputs digest each of the stack's images must carry to be up to date."""
     settings = stack.settings
@@ -138,6 +145,9 @@ def wanted_inputs(stack: Stack) -> dict[str, str]:
         SUPERVISOR_SERVICE: inputs_digest(
             supervisor_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
         ),
+        EGRESS_SERVICE: inputs_digest(
+            egress_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
+        ),
     }
 
 
@@ -147,119 +157,6 @@ def out_of_date(
     """The services whose image must be built: missing (None), built from other inputs or
     before inputs were recorded (""), or every one with ``rebuild``."""
     return [name for name, digest in carried.items() if rebuild or digest != wanted[name]]
-
-
-# --- building ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BuildResult:
-    """What a finished build produced."""
-
-    tag: str
-    seconds: float
-    size_bytes: int | None
-    log: Path | None = None
-
-
-def build_argv(
-    context: Path,
-    containerfile: Path,
-    tag: str,
-    target: str | None = None,
-    build_args: Mapping[str, str] | None = None,
-    volumes: Mapping[Path, str] | None = None,
-    labels: Mapping[str, str] | None = None,
-) -> list[str]:
-    """Return the ``podman build`` command line (never pulls; Docker format)."""
-    argv = ["podman", "build", "--pull=never", "--format", "docker"]
-    argv += ["-f", str(containerfile), "-t", tag]
-    if target:
-        argv += ["--target", target]
-    for key, value in (labels or {}).items():  # a last LABEL step: the layers above stay cached
-        argv += ["--label", f"{key}={value}"]
-    for host_dir, mount in (volumes or {}).items():
-        argv += ["-v", f"{host_dir}:{mount}"]
-    for key, value in (build_args or {}).items():
-        argv += ["--build-arg", f"{key}={value}"]
-    argv.append(str(context))
-    return argv
-
-
-def progress_text(line: str, current: str) -> str:
-    """Return what the live line shows after ``line``: the Podman step, with the compile
-    counter (``[ 45%]``) when the line has one; ``current`` when the line says neither."""
-    step = _STEP.match(line)
-    if step:
-        return f"step {step.group(1)}: {step.group(2)[:60]}"
-    percent = _PERCENT.match(line)
-    if percent:
-        return re.sub(r"( · compile \d+%)?$", f" · compile {percent.group(1)}%", current, count=1)
-    return current
-
-
-def log_path(root: Path, tag: str) -> Path:
-    """Return the build log's path for ``tag`` (``.cache/build-logs/`` in the sandbox)."""
-    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", tag.removeprefix("localhost/"))
-    return root / ".cache" / "build-logs" / f"{name}.log"
-
-
-@contextmanager
-def _live(label: str) -> Iterator[Callable[[str], None]]:
-    """A one-line status on a terminal (rich); nothing when the output is not a terminal."""
-    if not sys.stderr.isatty():
-        yield lambda _text: None
-        return
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    start = time.monotonic()
-    with console.status(label) as status:
-        yield lambda text: status.update(f"{label}: {text} ({time.monotonic() - start:.0f} s)")
-
-
-def build_image(
-    argv: list[str],
-    tag: str,
-    *,
-    runner: Runner,
-    log_file: Path,
-    verbose: bool = False,
-    log: Callable[[str], None] = print,
-) -> BuildResult:
-    """Run the build ``argv`` of ``tag``: a live line and a log file (or, ``verbose``, all
-    output), then a summary line. Raises :class:`ImageBuildError` with the last lines and
-    the log's path when it fails."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    tail: deque[str] = deque(maxlen=TAIL_LINES)
-    current = "starting"
-    with log_file.open("w", encoding="utf-8") as saved, _live(f"building {tag}") as show:
-        saved.write(f"$ {quote(argv)}\n")
-
-        def take(line: str) -> None:
-            nonlocal current
-            saved.write(line)
-            tail.append(line.rstrip("\n"))
-            if verbose:
-                sys.stdout.write(line)
-            current = progress_text(line, current)
-            show(current)
-
-        try:
-            code = runner.stream(argv, take)
-        except CommandNotFound as error:
-            raise ImageBuildError("podman is not installed: run `invoke host.prepare`") from error
-    seconds = time.monotonic() - start
-    if code != 0:
-        shown = "\n  ".join(tail)
-        raise ImageBuildError(
-            f"building {tag} failed (exit {code}) after {seconds:.0f} s; its last lines:\n"
-            f"  {shown}\nfull log: {log_file}"
-        )
-    size = image_size(runner, tag)
-    log(f"built {tag}: {size / 1e6:.0f} MB in {seconds:.0f} s" if size else f"built {tag}")
-    return BuildResult(tag, seconds, size, log_file)
 
 
 # --- the stack's two images ------------------------------------------------------------------
@@ -364,21 +261,6 @@ def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = pri
         )
 
 
-RUNTIME_ROOT_SCRIPT = Path("model") / "runtime-root.sh"
-"""The one script that assembles a FROM-scratch runtime root (both images use it)."""
-STAGED = ".build"
-"""Where a build context gets files staged from elsewhere in the sandbox (git-ignored)."""
-
-
-def stage_runtime_root(root: Path, context: Path) -> Path:
-    """Copy the one runtime-root script into ``context/.build/`` (a build context sees only
-    its own folder) and return the copy's path."""
-    staged = context / STAGED / RUNTIME_ROOT_SCRIPT.name
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(root / RUNTIME_ROOT_SCRIPT, staged)
-    return staged
-
-
 def build_supervisor_image(
     root: Path,
     tag: str,
@@ -393,6 +275,31 @@ def build_supervisor_image(
     pulls)."""
     fill_wheelhouse(root, runner, log)
     context = root / "supervisor"
+    stage_runtime_root(root, context)
+    argv = build_argv(
+        context,
+        context / "Containerfile",
+        tag,
+        build_args={"DEBIAN_IMAGE": base_image},
+        labels=labels,
+    )
+    return build_image(
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
+    )
+
+
+def build_egress_image(
+    root: Path,
+    tag: str,
+    *,
+    runner: Runner,
+    base_image: str = DEFAULT_TAG,
+    labels: Mapping[str, str] | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Build the egress proxy image (Debian's Squid) FROM ``base_image`` (never pulls)."""
+    context = root / "egress"
     stage_runtime_root(root, context)
     argv = build_argv(
         context,
@@ -458,9 +365,11 @@ def prepare_images(
     from sandboxctl.models.download import DownloadError
     from sandboxctl.stack.compose import ComposeError, compose_config
 
-    services = (MODEL_SERVICE, SUPERVISOR_SERVICE)
-    if only not in ("", *services):
-        raise StackError(f"no image to build for {only!r}: choose {' or '.join(services)}")
+    built = (MODEL_SERVICE, SUPERVISOR_SERVICE, EGRESS_SERVICE)
+    if only not in ("", *built):
+        raise StackError(
+            f"no image to build for {only!r}: choose {', '.join(built[:-1])} or {built[-1]}"
+        )
     try:
         project = compose_config(
             stack.compose, project_dir=stack.root, engine=stack.engine, runner=stack.runner
@@ -468,6 +377,9 @@ def prepare_images(
     except ComposeError as error:
         raise StackError(str(error)) from error
     images = service_images(project)
+    if only == EGRESS_SERVICE and only not in images:
+        raise StackError("the egress proxy is off (EGRESS_ALLOW is empty in .env)")
+    services = tuple(name for name in built if name in images)
     wanted = [name for name in services if only in ("", name)]
     digests = wanted_inputs(stack)
     carried = {name: image_label(stack.runner, images[name], INPUTS_LABEL) for name in wanted}
@@ -513,6 +425,16 @@ def prepare_images(
                 runner=stack.runner,
                 base_image=stack.settings.base_image,
                 labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
+                verbose=verbose,
+                log=stack.log,
+            )
+        if EGRESS_SERVICE in todo:
+            build_egress_image(
+                stack.root,
+                images[EGRESS_SERVICE],
+                runner=stack.runner,
+                base_image=stack.settings.base_image,
+                labels={INPUTS_LABEL: digests[EGRESS_SERVICE]},
                 verbose=verbose,
                 log=stack.log,
             )

@@ -24,6 +24,7 @@ from sandbox_supervisor.jsonsafe import loads
 from sandbox_supervisor.trajectory import check_record, iter_runs
 from sandbox_supervisor.view import safe, short
 
+from sandboxctl.egress import EgressLine, lines_between
 from sandboxctl.stack.project import Stack
 
 
@@ -132,6 +133,38 @@ def read_runs(stack: Stack) -> list[Run]:
         return parse_files(trajectory_files(out.read_bytes()))
 
 
+EGRESS_VOLUME = "egress-log"
+EGRESS_LOG = "egress/access.log"
+"""The egress proxy's access log, in its own volume (compose.egress.yaml)."""
+
+
+def egress_log_text(tar_bytes: bytes) -> str:
+    """The proxy's access log from an exported ``egress-log`` volume ("" when absent)."""
+    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
+        for member in tar.getmembers():
+            if member.isfile() and member.name.removeprefix("./") == EGRESS_LOG:
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    return handle.read().decode("utf-8", "replace")
+    return ""
+
+
+def egress_lines(stack: Stack, run: Run) -> list[EgressLine]:
+    """The egress proxy's lines written while ``run`` ran; [] when the stack never had a
+    proxy (no ``egress-log`` volume). Lines are matched by time: runs that overlap (an
+    evaluation's parallel runs) share theirs."""
+    volume = stack.volume(EGRESS_VOLUME)
+    if not stack.podman("volume", "exists", volume).ok:
+        return []
+    with tempfile.TemporaryDirectory() as scratch:
+        out = Path(scratch) / "egress.tar"
+        exported = stack.podman("volume", "export", "--output", str(out), volume)
+        if not exported.ok:
+            raise RunsError(f"cannot read the egress log volume {volume}")
+        text = egress_log_text(out.read_bytes())
+    return lines_between(text, run.started, str(run.end.get("ts", "")))
+
+
 def written_to(stack: Stack, log_path: str) -> Run | None:
     """The last run written to ``log_path`` (the path inside the supervisor, under
     ``/logs``), or None when the run wrote no record there."""
@@ -225,8 +258,18 @@ def _text(value: Any, limit: int) -> str:
     return short(text, limit)
 
 
-def render(run: Run) -> str:
-    """A readable rendering of one run (safe to print to a terminal)."""
+def egress_report(lines: Sequence[EgressLine]) -> list[str]:
+    """The run's requests through the egress proxy, one line each."""
+    if not lines:
+        return []
+    denied = sum(1 for line in lines if not line.allowed)
+    head = f"== egress: {len(lines)} request(s) through the proxy, {denied} denied"
+    return [head, *(f"   {line.time} {line.describe()}" for line in lines)]
+
+
+def render(run: Run, egress: Sequence[EgressLine] = ()) -> str:
+    """A readable rendering of one run, with its requests through the egress proxy (safe
+    to print to a terminal: host names in the proxy's log come from the agent too)."""
     out = [
         f"== run {run.run_id} at {run.started} ({run.file})",
         f"   task: {run.task}",
@@ -264,6 +307,7 @@ def render(run: Run) -> str:
         answer = safe(end["answer"]).strip().splitlines()
         out.append("== answer: " + answer[0])
         out += [f"           {line}" for line in answer[1:]]
+    out += egress_report(egress)
     reason = f"; {_text(end['reason'], 200)}" if end.get("reason") else ""
     out.append(f"== end: {summary(run)}{reason}")
     return safe("\n".join(out))
@@ -287,6 +331,7 @@ def export(run: Run, dest: Path) -> Path:
 __all__ = [
     "Run",
     "RunsError",
+    "egress_lines",
     "export",
     "find",
     "parse_files",

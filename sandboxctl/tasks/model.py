@@ -13,6 +13,7 @@ from sandboxctl.models import register, selection
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 from sandboxctl.models.download import DownloadError, rich_progress
+from sandboxctl.stack import build as build_
 from sandboxctl.stack import images as images_
 from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root, settings_or_exit
@@ -241,5 +242,5 @@ def build(
             cpu_variants=settings.llama_cpu_variants,
             verbose=verbose,
         )
-    except (llama_source.SourceError, images_.ImageBuildError) as error:
+    except (llama_source.SourceError, build_.ImageBuildError) as error:
         raise Exit(f"model.build: {error}", code=1) from error

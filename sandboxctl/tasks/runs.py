@@ -42,8 +42,15 @@ def list_(c: Context) -> None:
 
 @task(help={"id": "The run's id or its first characters (default: the last run)"})
 def show(c: Context, id: str = "") -> None:
-    """Show one run (the last by default): steps, tool calls, results, how it ended."""
-    print(runs_.render(_one(id)))
+    """Show one run (the last by default): steps, tool calls, results, its requests
+    through the egress proxy, how it ended."""
+    with opened() as stack:
+        try:
+            run = runs_.find(runs_.read_runs(stack), id)
+            egress = runs_.egress_lines(stack, run)
+        except runs_.RunsError as error:
+            raise Exit(str(error), code=1) from error
+    print(runs_.render(run, egress))
 
 
 @task(

@@ -148,13 +148,14 @@ def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
 
 @task(
     help={
-        "only": "Build only this service's image (model-server or supervisor)",
+        "only": "Build only this service's image (model-server, supervisor or egress)",
         "rebuild": "Build even when the image is up to date (layer caches still apply)",
     }
 )
 def build(c: Context, only: str = "", rebuild: bool = False) -> None:
-    """Build the model-server and supervisor images that are missing or out of date (what
-    they are built from changed); --rebuild builds them anyway."""
+    """Build the model-server, supervisor (and, with EGRESS_ALLOW, egress) images that are
+    missing or out of date (what they are built from changed); --rebuild builds them
+    anyway."""
     with opened() as stack:
         stack_.prepare_images(stack, rebuild=rebuild, only=only)
 

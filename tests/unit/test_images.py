@@ -1,4 +1,5 @@
-"""Unit tests of sandboxctl.stack.images, the one build path, against a fake `podman`."""
+"""Unit tests of sandboxctl.stack.build and .images, the one build path, against a fake
+`podman`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 from fakes.harness import FakeTools
 
 from sandboxctl.stack import StackError, prepare_images
-from sandboxctl.stack.images import (
+from sandboxctl.stack.build import (
     BuildResult,
     ImageBuildError,
     build_argv,
@@ -86,5 +87,5 @@ def test_log_path_is_in_the_sandbox_cache(tmp_path: Path) -> None:
 
 
 def test_unknown_service_to_build_names_the_choices() -> None:
-    with pytest.raises(StackError, match="model-server or supervisor"):
+    with pytest.raises(StackError, match="model-server, supervisor or egress"):
         prepare_images(object(), only="nosuch")  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
-    "_proc": 0, "answers": 0, "_chart": 0, "_text": 0,
+    "_proc": 0, "answers": 0, "_chart": 0, "_text": 0, "egress": 0,
     "config": 1,
     "host": 2, "models": 2,
     "stack": 3,

@@ -229,7 +229,7 @@ def test_runtime_root_script_exists_once_and_is_staged_for_the_supervisor(
 ) -> None:
     """model/ and supervisor/ are separate build contexts: the one script is copied into
     supervisor/.build/ at build time, never kept twice."""
-    from sandboxctl.stack.images import RUNTIME_ROOT_SCRIPT, stage_runtime_root
+    from sandboxctl.stack.build import RUNTIME_ROOT_SCRIPT, stage_runtime_root
 
     assert not (MODEL.parent / "supervisor" / "scripts" / "runtime-root.sh").exists()
     (tmp_path / "model").mkdir()
