@@ -72,7 +72,11 @@ def lint(session: nox.Session) -> None:
     containerfiles = sorted(str(p) for p in ROOT.glob("*/Containerfile*"))
     if containerfiles:
         session.run("hadolint", *containerfiles)
-    scripts = ["bootstrap.sh", *(str(p) for p in sorted(ROOT.glob(".ci/*")))]
+    scripts = [
+        "bootstrap.sh",
+        *(str(p) for p in sorted(ROOT.glob("*/*.sh")) if not p.is_symlink()),
+        *(str(p) for p in sorted(ROOT.glob(".ci/*"))),
+    ]
     session.run("shellcheck", *scripts, external=True)
 
 

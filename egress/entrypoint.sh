@@ -8,7 +8,7 @@
 # runs that once).
 set -eu
 
-conf=/tmp/squid.conf
+conf="${EGRESS_CONF:-/tmp/squid.conf}"
 log_dir="${EGRESS_LOG_DIR:-/logs/egress}"
 allow="$(printf '%s' "${EGRESS_ALLOW:-}" | tr ',' ' ')"
 if [ -z "$(printf '%s' "$allow" | tr -d ' \t\n')" ]; then
