@@ -51,3 +51,27 @@ def test_rendered_plan_agrees_with_rendered_env_and_compose(tmp_path: Path) -> N
         str(d) for d in report.drifts if d.file.startswith(("compose", ".env", ".copier"))
     ]
     assert compose_or_env == []
+
+
+def test_an_egress_allowlist_adds_the_proxy_to_env_plan_and_compose(tmp_path: Path) -> None:
+    """egress_allow: COMPOSE_FILE gains compose.egress.yaml, the plan gains the proxy, its
+    volume and network, and the rendered sandbox's plan check finds no drift in them."""
+    allow = "pypi.org, .pythonhosted.org"
+    dest = scaffold.render(tmp_path / "sandbox", {"egress_allow": allow}, src=ROOT)
+    env = (dest / ".env").read_text()
+    assert f'EGRESS_ALLOW="{allow}"' in env
+    assert "COMPOSE_FILE=compose.yaml:compose.egress.yaml\n" in env
+    spec = plan.parse_plan((dest / "PLAN.md").read_text()).spec
+    assert spec["egress_allow"] == allow
+    assert spec["services"]["egress"]["networks"] == ["tools-net", "egress-net"]
+    assert "egress-log" in spec["volumes"]
+    assert spec["networks"]["egress-net"] == {"internal": False}
+    report = plan.check(dest)
+    assert [str(d) for d in report.drifts if d.file.startswith(("compose", ".env", "PLAN"))] == []
+
+
+def test_the_default_render_has_no_proxy(default_render: Path) -> None:
+    spec = plan.parse_plan((default_render / "PLAN.md").read_text()).spec
+    assert spec["egress_allow"] == ""
+    assert "egress" not in spec["services"]
+    assert "COMPOSE_FILE=compose.yaml\n" in (default_render / ".env").read_text()

@@ -28,6 +28,8 @@ BAD_ANSWERS = [
     ("project_name", "   "),
     ("project_name", 'say "hi"'),
     ("project_name", "costs $HOME"),
+    ("egress_allow", "https://pypi.org/simple"),
+    ("egress_allow", "pypi.org; curl evil"),
 ]
 
 
@@ -58,6 +60,7 @@ def test_bad_answer_leaves_no_output_folder(tmp_path: Path, question: str, value
         ("model_port", 65535),
         ("machine_memory_mib", 2048),
         ("project_slug", "a"),
+        ("egress_allow", "pypi.org, .pythonhosted.org git.example.com:8443"),
     ],
 )
 def test_boundary_answers_are_accepted(tmp_path: Path, question: str, value: object) -> None:
@@ -76,6 +79,7 @@ BAD_VALUES: dict[str, list[object]] = {
     "machine_cpus": [0, 65],
     "machine_memory_mib": [10, 262145],
     "machine_disk_gib": [5, 2049],
+    "egress_allow": ["https://pypi.org/simple", "*.pypi.org", "pypi.org:port"],
 }
 
 
