@@ -8,6 +8,7 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
+from sandboxctl.config import ConfigError, load_settings
 from sandboxctl.kube import render as render_
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.stack.compose import ComposeError, find_compose
@@ -41,6 +42,15 @@ def render(c: Context, tasks: str = "", parallelism: int = 1, secrets: bool = Tr
     if secrets:
         placed = render_.place_secrets(here, render_.secret_names(files))
         print(f"kube.render: {len(placed)} secret file(s) in kube/base/secrets/ (git-ignored)")
+    try:
+        egress = bool(load_settings(here).egress_allow)
+    except ConfigError:
+        egress = False  # render reads compose config, which reported what is wrong, if anything
+    if egress:
+        print(
+            "kube.render: EGRESS_ALLOW is set, but the manifests have no egress proxy yet: "
+            "on Kubernetes the stack stays closed (docs/KUBERNETES.md)"
+        )
 
 
 @task()
