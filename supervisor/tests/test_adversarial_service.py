@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from sv_fakes import FakeModelServer
+from sv_waits import wait_until
 
 from sandbox_supervisor.tools import ExecutorUnavailable, InProcessExecutor, Limits, ToolRequest
 from sandbox_supervisor.tools.remote import RemoteExecutor
@@ -196,8 +197,10 @@ def test_abusive_requests_are_refused_and_the_service_keeps_serving(
 def test_connections_over_the_cap_are_closed_and_the_service_recovers(
     service: Service, figures: dict[str, str]
 ) -> None:
+    threads = threading.active_count()
     idle = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(CAP)]
-    time.sleep(0.2)
+    # each accepted connection has its thread: all CAP places are taken
+    assert wait_until(lambda: threading.active_count() >= threads + CAP)
     extra = [socket.create_connection(("127.0.0.1", service.port)) for _ in range(10)]
     closed = 0
     for sock in extra:
@@ -211,7 +214,7 @@ def test_connections_over_the_cap_are_closed_and_the_service_recovers(
         sock.close()
     for sock in idle:
         sock.close()
-    time.sleep(0.2)
+    assert wait_until(lambda: threading.active_count() <= threads), "places were not freed"
     figures["service_connections"] = f"{closed}/{len(extra)} connections over the cap closed"
     assert closed == len(extra)
     assert service.healthy()

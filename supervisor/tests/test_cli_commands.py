@@ -7,11 +7,11 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from sv_fakes import FakeModelServer, action
+from sv_waits import wait_until
 
 from sandbox_supervisor.cli import main
 from sandbox_supervisor.trajectory import read_records
@@ -255,15 +255,12 @@ def test_sigterm_ends_the_run_recorded_and_kills_the_command(env: Path, tmp_path
             "wait",
         ]
     )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and marker not in _all_cmdlines():
-        time.sleep(0.05)
+    assert wait_until(lambda: marker in _all_cmdlines()), "the command never started"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 130
     records = read_records(log).records
     assert (records[-1]["type"], records[-1]["status"]) == ("run_end", "interrupted")
-    time.sleep(0.1)
-    assert marker not in _all_cmdlines()
+    assert wait_until(lambda: marker not in _all_cmdlines()), "the command outlived the run"
 
 
 def _all_cmdlines() -> bytes:
