@@ -25,6 +25,8 @@ from sandboxctl.stack.compose import ComposeCommand, find_compose, packaged_bina
 ROOT = Path(__file__).resolve().parents[2]
 PORT = load_settings(ROOT, require_file=True).model_port
 """The model port of this sandbox's .env (a rendered sandbox may have answered another)."""
+PROJECT = load_settings(ROOT, require_file=True).compose_project_name
+"""Its Compose project, the pods' part-of label (a rendered sandbox's slug is its own)."""
 SECRET_VALUES = {"model_api_key": "key-" + "k" * 40, "tools_token": "tok-" + "t" * 40}
 
 
@@ -321,7 +323,7 @@ def test_only_pods_that_call_a_service_by_name_may_ask_the_cluster_resolver(
     egress; the supervisor and the Job, which call services by name, keep both."""
     objects = built["overlays/cpu"]
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
-    part = {convert.PART_OF_LABEL: "ai-sandbox"}
+    part = {convert.PART_OF_LABEL: PROJECT}
     kube_dns = {"k8s-app": "kube-dns"}
     asks = {
         pod: _admits(policies, "egress", {convert.NAME_LABEL: pod, **part}, kube_dns, 53)
