@@ -6,7 +6,7 @@
 #
 # With EGRESS_CHECK_ONLY=1 it only writes and parses the configuration (the image build
 # runs that once).
-set -eu
+set -euf  # -f: an entry such as * is refused, never expanded to file names
 
 conf="${EGRESS_CONF:-/tmp/squid.conf}"
 log_dir="${EGRESS_LOG_DIR:-/logs/egress}"

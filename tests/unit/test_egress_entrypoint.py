@@ -32,8 +32,14 @@ def run(tmp_path: Path, allow: str, *, check_only: bool = False) -> tuple[int, s
         "EGRESS_LOG_DIR": str(tmp_path / "logs"),
         **({"EGRESS_CHECK_ONLY": "1"} if check_only else {}),
     }
+    (tmp_path / "example.org").touch()  # what a glob in the allowlist would turn into
     done = subprocess.run(
-        ["/bin/sh", str(ENTRYPOINT)], env=env, capture_output=True, text=True, check=False
+        ["/bin/sh", str(ENTRYPOINT)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     seen = tmp_path / "seen"
     return done.returncode, done.stderr, seen.read_text() if seen.is_file() else ""
@@ -69,7 +75,17 @@ def test_check_only_parses_without_starting(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "allow",
-    ["", " , ", "pypi.org; rm -rf /", "https://pypi.org", "pypi.org:http", "a..b", "-x.org", "."],
+    [
+        "",
+        " , ",
+        "pypi.org; rm -rf /",
+        "https://pypi.org",
+        "pypi.org:http",
+        "a..b",
+        "-x.org",
+        ".",
+        "*",
+    ],
 )
 def test_bad_or_empty_allowlist_stops_before_squid_starts(tmp_path: Path, allow: str) -> None:
     code, stderr, _ = run(tmp_path, allow)
