@@ -105,6 +105,22 @@ def test_environment_shows_no_secret(workspace: Workspace, monkeypatch: pytest.M
     assert "PATH=" in result.output
 
 
+def test_commands_get_the_egress_proxy_and_ca_bundle_but_no_proxy_credentials(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With EGRESS_ALLOW on, the tools service's environment names the proxy: commands
+    (pip, git, Python) need it, since they resolve no name themselves."""
+    monkeypatch.setenv("HTTPS_PROXY", "http://egress:3128")
+    monkeypatch.setenv("no_proxy", "localhost,127.0.0.1")
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("HTTP_PROXY", "http://user:pw-leak-5@egress:3128")
+    result = _run(InProcessExecutor(workspace, Limits()), "env")
+    assert "HTTPS_PROXY=http://egress:3128" in result.output
+    assert "no_proxy=localhost,127.0.0.1" in result.output
+    assert "SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt" in result.output
+    assert "pw-leak-5" not in result.output
+
+
 def test_failed_command_returns_output_and_exit_code(executor: InProcessExecutor) -> None:
     result = _run(executor, "echo oops >&2; exit 3")
     assert result.status == "failed"

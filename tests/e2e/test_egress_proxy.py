@@ -177,7 +177,7 @@ def test_an_allowed_name_is_fetched_over_https_through_the_proxy(
 ) -> None:
     """The file arrives, and our server saw the request (from the proxy)."""
     fetched = egress_run[0]["allowed"]
-    assert fetched.get("exit_code") == 0, fetched
+    assert fetched.get("exit_code") == 0, fetched.get("output")
     assert f"GOT {SERVED.strip()}" in fetched["output"]
     assert any("GET /hello.txt" in line for line in tls_server.requests), tls_server.requests
 
@@ -187,7 +187,7 @@ def test_a_name_not_allowed_gets_the_proxy_s_denial(
 ) -> None:
     """The same server under another name: the CONNECT is refused with 403."""
     refused = egress_run[0]["denied"]
-    assert refused.get("exit_code") == 1, refused
+    assert refused.get("exit_code") == 1, refused.get("output")
     assert "403" in refused["output"], refused["output"]
 
 

@@ -34,6 +34,13 @@ _SECRET_NAME = re.compile(
     r"(KEY|SECRET|TOKEN|PASSW|CREDENTIAL|AUTH|COOKIE|SESSION|PRIVATE|CERT)", re.IGNORECASE
 )
 _PASSTHROUGH = ("PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME")
+# The egress proxy (compose.egress.yaml sets them on the tools service when EGRESS_ALLOW is
+# on) and the CA bundle HTTPS verifies against: names that are not secrets by design, so
+# only their values are checked.
+_WAY_OUT = (
+    "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy",
+    "SSL_CERT_FILE",
+)  # fmt: skip
 # CSI sequences, OSC sequences (ended by BEL or ST), other two-byte ESC sequences.
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -49,8 +56,10 @@ def scrubbed_env(
 ) -> dict[str, str]:
     """Return the environment a command gets: a short allowlist, minus anything secret.
 
-    Only ``_PASSTHROUGH`` variables are copied from ``base``; any of them whose name
-    looks like a secret, or whose value contains one of ``secrets``, is dropped.
+    Only ``_PASSTHROUGH`` variables are copied from ``base`` (any of them whose name looks
+    like a secret is dropped), and the egress proxy's variables and ``SSL_CERT_FILE``
+    (unless a value carries credentials); then any whose value contains one of
+    ``secrets`` is dropped.
     """
     base = os.environ if base is None else base
     env = {
@@ -64,6 +73,9 @@ def scrubbed_env(
     }
     for name in _PASSTHROUGH:
         if name in base and not _SECRET_NAME.search(name):
+            env[name] = base[name]
+    for name in _WAY_OUT:
+        if name in base and "@" not in base[name]:  # a proxy URL with credentials stays out
             env[name] = base[name]
     if home is not None:
         env["HOME"] = home
