@@ -232,7 +232,8 @@ def test_a_model_that_never_gets_ready_fails_clearly_within_the_deadline(
 
 def test_a_full_logs_volume_stops_the_run_cleanly(e2e_stack: E2EStack) -> None:
     """A size-limited logs volume (tmpfs, 64 KiB: Podman 4.3 takes `nr_blocks`, and
-    refuses `size`) filled but for a few pages: the run writes its first records, then
+    refuses `size`) filled but for two pages (one is the run record's meta.json, written
+    before the trajectory's first line): the run writes its first records, then
     stops with exit 6 and says why, no traceback, and the file holds only complete
     records (the record that did not fit was cut off)."""
     volume = f"{PROJECT}_chaos-logs"
@@ -249,7 +250,7 @@ def test_a_full_logs_volume_stops_the_run_cleanly(e2e_stack: E2EStack) -> None:
     )
     script = (
         "head -c 1000000 /dev/zero > /logs/fill 2>/dev/null; "
-        "truncate -s $(( $(stat -c %s /logs/fill) - 6000 )) /logs/fill; "
+        "truncate -s $(( $(stat -c %s /logs/fill) - 10000 )) /logs/fill; "
         "sandbox-supervisor run --scripted demo 'fill the disk' --log /logs/run.jsonl; "
         "echo EXIT=$?; "
         f'python3 -c "{check}"'
