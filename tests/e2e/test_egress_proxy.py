@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import http.server
 import io
-import json
+import shlex
 import socket
 import ssl
 import subprocess
@@ -147,7 +147,7 @@ def fetch_command(name: str, port: int) -> str:
         "except OSError as exc:\n"
         "    print('FAILED', exc); sys.exit(1)\n"
     )
-    return f"python3 -c {json.dumps(code)}"
+    return f"python3 -c {shlex.quote(code)}"
 
 
 @pytest.fixture(scope="module")
