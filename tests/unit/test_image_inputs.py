@@ -15,7 +15,7 @@ from test_stack import ROOT, calls, make_stack
 
 from sandboxctl.host.engine import image_label
 from sandboxctl.models.source import CONTAINERFILES
-from sandboxctl.stack import Stack, images
+from sandboxctl.stack import Stack, build, images
 
 SUPERVISOR_CONTAINERFILE = ROOT / "supervisor" / "Containerfile"
 
@@ -124,7 +124,7 @@ def test_caches_and_tests_are_not_inputs(tmp_path: Path) -> None:
     for name in ("Containerfile", "requirements.lock", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / "supervisor" / name, root / "supervisor" / name)
     (root / "model").mkdir()
-    shutil.copy2(ROOT / images.RUNTIME_ROOT_SCRIPT, root / images.RUNTIME_ROOT_SCRIPT)
+    shutil.copy2(ROOT / build.RUNTIME_ROOT_SCRIPT, root / build.RUNTIME_ROOT_SCRIPT)
     before = images.inputs_digest(images.supervisor_inputs(root), {})
     cache = root / "supervisor" / "src" / "sandbox_supervisor" / "__pycache__"
     cache.mkdir(exist_ok=True)
@@ -163,9 +163,9 @@ def test_image_label_is_read_back_and_none_for_a_missing_image_fake_podman(
 ) -> None:
     fakes = FakeTools.create(tmp_path, state={})
     runner = fakes.runner()
-    argv = images.build_argv(tmp_path, tmp_path / "Containerfile", "sbx/x:1",
+    argv = build.build_argv(tmp_path, tmp_path / "Containerfile", "sbx/x:1",
                              labels={images.INPUTS_LABEL: "abc"})  # fmt: skip
-    images.build_image(argv, "sbx/x:1", runner=runner, log_file=tmp_path / "x.log",
+    build.build_image(argv, "sbx/x:1", runner=runner, log_file=tmp_path / "x.log",
                        log=lambda _: None)  # fmt: skip
     assert image_label(runner, "sbx/x:1", images.INPUTS_LABEL) == "abc"
     assert image_label(runner, "sbx/x:1", "other") == ""
@@ -173,7 +173,7 @@ def test_image_label_is_read_back_and_none_for_a_missing_image_fake_podman(
 
 
 def test_the_label_is_the_last_build_step_so_layers_stay_cached() -> None:
-    argv = images.build_argv(Path("c"), Path("c/Containerfile"), "t", labels={"k": "v"})
+    argv = build.build_argv(Path("c"), Path("c/Containerfile"), "t", labels={"k": "v"})
     assert argv[argv.index("--label") + 1] == "k=v"
     assert argv[-1] == "c"
 
