@@ -261,6 +261,33 @@ def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = pri
         )
 
 
+def build_component_image(
+    root: Path,
+    component: str,
+    tag: str,
+    *,
+    runner: Runner,
+    base_image: str = DEFAULT_TAG,
+    labels: Mapping[str, str] | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Build ``component/Containerfile`` (a FROM-scratch image whose build stage runs the
+    staged runtime-root script) FROM ``base_image``; never pulls."""
+    context = root / component
+    stage_runtime_root(root, context)
+    argv = build_argv(
+        context,
+        context / "Containerfile",
+        tag,
+        build_args={"DEBIAN_IMAGE": base_image},
+        labels=labels,
+    )
+    return build_image(
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
+    )
+
+
 def build_supervisor_image(
     root: Path,
     tag: str,
@@ -274,43 +301,10 @@ def build_supervisor_image(
     """Fill the wheelhouse, then build the supervisor image FROM ``base_image`` (never
     pulls)."""
     fill_wheelhouse(root, runner, log)
-    context = root / "supervisor"
-    stage_runtime_root(root, context)
-    argv = build_argv(
-        context,
-        context / "Containerfile",
-        tag,
-        build_args={"DEBIAN_IMAGE": base_image},
-        labels=labels,
-    )
-    return build_image(
-        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
-    )
-
-
-def build_egress_image(
-    root: Path,
-    tag: str,
-    *,
-    runner: Runner,
-    base_image: str = DEFAULT_TAG,
-    labels: Mapping[str, str] | None = None,
-    verbose: bool = False,
-    log: Callable[[str], None] = print,
-) -> BuildResult:
-    """Build the egress proxy image (Debian's Squid) FROM ``base_image`` (never pulls)."""
-    context = root / "egress"
-    stage_runtime_root(root, context)
-    argv = build_argv(
-        context,
-        context / "Containerfile",
-        tag,
-        build_args={"DEBIAN_IMAGE": base_image},
-        labels=labels,
-    )
-    return build_image(
-        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
-    )
+    return build_component_image(
+        root, "supervisor", tag, runner=runner, base_image=base_image, labels=labels,
+        verbose=verbose, log=log,
+    )  # fmt: skip
 
 
 def ensure_base_image(
@@ -429,8 +423,9 @@ def prepare_images(
                 log=stack.log,
             )
         if EGRESS_SERVICE in todo:
-            build_egress_image(
+            build_component_image(
                 stack.root,
+                "egress",
                 images[EGRESS_SERVICE],
                 runner=stack.runner,
                 base_image=stack.settings.base_image,
