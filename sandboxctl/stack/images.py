@@ -131,6 +131,12 @@ def egress_inputs(root: Path) -> dict[str, Path]:
     return files
 
 
+def supervisor_build_args(base_image: str, *, git_remotes: bool = False) -> dict[str, str]:
+    """The supervisor image's build arguments: its base, and git's HTTPS helper only when
+    the egress proxy is on (a closed sandbox's git has no remote helper)."""
+    return {"DEBIAN_IMAGE": base_image, "GIT_REMOTES": "https" if git_remotes else ""}
+
+
 def wanted_inputs(stack: Stack) -> dict[str, str]:
     """The inputs digest each of the stack's images must carry to be up to date."""
     settings = stack.settings
@@ -143,7 +149,8 @@ def wanted_inputs(stack: Stack) -> dict[str, str]:
     return {
         MODEL_SERVICE: inputs_digest(model_inputs(stack.root, settings.gpu_backend), model_args),
         SUPERVISOR_SERVICE: inputs_digest(
-            supervisor_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
+            supervisor_inputs(stack.root),
+            supervisor_build_args(settings.base_image, git_remotes=bool(settings.egress_allow)),
         ),
         EGRESS_SERVICE: inputs_digest(
             egress_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
@@ -268,19 +275,20 @@ def build_component_image(
     *,
     runner: Runner,
     base_image: str = DEFAULT_TAG,
+    build_args: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Build ``component/Containerfile`` (a FROM-scratch image whose build stage runs the
-    staged runtime-root script) FROM ``base_image``; never pulls."""
+    staged runtime-root script) FROM ``base_image``, with ``build_args``; never pulls."""
     context = root / component
     stage_runtime_root(root, context)
     argv = build_argv(
         context,
         context / "Containerfile",
         tag,
-        build_args={"DEBIAN_IMAGE": base_image},
+        build_args={"DEBIAN_IMAGE": base_image, **(build_args or {})},
         labels=labels,
     )
     return build_image(
@@ -294,15 +302,17 @@ def build_supervisor_image(
     *,
     runner: Runner,
     base_image: str = DEFAULT_TAG,
+    git_remotes: bool = False,
     labels: Mapping[str, str] | None = None,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Fill the wheelhouse, then build the supervisor image FROM ``base_image`` (never
-    pulls)."""
+    pulls); ``git_remotes``: with git's HTTPS helper (the egress proxy is on)."""
     fill_wheelhouse(root, runner, log)
     return build_component_image(
-        root, "supervisor", tag, runner=runner, base_image=base_image, labels=labels,
+        root, "supervisor", tag, runner=runner, base_image=base_image,
+        build_args=supervisor_build_args(base_image, git_remotes=git_remotes), labels=labels,
         verbose=verbose, log=log,
     )  # fmt: skip
 
@@ -418,6 +428,7 @@ def prepare_images(
                 images[SUPERVISOR_SERVICE],
                 runner=stack.runner,
                 base_image=stack.settings.base_image,
+                git_remotes=bool(stack.settings.egress_allow),
                 labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
                 verbose=verbose,
                 log=stack.log,
