@@ -225,6 +225,15 @@ def _note(record: dict[str, Any]) -> Note:
         )
     if kind == "repair":
         return Note("repair", f"log repaired: {text(record.get('dropped_bytes'))} torn bytes cut")
+    if kind == "snapshot":  # the step's changes recorded (its diff, when read, shows apart)
+        left_out = _list(record.get("not_recorded"))
+        return Note(
+            "snapshot",
+            f"changes recorded: {text(record.get('changed'))} changed, "
+            f"{text(record.get('removed'))} removed, {text(record.get('stored_bytes'))} bytes "
+            f"stored in {number(record.get('ms')):.0f} ms",
+            text(left_out) if left_out else "",
+        )
     shown = {k: v for k, v in record.items() if k not in ("v", "seq", "ts", "run_id", "type")}
     return Note("other", kind or "record", text(shown))
 

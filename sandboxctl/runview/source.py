@@ -1,5 +1,6 @@
 """Where the viewer's runs come from: the stack's logs volume (as ``runs.list`` reads it),
-or a folder of trajectory files on the host (``runs.export``'s files, a copied volume)."""
+or a folder of trajectory files on the host (``runs.export``'s files, a copied volume);
+and each step's diff, from the run's record of its changes, when the run has one."""
 
 from __future__ import annotations
 
@@ -7,6 +8,33 @@ import re
 from pathlib import Path
 
 from sandboxctl.stack.runs import Run, RunsError, parse_files
+
+SNAPSHOT = "snapshot"
+"""The trajectory record that says a step's changes were recorded (issue 23)."""
+
+
+def recorded_steps(run: Run) -> list[int]:
+    """The steps whose changes the run recorded (its ``snapshot`` records), step 0 left out."""
+    return [
+        int(record["step"])
+        for record in run.records
+        if record.get("type") == SNAPSHOT
+        and isinstance(record.get("step"), int)
+        and not isinstance(record.get("step"), bool)
+        and record["step"] > 0
+    ]
+
+
+def with_step_diffs(run: Run, diffs: dict[int, str]) -> Run:
+    """``run`` with each step's diff on its ``snapshot`` record (the page shows a record's
+    ``diff`` under its step); steps without a diff are left as they are."""
+    records = tuple(
+        {**record, "diff": diffs[record["step"]]}
+        if record.get("type") == SNAPSHOT and diffs.get(record.get("step", -1))
+        else record
+        for record in run.records
+    )
+    return Run(run.file, records)
 
 
 def read_folder(path: Path) -> list[Run]:

@@ -209,6 +209,22 @@ def run_diff(access: VolumeAccess, run_id: str, step: int | None) -> tuple[str, 
     return result.stdout, result.stderr
 
 
+def step_diffs(access: VolumeAccess, run_id: str) -> dict[int, str]:
+    """Each recorded step's own diff (from the step recorded before it), by step; read in
+    a one-shot container that mounts the logs volume read-only (for the run viewer)."""
+    from sandbox_supervisor.jsonsafe import loads
+
+    command = ["record", "diffs", run_id]
+    result = access.runner.run(access.helper([(access.logs, "/logs", False)], *command))
+    if not result.ok:
+        raise WorkspaceError(f"reading the run's record failed: {safe(result.stderr)[-500:]}")
+    try:
+        found = loads(result.stdout).get("diffs", {})
+        return {int(step): str(text) for step, text in found.items()}
+    except (ValueError, AttributeError, TypeError) as error:
+        raise WorkspaceError(f"the run's record gave no diffs: {error}") from error
+
+
 def rewind(access: VolumeAccess, run_id: str, step: int) -> str:
     """Restore the run's folder in the workspace to ``step`` (0: before the run); return
     what the container said (what could not be restored)."""

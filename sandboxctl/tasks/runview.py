@@ -3,6 +3,7 @@ runs.serve serves every run and evaluation on 127.0.0.1 (logic: :mod:`sandboxctl
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from invoke.exceptions import Exit
 
 from sandboxctl.runview import model, pages, server, source
 from sandboxctl.stack import runs as runs_
+from sandboxctl.stack import workspace as workspace_
 from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root
 from sandboxctl.tasks.stack import opened
@@ -26,6 +28,19 @@ def _source(logs: str) -> server.RunSource:
         return lambda: runs_.read_runs(stack)
 
 
+def _with_diffs(run: runs_.Run) -> runs_.Run:
+    """The run with each recorded step's diff, read from the stack's logs volume; the run
+    as it is (and a line saying why) when its record cannot be read."""
+    with opened() as stack:
+        access = workspace_.VolumeAccess.of(stack)
+        try:
+            access.require()
+            return source.with_step_diffs(run, workspace_.step_diffs(access, run.run_id))
+        except workspace_.WorkspaceError as error:
+            print(f"runs.view: the page has no diffs: {error}", file=sys.stderr)
+            return run
+
+
 @task(
     name="view",
     help={
@@ -39,6 +54,8 @@ def view(c: Context, id: str = "", output: str = "", logs: str = "") -> None:
     try:
         found: Sequence[runs_.Run] = _source(logs)()
         run = runs_.find(found, id)
+        if not logs and source.recorded_steps(run):
+            run = _with_diffs(run)
         html = pages.run_page(model.build(run))
         written = source.write_page(html, run.run_id, Path(output or root() / "results" / "runs"))
     except runs_.RunsError as error:

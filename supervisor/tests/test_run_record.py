@@ -5,6 +5,7 @@ doing: tests/e2e/test_own_project.py tries it on the real stack.)"""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -187,3 +188,20 @@ def test_the_cli_prints_the_diff_of_a_step(
     assert capsys.readouterr().out.startswith("diff --git a/calc.py b/calc.py\n")
     assert main(["record", "diff", run_id, "--step", "1", "--log-dir", str(logs)]) == 0
     assert "changed nothing" in capsys.readouterr().err
+
+
+def test_the_cli_prints_each_step_s_own_diff_as_json_for_the_viewer(
+    project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``record diffs``: one diff per recorded step, each from the step recorded before it
+    (the run page shows them under their steps)."""
+    run_id, logs = _run(tmp_path, SCRIPT)
+    capsys.readouterr()
+    assert main(["record", "diffs", run_id, "--log-dir", str(logs)]) == 0
+    found = json.loads(capsys.readouterr().out)
+    record = open_record(logs, run_id)
+    steps = record.steps()
+    assert sorted(found["diffs"], key=int) == [str(step) for step in steps[1:]]
+    for old_step, new_step in itertools.pairwise(steps):
+        assert found["diffs"][str(new_step)] == diff(record, old_step, new_step)[0]
+    assert any(text.startswith("diff --git a/calc.py") for text in found["diffs"].values())

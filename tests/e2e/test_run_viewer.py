@@ -1,7 +1,7 @@
 """The run viewer in a rendered sandbox, on the stack's own runs: `invoke runs.view` writes
 the page of the run the e2e made; `invoke eval` (the scripted model, one task) and then
-`invoke runs.serve` show the evaluation, its point linked to the run in the logs volume,
-and Ctrl-C stops the server."""
+`invoke runs.view` show the step's diff from the run's record, `invoke runs.serve` the
+evaluation, its point linked to the run in the logs volume, and Ctrl-C stops the server."""
 
 from __future__ import annotations
 
@@ -42,6 +42,11 @@ def test_an_evaluations_runs_are_served_and_ctrl_c_stops_the_server(
     )
     viewed = e2e_stack.invoke("runs.view", "--output", str(tmp_path / "page.html")).stdout
     assert "page.html" in viewed  # the eval's run is the stack's last one
+    page = (tmp_path / "page.html").read_text(encoding="utf-8")
+    diffs = re.findall(r'<pre class="diff">(.*?)</pre>', page, re.DOTALL)
+    assert len(diffs) == 1, "the step that wrote hello.txt shows its diff, read from the record"
+    assert "diff --git a/hello.txt b/hello.txt" in diffs[0]
+    assert "+Hello, world!" in html.unescape(diffs[0])
     server = subprocess.Popen(
         [sys.executable, "-m", "invoke", "runs.serve", "--port", "0", "--results", str(tmp_path)],
         cwd=e2e_stack.path,

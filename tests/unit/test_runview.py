@@ -192,6 +192,32 @@ def test_a_diff_on_any_record_of_a_step_shows_under_that_step() -> None:
     assert 'class="diff"' in pages.run_page(view)
 
 
+def test_each_recorded_step_s_diff_shows_under_its_step_once_and_escaped() -> None:
+    """The run's record gives each step's diff (``runs.view`` reads it in a one-shot
+    container); it goes on the step's snapshot record, and the page shows it as text."""
+    hostile = "diff --git a/x b/x\n+<script>document.title='pwned'</script>\n"
+    records = [
+        {"v": 1, "seq": 0, "ts": "t", "run_id": "r", "type": "run_start", "task": "t"},
+        {"v": 1, "seq": 1, "ts": "t", "run_id": "r", "type": "snapshot", "step": 0,
+         "changed": 1, "removed": 0, "stored_bytes": 10, "ms": 1.0},
+        {"v": 1, "seq": 2, "ts": "t", "run_id": "r", "type": "model_response", "step": 1,
+         "reply": {"content": "ok"}},
+        {"v": 1, "seq": 3, "ts": "t", "run_id": "r", "type": "snapshot", "step": 1,
+         "changed": 1, "removed": 0, "stored_bytes": 30, "ms": 2.0},
+    ]  # fmt: skip
+    run = Run("f", tuple(records))
+    assert source.recorded_steps(run) == [1]
+    view = model.build(source.with_step_diffs(run, {1: hostile}))
+    assert view.steps[0].diffs == [hostile]
+    assert [note.title for note in view.steps[0].notes] == [
+        "changes recorded: 1 changed, 0 removed, 30 bytes stored in 2 ms"
+    ]
+    page = pages.run_page(view)
+    assert "<script>document" not in page
+    assert "&lt;script&gt;document.title=" in page
+    assert page.count("document.title") == 1
+
+
 def test_the_page_policy_allows_no_script_and_only_its_own_style(
     sample_runs: dict[str, Run],
 ) -> None:

@@ -193,4 +193,9 @@ def test_diff_and_rewind_read_the_record_in_the_logs_volume(
     calls = [json.loads(line) for line in (tmp_path / "podman.log").read_text().splitlines()]
     diff_call = next(call for call in calls if "diff" in call)
     assert "demo_logs:/logs:ro" in diff_call
+    steps = workspace.step_diffs(access, "r1")
+    assert list(steps) == [1]
+    assert "-    return a - b\n+    return a + b\n" in steps[1]
+    calls = [json.loads(line) for line in (tmp_path / "podman.log").read_text().splitlines()]
+    assert "demo_logs:/logs:ro" in next(call for call in calls if "diffs" in call)
     assert not any(arg.startswith("demo_workspace") for arg in diff_call)

@@ -10,6 +10,7 @@ the run ended (see :mod:`.exit_codes`, ``sandbox-supervisor exit-codes`` and the
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import sys
@@ -328,6 +329,13 @@ def cmd_record(args: argparse.Namespace) -> int:
     if args.action == "steps":
         print(" ".join(str(step) for step in steps))
         return 0
+    if args.action == "diffs":  # every recorded step's own diff, for the run viewer
+        diffs: dict[str, str] = {}
+        left: dict[str, list[str]] = {}
+        for old_step, new_step in itertools.pairwise(steps):
+            diffs[str(new_step)], left[str(new_step)] = recording.diff(record, old_step, new_step)
+        print(json.dumps({"diffs": diffs, "left_out": left}, ensure_ascii=True))
+        return 0
     if args.action == "rewind":
         if args.step is None:
             raise ValueError("rewind: --step N is needed (0: before the run)")
@@ -483,9 +491,11 @@ def build_parser() -> argparse.ArgumentParser:
     workspace.set_defaults(func=cmd_workspace)
 
     record = sub.add_parser(
-        "record", help="a run's recorded changes: steps, diff (whole run or --step), rewind"
+        "record",
+        help="a run's recorded changes: steps, diff (whole run or --step), diffs (each "
+        "step's, as JSON), rewind",
     )
-    record.add_argument("action", choices=["steps", "diff", "rewind"])
+    record.add_argument("action", choices=["steps", "diff", "diffs", "rewind"])
     record.add_argument("run_id", type=_run_id)
     record.add_argument("--step", type=int, help="one step (diff) or the step to go back to")
     record.add_argument("--log-dir", type=Path, help="trajectory directory (SUPERVISOR_LOG_DIR)")
