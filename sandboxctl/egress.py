@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 DEFAULT_PORTS = (80, 443)
 """The ports an entry without ``:PORT`` allows."""
-PROXY_PORT = 3128
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST = re.compile(rf"^\.?{_LABEL}(?:\.{_LABEL})*$")
 _PREFIX = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
@@ -36,9 +35,6 @@ class Allowed:
 
     host: str
     ports: tuple[int, ...] = DEFAULT_PORTS
-
-    def __str__(self) -> str:
-        return f"{self.host}:{','.join(map(str, self.ports))}"
 
 
 def parse_allow(text: str) -> tuple[Allowed, ...]:

@@ -15,7 +15,7 @@ import io
 import json
 import tarfile
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -106,47 +106,48 @@ def parse_files(files: dict[str, bytes]) -> list[Run]:
     return sorted(runs, key=lambda run: (run.started, run.file))
 
 
-def trajectory_files(tar_bytes: bytes) -> dict[str, bytes]:
-    """The ``.jsonl`` files of an exported volume (a tar stream), by their path in it."""
+def files_in(tar_bytes: bytes, keep: Callable[[str], bool]) -> dict[str, bytes]:
+    """The regular files of an exported volume (a tar stream) whose path in it ``keep``
+    accepts, by that path."""
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
         for member in tar.getmembers():
-            if member.isfile() and member.name.endswith(".jsonl"):
+            name = member.name.removeprefix("./")
+            if member.isfile() and keep(name):
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    files[member.name.removeprefix("./")] = handle.read()
+                    files[name] = handle.read()
     return files
 
 
-def read_runs(stack: Stack) -> list[Run]:
-    """Every run in the stack's logs volume (``podman volume export``), oldest first."""
-    volume = stack.volume("logs")
+def trajectory_files(tar_bytes: bytes) -> dict[str, bytes]:
+    """The ``.jsonl`` files of an exported volume (a tar stream), by their path in it."""
+    return files_in(tar_bytes, lambda name: name.endswith(".jsonl"))
+
+
+def export_volume(stack: Stack, volume: str, what: str, hint: str = "") -> bytes:
+    """The ``what`` volume as a tar stream (``podman volume export``); :class:`RunsError`
+    with Podman's last line, and ``hint``, when it cannot be read."""
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "logs.tar"
+        out = Path(scratch) / "volume.tar"
         exported = stack.podman("volume", "export", "--output", str(out), volume)
         if not exported.ok:
             detail = (exported.stderr or exported.stdout).strip().splitlines()[-1:]
             raise RunsError(
-                f"cannot read the logs volume {volume} ({' '.join(detail) or 'no output'}): "
-                "has the stack run a task yet (`invoke up`, `invoke run`)?"
+                f"cannot read the {what} volume {volume} ({' '.join(detail) or 'no output'}){hint}"
             )
-        return parse_files(trajectory_files(out.read_bytes()))
+        return out.read_bytes()
+
+
+def read_runs(stack: Stack) -> list[Run]:
+    """Every run in the stack's logs volume (``podman volume export``), oldest first."""
+    hint = ": has the stack run a task yet (`invoke up`, `invoke run`)?"
+    return parse_files(trajectory_files(export_volume(stack, stack.volume("logs"), "logs", hint)))
 
 
 EGRESS_VOLUME = "egress-log"
 EGRESS_LOG = "egress/access.log"
 """The egress proxy's access log, in its own volume (compose.egress.yaml)."""
-
-
-def egress_log_text(tar_bytes: bytes) -> str:
-    """The proxy's access log from an exported ``egress-log`` volume ("" when absent)."""
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes)) as tar:
-        for member in tar.getmembers():
-            if member.isfile() and member.name.removeprefix("./") == EGRESS_LOG:
-                handle = tar.extractfile(member)
-                if handle is not None:
-                    return handle.read().decode("utf-8", "replace")
-    return ""
 
 
 def egress_lines(stack: Stack, run: Run) -> list[EgressLine]:
@@ -156,12 +157,8 @@ def egress_lines(stack: Stack, run: Run) -> list[EgressLine]:
     volume = stack.volume(EGRESS_VOLUME)
     if not stack.podman("volume", "exists", volume).ok:
         return []
-    with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "egress.tar"
-        exported = stack.podman("volume", "export", "--output", str(out), volume)
-        if not exported.ok:
-            raise RunsError(f"cannot read the egress log volume {volume}")
-        text = egress_log_text(out.read_bytes())
+    found = files_in(export_volume(stack, volume, "egress log"), lambda name: name == EGRESS_LOG)
+    text = found.get(EGRESS_LOG, b"").decode("utf-8", "replace")
     return lines_between(text, run.started, str(run.end.get("ts", "")))
 
 

@@ -199,25 +199,30 @@ def export_project(
     return copied, errors
 
 
-def run_diff(access: VolumeAccess, run_id: str, step: int | None) -> tuple[str, str]:
-    """The diff of a run's recorded changes (whole run, or ``step``) and the lines on what
-    was left out; read in a one-shot container that mounts the logs volume read-only."""
-    command = ["record", "diff", run_id, *(["--step", str(step)] if step is not None else [])]
-    result = access.runner.run(access.helper([(access.logs, "/logs", False)], *command))
+def _read_record(access: VolumeAccess, *command: str) -> Result:
+    """``sandbox-supervisor record COMMAND`` in a one-shot container that mounts the logs
+    volume read-only; :class:`WorkspaceError` when it fails."""
+    result = access.runner.run(access.helper([(access.logs, "/logs", False)], "record", *command))
     if not result.ok:
         raise WorkspaceError(f"reading the run's record failed: {safe(result.stderr)[-500:]}")
+    return result
+
+
+def run_diff(access: VolumeAccess, run_id: str, step: int | None) -> tuple[str, str]:
+    """The diff of a run's recorded changes (whole run, or ``step``) and the lines on what
+    was left out, read from the run's record."""
+    result = _read_record(
+        access, "diff", run_id, *(["--step", str(step)] if step is not None else [])
+    )
     return result.stdout, result.stderr
 
 
 def step_diffs(access: VolumeAccess, run_id: str) -> dict[int, str]:
-    """Each recorded step's own diff (from the step recorded before it), by step; read in
-    a one-shot container that mounts the logs volume read-only (for the run viewer)."""
+    """Each recorded step's own diff (from the step recorded before it), by step, read from
+    the run's record (for the run viewer)."""
     from sandbox_supervisor.jsonsafe import loads
 
-    command = ["record", "diffs", run_id]
-    result = access.runner.run(access.helper([(access.logs, "/logs", False)], *command))
-    if not result.ok:
-        raise WorkspaceError(f"reading the run's record failed: {safe(result.stderr)[-500:]}")
+    result = _read_record(access, "diffs", run_id)
     try:
         found = loads(result.stdout).get("diffs", {})
         return {int(step): str(text) for step, text in found.items()}
