@@ -72,7 +72,8 @@ class Settings:
     ``native`` (model/Containerfile says what each costs)."""
     egress_allow: tuple[Allowed, ...] = ()
     """The hosts the tools container may reach through the egress proxy; () = no proxy."""
-    egress_net_prefix: str = "10.90.24"
+    net_prefix: str = "10.90.24"
+    """``SANDBOX_NET_PREFIX``: the sandbox's /24, where its services have fixed addresses."""
     source: Path | None = None
     raw: Mapping[str, str] = field(default_factory=dict)
 
@@ -222,15 +223,20 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         )
     errors += compose_file_mismatches(merged)
     egress_allow: tuple[Allowed, ...] = ()
-    egress_net_prefix = DEFAULTS["EGRESS_NET_PREFIX"]
+    net_prefix = DEFAULTS["SANDBOX_NET_PREFIX"]
     try:
         egress_allow = parse_allow(merged["EGRESS_ALLOW"])
     except EgressError as error:
         errors.append(str(error))
     try:
-        egress_net_prefix = parse_prefix(merged["EGRESS_NET_PREFIX"])
+        net_prefix = parse_prefix(merged["SANDBOX_NET_PREFIX"])
     except EgressError as error:
         errors.append(str(error))
+    if "EGRESS_NET_PREFIX" in values:
+        errors.append(
+            "EGRESS_NET_PREFIX is now SANDBOX_NET_PREFIX, the sandbox's /24 for every "
+            "network (ai-net PREFIX.0/25, tools-net PREFIX.128/25): rename it in .env"
+        )
 
     settings = Settings(
         compose_project_name=project,
@@ -260,7 +266,7 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
         base_image=merged["BASE_IMAGE"].strip() or DEFAULTS["BASE_IMAGE"],
         llama_cpu_variants=cpu_variants,
         egress_allow=egress_allow,
-        egress_net_prefix=egress_net_prefix,
+        net_prefix=net_prefix,
         source=source,
         raw=dict(merged),
     )

@@ -25,7 +25,7 @@ _PREFIX = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 
 
 class EgressError(ValueError):
-    """An ``EGRESS_ALLOW`` entry or ``EGRESS_NET_PREFIX`` that is not accepted."""
+    """An ``EGRESS_ALLOW`` entry or ``SANDBOX_NET_PREFIX`` that is not accepted."""
 
 
 @dataclass(frozen=True)
@@ -65,13 +65,15 @@ def parse_allow(text: str) -> tuple[Allowed, ...]:
 
 
 def parse_prefix(text: str) -> str:
-    """``EGRESS_NET_PREFIX``: the first three numbers of tools-net's /24 when the proxy
-    runs (the proxy takes ``PREFIX.250``). Raises :class:`EgressError` when it is not."""
+    """``SANDBOX_NET_PREFIX``: the first three numbers of the sandbox's /24, where its
+    services have fixed addresses (compose.yaml: the stack's networks have no resolver,
+    so the egress proxy, too, is found at ``PREFIX.250``). Raises :class:`EgressError`
+    when it is not three numbers from 0 to 255."""
     match = _PREFIX.match(text.strip())
     if match is None or not all(0 <= int(part) <= 255 for part in match.groups()):
         raise EgressError(
-            f"EGRESS_NET_PREFIX={text!r}: expected three numbers such as 10.90.24 "
-            "(tools-net becomes 10.90.24.0/24 when EGRESS_ALLOW is set)"
+            f"SANDBOX_NET_PREFIX={text!r}: expected three numbers such as 10.90.24 "
+            "(ai-net becomes 10.90.24.0/25 and tools-net 10.90.24.128/25)"
         )
     return text.strip()
 

@@ -63,7 +63,7 @@ _HANDLED = {
     "image", "build", "user", "command", "entrypoint", "environment", "secrets",
     "volumes", "tmpfs", "networks", "mem_limit", "pids_limit", "healthcheck", "cap_drop",
     "security_opt", "read_only", "init", "pull_policy", "restart", "devices", "ports",
-    "expose", "dns",
+    "expose", "dns", "extra_hosts",
 }  # fmt: skip
 _URL = re.compile(r"\bhttps?://([a-z0-9][a-z0-9-]*):(\d+)")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
@@ -165,6 +165,21 @@ def edges(project: Mapping[str, Any]) -> list[Edge]:
                 f"{edge.client} calls {edge.server}:{edge.port} but they share no network"
             )
     return sorted(found)
+
+
+def check_extra_hosts(project: Mapping[str, Any]) -> None:
+    """Raise :class:`ConvertError` when a service's ``extra_hosts`` names anything but
+    another service of the project: only those names have a cluster equivalent (a
+    Service)."""
+    services: Mapping[str, Any] = project.get("services", {})
+    for client, spec in sorted(services.items()):
+        for entry in spec.get("extra_hosts") or []:
+            host = re.split(r"[=:]", str(entry), maxsplit=1)[0]
+            if host not in services or host == client:
+                raise ConvertError(
+                    f"{client}: extra_hosts names {host!r}, not another service of the "
+                    "stack: a cluster has no equivalent"
+                )
 
 
 def _container_security(spec: Mapping[str, Any]) -> Obj:
@@ -311,7 +326,10 @@ def pod_spec(containers: list[Obj], volumes: list[Obj], spec: Mapping[str, Any])
     """The hardened pod around ``containers``: no service account token, no service
     links, the pod-level securityContext of the service ``spec``, and its resolvers:
     a service with ``dns`` (Compose's "no resolver", ``127.0.0.1``) gets exactly those
-    (``dnsPolicy: None``), never the cluster's, which forwards outside names upstream."""
+    (``dnsPolicy: None``), never the cluster's, which forwards outside names upstream;
+    unless Compose gives it the stack's services at fixed addresses (``extra_hosts``):
+    on a cluster those names are Services, so it keeps the cluster's resolver (and the
+    NetworkPolicies let only it ask)."""
     pod: Obj = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
@@ -319,7 +337,7 @@ def pod_spec(containers: list[Obj], volumes: list[Obj], spec: Mapping[str, Any])
         "containers": containers,
         "volumes": volumes,
     }
-    if spec.get("dns"):
+    if spec.get("dns") and not spec.get("extra_hosts"):
         pod["dnsPolicy"] = "None"
         pod["dnsConfig"] = {"nameservers": [str(server) for server in spec["dns"]]}
     return pod
@@ -453,6 +471,7 @@ def convert(project: Mapping[str, Any]) -> Stack:
     if not name:
         raise ConvertError("the Compose project has no name (COMPOSE_PROJECT_NAME)")
     services: Mapping[str, Any] = project.get("services") or {}
+    check_extra_hosts(project)
     links = edges(project)
     stack = Stack(project=name, edges=links)
     for service_name, spec in sorted(services.items()):

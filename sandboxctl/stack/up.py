@@ -15,8 +15,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sandboxctl.stack.images import place_llama_source, prepare_images
+from sandboxctl.stack.networks import ensure_networks
 from sandboxctl.stack.project import READY_DEADLINE_S, Stack, StackError
 from sandboxctl.stack.secrets import ensure_api_key, ensure_tools_token
 
@@ -56,6 +58,7 @@ def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_D
     images = prepare_images(stack, rebuild=rebuild)
     model_file = prepare_model(stack)
     before = service_states(stack)
+    ensure_networks(stack, compose_config(stack))  # before Compose makes them with DNS
     # `create` only makes what is missing (the model-data volume load_model fills)
     stack.require(stack.compose_run("create", "--no-recreate", capture=True), "compose create")
     copied = stack.load_model(model_file, images["model-server"], stack.root / "models")
@@ -100,16 +103,19 @@ def service_states(stack: Stack) -> dict[str, ServiceState]:
     return states
 
 
+def compose_config(stack: Stack) -> dict[str, Any]:
+    """Return the resolved Compose model (``compose config --format json``)."""
+    result = stack.compose_run("config", "--format", "json", capture=True)
+    config: dict[str, Any] = json.loads(stack.require(result, "compose config").stdout)
+    return config
+
+
 def expected_states(stack: Stack) -> dict[str, tuple[str, str]]:
     """Return each service's current (config hash, image ID), as Compose computes them."""
     hashes = stack.require(
         stack.compose_run("config", "--hash", "*", capture=True), "compose config --hash"
     )
-    config = json.loads(
-        stack.require(
-            stack.compose_run("config", "--format", "json", capture=True), "compose config"
-        ).stdout
-    )
+    config = compose_config(stack)
     expected: dict[str, tuple[str, str]] = {}
     for line in hashes.stdout.splitlines():
         service, _, digest = line.strip().partition(" ")

@@ -14,11 +14,12 @@ the container's own processes, and no tool needed in the image (the model server
 only busybox). Name lookups run inside the container where it has ``getent``, and as a
 query to each server its ``resolv.conf`` lists otherwise.
 
-Two gaps that remain are written as strict ``xfail`` tests, so they show in every run
-and turn red the day they close (docs/SECURITY.md, "Network"): the engine's resolver
-(aardvark-dns 1.4) still answers a query sent to it by hand and forwards outside names,
-and a host service bound to every interface is reachable through a network's gateway
-(DEV-0004).
+The stack's networks carry no resolver and, being internal, no gateway: `invoke up`
+creates them itself without the engine's DNS (before that, aardvark-dns 1.4 answered a
+query written by hand on each network's gateway and forwarded outside names, DEV-0008,
+and a host service bound to every interface answered on that gateway, DEV-0004). So each
+container is also tried with a raw DNS query and a connection to a listener on every
+interface of this host, through every address of this host and every gateway it has.
 
 Also here: no process of a finished run remains in the tools container.
 """
@@ -40,8 +41,8 @@ import pytest
 from e2e_sandbox import E2EStack
 
 SERVICES = ("model-server", "supervisor", "tools")
-CLOSED = ("model-server", "tools")
-"""The services with no resolver at all: they look up no name."""
+"""The stack's services: none has a resolver (the supervisor finds the others in
+/etc/hosts)."""
 HOST_RESOLVED = "deb.debian.org"
 """A name this host resolves (its Debian mirror): the proof that a container did not."""
 
@@ -102,9 +103,11 @@ def canary() -> Iterator[Canary]:
 
 
 def gateways(stack: E2EStack, service: str) -> list[str]:
-    """The gateway address of each network the service's container is on."""
+    """The gateway address of each network the service's container is on (Podman says
+    ``<nil>`` for a network with none)."""
     networks: dict[str, Any] = stack.container(service)["NetworkSettings"]["Networks"]
-    return sorted({n["Gateway"] for n in networks.values() if n.get("Gateway")})
+    found = {n.get("Gateway") or "" for n in networks.values()}
+    return sorted(found - {"", "<nil>"})
 
 
 _WAYS_OUT = (
@@ -182,24 +185,25 @@ def host_resolves() -> str:
     return HOST_RESOLVED
 
 
-@pytest.mark.parametrize("service", CLOSED)
-def test_no_outside_name_resolves_in_a_container_with_no_resolver(
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_outside_name_resolves_in_any_container(
     e2e_stack: E2EStack, service: str, host_resolves: str
 ) -> None:
-    """tools and model-server: resolv.conf names only the container's own (empty)
-    loopback, which answers no query for a name the host resolves; where the image has
-    ``getent`` (tools), the libc lookup inside fails too."""
+    """resolv.conf names only the container's own (empty) loopback, which answers no
+    query for a name the host resolves; where the image has ``getent`` (tools, the
+    supervisor), the libc lookup inside fails too."""
     servers = resolv_conf_servers(e2e_stack, service)
     answered = {ip: answers_from(e2e_stack, service, ip, host_resolves) for ip in servers}
     assert not any(answered.values()), f"{host_resolves} answered in {service}: {answered}"
     assert servers == ["127.0.0.1"], servers
-    if service == "tools":
+    if service != "model-server":
         lookup = e2e_stack.exec(service, "getent", "ahosts", host_resolves)
         assert lookup.returncode == 2, f"{host_resolves} in {service}: {lookup.stdout}"
 
 
 def test_the_supervisor_still_resolves_the_stack_s_own_names(e2e_stack: E2EStack) -> None:
-    """The one container that calls others by name still finds them."""
+    """The one container that calls others by name still finds them (in /etc/hosts, at
+    their fixed addresses)."""
     for name in ("tools", "model-server"):
         lookup = e2e_stack.exec("supervisor", "getent", "hosts", name)
         assert lookup.returncode == 0, f"{name} does not resolve in the supervisor"
@@ -225,40 +229,91 @@ def _dns_query(name: str) -> bytes:
     return header + labels + b"\x00\x00\x01\x00\x01"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="DEV-0008: aardvark-dns 1.4 (Podman 4.3) forwards outside names for internal "
-    "networks; tools-net needs its resolver for the supervisor (docs/SECURITY.md, Network)",
-)
-def test_a_query_sent_by_hand_to_the_engine_resolver_gets_no_outside_answer(
-    e2e_stack: E2EStack, host_resolves: str
-) -> None:
-    """From tools' network, a raw UDP query to tools-net's gateway (where aardvark-dns
-    listens) for a name the host resolves."""
-    (gateway,) = gateways(e2e_stack, "tools")
-    answers = answers_from(e2e_stack, "tools", gateway, host_resolves)
-    print(f"\nraw query for {host_resolves} to {gateway}:53 from tools: {answers} answer(s)")
-    assert answers == 0
+def stack_networks(stack: E2EStack) -> dict[str, dict[str, Any]]:
+    """``podman network inspect`` of every network the stack's containers are on."""
+    names = sorted(
+        {n for c in stack.containers().values() for n in c["NetworkSettings"]["Networks"]}
+    )
+    inspected = json.loads(stack.podman("network", "inspect", *names))
+    return {n["name"]: n for n in inspected}
 
 
-@pytest.mark.xfail(
-    strict=True, reason="DEV-0004: the host's services on 0.0.0.0 answer on the gateway"
-)
-def test_a_host_service_on_every_interface_is_out_of_reach_from_tools(
-    e2e_stack: E2EStack,
+def test_the_stack_s_networks_have_no_resolver_and_no_gateway(e2e_stack: E2EStack) -> None:
+    """Every network of the stack: no engine DNS (nothing to forward a query), internal
+    and so no gateway (no address of the host on it)."""
+    networks = stack_networks(e2e_stack)
+    assert networks
+    for name, network in networks.items():
+        assert network["dns_enabled"] is False, name
+        assert network["internal"] is True, name
+        assert not [s for s in network.get("subnets") or [] if s.get("gateway")], network
+    for service in SERVICES:
+        assert gateways(e2e_stack, service) == [], service
+
+
+def host_addresses() -> list[str]:
+    """Every IPv4 address of this host's interfaces but loopback (its bridges included)."""
+    result = subprocess.run(
+        ["ip", "-j", "-4", "addr"], capture_output=True, text=True, timeout=30, check=True
+    )
+    found = [
+        info["local"]
+        for link in json.loads(result.stdout)
+        for info in link.get("addr_info", [])
+        if not info["local"].startswith("127.")
+    ]
+    assert found, "this host has no address but loopback: the probe proves nothing"
+    return sorted(set(found))
+
+
+def reachable_candidates(stack: E2EStack, service: str) -> list[str]:
+    """Where a way out could be, seen from ``service``: its resolvers, its gateways, and
+    every address of this host."""
+    servers = resolv_conf_servers(stack, service)
+    return sorted({*servers, *gateways(stack, service), *host_addresses()})
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_query_sent_by_hand_gets_no_answer_anywhere_a_container_can_send_it(
+    e2e_stack: E2EStack, service: str, host_resolves: str
 ) -> None:
-    """A TCP listener on 0.0.0.0 of this host, tried from tools' network through its
-    gateway."""
-    (gateway,) = gateways(e2e_stack, "tools")
+    """A raw UDP query for a name the host resolves, from the container's network to its
+    resolvers, its gateways and every address of this host (where aardvark-dns or a host
+    resolver could listen): no answer."""
+    answered = {
+        ip: answers_from(e2e_stack, service, ip, host_resolves)
+        for ip in reachable_candidates(e2e_stack, service)
+    }
+    print(f"\nraw queries for {host_resolves} from {service}: {answered}")
+    assert not any(answered.values()), answered
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_a_host_service_on_every_interface_is_out_of_reach(
+    e2e_stack: E2EStack, service: str
+) -> None:
+    """A UDP and a TCP listener on 0.0.0.0 of this host, tried from the container's network
+    through every address of this host and every gateway: no connection, no datagram."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("0.0.0.0", 0))
+    udp.settimeout(0.5)
     server = socket.socket()
     server.bind(("0.0.0.0", 0))
     server.listen()
     try:
-        port = str(server.getsockname()[1])
-        outcome = json.loads(in_netns(e2e_stack, "tools", _WAYS_OUT, port, port, gateway))
+        ports = (str(udp.getsockname()[1]), str(server.getsockname()[1]))
+        targets = reachable_candidates(e2e_stack, service)
+        outcome = json.loads(in_netns(e2e_stack, service, _WAYS_OUT, *ports, *targets))
+        try:
+            heard = [repr(udp.recvfrom(4096))]
+        except OSError:
+            heard = []
     finally:
         server.close()
-    assert outcome[f"tcp {gateway}"] != "connected", outcome
+        udp.close()
+    print(f"\nfrom {service} to this host's listeners: {outcome}")
+    assert not [k for k, v in outcome.items() if v == "connected"], outcome
+    assert heard == [], heard
 
 
 # A daemon's detach, as fast as Python does it: fork, setsid, fork, output closed.

@@ -30,6 +30,7 @@ import pytest
 from e2e_sandbox import ROOT, E2EStack
 
 from sandboxctl import scaffold
+from sandboxctl.config import load_settings
 
 PROJECT = "e2e-egress"
 SERVED = "hello through the egress proxy\n"
@@ -269,11 +270,13 @@ def test_runs_show_lists_the_run_s_egress_lines(
 
 
 def test_tools_still_resolves_no_name_with_the_proxy_on(egress_stack: E2EStack) -> None:
-    """The proxy resolves; tools knows only the proxy's fixed address."""
+    """The proxy resolves; tools knows only the proxy's fixed address in the sandbox's
+    /24 (SANDBOX_NET_PREFIX of its .env)."""
     lookup = egress_stack.exec("tools", "getent", "ahosts", "allowed.test")
     assert lookup.returncode == 2, lookup.stdout
     hosts = egress_stack.exec("tools", "getent", "hosts", "egress")
-    assert hosts.stdout.split()[:1] == ["10.90.24.250"], hosts.stdout
+    prefix = load_settings(egress_stack.path, require_file=True).net_prefix
+    assert hosts.stdout.split()[:1] == [f"{prefix}.250"], hosts.stdout
 
 
 def test_the_supervisor_s_model_traffic_never_uses_the_proxy(egress_stack: E2EStack) -> None:

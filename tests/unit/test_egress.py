@@ -64,7 +64,7 @@ def test_every_bad_entry_is_named_at_once() -> None:
 def test_net_prefix_is_three_numbers_up_to_255() -> None:
     assert parse_prefix("10.90.24") == "10.90.24"
     for bad in ("10.90", "10.90.24.0", "10.300.1", "a.b.c", ""):
-        with pytest.raises(EgressError, match="EGRESS_NET_PREFIX"):
+        with pytest.raises(EgressError, match="SANDBOX_NET_PREFIX"):
             parse_prefix(bad)
 
 
@@ -73,7 +73,7 @@ def test_settings_carry_the_allowlist_when_compose_file_has_the_proxy() -> None:
         {"EGRESS_ALLOW": "pypi.org", "COMPOSE_FILE": EGRESS_FILES}
     )
     assert settings.egress_allow == (Allowed("pypi.org"),)
-    assert settings.egress_net_prefix == "10.90.24"
+    assert settings.net_prefix == "10.90.24"
 
 
 def test_allowlist_without_the_proxy_file_is_a_mismatch() -> None:
@@ -89,10 +89,15 @@ def test_proxy_file_without_an_allowlist_is_a_mismatch() -> None:
 def test_bad_allowlist_and_bad_prefix_are_reported_together() -> None:
     with pytest.raises(config.ConfigError) as caught:
         config.settings_from_mapping(
-            {"EGRESS_ALLOW": "1.2.3.4", "EGRESS_NET_PREFIX": "10.1", "COMPOSE_FILE": EGRESS_FILES}
+            {"EGRESS_ALLOW": "1.2.3.4", "SANDBOX_NET_PREFIX": "10.1", "COMPOSE_FILE": EGRESS_FILES}
         )
     assert "EGRESS_ALLOW" in str(caught.value)
-    assert "EGRESS_NET_PREFIX" in str(caught.value)
+    assert "SANDBOX_NET_PREFIX" in str(caught.value)
+
+
+def test_the_old_egress_net_prefix_is_refused_with_its_new_name() -> None:
+    with pytest.raises(config.ConfigError, match="EGRESS_NET_PREFIX is now SANDBOX_NET_PREFIX"):
+        config.settings_from_mapping({"EGRESS_NET_PREFIX": "10.90.25"})
 
 
 ALLOWED = "2026-12-06T19:26:58Z TCP_TUNNEL 200 CONNECT allowed.test 8443 5120 410"
