@@ -28,16 +28,21 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
+
+from sandboxctl.egress import EgressError, parse_allow
 
 Obj = dict[str, Any]
 
 MODEL_SERVICE = "model-server"
 SUPERVISOR_SERVICE = "supervisor"
 TOOLS_SERVICE = "tools"
+EGRESS_SERVICE = "egress"
+"""The opt-in egress proxy (compose.egress.yaml): the one pod with a way out, to the
+ports of its ``EGRESS_ALLOW``."""
 JOB_NAME = "agent-tasks"
 """The agent Job, its pods' ``app.kubernetes.io/name`` and its task ConfigMap."""
 TASKS_FILE = "tasks.json"
@@ -66,6 +71,8 @@ _HANDLED = {
     "expose", "dns", "extra_hosts",
 }  # fmt: skip
 _URL = re.compile(r"\bhttps?://([a-z0-9][a-z0-9-]*):(\d+)")
+_URL_HOST = re.compile(r"\b(https?://)([a-z0-9][a-z0-9-]*)(:\d+)")
+_LINK = re.compile(r"\$\(([A-Z0-9_]+)_SERVICE_HOST\)")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
 
@@ -103,6 +110,33 @@ def k8s_name(name: str) -> str:
     if not cleaned:
         raise ConvertError(f"{name!r} has no character a Kubernetes name can keep")
     return cleaned[:63]
+
+
+def service_link(name: str) -> str:
+    """The reference to Service ``name``'s address that a pod with service links has
+    expanded by the kubelet (``model-server`` -> ``$(MODEL_SERVER_SERVICE_HOST)``)."""
+    return f"$({k8s_name(name).upper().replace('-', '_')}_SERVICE_HOST)"
+
+
+def linked(value: str, services: Iterable[str]) -> str:
+    """``value`` with each URL to a service of ``services`` pointing at the Service's
+    address by its link variable instead of its name (no resolver needed)."""
+    names = set(services)
+
+    def swap(match: re.Match[str]) -> str:
+        scheme, host, port = match.groups()
+        return f"{scheme}{service_link(host)}{port}" if host in names else match.group(0)
+
+    return _URL_HOST.sub(swap, value)
+
+
+def uses_service_links(containers: Iterable[Obj]) -> bool:
+    """Tell whether a container's environment refers to a Service's link variable."""
+    return any(
+        _LINK.search(str(entry.get("value", "")))
+        for box in containers
+        for entry in box.get("env", [])
+    )
 
 
 def quantity(value: Any) -> str:
@@ -278,8 +312,12 @@ def container(
     if spec.get("command"):
         body["args"] = list(spec["command"])
     environment = spec.get("environment") or {}
+    # A service with no resolver (Compose's `dns: 127.0.0.1`) finds the others as Compose
+    # gives them (extra_hosts, at fixed addresses): on a cluster, by the Services' link
+    # variables, which the kubelet expands; the names stay for the pods that resolve.
+    services = (project.get("services") or {}) if spec.get("dns") else {}
     body["env"] = [
-        {"name": key, "value": "" if value is None else str(value)}
+        {"name": key, "value": linked("" if value is None else str(value), services)}
         for key, value in sorted(environment.items())
     ]
     if ports:
@@ -323,21 +361,19 @@ def container(
 
 
 def pod_spec(containers: list[Obj], volumes: list[Obj], spec: Mapping[str, Any]) -> Obj:
-    """The hardened pod around ``containers``: no service account token, no service
-    links, the pod-level securityContext of the service ``spec``, and its resolvers:
-    a service with ``dns`` (Compose's "no resolver", ``127.0.0.1``) gets exactly those
-    (``dnsPolicy: None``), never the cluster's, which forwards outside names upstream;
-    unless Compose gives it the stack's services at fixed addresses (``extra_hosts``):
-    on a cluster those names are Services, so it keeps the cluster's resolver (and the
-    NetworkPolicies let only it ask)."""
+    """The hardened pod around ``containers``: no service account token, the pod-level
+    securityContext of the service ``spec``, and its resolvers: a service with ``dns``
+    (Compose's "no resolver", ``127.0.0.1``) gets exactly those (``dnsPolicy: None``),
+    never the cluster's, which forwards outside names upstream. Service links (the
+    ``*_SERVICE_HOST`` variables) only where a container's environment refers to them."""
     pod: Obj = {
         "automountServiceAccountToken": False,
-        "enableServiceLinks": False,
+        "enableServiceLinks": uses_service_links(containers),
         "securityContext": _pod_security(spec),
         "containers": containers,
         "volumes": volumes,
     }
-    if spec.get("dns") and not spec.get("extra_hosts"):
+    if spec.get("dns"):
         pod["dnsPolicy"] = "None"
         pod["dnsConfig"] = {"nameservers": [str(server) for server in spec["dns"]]}
     return pod
@@ -388,10 +424,17 @@ def claim(project: str, name: str) -> Obj:
     }
 
 
-def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
-    """Deny all traffic, then allow DNS to the pods that call a service by name (the
-    cluster's resolver forwards other names upstream, so no other pod may ask it), and
-    each caller -> callee edge on its port."""
+def network_policies(
+    project: str,
+    links: Sequence[Edge],
+    *,
+    resolvers: Sequence[str] = (),
+    outside: Mapping[str, Sequence[int]] | None = None,
+) -> list[Obj]:
+    """Deny all traffic, then allow DNS to the ``resolvers`` (the pods that keep the
+    cluster's resolver, which forwards other names upstream, so no other pod may ask it),
+    each caller -> callee edge on its port, and each pod of ``outside`` out to any address
+    on its ports (the egress proxy, to its allowed names' ports)."""
     part = {PART_OF_LABEL: k8s_name(project)}
 
     def policy(name: str, selector: Obj, kinds: list[str], **rules: Any) -> Obj:
@@ -403,9 +446,8 @@ def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
         }
 
     result = [policy("default-deny", {}, ["Ingress", "Egress"])]
-    callers = sorted({e.client for e in links})
-    if callers:
-        by_name = {"key": NAME_LABEL, "operator": "In", "values": callers}
+    if resolvers:
+        by_name = {"key": NAME_LABEL, "operator": "In", "values": sorted(resolvers)}
         dns_to = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
         result.append(
             policy(
@@ -452,7 +494,40 @@ def network_policies(project: str, links: Sequence[Edge]) -> list[Obj]:
         ]
         selector = {"matchLabels": labels(project, client)}
         result.append(policy(f"{client}-egress", selector, ["Egress"], egress=rules))
+    for name, ports in sorted((outside or {}).items()):
+        rule = {
+            "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
+            "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))],
+        }
+        selector = {"matchLabels": labels(project, name)}
+        result.append(policy(f"{name}-outside", selector, ["Egress"], egress=[rule]))
     return result
+
+
+def outside_ports(project: Mapping[str, Any]) -> dict[str, list[int]]:
+    """The services on a network that is not internal, with the ports they may reach out
+    to: only the egress proxy, on the ports of its ``EGRESS_ALLOW``. Raises
+    :class:`ConvertError` for any other service with a route out."""
+    internal = {
+        key for key, network in (project.get("networks") or {}).items()
+        if (network or {}).get("internal")
+    }  # fmt: skip
+    found: dict[str, list[int]] = {}
+    for name, spec in sorted((project.get("services") or {}).items()):
+        routes_out = sorted(set(spec.get("networks") or {}) - internal)
+        if not routes_out:
+            continue
+        if name != EGRESS_SERVICE:
+            raise ConvertError(
+                f"service {name} joins {', '.join(routes_out)}, a network with a route out: "
+                "only the egress proxy has one on a cluster"
+            )
+        try:
+            allowed = parse_allow(str((spec.get("environment") or {}).get("EGRESS_ALLOW", "")))
+        except EgressError as error:
+            raise ConvertError(str(error)) from error
+        found[name] = sorted({port for entry in allowed for port in entry.ports})
+    return found
 
 
 def job_edges(links: Sequence[Edge]) -> list[Edge]:
@@ -486,5 +561,10 @@ def convert(project: Mapping[str, Any]) -> Stack:
         stack.claims[volume] = claim(name, volume)
     for secret in sorted(project.get("secrets") or {}):
         stack.secrets[k8s_name(secret)] = secret
-    stack.policies = network_policies(name, [*links, *job_edges(links)])
+    outside = outside_ports(project)
+    callers = {e.client for e in links} | set(outside)
+    resolvers = sorted(c for c in callers if c in services and not services[c].get("dns"))
+    stack.policies = network_policies(
+        name, [*links, *job_edges(links)], resolvers=resolvers, outside=outside
+    )
     return stack

@@ -12,7 +12,11 @@ mounts stay as built):
 - Services: each pod joins the Podman networks of its Compose service (internal, as in
   Compose) at a fixed address, and every pod that calls a service gets a ``hostAliases``
   entry mapping the service's name to that address, so ``http://model-server:8080``
-  resolves as on a cluster, without relying on the engine's DNS;
+  resolves as on a cluster, without relying on the engine's DNS; a Service's link
+  variable (``$(MODEL_SERVER_SERVICE_HOST)``, which a kubelet expands to the Service's
+  address) becomes the service's name, which those entries resolve;
+- the egress component (``EGRESS_ALLOW``) is not played: the proof is the CPU overlay
+  without it (its NetworkPolicies, like all of them, need a cluster);
 - NetworkPolicies are not enforced: the internal networks stand in (no egress; the tools
   pod shares no network with the model server);
 - the projected Secret volume becomes one read-only ``hostPath`` file per secret, from the
@@ -138,6 +142,11 @@ def adapt_pod(
             claim = volume["persistentVolumeClaim"]
             claim["claimName"] = f"{prefix}-{claim['claimName']}"
     _secret_mounts(spec, secrets_dir)
+    links = {convert.service_link(host): host for host in aliases}
+    for box in [*spec.get("initContainers", []), *spec["containers"]]:
+        for entry in box.get("env", []):
+            for link, ip in links.items():
+                entry["value"] = str(entry.get("value", "")).replace(link, ip)
     if aliases:
         spec["hostAliases"] = [
             {"ip": ip, "hostnames": [host]} for host, ip in sorted(aliases.items())
@@ -287,7 +296,8 @@ class Player:
         """Networks (internal), then the claims (Podman volumes)."""
         for compose_name, name in sorted(self.plan.networks.items()):
             self.podman(
-                "network", "create", "--internal", "--subnet", self.plan.subnets[compose_name],
+                "network", "create", "--internal", "--disable-dns",
+                "--subnet", self.plan.subnets[compose_name],
                 "--label", f"sandboxctl.kube={self.plan.prefix}", name,
             )  # fmt: skip
         claims = self.workdir / "claims.yaml"

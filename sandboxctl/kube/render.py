@@ -8,10 +8,15 @@
     kube/overlays/cpu/         base + the CPU model-server image
     kube/overlays/cuda/        base + the CUDA image, its environment, one GPU per replica
     kube/job/                  the Indexed Job running tasks.json against the stack
+    kube/components/egress/    only when EGRESS_ALLOW names hosts: the egress proxy, its
+                               Service, claim and NetworkPolicies, and tools' proxy
+                               variables; both overlays include it
 
 The base comes from ``compose config`` of ``compose.yaml`` alone with ``GPU_BACKEND=cpu``;
 each overlay from ``compose.yaml`` plus ``compose.BACKEND.yaml`` with that backend, so the
-GPU settings of the Compose files are the overlay's. Nothing here is written by hand:
+GPU settings of the Compose files are the overlay's; the egress component from
+``compose.yaml`` plus ``compose.egress.yaml``: the objects that differ from the base's.
+Nothing here is written by hand:
 :func:`drift` renders again and names every file that differs (``plan.check``).
 """
 
@@ -34,6 +39,8 @@ from sandboxctl.kube.overlay import gpu_patch
 from sandboxctl.stack.compose import ComposeCommand, compose_config
 
 KUBE_DIR = "kube"
+EGRESS_COMPONENT = "components/egress"
+EGRESS_FILES = ("compose.yaml", "compose.egress.yaml")
 BACKENDS = ("cpu", "cuda")
 """Overlays written: the GPU backends Kubernetes schedules by a resource (Vulkan has no
 standard device plugin; docs/KUBERNETES.md)."""
@@ -109,8 +116,10 @@ def render_tree(
     *,
     tasks: Sequence[str] = DEFAULT_TASKS,
     parallelism: int = 1,
+    egress: bool = False,
 ) -> dict[str, str]:
-    """Return every file of the kustomize tree (path relative to ``root`` -> text)."""
+    """Return every file of the kustomize tree (path relative to ``root`` -> text);
+    ``egress``: with the egress proxy's component (the sandbox's ``EGRESS_ALLOW``)."""
     base_project = config(["compose.yaml"], {"GPU_BACKEND": "cpu"})
     stack = convert.convert(base_project)
     base = f"{KUBE_DIR}/base"
@@ -141,6 +150,10 @@ def render_tree(
             "generatorOptions": {"disableNameSuffixHash": True},
         }
     )
+    component = (
+        egress_component(stack, config(EGRESS_FILES, {"GPU_BACKEND": "cpu"})) if egress else {}
+    )
+    files |= component
     for backend in BACKENDS:
         variant = config(variant_files(root, backend), {"GPU_BACKEND": backend})
         image, patch = gpu_patch(base_project, variant)
@@ -154,6 +167,8 @@ def render_tree(
         if patch is not None:
             files[f"{KUBE_DIR}/overlays/{backend}/model-server-gpu.yaml"] = dump(patch)
             kustomization["patches"] = [{"path": "model-server-gpu.yaml"}]
+        if component:
+            kustomization["components"] = [f"../../{EGRESS_COMPONENT}"]
         files[f"{KUBE_DIR}/overlays/{backend}/kustomization.yaml"] = dump(kustomization)
     job = agent_job(base_project, len(tasks), parallelism)
     files[f"{KUBE_DIR}/job/job.yaml"] = dump(job)
@@ -164,6 +179,46 @@ def render_tree(
             "kind": "Kustomization",
             "resources": ["job.yaml"],
             "configMapGenerator": [{"name": convert.JOB_NAME, "files": [convert.TASKS_FILE]}],
+        }
+    )
+    return files
+
+
+def egress_component(base: convert.Stack, project: Mapping[str, Any]) -> dict[str, str]:
+    """The files of the egress component: the objects of the stack with the proxy
+    (``project``, from compose.yaml and compose.egress.yaml) that the ``base`` lacks, and a
+    patch for each one it changes (tools: the proxy variables and the proxy's Service
+    link)."""
+    stack = convert.convert(project)
+    folder = f"{KUBE_DIR}/{EGRESS_COMPONENT}"
+    added: list[Obj] = []
+    patches: list[Obj] = []
+    for kind in ("deployments", "services", "claims"):
+        mine, theirs = getattr(stack, kind), getattr(base, kind)
+        for name in sorted(mine):
+            if name not in theirs:
+                added.append(mine[name])
+            elif mine[name] != theirs[name]:
+                patches.append(mine[name])
+    base_policies = {p["metadata"]["name"]: p for p in base.policies}
+    for policy in stack.policies:
+        known = base_policies.get(policy["metadata"]["name"])
+        if known is None:
+            added.append(policy)
+        elif known != policy:
+            patches.append(policy)
+    files = {f"{folder}/egress.yaml": dump(*added)}
+    names = []
+    for patch in patches:
+        name = f"patch-{patch['kind'].lower()}-{patch['metadata']['name']}.yaml"
+        files[f"{folder}/{name}"] = dump(patch)
+        names.append(name)
+    files[f"{folder}/kustomization.yaml"] = dump(
+        {
+            "apiVersion": "kustomize.config.k8s.io/v1alpha1",
+            "kind": "Component",
+            "resources": ["egress.yaml"],
+            "patches": [{"path": name} for name in names],
         }
     )
     return files
@@ -214,6 +269,17 @@ def secret_names(files: Mapping[str, str]) -> list[str]:
     return [entry["files"][0].split("=", 1)[0] for entry in data.get("secretGenerator", [])]
 
 
+def egress_on(root: Path) -> bool:
+    """Tell whether the sandbox's ``.env`` names hosts in ``EGRESS_ALLOW`` (an invalid
+    ``.env`` counts as off: its loading reports what is wrong)."""
+    from sandboxctl.config import ConfigError, load_settings
+
+    try:
+        return bool(load_settings(root).egress_allow)
+    except ConfigError:
+        return False
+
+
 def job_shape(root: Path) -> tuple[list[str], int]:
     """The task list and parallelism of the Job on disk (the defaults when absent)."""
     tasks_file = root / KUBE_DIR / "job" / convert.TASKS_FILE
@@ -233,7 +299,7 @@ def drift(root: Path, config: ComposeConfig) -> list[tuple[str, str]]:
     if not (root / KUBE_DIR).is_dir():
         return []
     tasks, parallelism = job_shape(root)
-    files = render_tree(root, config, tasks=tasks, parallelism=parallelism)
+    files = render_tree(root, config, tasks=tasks, parallelism=parallelism, egress=egress_on(root))
     found = []
     for rel, text in sorted(files.items()):
         path = root / rel

@@ -120,6 +120,12 @@ def fill_missing_secrets(kube_dir: Path) -> list[Path]:
     return made
 
 
+def is_component(kustomization: Path) -> bool:
+    """Tell whether a kustomization file is a Component (no build of its own)."""
+    data = yaml.safe_load(kustomization.read_text(encoding="utf-8")) or {}
+    return data.get("kind") == "Component"
+
+
 def validate_tree(
     kube_dir: Path, runner: Runner | None = None, versions: Sequence[str] = KUBERNETES_VERSIONS
 ) -> tuple[dict[str, list[dict[str, Any]]], list[Problem]]:
@@ -138,6 +144,8 @@ def validate_tree(
         shutil.copytree(kube_dir, copy, symlinks=False)
         fill_missing_secrets(copy)
         for folder in sorted(p.parent for p in copy.rglob("kustomization.yaml")):
+            if is_component(folder / "kustomization.yaml"):
+                continue  # built as part of the overlays that include it
             rel = folder.relative_to(copy).as_posix()
             objects = build(folder, runner)
             built[rel] = objects

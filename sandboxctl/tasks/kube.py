@@ -8,7 +8,6 @@ from pathlib import Path
 from invoke.context import Context
 from invoke.exceptions import Exit
 
-from sandboxctl.config import ConfigError, load_settings
 from sandboxctl.kube import render as render_
 from sandboxctl.kube.convert import ConvertError
 from sandboxctl.stack.compose import ComposeError, find_compose
@@ -34,7 +33,10 @@ def render(c: Context, tasks: str = "", parallelism: int = 1, secrets: bool = Tr
     try:
         config = render_.compose_model(find_compose(), here)
         task_list = render_.read_tasks(Path(tasks) if tasks else None)
-        files = render_.render_tree(here, config, tasks=task_list, parallelism=parallelism)
+        egress = render_.egress_on(here)
+        files = render_.render_tree(
+            here, config, tasks=task_list, parallelism=parallelism, egress=egress
+        )
     except (ComposeError, ConvertError, OSError, ValueError) as error:
         raise Exit(f"kube.render: {error}", code=1) from error
     written = render_.write_tree(here, files)
@@ -42,14 +44,10 @@ def render(c: Context, tasks: str = "", parallelism: int = 1, secrets: bool = Tr
     if secrets:
         placed = render_.place_secrets(here, render_.secret_names(files))
         print(f"kube.render: {len(placed)} secret file(s) in kube/base/secrets/ (git-ignored)")
-    try:
-        egress = bool(load_settings(here).egress_allow)
-    except ConfigError:
-        egress = False  # render reads compose config, which reported what is wrong, if anything
     if egress:
         print(
-            "kube.render: EGRESS_ALLOW is set, but the manifests have no egress proxy yet: "
-            "on Kubernetes the stack stays closed (docs/KUBERNETES.md)"
+            f"kube.render: EGRESS_ALLOW is set: {render_.EGRESS_COMPONENT} (the egress proxy, "
+            "its NetworkPolicies, tools' proxy variables) is in both overlays"
         )
 
 

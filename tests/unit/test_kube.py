@@ -115,7 +115,9 @@ def test_every_compose_service_is_a_hardened_deployment(
         assert pod["securityContext"]["runAsNonRoot"] is True, name
         assert pod["automountServiceAccountToken"] is False, name
         env = {e["name"]: e["value"] for e in box["env"]}
-        assert env == {k: str(v) for k, v in spec["environment"].items()}, name
+        services = project["services"] if spec.get("dns") else {}
+        wanted = {k: convert.linked(str(v), services) for k, v in spec["environment"].items()}
+        assert env == wanted, name
         tmp = next(v for v in pod["volumes"] if v["name"] == "tmp")
         assert tmp["emptyDir"] == {"medium": "Memory", "sizeLimit": "64Mi"}, name
 
@@ -247,6 +249,8 @@ def _admits(
                     and _selects(entry["podSelector"], peer)
                 ):
                     return True
+                if peer is None and "ipBlock" in entry:
+                    return True
     return False
 
 
@@ -315,31 +319,162 @@ def test_network_policy_evaluator_sees_a_hole(built: dict[str, list[dict[str, An
     assert reachable([*policies, opened], "tools", "model-server", PORT) is True
 
 
-def test_only_pods_that_call_a_service_by_name_may_ask_the_cluster_resolver(
+def test_no_pod_of_the_stack_asks_the_cluster_resolver(
     built: dict[str, list[dict[str, Any]]],
 ) -> None:
-    """The cluster's DNS forwards outside names upstream (a way out): tools and the model
-    server have no resolver (dnsPolicy None, 127.0.0.1, as `dns:` in Compose) and no DNS
-    egress; the supervisor and the Job, which call services by name, keep both."""
-    objects = built["overlays/cpu"]
+    """The cluster's DNS forwards outside names upstream (a way out): every pod has no
+    resolver (dnsPolicy None, 127.0.0.1, as `dns:` in Compose) and no DNS egress."""
+    objects = [*built["overlays/cpu"], *built["job"]]
     policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
     part = {convert.PART_OF_LABEL: PROJECT}
     kube_dns = {"k8s-app": "kube-dns"}
+    pods = ("model-server", "supervisor", "tools", convert.JOB_NAME)
     asks = {
         pod: _admits(policies, "egress", {convert.NAME_LABEL: pod, **part}, kube_dns, 53)
-        for pod in ("model-server", "supervisor", "tools", convert.JOB_NAME)
+        for pod in pods
     }
-    assert asks == {
+    assert asks == dict.fromkeys(pods, False)
+    templates = {**by_kind(objects, "Deployment"), **by_kind(objects, "Job")}
+    for name in pods:
+        pod = templates[name]["spec"]["template"]["spec"]
+        assert (pod["dnsPolicy"], pod["dnsConfig"]) == ("None", {"nameservers": ["127.0.0.1"]})
+
+
+def test_callers_find_services_by_their_link_variables_not_by_name(
+    built: dict[str, list[dict[str, Any]]],
+) -> None:
+    """With no resolver, the supervisor and the Job reach the Services through the
+    addresses the kubelet puts in ``*_SERVICE_HOST`` (service links on for them only)."""
+    objects = [*built["overlays/cpu"], *built["job"]]
+    templates = {**by_kind(objects, "Deployment"), **by_kind(objects, "Job")}
+
+    def env(name: str) -> dict[str, str]:
+        box = templates[name]["spec"]["template"]["spec"]["containers"][0]
+        return {e["name"]: e.get("value", "") for e in box["env"]}
+
+    model_url = f"http://$(MODEL_SERVER_SERVICE_HOST):{PORT}/v1"
+    assert env("supervisor")["SUPERVISOR_MODEL_URL"] == model_url
+    assert env("supervisor")["SUPERVISOR_TOOLS_URL"] == "http://$(TOOLS_SERVICE_HOST):8700"
+    assert env(convert.JOB_NAME)["SUPERVISOR_MODEL_URL"] == model_url
+    links = {
+        name: templates[name]["spec"]["template"]["spec"]["enableServiceLinks"]
+        for name in templates
+    }
+    assert links == {
         "model-server": False,
         "supervisor": True,
         "tools": False,
         convert.JOB_NAME: True,
     }
-    deployments = by_kind(objects, "Deployment")
-    for name in ("model-server", "tools"):
-        pod = deployments[name]["spec"]["template"]["spec"]
-        assert (pod["dnsPolicy"], pod["dnsConfig"]) == ("None", {"nameservers": ["127.0.0.1"]})
-    assert "dnsPolicy" not in deployments["supervisor"]["spec"]["template"]["spec"]
+
+
+def test_a_service_link_names_the_variable_the_kubelet_sets() -> None:
+    assert convert.service_link("model-server") == "$(MODEL_SERVER_SERVICE_HOST)"
+    assert convert.linked("http://tools:8700/x", ["tools"]) == "http://$(TOOLS_SERVICE_HOST):8700/x"
+    assert convert.linked("http://other:80", ["tools"]) == "http://other:80"
+
+
+# --- the egress proxy (EGRESS_ALLOW) --------------------------------------------------------
+
+ALLOW = "allowed.test, git.test:8443"
+
+
+@pytest.fixture(scope="module")
+def egress_tree(tmp_path_factory: pytest.TempPathFactory, compose: ComposeCommand) -> Path:
+    """A sandbox with the egress proxy on: its tree, written, secrets placed."""
+    path = make_sandbox(
+        tmp_path_factory.mktemp("kube-egress") / "sandbox",
+        EGRESS_ALLOW=f'"{ALLOW}"',
+        COMPOSE_FILE="compose.yaml:compose.egress.yaml",
+    )
+    files = rendered(compose, path, egress=render.egress_on(path))
+    render.write_tree(path, files)
+    render.place_secrets(path, render.secret_names(files))
+    return path
+
+
+@pytest.fixture(scope="module")
+def egress_built(egress_tree: Path) -> dict[str, list[dict[str, Any]]]:
+    objects, problems = validate.validate_tree(egress_tree / "kube")
+    assert problems == [], "\n".join(map(str, problems))
+    return objects
+
+
+def test_egress_is_a_component_both_overlays_include(egress_tree: Path) -> None:
+    component = yaml.safe_load(
+        (egress_tree / "kube/components/egress/kustomization.yaml").read_text()
+    )
+    assert component["kind"] == "Component"
+    for backend in render.BACKENDS:
+        overlay = yaml.safe_load(
+            (egress_tree / f"kube/overlays/{backend}/kustomization.yaml").read_text()
+        )
+        assert overlay["components"] == ["../../components/egress"]
+
+
+def test_without_egress_allow_no_component_is_rendered(tree: Path) -> None:
+    assert not (tree / "kube/components").exists()
+    overlay = yaml.safe_load((tree / "kube/overlays/cpu/kustomization.yaml").read_text())
+    assert "components" not in overlay
+
+
+@pytest.mark.parametrize("overlay", ["overlays/cpu", "overlays/cuda"])
+def test_with_egress_tools_reach_only_the_proxy_and_the_proxy_only_the_allowed_ports(
+    egress_built: dict[str, list[dict[str, Any]]], overlay: str
+) -> None:
+    """tools -> egress:3128 and nothing else; the proxy resolves (DNS) and goes out on the
+    allowlist's ports (443 and 80 for a bare name, 8443 named); nothing else goes out."""
+    objects = egress_built[overlay]
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    assert reachable(policies, "tools", "egress", 3128)
+    pods = ["model-server", "supervisor", "tools", "egress"]
+    for src in pods:
+        for dst in pods:
+            if src != dst and (src, dst) != ("tools", "egress"):
+                assert not reachable(policies, src, dst, 3128), (src, dst)
+    outside = {
+        port for port in (22, 80, 443, 8080, 8443) if reachable(policies, "egress", None, port)
+    }
+    assert outside == {80, 443, 8443}
+    for src in ("model-server", "supervisor", "tools"):
+        assert not reachable(policies, src, None, 443), f"{src} reaches outside"
+    part = {convert.PART_OF_LABEL: PROJECT}
+    asks = {
+        pod: _admits(
+            policies, "egress", {convert.NAME_LABEL: pod, **part}, {"k8s-app": "kube-dns"}, 53
+        )
+        for pod in pods
+    }
+    assert asks == {"model-server": False, "supervisor": False, "tools": False, "egress": True}
+
+
+def test_with_egress_tools_has_the_proxy_variables_and_still_no_resolver(
+    egress_built: dict[str, list[dict[str, Any]]],
+) -> None:
+    deployments = by_kind(egress_built["overlays/cpu"], "Deployment")
+    pod = deployments["tools"]["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value", "") for e in pod["containers"][0]["env"]}
+    assert env["HTTPS_PROXY"] == "http://$(EGRESS_SERVICE_HOST):3128"
+    assert env["HTTP_PROXY"] == "http://$(EGRESS_SERVICE_HOST):3128"
+    assert (pod["dnsPolicy"], pod["enableServiceLinks"]) == ("None", True)
+    proxy = deployments["egress"]["spec"]["template"]["spec"]
+    assert "dnsPolicy" not in proxy
+    box = proxy["containers"][0]
+    assert box["securityContext"]["runAsNonRoot"] is True
+    assert {e["name"]: e["value"] for e in box["env"]}["EGRESS_ALLOW"] == ALLOW
+    services = by_kind(egress_built["overlays/cpu"], "Service")
+    assert [p["port"] for p in services["egress"]["spec"]["ports"]] == [3128]
+    assert "egress-log" in by_kind(egress_built["overlays/cpu"], "PersistentVolumeClaim")
+
+
+def test_a_service_other_than_the_proxy_with_a_route_out_is_refused() -> None:
+    project = {
+        "name": "p",
+        "networks": {"out": {"internal": False}},
+        "services": {"tools": {"image": "i", "user": "1:1", "networks": {"out": None}}},
+    }
+    with pytest.raises(convert.ConvertError, match="route out"):
+        convert.convert(project)
 
 
 # --- overlays and the Job -------------------------------------------------------------------

@@ -4,6 +4,7 @@ against a fake podman that records its calls."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 from pathlib import Path
@@ -59,7 +60,9 @@ def containers(doc: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def test_containers_are_played_as_built_except_the_pull_policy_and_secret_mounts(
     built: tuple[dict[str, Any], list[Any], list[Any]], plan: local.LocalPlan
 ) -> None:
-    """Image, command, env, hardening and limits reach podman unchanged."""
+    """Image, command, env, hardening and limits reach podman unchanged, but for the
+    Services' link variables, which become the names of the pod's hostAliases (a
+    kubelet would expand them to the Services' addresses)."""
     _, overlay, _ = built
     deployments = {o["metadata"]["name"]: o for o in overlay if o["kind"] == "Deployment"}
     played = pods(plan)
@@ -67,8 +70,18 @@ def test_containers_are_played_as_built_except_the_pull_policy_and_secret_mounts
         (original,) = deployment["spec"]["template"]["spec"]["containers"]
         box = containers(played[name])[name]
         assert box.pop("imagePullPolicy") == "Never"
+        aliases = {
+            convert.service_link(host): host
+            for alias in played[name]["spec"].get("hostAliases", [])
+            for host in alias["hostnames"]
+        }
+        expected = copy.deepcopy({k: v for k, v in original.items() if k != "volumeMounts"})
+        for entry in expected.get("env", []):
+            for link, ip in aliases.items():
+                entry["value"] = entry["value"].replace(link, ip)
         kept = {k: v for k, v in box.items() if k != "volumeMounts"}
-        assert kept == {k: v for k, v in original.items() if k != "volumeMounts"}, name
+        assert kept == expected, name
+        assert "$(" not in json.dumps(kept), name
         assert (
             played[name]["spec"]["securityContext"]
             == (deployment["spec"]["template"]["spec"]["securityContext"])

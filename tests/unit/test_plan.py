@@ -65,8 +65,8 @@ def test_port_published_against_the_plan_is_a_drift(repo: Path) -> None:
     """A `ports:` entry on a service the plan does not publish is reported."""
     replace(
         repo / "compose.yaml",
-        "    networks: [ai-net]\n",
-        '    ports: ["8080:8080"]\n    networks: [ai-net]\n',
+        "    networks:\n      ai-net:\n",
+        '    ports: ["8080:8080"]\n    networks:\n      ai-net:\n',
     )
     found = drifts(repo)
     assert any("service model-server: publishes ['8080:8080']" in d for d in found), found
