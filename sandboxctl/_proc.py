@@ -11,7 +11,8 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, TypeVar
@@ -213,6 +214,35 @@ class Runner:
             except FileNotFoundError as error:
                 raise CommandNotFound(f"{argv[0]}: command not found") from error
         return process.pid
+
+    @contextmanager
+    def background(
+        self,
+        argv: Sequence[str],
+        log: IO[bytes],
+        *,
+        env: Mapping[str, str] | None = None,
+        stop_s: float = 10.0,
+    ) -> Iterator[Callable[[], bool]]:
+        """Run ``argv`` while the ``with`` block runs, its stdout and stderr written to
+        ``log`` (an open binary file), ``env`` merged as in :meth:`run`; yield a function
+        telling whether it still runs. Leaving the block stops it: SIGTERM, then SIGKILL
+        when it has not ended after ``stop_s`` seconds (a server the caller talks to)."""
+        try:
+            process = subprocess.Popen(
+                list(argv), stdout=log, stderr=subprocess.STDOUT, env=self.environ(env)
+            )
+        except FileNotFoundError as error:
+            raise CommandNotFound(f"{argv[0]}: command not found") from error
+        try:
+            yield lambda: process.poll() is None
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=stop_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
     def which(self, name: str) -> str | None:
         """Return the full path of ``name`` on this runner's ``PATH``, or None."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -73,3 +74,49 @@ def test_run_past_its_timeout_is_killed_and_reported_not_raised() -> None:
     result = Runner().run([sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.5)
     assert result.returncode == TIMED_OUT
     assert "timed out" in result.stderr
+
+
+def wait_until(condition: Callable[[], bool], deadline_s: float = 10.0) -> None:
+    """Return once ``condition()`` holds; fail the test when it still does not after
+    ``deadline_s`` seconds."""
+    deadline = time.monotonic() + deadline_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
+def test_background_runs_for_the_block_with_its_env_and_stops_after_it(tmp_path: Path) -> None:
+    log_path = tmp_path / "log"
+    code = "import os, time; print(os.environ['SANDBOX_X'], flush=True); time.sleep(60)"
+    with (
+        log_path.open("wb") as log,
+        Runner().background([sys.executable, "-c", code], log, env={"SANDBOX_X": "y"}) as alive,
+    ):
+        wait_until(lambda: log_path.read_bytes() == b"y\n")
+        assert alive()
+    assert not alive()
+
+
+def test_background_kills_a_command_that_ignores_sigterm(tmp_path: Path) -> None:
+    log_path = tmp_path / "log"
+    code = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    started = time.monotonic()
+    with (
+        log_path.open("wb") as log,
+        Runner().background([sys.executable, "-c", code], log, stop_s=0.2) as alive,
+    ):
+        wait_until(lambda: log_path.read_bytes() == b"ready\n")
+    assert not alive()
+    assert time.monotonic() - started < 30
+
+
+def test_background_of_a_missing_executable_raises_command_not_found(tmp_path: Path) -> None:
+    with (
+        (tmp_path / "log").open("wb") as log,
+        pytest.raises(CommandNotFound),
+        Runner().background(["no-such-command-here"], log),
+    ):
+        pass
