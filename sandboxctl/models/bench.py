@@ -22,18 +22,19 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl.host.engine import image_exists
 from sandboxctl.models import source as llama_source
 from sandboxctl.models.bench_host import (
     CMAKE_FLAGS,
@@ -129,17 +130,17 @@ def summary(result: BenchResult) -> dict[str, Any]:
     return out
 
 
-def timed(command: list[str], **kwargs: Any) -> float:
+def timed(runner: Runner, command: list[str]) -> float:
     """Run ``command`` and return its wall time in seconds."""
     start = time.monotonic()
-    run(command, **kwargs)
+    run(runner, command)
     return time.monotonic() - start
 
 
-def image_size(tag: str, engine: str = "podman") -> int:
+def image_size(tag: str, runner: Runner | None = None) -> int:
     """Return the image's size in bytes as the engine reports it."""
-    out = run([engine, "image", "inspect", "--format", "{{.Size}}", tag]).stdout.strip()
-    return int(out)
+    argv = ["podman", "image", "inspect", "--format", "{{.Size}}", tag]
+    return int(run(runner or Runner(), argv).stdout.strip())
 
 
 def completion(url: str, n_predict: int) -> dict[str, Any]:
@@ -172,7 +173,7 @@ def first_answer(url: str) -> float:
 
 @contextmanager
 def container_server(
-    image: str, model: Path, threads: int, ctx: int
+    runner: Runner, image: str, model: Path, threads: int, ctx: int
 ) -> Iterator[tuple[str, float]]:
     """Run the image with ``model`` mounted read-only; yield its URL and the seconds from
     `podman run` to ready; always remove it."""
@@ -181,6 +182,7 @@ def container_server(
     try:
         start = time.monotonic()
         run(
+            runner,
             ["podman", "run", "-d", "--name", name, "--read-only", "--cap-drop=ALL",
              "-p", f"127.0.0.1:{port}:8080",
              "-v", f"{model.parent}:/models:ro",
@@ -192,18 +194,14 @@ def container_server(
         url = f"http://127.0.0.1:{port}"
 
         def alive() -> bool:
-            state = subprocess.run(
-                ["podman", "inspect", "--format", "{{.State.Running}}", name],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
+            state = runner.run(["podman", "inspect", "--format", "{{.State.Running}}", name])
             return state.stdout.strip() == "true"
 
         wait_ready(url, alive)
         yield url, time.monotonic() - start
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "2", name], capture_output=True, check=False)
+        with suppress(CommandNotFound):  # no podman: nothing to remove, the error is on its way
+            runner.run(["podman", "rm", "-f", "-t", "2", name])
 
 
 def interleave(servers: dict[str, str], rounds: int, n_predict: int, result: BenchResult) -> None:
@@ -303,8 +301,10 @@ def run_benchmark(
     host: bool = True,
     jobs: int | None = None,
     log: Callable[[str], None] = print,
+    runner: Runner | None = None,
 ) -> BenchResult:
     """Run the whole benchmark and return its figures (see the module docstring)."""
+    runner = runner or Runner()
     pin, _origin, _download, _tree = llama_source.place_source()
     key, model, note = pick_model(model_key)
     ccache = llama_source.cache_dir() / "ccache"
@@ -323,16 +323,16 @@ def run_benchmark(
         with tempfile.TemporaryDirectory(prefix="ccache-cold-") as empty:
             cold_command = command(Path(empty))
             cold_command.insert(2, "--no-cache")
-            result.build_cold_s = timed(cold_command)
-    elif not _image_exists(tag):
+            result.build_cold_s = timed(runner, cold_command)
+    elif not image_exists(runner, tag):
         log("no image yet: this first build is cold (minutes)...")
-        result.build_cold_s = timed(command(ccache))
+        result.build_cold_s = timed(runner, command(ccache))
         result.notes.append("cold build measured with the persistent ccache directory as found")
     log("warm build (unchanged source)...")
-    result.build_warm_s = timed(command(ccache))
-    result.image_size_bytes = image_size(tag)
+    result.build_warm_s = timed(runner, command(ccache))
+    result.image_size_bytes = image_size(tag, runner)
 
-    with container_server(tag, model, threads, ctx) as (container_url, ready):
+    with container_server(runner, tag, model, threads, ctx) as (container_url, ready):
         result.ready_s = ready
         result.first_answer_s = first_answer(container_url)
         servers = {"container": container_url}
@@ -348,13 +348,9 @@ def run_benchmark(
             variants,
             ccache,
             jobs or os.cpu_count() or 2,
+            runner,
         )
-        with host_server(binary, model, threads, ctx) as host_url:
+        with host_server(binary, model, threads, ctx, runner) as host_url:
             log(f"{rounds} interleaved rounds: container, host, container, host, ...")
             interleave({**servers, "host": host_url}, rounds, n_predict, result)
     return result
-
-
-def _image_exists(tag: str) -> bool:
-    result = subprocess.run(["podman", "image", "exists", tag], capture_output=True, check=False)
-    return result.returncode == 0

@@ -6,18 +6,17 @@ variants, and run as a plain process, so the container's cost can be measured ag
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import httpx
 
+from sandboxctl._proc import CommandNotFound, Result, Runner
 from sandboxctl.models import source as llama_source
 
 READY_TIMEOUT_S = 120.0
@@ -27,10 +26,14 @@ class BenchError(Exception):
     """The benchmark could not run; the message says what failed."""
 
 
-def run(command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    """Run ``command`` capturing its output; raise BenchError when it fails."""
-    result = subprocess.run(command, capture_output=True, text=True, check=False, **kwargs)
-    if result.returncode != 0:
+def run(runner: Runner, command: Sequence[str]) -> Result:
+    """Run ``command`` capturing its output; raise BenchError when it fails or its program
+    is missing."""
+    try:
+        result = runner.run(command)
+    except CommandNotFound as error:
+        raise BenchError(str(error)) from error
+    if not result.ok:
         tail = (result.stdout + result.stderr)[-3000:]
         raise BenchError(f"{' '.join(command[:4])} ... failed ({result.returncode}):\n{tail}")
     return result
@@ -108,7 +111,7 @@ def cpu_flags(variants: str) -> list[str]:
     return flags
 
 
-def host_tree(context: Path, base: Path) -> Path:
+def host_tree(context: Path, base: Path, runner: Runner | None = None) -> Path:
     """Return ``base/llama.cpp``: a hard-linked copy of the placed source with
     :data:`GGML_EDITS` applied (each edited file replaced, never written through a link,
     so the placed source and the image's layer cache are untouched). Kept while the
@@ -121,7 +124,7 @@ def host_tree(context: Path, base: Path) -> Path:
         return tree
     shutil.rmtree(tree, ignore_errors=True)
     base.mkdir(parents=True, exist_ok=True)
-    run(["cp", "-al", str(source), str(tree)])
+    run(runner or Runner(), ["cp", "-al", str(source), str(tree)])
     for relative, anchor, insert in GGML_EDITS:
         path = tree / relative
         text = path.read_text(encoding="utf-8")
@@ -135,19 +138,25 @@ def host_tree(context: Path, base: Path) -> Path:
 
 
 def host_build(
-    context: Path, base: Path, variants: str, ccache: Path | None, jobs: int
+    context: Path,
+    base: Path,
+    variants: str,
+    ccache: Path | None,
+    jobs: int,
+    runner: Runner | None = None,
 ) -> tuple[Path, float]:
     """Build llama-server on the host from the placed source with the image's flags, in
     ``base`` (``base/llama.cpp``, ``base/build``: the image's /src layout, so ccache
     shares objects). Returns the binary and the seconds it took."""
-    if shutil.which("cmake") is None or shutil.which("c++") is None:
+    runner = runner or Runner()
+    if runner.which("cmake") is None or runner.which("c++") is None:
         raise BenchError("the host build needs cmake and a C++ compiler (build-essential)")
-    tree = host_tree(context, base)
+    tree = host_tree(context, base, runner)
     build = base / "build"
     # ccache hashes the locale variables: drop them, as the build container has none.
-    env = {k: v for k, v in os.environ.items() if k != "LANG" and not k.startswith("LC_")}
+    env = {k: v for k, v in runner.environ().items() if k != "LANG" and not k.startswith("LC_")}
     launcher: list[str] = []
-    if ccache is not None and shutil.which("ccache"):
+    if ccache is not None and runner.which("ccache"):
         env.update(CCACHE_DIR=str(ccache), CCACHE_BASEDIR=str(base), CCACHE_COMPILERCHECK="content")
         launcher = ["-DCMAKE_C_COMPILER_LAUNCHER=ccache", "-DCMAKE_CXX_COMPILER_LAUNCHER=ccache"]
     manifest = llama_source.read_manifest(context) or {}
@@ -156,30 +165,27 @@ def host_build(
         f"-DLLAMA_BUILD_COMMIT={str(manifest.get('commit', 'unknown'))[:9]}",
     ]
     flags = [*CMAKE_FLAGS, *cpu_flags(variants), *numbers, *launcher]
+    build_runner = replace(runner, env=env, extra_env={})
     start = time.monotonic()
-    run(["cmake", "-S", str(tree), "-B", str(build), *flags], env=env)
-    run(["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"], env=env)
+    run(build_runner, ["cmake", "-S", str(tree), "-B", str(build), *flags])
+    run(build_runner, ["cmake", "--build", str(build), "--target", "llama-server", f"-j{jobs}"])
     return build / "bin" / "llama-server", time.monotonic() - start
 
 
 @contextmanager
-def host_server(binary: Path, model: Path, threads: int, ctx: int) -> Iterator[str]:
+def host_server(
+    binary: Path, model: Path, threads: int, ctx: int, runner: Runner | None = None
+) -> Iterator[str]:
     """Run the host-built llama-server on ``model``; yield its URL; always stop it."""
     port = free_port()
-    env = {**os.environ, "LLAMA_ARG_UI": "false", "LLAMA_ARG_JINJA": "true"}
+    env = {"LLAMA_ARG_UI": "false", "LLAMA_ARG_JINJA": "true"}
     command = [
         str(binary), "--host", "127.0.0.1", "--port", str(port), "-m", str(model),
         "-t", str(threads), "-c", str(ctx), "-np", "1",
     ]  # fmt: skip
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_ready(f"http://127.0.0.1:{port}", lambda: process.poll() is None)
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    with (
+        tempfile.TemporaryFile() as log,
+        (runner or Runner()).background(command, log, env=env) as alive,
+    ):
+        wait_ready(f"http://127.0.0.1:{port}", alive)
+        yield f"http://127.0.0.1:{port}"

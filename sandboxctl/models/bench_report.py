@@ -15,7 +15,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from dataclasses import asdict
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl import _chart
+from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.models import bench as model_bench
 
 README_START = "<!-- bench:start (written by `invoke bench.report --readme`) -->"
@@ -35,8 +35,8 @@ SUPERVISOR_FIGURES = {
 }
 
 
-def machine() -> dict[str, Any]:
-    """The machine the figures were measured on."""
+def machine(runner: Runner | None = None) -> dict[str, Any]:
+    """The machine the figures were measured on (Podman's version None without Podman)."""
     cpu = "unknown"
     memory_gib = None
     try:
@@ -48,12 +48,11 @@ def machine() -> dict[str, Any]:
         memory_gib = round(int(total) / 2**20, 1)
     except OSError:
         pass
-    podman = subprocess.run(
-        ["podman", "version", "--format", "{{.Client.Version}}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    try:
+        argv = ["podman", "version", "--format", "{{.Client.Version}}"]
+        podman = (runner or Runner()).run(argv).stdout.strip()
+    except CommandNotFound:
+        podman = ""
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -64,16 +63,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def supervisor_overhead(root: Path, steps: int = 300) -> dict[str, float]:
+def supervisor_overhead(
+    root: Path, steps: int = 300, runner: Runner | None = None
+) -> dict[str, float]:
     """Run the supervisor's own benchmark and return its figures (see
     :data:`SUPERVISOR_FIGURES`); empty when it cannot run."""
     script = root / "supervisor" / "bench" / "bench_supervisor.py"
-    result = subprocess.run(
-        [sys.executable, str(script), "--steps", str(steps)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    result = (runner or Runner()).run([sys.executable, str(script), "--steps", str(steps)])
     return parse_supervisor_output(result.stdout) if result.returncode == 0 else {}
 
 
@@ -99,19 +95,25 @@ def last_e2e(root: Path) -> dict[str, Any] | None:
     return data if data.get("passed") else None
 
 
-def collect(root: Path, model: model_bench.BenchResult, supervisor_image: str) -> dict[str, Any]:
+def collect(
+    root: Path,
+    model: model_bench.BenchResult,
+    supervisor_image: str,
+    runner: Runner | None = None,
+) -> dict[str, Any]:
     """Everything the report shows, as one JSON-ready mapping."""
+    runner = runner or Runner()
     try:
-        supervisor_size: int | None = model_bench.image_size(supervisor_image)
+        supervisor_size: int | None = model_bench.image_size(supervisor_image, runner)
     except model_bench.BenchError:
         supervisor_size = None
     return {
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
-        "machine": machine(),
+        "machine": machine(runner),
         "model_server": {**asdict(model), "summary": model_bench.summary(model)},
         "supervisor_image": supervisor_image,
         "supervisor_image_size_bytes": supervisor_size,
-        "supervisor_overhead": supervisor_overhead(root),
+        "supervisor_overhead": supervisor_overhead(root, runner=runner),
         "e2e": last_e2e(root),
     }
 

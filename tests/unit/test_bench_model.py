@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes.harness import FakeTools
 
+from sandboxctl._proc import Runner
 from sandboxctl.models import bench as bench_model
-from sandboxctl.models import bench_report
+from sandboxctl.models import bench_host, bench_report
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "Containerfile"
 
@@ -67,6 +69,44 @@ def test_host_tree_refuses_a_source_without_the_anchor(tmp_path: Path) -> None:
         path.write_text("nothing to edit\n")
     with pytest.raises(bench_model.BenchError, match="no line"):
         bench_model.host_tree(context, tmp_path / "host")
+
+
+def test_a_failed_command_is_a_bench_error_with_its_last_output(tmp_path: Path) -> None:
+    fakes = FakeTools.create(tmp_path, tools=("podman",), state={"images": []})
+    argv = ["podman", "image", "inspect", "--format", "{{json .Labels}}", "missing:1"]
+    with pytest.raises(bench_model.BenchError, match=r"(?s)failed \(125\).*image not known"):
+        bench_host.run(fakes.runner(), argv)
+
+
+def test_a_missing_program_is_a_bench_error_not_a_traceback(tmp_path: Path) -> None:
+    runner = Runner(env={"PATH": str(tmp_path)})
+    with pytest.raises(bench_model.BenchError, match="cp: command not found"):
+        bench_host.run(runner, ["cp", "-al", "a", "b"])
+
+
+def test_image_size_is_the_engines_answer(tmp_path: Path) -> None:
+    fakes = FakeTools.create(tmp_path, tools=("podman",), state={"image_size": 4242})
+    assert bench_model.image_size("localhost/x:1", fakes.runner()) == 4242
+    assert fakes.calls("podman") == [["image", "inspect", "--format", "{{.Size}}", "localhost/x:1"]]
+
+
+def test_the_report_asks_podman_and_the_supervisor_benchmark(tmp_path: Path) -> None:
+    """``collect`` runs Podman (version, supervisor image size) and the supervisor's own
+    benchmark through the runner it is given."""
+    fakes = FakeTools.create(
+        tmp_path, tools=("podman",), state={"podman_version": "5.0.1", "image_size": 90}
+    )
+    script = tmp_path / "root" / "supervisor" / "bench" / "bench_supervisor.py"
+    script.parent.mkdir(parents=True)
+    script.write_text(f"print({SUPERVISOR_OUTPUT!r})\n")
+    collected = bench_report.collect(tmp_path / "root", result(), "img", fakes.runner())
+    assert collected["machine"]["podman"] == "5.0.1"
+    assert collected["supervisor_image_size_bytes"] == 90
+    assert collected["supervisor_overhead"]["step_fsync_ms"] == 9.25
+
+
+def test_the_report_says_when_there_is_no_podman(tmp_path: Path) -> None:
+    assert bench_report.machine(Runner(env={"PATH": str(tmp_path)}))["podman"] is None
 
 
 def result() -> bench_model.BenchResult:

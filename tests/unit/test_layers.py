@@ -13,13 +13,14 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
     "_proc": 0, "answers": 0, "_chart": 0, "_text": 0, "egress": 0,
     "config": 1,
-    "host": 2, "models": 2,
-    "stack": 3,
-    "kube": 4, "devcontainer": 4, "scaffold": 4, "eval": 4,
-    "plan": 5, "runview": 5,
-    "checks": 6,
-    "__main__": 7, "tasks": 7,
-    "invoke_entry": 8,
+    "host": 2,
+    "models": 3,
+    "stack": 4,
+    "kube": 5, "devcontainer": 5, "scaffold": 5, "eval": 5,
+    "plan": 6, "runview": 6,
+    "checks": 7,
+    "__main__": 8, "tasks": 8,
+    "invoke_entry": 9,
 }  # fmt: skip
 
 
