@@ -11,6 +11,7 @@ from sandbox_supervisor.cli import main
 from sandbox_supervisor.trajectory import (
     TrajectoryError,
     TrajectoryWriter,
+    parse_records,
     read_records,
     recover_dir,
 )
@@ -59,6 +60,28 @@ def test_a_line_of_the_wrong_shape_is_a_trajectory_error_not_a_crash(
     skipped = read_records(path, skip_bad=True)
     assert len(skipped.skipped) == 1
     assert len(skipped.records) == 2
+
+
+def test_a_damaged_line_in_the_middle_hides_only_itself(tmp_path: Path) -> None:
+    path = tmp_path / "t.jsonl"
+    _unfinished(path, "r")
+    with path.open("a") as handle:
+        handle.write("not json at all\n")
+        handle.write(json.dumps(_good(seq=3, type="run_end", status="finished")) + "\n")
+    read = read_records(path, skip_bad=True)
+    assert [record["seq"] for record in read.records] == [0, 1, 3]
+    assert [line.split(": ")[0] for line in read.skipped] == [f"{path}:3"]
+    with pytest.raises(TrajectoryError, match=":3: damaged record"):
+        read_records(path)
+
+
+def test_records_in_memory_are_read_as_from_a_file() -> None:
+    data = (json.dumps(_good(seq=0, type="run_start")) + "\n" + '{"v": 1').encode()
+    read = parse_records(data, "stdout")
+    assert [record["type"] for record in read.records] == ["run_start"]
+    assert read.torn_bytes == len('{"v": 1')
+    with pytest.raises(TrajectoryError, match=r"^stdout: torn last line"):
+        parse_records(data, "stdout", allow_torn_tail=False)
 
 
 def test_recover_goes_on_past_files_it_cannot_read(tmp_path: Path, figures: dict[str, str]) -> None:

@@ -237,20 +237,31 @@ def check_record(record: Any) -> dict[str, Any]:
 
 
 def read_records(path: Path, *, allow_torn_tail: bool = True, skip_bad: bool = False) -> ReadResult:
-    """Read and check every record; raise :class:`TrajectoryError` on damage.
+    """Read and check every record of the file ``path`` (see :func:`parse_records`);
+    only :class:`TrajectoryError` and ``OSError`` are raised."""
+    return parse_records(
+        Path(path).read_bytes(), str(path), allow_torn_tail=allow_torn_tail, skip_bad=skip_bad
+    )
+
+
+def parse_records(
+    data: bytes, source: str = "<records>", *, allow_torn_tail: bool = True, skip_bad: bool = False
+) -> ReadResult:
+    """Check every record of ``data`` (a trajectory: one JSON record a line, from the file
+    or the stream ``source`` names in messages); raise :class:`TrajectoryError` on damage.
 
     Damage is a line that is not a record (see :func:`check_record`), or a ``seq``
     that does not grow by one. With ``skip_bad`` such lines are skipped and listed in
-    ``skipped`` instead (for showing a file to a person). A last line with no newline
-    is a torn write: returned as ``torn_bytes`` when ``allow_torn_tail`` is true, an
-    error otherwise. Only :class:`TrajectoryError` and ``OSError`` are raised.
+    ``skipped`` instead (for showing a file to a person), and the next record's ``seq``
+    starts the count again, so one damaged line hides only itself. A last line with no
+    newline is a torn write: returned as ``torn_bytes`` when ``allow_torn_tail`` is true,
+    an error otherwise. Only :class:`TrajectoryError` is raised.
     """
-    data = Path(path).read_bytes()
     lines = data.split(b"\n")
-    tail = lines.pop()  # b"" when the file ends with a newline
+    tail = lines.pop()  # b"" when the data ends with a newline
     result = ReadResult(records=[], torn_bytes=len(tail))
     if tail and not allow_torn_tail:
-        raise TrajectoryError(f"{path}: torn last line ({len(tail)} bytes, no newline)")
+        raise TrajectoryError(f"{source}: torn last line ({len(tail)} bytes, no newline)")
     expected: int | None = None
     for number, line in enumerate(lines, start=1):
         try:
@@ -260,8 +271,9 @@ def read_records(path: Path, *, allow_torn_tail: bool = True, skip_bad: bool = F
                 raise ValueError(f"seq {seq} where {expected} was expected")
         except ValueError as exc:
             if not skip_bad:
-                raise TrajectoryError(f"{path}:{number}: damaged record: {exc}") from None
-            result.skipped.append(f"{path}:{number}: {exc}")
+                raise TrajectoryError(f"{source}:{number}: damaged record: {exc}") from None
+            result.skipped.append(f"{source}:{number}: {exc}")
+            expected = None
             continue
         expected = seq + 1
         result.records.append(record)
