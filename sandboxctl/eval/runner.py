@@ -17,19 +17,20 @@ model name is the model the stack serves (the runner asks the backend to serve i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from sandbox_supervisor.trajectory import parse_records, read_records
+
+from sandboxctl._proc import Runner
 from sandboxctl.eval.suite import EvalTask
 
 SCRIPTED = "scripted"
@@ -200,8 +201,9 @@ class LocalBackend:
     """The supervisor in a subprocess, on a local workspace (``root/workspace``).
 
     ``env`` holds its ``SUPERVISOR_*`` settings (``SUPERVISOR_MODEL_URL`` for a model
-    server); tool commands run in process, as the supervisor's tests do. ``max_steps``
-    overrides the tasks' step budgets (see :func:`step_budget`).
+    server), on top of ``runner``'s environment; tool commands run in process, as the
+    supervisor's tests do. ``max_steps`` overrides the tasks' step budgets (see
+    :func:`step_budget`).
     """
 
     def __init__(
@@ -212,6 +214,7 @@ class LocalBackend:
         slots: int = 2,
         python: str = sys.executable,
         max_steps: int = 0,
+        runner: Runner | None = None,
     ) -> None:
         self.root = root
         self.workspace = root / "workspace"
@@ -222,6 +225,7 @@ class LocalBackend:
         self._slots = slots
         self.python = python
         self.max_steps = max_steps
+        self.runner = runner or Runner()
 
     def slots(self) -> int:
         """The configured number of parallel runs."""
@@ -238,36 +242,19 @@ class LocalBackend:
         argv = [self.python, "-m", "sandbox_supervisor", "run", "--spec", "-", "-q"]
         argv += ["--log", str(path), "--workspace", str(self.workspace)]
         argv += step_budget(planned, self.max_steps)
-        env = {**os.environ, "SUPERVISOR_LOG_DIR": str(self.logs), **self.env}
+        env = {**self.runner.environ(), "SUPERVISOR_LOG_DIR": str(self.logs), **self.env}
         env = {k: v for k, v in env.items() if k != "SUPERVISOR_TOOLS_URL"}
         started = time.monotonic()
-        done = subprocess.run(
-            [*argv, "--", planned.task.prompt],
-            input=json.dumps(spec),
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
+        done = replace(self.runner, env=env, extra_env={}).run(
+            [*argv, "--", planned.task.prompt], input_text=json.dumps(spec)
         )
         wall = time.monotonic() - started
-        records = _json_lines(path.read_text(encoding="utf-8")) if path.exists() else []
+        records = read_records(path, skip_bad=True).records if path.exists() else []
         outcome = outcome_from_records(planned, records, wall, done.returncode)
         outcome.log = str(path)
         if not records:
             outcome.reason = done.stderr.strip()[-300:]
         return outcome
-
-
-def _json_lines(text: str) -> list[dict[str, Any]]:
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 class StackBackend:
@@ -321,7 +308,8 @@ class StackBackend:
         shown = self.stack.compose_run(
             "exec", "-T", "supervisor", "sandbox-supervisor", "show", "--json", path, capture=True
         )
-        records = _json_lines(shown.stdout) if shown.ok else []
+        read = parse_records(shown.stdout.encode(), path, skip_bad=True) if shown.ok else None
+        records = read.records if read else []
         outcome = outcome_from_records(planned, records, wall, result.returncode)
         outcome.log = path
         if not records:

@@ -8,6 +8,7 @@ passes none, so every check can pass and none passes without the work.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from contextlib import AbstractContextManager, nullcontext
@@ -18,7 +19,7 @@ from typing import Any
 import pytest
 
 from sandboxctl import _chart
-from sandboxctl._proc import Result
+from sandboxctl._proc import Result, Runner
 from sandboxctl.eval import report, runner, suite
 
 REQUIRED_KINDS = {
@@ -123,6 +124,47 @@ def test_a_model_that_does_nothing_passes_no_task(tmp_path: Path) -> None:
     assert {o.agent_status for o in outcomes} == {"finished"}
 
 
+FAKE_SUPERVISOR = """#!{python}
+import json, os, sys
+argv = sys.argv[1:]
+log = argv[argv.index("--log") + 1]
+spec = json.load(sys.stdin)
+head = {{"v": 1, "ts": "2026-01-01T00:00:00.0Z", "run_id": "r1"}}
+lines = [
+    json.dumps({{**head, "seq": 0, "type": "run_start", "task": argv[-1]}}),
+    "damaged line",
+    json.dumps({{**head, "seq": 2, "type": "run_end", "status": "passed",
+                "agent_status": "finished", "steps": 2, "tokens": {{"total": 40}},
+                "reason": " ".join([spec["subdir"], os.environ.get("SUPERVISOR_TOOLS_URL", "-"),
+                                    os.environ["SUPERVISOR_LOG_DIR"]])}}),
+]
+open(log, "w").write("\\n".join(lines) + "\\n")
+sys.exit(3)
+"""
+
+
+def test_local_backend_runs_the_supervisor_through_the_runner_and_reads_its_trajectory(
+    tmp_path: Path,
+) -> None:
+    """The spec goes on stdin, the tools URL is dropped (tools run in process), and the
+    trajectory is read by the supervisor's own reader: a damaged line hides only itself."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text(FAKE_SUPERVISOR.format(python=sys.executable))
+    python.chmod(0o755)
+    env = {"PATH": str(python.parent), "SUPERVISOR_TOOLS_URL": "http://tools:9000"}
+    backend = runner.LocalBackend(tmp_path, python="python", runner=Runner(env=env))
+    task = suite.load_suite(only="rename")[0]
+    planned = runner.Planned(runner.SCRIPTED, task, 1)
+    outcome = backend.run(planned, task.spec(scripted=True, subdir="eval/s/x"), "s/x.jsonl")
+    assert (outcome.status, outcome.passed, outcome.steps, outcome.tokens) == (
+        "passed", True, 2, 40
+    )  # fmt: skip
+    assert outcome.exit_code == 3
+    assert outcome.reason == f"eval/s/x - {tmp_path / 'logs'}"
+    assert outcome.log == str(tmp_path / "logs" / "s" / "x.jsonl")
+
+
 # -- the runner -------------------------------------------------------------------------
 @dataclass
 class FakeBackend:
@@ -223,10 +265,13 @@ class FakeStack:
         self.calls.append((args, input_text))
         if "check" in args:
             return Result(args, 0, json.dumps({"slots": 3, "n_ctx": 1024}))
-        if "show" in args:
+        if "show" in args:  # `show --json`: the checked records, one JSON object a line
+            head = {"v": 1, "ts": "2026-01-01T00:00:00.0Z", "run_id": "r1"}
             records = [
-                {"type": "run_start"},
+                {**head, "seq": 0, "type": "run_start"},
                 {
+                    **head,
+                    "seq": 1,
                     "type": "run_end",
                     "status": "failed",
                     "agent_status": "step_budget",
@@ -235,7 +280,7 @@ class FakeStack:
                     "reason": "the check failed",
                 },
             ]
-            return Result(args, 0, "\n".join(json.dumps(r) for r in records))
+            return Result(args, 0, "".join(json.dumps(r) + "\n" for r in records))
         return Result(args, 7, "", "")
 
 
