@@ -4,9 +4,10 @@ The supervisor writes each run's trajectory (one JSON record per line) into the 
 ``logs`` volume. ``podman volume export`` hands the volume over as a tar stream, so the
 host reads runs without entering a container, and even when the stack is down.
 
-Everything printed goes through the supervisor's :func:`sandbox_supervisor.view.safe`:
-model-written text may carry terminal control sequences. Text is printed as text (no
-``\\u0434`` escapes) and numbers one way: seconds with one decimal, tokens as integers.
+Runs are read and rendered by the supervisor's own code (:mod:`sandbox_supervisor.trajectory`,
+:mod:`sandbox_supervisor.view`), so ``invoke runs.show`` prints what ``sandbox-supervisor
+show`` prints. Everything printed goes through :func:`sandbox_supervisor.view.safe`:
+model-written text may carry terminal control sequences.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandbox_supervisor.jsonsafe import loads
-from sandbox_supervisor.trajectory import check_record, iter_runs
-from sandbox_supervisor.view import safe, short
+from sandbox_supervisor.trajectory import iter_runs, parse_records
+from sandbox_supervisor.view import Ending, check_lines, safe, seconds, short
+from sandbox_supervisor.view import render as render_records
 
 from sandboxctl.egress import EgressLine, lines_between
 from sandboxctl.stack.project import Stack
@@ -53,6 +54,11 @@ class Run:
         return ends[-1] if ends else {}
 
     @property
+    def ending(self) -> Ending:
+        """How it ended (status, steps, tokens, seconds), as the rendering says it."""
+        return Ending.of(self.records)
+
+    @property
     def check(self) -> dict[str, Any]:
         """The check record (command, exit code, output tail, verdict), or {} when the run
         had no check."""
@@ -70,25 +76,19 @@ class Run:
     @property
     def reason(self) -> str:
         """How it ended: the run_end status, or ``running?`` when there is none yet."""
-        return str(self.end.get("status", "running?"))
+        return self.ending.status
 
     @property
     def steps(self) -> int:
-        steps = self.end.get("steps")
-        if isinstance(steps, int):
-            return steps
-        return sum(1 for record in self.records if record.get("type") == "model_response")
+        return self.ending.steps
 
     @property
     def tokens(self) -> int:
-        tokens = self.end.get("tokens")
-        total = tokens.get("total") if isinstance(tokens, dict) else None
-        return total if isinstance(total, int) else 0
+        return self.ending.tokens
 
     @property
     def seconds(self) -> float:
-        elapsed = self.end.get("elapsed_s")
-        return float(elapsed) if isinstance(elapsed, int | float) else 0.0
+        return self.ending.seconds
 
 
 def parse_files(files: dict[str, bytes]) -> list[Run]:
@@ -96,12 +96,7 @@ def parse_files(files: dict[str, bytes]) -> list[Run]:
     records (a torn last line, damage) are left out."""
     runs: list[Run] = []
     for name, data in files.items():
-        records = []
-        for line in data.splitlines():
-            try:
-                records.append(check_record(loads(line)))
-            except ValueError:
-                continue
+        records = parse_records(data, name, skip_bad=True).records
         runs += [Run(name, tuple(run)) for run in iter_runs(records) if run]
     return sorted(runs, key=lambda run: (run.started, run.file))
 
@@ -185,11 +180,6 @@ def find(runs: Sequence[Run], run_id: str = "") -> Run:
     return found[-1]
 
 
-def seconds(value: float) -> str:
-    """Seconds, the one way this module prints them."""
-    return f"{value:.1f} s"
-
-
 def table(runs: Iterable[Run]) -> list[str]:
     """One line per run: id, start, end reason, steps, tokens, seconds, task."""
     rows = [
@@ -214,45 +204,15 @@ def table(runs: Iterable[Run]) -> list[str]:
     return lines
 
 
-CHECK_TAIL_LINES = 10
-"""Lines of a check's output shown by `invoke run` and `runs.show` (the last ones)."""
-
-
 def summary(run: Run) -> str:
     """One line saying how a run ended, and whether anything verified it."""
-    line = (
-        f"run {safe(run.run_id)}: {safe(run.reason)} after {run.steps} steps, "
-        f"{run.tokens} tokens, {seconds(run.seconds)}"
-    )
-    if run.end and not run.check:
-        line += "; unverified: no check ran (add --check 'COMMAND')"
-    return line
+    return f"run {safe(run.run_id)}: {run.ending.line()}"
 
 
-def check_report(run: Run, lines: int = CHECK_TAIL_LINES) -> list[str]:
-    """The run's check as a person reads it: its command, verdict and exit code, then the
-    last ``lines`` lines of its output (a failed check says why in its own words)."""
-    check = run.check
-    if not check:
-        return []
-    verdict = "passed" if check.get("passed") else "failed"
-    code = check.get("exit_code")
-    how = f"exit {code}" if code is not None else safe(str(check.get("status", "?")))
-    out = [f"check: {_text(check.get('command', ''), 200)}: {verdict} ({how})"]
-    output = safe(str(check.get("output") or "")).rstrip("\n").splitlines()
-    if len(output) > lines:
-        out.append(f"   | ... {len(output) - lines} earlier line(s)")
-    out += [f"   | {line}" for line in output[-lines:]]
-    if not output and verdict == "failed":
-        out.append("   | (the check printed nothing)")
-    return out
-
-
-def _text(value: Any, limit: int) -> str:
-    """A value on one line as text: strings as they are, anything else as JSON with its
-    letters unescaped."""
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-    return short(text, limit)
+def check_report(run: Run) -> list[str]:
+    """The run's check as a person reads it (see :func:`sandbox_supervisor.view.check_lines`),
+    or [] when the run had no check."""
+    return check_lines(run.check) if run.check else []
 
 
 def egress_report(lines: Sequence[EgressLine]) -> list[str]:
@@ -265,48 +225,12 @@ def egress_report(lines: Sequence[EgressLine]) -> list[str]:
 
 
 def render(run: Run, egress: Sequence[EgressLine] = ()) -> str:
-    """A readable rendering of one run, with its requests through the egress proxy (safe
-    to print to a terminal: host names in the proxy's log come from the agent too)."""
-    out = [
-        f"== run {run.run_id} at {run.started} ({run.file})",
-        f"   task: {run.task}",
-    ]
-    for record in run.records:
-        kind = record.get("type")
-        if kind == "model_response" and isinstance(record.get("reply"), dict):
-            reply = record["reply"]
-            usage = reply.get("usage") or {}
-            calls = [
-                c.get("name", "?") for c in reply.get("tool_calls") or [] if isinstance(c, dict)
-            ]
-            what = ", ".join(calls) or _text(reply.get("content") or "", 100)
-            out.append(
-                f"-- step {record.get('step')}: {seconds(float(reply.get('latency_s') or 0))}, "
-                f"{int(usage.get('prompt_tokens') or 0)}+"
-                f"{int(usage.get('completion_tokens') or 0)} tokens: {what}"
-            )
-        elif kind == "tool_call":
-            out.append(f"   -> {record.get('name')} {_text(record.get('arguments'), 120)}")
-        elif kind == "tool_result":
-            code = record.get("exit_code")
-            extra = f" exit {code}" if code is not None else ""
-            out.append(
-                f"   <- {record.get('status')}{extra}, "
-                f"{seconds(float(record.get('duration_s') or 0))}: "
-                f"{_text(record.get('output', ''), 100)}"
-            )
-        elif kind == "error":
-            out.append(f"   !! {record.get('kind')}: {_text(record.get('message', ''), 160)}")
-        elif kind == "check":
-            out += [f"== {line}" if n == 0 else line for n, line in enumerate(check_report(run))]
-    end = run.end
-    if isinstance(end.get("answer"), str) and end["answer"].strip():
-        answer = safe(end["answer"]).strip().splitlines()
-        out.append("== answer: " + answer[0])
-        out += [f"           {line}" for line in answer[1:]]
-    out += egress_report(egress)
-    reason = f"; {_text(end['reason'], 200)}" if end.get("reason") else ""
-    out.append(f"== end: {summary(run)}{reason}")
+    """A readable rendering of one run (:func:`sandbox_supervisor.view.render`), then its
+    requests through the egress proxy (host names in the proxy's log come from the agent
+    too, so they pass through :func:`safe`) and, when it has no end yet, how far it got."""
+    out = [render_records(run.records, source=run.file), *egress_report(egress)]
+    if not run.end:
+        out.append(f"== unfinished: {run.ending.line()}")
     return safe("\n".join(out))
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from sandbox_supervisor.trajectory import read_records
+from sandbox_supervisor.view import CHECK_TAIL_LINES, render
 
 from sandboxctl.stack import runs
 
@@ -110,9 +111,29 @@ def test_render_prints_text_as_text_without_terminal_sequences(files: dict[str, 
     assert "\x07" not in shown
     assert "pwned" not in shown
     # numbers one way: seconds with one decimal and a unit, tokens as integers
-    assert "-- step 1: 0.2 s, 12+3 tokens" in shown
-    assert "<- ok exit 0, 0.0 s: written" in shown
-    assert shown.splitlines()[-1].startswith("== end: run 20260101T000000Z-aaaa11: finished")
+    assert shown.splitlines() == [
+        "== run 20260101T000000Z-aaaa11 at 2026-01-01T00:00:00.0Z (run-a.jsonl)",
+        f"   task: {TASK}",
+        "   model: tiny",
+        "-- step 1: 0.2 s, 12+3 tokens: こんにちは world",
+        '   -> write_file {"text": "家"}',
+        "   <- ok exit 0, 0.0 s: written",
+        "== answer: 完了",
+        "== end: finished after 1 steps, 15 tokens, 1.2 s; "
+        "unverified: no check ran (add --check 'COMMAND')",
+    ]
+
+
+def test_render_is_the_supervisors_own(files: dict[str, bytes]) -> None:
+    """`invoke runs.show` prints what `sandbox-supervisor show` prints, naming the file."""
+    run = runs.find(runs.parse_files(files), "20260101T000100")
+    assert runs.render(run) == render(list(run.records), source="run-a.jsonl")
+
+
+def test_render_of_a_run_without_end_says_how_far_it_got(files: dict[str, bytes]) -> None:
+    shown = runs.render(runs.find(runs.parse_files(files), "20260102"))
+    assert "== end:" not in shown
+    assert shown.splitlines()[-1] == "== unfinished: running? after 1 steps, 0 tokens, 0.0 s"
 
 
 def test_summary_is_one_line(files: dict[str, bytes]) -> None:
@@ -126,10 +147,13 @@ def test_summary_is_one_line(files: dict[str, bytes]) -> None:
 def checked_run(passed: bool, output: str, exit_code: int | None = 1) -> runs.Run:
     """A finished run whose check ran with ``output``."""
     records = run_records("20260103T000000Z-cccc44", "2026-01-03T00:00:00.0Z")
-    check = {"v": 1, "seq": 90, "ts": "2026-01-03T00:00:01.0Z", "run_id": "20260103T000000Z-cccc44",
+    seq = records[-1]["seq"]  # the check comes just before run_end, as the supervisor writes
+    run_id = "20260103T000000Z-cccc44"
+    check = {"v": 1, "seq": seq, "ts": "2026-01-03T00:00:01.0Z", "run_id": run_id,
              "type": "check", "command": "test -f a.txt", "status": "ok",
              "exit_code": exit_code, "passed": passed, "output": output}  # fmt: skip
-    records[-1] |= {"status": "passed" if passed else "failed", "agent_status": "finished"}
+    records[-1] |= {"seq": seq + 1, "status": "passed" if passed else "failed",
+                    "agent_status": "finished"}  # fmt: skip
     return runs.parse_files({"r.jsonl": jsonl([*records[:-1], check, records[-1]])})[0]
 
 
@@ -139,7 +163,7 @@ def test_failed_check_shows_command_exit_code_and_last_output_lines() -> None:
     assert report[0] == "check: test -f a.txt: failed (exit 2)"
     assert report[1] == "   | ... 21 earlier line(s)"
     assert report[-1] == "   | /bin/sh: syntax error"
-    assert len(report) == 2 + runs.CHECK_TAIL_LINES
+    assert len(report) == 2 + CHECK_TAIL_LINES
 
 
 def test_failed_check_that_printed_nothing_says_so() -> None:

@@ -1,5 +1,9 @@
 """How people see a run: progress lines on stderr and a readable rendering of a trajectory.
 
+The rendering is the one both ``sandbox-supervisor show`` and the host's ``invoke
+runs.show`` print (the host imports this module; it needs nothing beyond the standard
+library).
+
 Everything shown comes through :func:`safe`: model text and tool output may carry
 terminal control sequences (``ESC ]0;title BEL``, ``ESC [2J``), which would retitle,
 clear or rewrite the reader's terminal; they are removed, with every other control
@@ -13,6 +17,8 @@ import json
 import re
 import sys
 import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 # CSI and OSC sequences (OSC ended by BEL or ST), other ESC sequences, 8-bit CSI/OSC.
@@ -44,50 +50,144 @@ class Progress:
             sys.stderr.flush()
 
 
-def render(records: list[dict[str, Any]]) -> str:
-    """A readable rendering of a trajectory: steps, tool calls, timings, tokens.
+CHECK_TAIL_LINES = 10
+"""Lines of a check's output shown (the last ones)."""
 
-    A record whose fields have unexpected types is shown as such, not fatal.
+
+def seconds(value: float) -> str:
+    """Seconds, the one way a rendering prints them: one decimal and a unit."""
+    return f"{value:.1f} s"
+
+
+def one_line(value: Any, limit: int) -> str:
+    """A value on one line, cut to ``limit`` characters: strings as they are, anything
+    else as JSON with its letters unescaped (``"家"``, never ``"\\u5bb6"``)."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return short(text, limit)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How one run ended, from its records: the ``run_end`` status (``running?`` while
+    there is none), what the loop ended with when a check decided the status, steps,
+    tokens, seconds, the reason, and whether a check verified the run."""
+
+    status: str
+    agent_status: str
+    steps: int
+    tokens: int
+    seconds: float
+    reason: str
+    checked: bool
+    ended: bool
+
+    @classmethod
+    def of(cls, records: Sequence[Mapping[str, Any]]) -> Ending:
+        """The ending of the run ``records`` hold (its last ``run_end``, if any)."""
+        ends = [record for record in records if record.get("type") == "run_end"]
+        end = ends[-1] if ends else {}
+        steps = end.get("steps")
+        if not isinstance(steps, int):
+            steps = sum(1 for record in records if record.get("type") == "model_response")
+        tokens = end.get("tokens")
+        total = tokens.get("total") if isinstance(tokens, dict) else None
+        elapsed = end.get("elapsed_s")
+        return cls(
+            status=str(end.get("status", "running?")),
+            agent_status=str(end.get("agent_status") or ""),
+            steps=steps,
+            tokens=total if isinstance(total, int) else 0,
+            seconds=float(elapsed) if isinstance(elapsed, int | float) else 0.0,
+            reason=str(end.get("reason") or ""),
+            checked=any(record.get("type") == "check" for record in records),
+            ended=bool(end),
+        )
+
+    def line(self) -> str:
+        """The ending on one line: ``passed (the run ended finished) after 3 steps, 1200
+        tokens, 4.2 s``, saying when nothing verified a finished run."""
+        line = (
+            f"{self.status}"
+            + (f" (the run ended {self.agent_status})" if self.agent_status else "")
+            + f" after {self.steps} steps, {self.tokens} tokens, {seconds(self.seconds)}"
+        )
+        if self.ended and not self.checked:
+            line += "; unverified: no check ran (add --check 'COMMAND')"
+        return safe(line)
+
+
+def check_lines(check: Mapping[str, Any], tail: int = CHECK_TAIL_LINES) -> list[str]:
+    """A ``check`` record as a person reads it: its command, verdict and exit code, then
+    the last ``tail`` lines of its output (a failed check says why in its own words)."""
+    verdict = "passed" if check.get("passed") else "failed"
+    code = check.get("exit_code")
+    how = f"exit {code}" if code is not None else str(check.get("status", "?"))
+    out = [f"check: {one_line(check.get('command', ''), 200)}: {verdict} ({how})"]
+    output = safe(str(check.get("output") or "")).rstrip("\n").splitlines()
+    if len(output) > tail:
+        out.append(f"   | ... {len(output) - tail} earlier line(s)")
+    out += [f"   | {line}" for line in output[-tail:]]
+    if not output and verdict == "failed":
+        out.append("   | (the check printed nothing)")
+    return [safe(line) for line in out]
+
+
+def render(records: Sequence[Mapping[str, Any]], *, source: str = "") -> str:
+    """A readable rendering of a trajectory (one run or several): each run's header, its
+    steps with model time and tokens, tool calls and results, errors, setup, the check
+    with the end of its output, the whole answer and how the run ended. ``source`` (the
+    file the records came from) is named in each run's header. Text is shown as text
+    (no ``\\u`` escapes), seconds with one decimal, tokens as integers; a record whose
+    fields have unexpected types is shown as such, not fatal.
     """
     out: list[str] = []
+    run: list[Mapping[str, Any]] = []
     for record in records:
+        if record.get("type") == "run_start":
+            run = []
+        run.append(record)
         try:
-            _render_one(record, out)
+            _render_one(record, run, source, out)
         except (KeyError, TypeError, AttributeError, ValueError, IndexError):
             out.append(f"   ?? record {record.get('seq')} ({record.get('type')}) has an odd shape")
     return safe("\n".join(out))
 
 
-def _render_one(record: dict[str, Any], out: list[str]) -> None:
-    """Append the lines of one record to ``out``."""
+def _render_one(
+    record: Mapping[str, Any], run: Sequence[Mapping[str, Any]], source: str, out: list[str]
+) -> None:
+    """Append the lines of one record (the last of ``run``, its run so far) to ``out``."""
     kind = record["type"]
     if kind == "run_start":
         model = record.get("config", {}).get("model", record.get("model_source", "?"))
-        out.append(
-            f"== run {record['run_id']} at {record['ts']} model={model} "
-            f"mode={record.get('tool_mode')}"
-        )
+        where = f" ({source})" if source else ""
+        out.append(f"== run {record['run_id']} at {record['ts']}{where}")
         out.append(f"   task: {record.get('task')}")
+        mode = record.get("tool_mode")
+        out.append(f"   model: {model}" + (f", tool mode: {mode}" if mode else ""))
     elif kind == "model_response":
         reply = record["reply"]
-        usage = reply.get("usage", {})
-        what = ", ".join(c["name"] for c in reply.get("tool_calls", [])) or short(
-            reply.get("content") or "", 100
-        )
+        usage = reply.get("usage") or {}
+        calls = [call["name"] for call in reply.get("tool_calls") or []]
+        what = ", ".join(calls) or one_line(reply.get("content") or "", 100)
+        tries = int(reply.get("attempts") or 1)
         out.append(
-            f"-- step {record['step']}: model {reply.get('latency_s', 0):.2f}s "
-            f"tokens {usage.get('prompt_tokens', 0)}+"
-            f"{usage.get('completion_tokens', 0)} try {reply.get('attempts', 1)}: "
-            f"{what}"
+            f"-- step {record['step']}: {seconds(float(reply.get('latency_s') or 0))}, "
+            f"{int(usage.get('prompt_tokens') or 0)}+{int(usage.get('completion_tokens') or 0)}"
+            f" tokens{f', {tries} tries' if tries > 1 else ''}: {what}"
         )
     elif kind == "tool_call":
-        out.append(f"   -> {record['name']} {short(json.dumps(record.get('arguments')), 120)}")
+        out.append(f"   -> {record['name']} {one_line(record.get('arguments'), 120)}")
     elif kind == "tool_result":
-        extra = f" exit={record['exit_code']}" if record.get("exit_code") is not None else ""
-        first = short(record.get("output", ""), 100)
-        out.append(f"   <- {record['status']}{extra} {record.get('duration_s', 0):.3f}s {first}")
+        code = record.get("exit_code")
+        extra = f" exit {code}" if code is not None else ""
+        output = one_line(record.get("output", ""), 100)
+        out.append(
+            f"   <- {record['status']}{extra}, {seconds(float(record.get('duration_s') or 0))}"
+            + (f": {output}" if output else "")
+        )
     elif kind == "error":
-        out.append(f"   !! {record.get('kind')}: {short(record.get('message', ''), 160)}")
+        out.append(f"   !! {record.get('kind')}: {one_line(record.get('message', ''), 160)}")
     elif kind == "setup":
         steps = record.get("steps") or []
         failed = [s for s in steps if s.get("status") != "ok"]
@@ -102,10 +202,7 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
             f"of {record.get('n_ctx')} tokens)"
         )
     elif kind == "check":
-        out.append(
-            f"== check: {short(record.get('command', ''), 100)} -> exit "
-            f"{record.get('exit_code')} ({'passed' if record.get('passed') else 'failed'})"
-        )
+        out += [f"== {line}" if n == 0 else line for n, line in enumerate(check_lines(record))]
     elif kind == "snapshot":
         out.append(
             f"   (recorded step {record.get('step')}: {record.get('changed')} changed, "
@@ -115,15 +212,14 @@ def _render_one(record: dict[str, Any], out: list[str]) -> None:
     elif kind == "repair":
         out.append(f"   (log repaired: {record.get('dropped_bytes')} torn bytes cut)")
     elif kind == "run_end":
-        tokens = record.get("tokens") or {}
-        out.append(
-            f"== end: {record['status']}"
-            + (f" (the run ended {record['agent_status']})" if record.get("agent_status") else "")
-            + f" after {record.get('steps')} steps, "
-            f"{tokens.get('total', 0)} tokens, {record.get('elapsed_s', 0)} s"
-            + (f"; answer: {record['answer']}" if record.get("answer") else "")
-            + (f"; {record['reason']}" if record.get("reason") else "")
-        )
+        answer = record.get("answer")
+        if isinstance(answer, str) and answer.strip():
+            lines = safe(answer).strip().splitlines()
+            out.append("== answer: " + lines[0])
+            out += [f"           {line}" for line in lines[1:]]
+        ending = Ending.of(run)
+        reason = f"; {one_line(ending.reason, 200)}" if ending.reason else ""
+        out.append(f"== end: {ending.line()}{reason}")
 
 
 ANSWER_LINES = 3
