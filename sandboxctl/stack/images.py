@@ -131,10 +131,11 @@ def egress_inputs(root: Path) -> dict[str, Path]:
     return files
 
 
-def supervisor_build_args(base_image: str, *, git_remotes: bool = False) -> dict[str, str]:
-    """The supervisor image's build arguments: its base, and git's HTTPS helper only when
-    the egress proxy is on (a closed sandbox's git has no remote helper)."""
-    return {"DEBIAN_IMAGE": base_image, "GIT_REMOTES": "https" if git_remotes else ""}
+def supervisor_build_args(base_image: str, *, remote_tools: bool = False) -> dict[str, str]:
+    """The supervisor image's build arguments: its base, and the tools that fetch over
+    HTTPS (git's helper, pip for a project's venv) only when the egress proxy is on (a
+    closed sandbox has neither)."""
+    return {"DEBIAN_IMAGE": base_image, "REMOTE_TOOLS": "https" if remote_tools else ""}
 
 
 def wanted_inputs(stack: Stack) -> dict[str, str]:
@@ -150,7 +151,7 @@ def wanted_inputs(stack: Stack) -> dict[str, str]:
         MODEL_SERVICE: inputs_digest(model_inputs(stack.root, settings.gpu_backend), model_args),
         SUPERVISOR_SERVICE: inputs_digest(
             supervisor_inputs(stack.root),
-            supervisor_build_args(settings.base_image, git_remotes=bool(settings.egress_allow)),
+            supervisor_build_args(settings.base_image, remote_tools=bool(settings.egress_allow)),
         ),
         EGRESS_SERVICE: inputs_digest(
             egress_inputs(stack.root), {"DEBIAN_IMAGE": settings.base_image}
@@ -302,17 +303,17 @@ def build_supervisor_image(
     *,
     runner: Runner,
     base_image: str = DEFAULT_TAG,
-    git_remotes: bool = False,
+    remote_tools: bool = False,
     labels: Mapping[str, str] | None = None,
     verbose: bool = False,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Fill the wheelhouse, then build the supervisor image FROM ``base_image`` (never
-    pulls); ``git_remotes``: with git's HTTPS helper (the egress proxy is on)."""
+    pulls); ``remote_tools``: with git's HTTPS helper and pip's wheels (the egress proxy is on)."""
     fill_wheelhouse(root, runner, log)
     return build_component_image(
         root, "supervisor", tag, runner=runner, base_image=base_image,
-        build_args=supervisor_build_args(base_image, git_remotes=git_remotes), labels=labels,
+        build_args=supervisor_build_args(base_image, remote_tools=remote_tools), labels=labels,
         verbose=verbose, log=log,
     )  # fmt: skip
 
@@ -428,7 +429,7 @@ def prepare_images(
                 images[SUPERVISOR_SERVICE],
                 runner=stack.runner,
                 base_image=stack.settings.base_image,
-                git_remotes=bool(stack.settings.egress_allow),
+                remote_tools=bool(stack.settings.egress_allow),
                 labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
                 verbose=verbose,
                 log=stack.log,

@@ -68,11 +68,13 @@ def test_no_package_manager_and_no_pip(image: str) -> None:
 def test_a_closed_sandbox_s_git_has_no_remote_helper_but_https_has_ca_certificates(
     image: str,
 ) -> None:
-    """Built without GIT_REMOTES (the egress proxy off): git cannot fetch over HTTPS at all;
-    Debian's CA bundle is there, named by SSL_CERT_FILE, for when the proxy is on."""
+    """Built without REMOTE_TOOLS (the egress proxy off): git cannot fetch over HTTPS at
+    all and a venv gets no pip; Debian's CA bundle is there, named by SSL_CERT_FILE, for
+    when the proxy is on."""
     probe = inside(
         image,
         "test -e /usr/lib/git-core/git-remote-https && echo helper;"
+        " test -e /usr/share/python-wheels && echo wheels;"
         ' test -s "$SSL_CERT_FILE" && echo "bundle $SSL_CERT_FILE"; true',
     )
     assert probe.stdout.split("\n")[0] == "bundle /etc/ssl/certs/ca-certificates.crt", probe.stdout

@@ -6,8 +6,9 @@ on this host's own address (never an external address). ``denied.test`` is the s
 server under a name the allowlist does not hold. Both names resolve to this host for the
 proxy alone (a test-only Compose file adds them to its /etc/hosts); the tools container
 still resolves nothing. A scripted agent run then downloads through the proxy from the
-allowed name (it gets the file) and from the denied one (it gets the proxy's 403), and
-the proxy's lines for both are in the ``egress-log`` volume and in ``invoke runs.show``.
+allowed name (it gets the file) and from the denied one (it gets the proxy's 403), clones
+a git repository and pip-installs a package from an index under the allowed name, and the
+proxy's lines are in the ``egress-log`` volume and in ``invoke runs.show``.
 """
 
 from __future__ import annotations
@@ -21,8 +22,11 @@ import ssl
 import subprocess
 import tarfile
 import threading
+import zipfile
+from base64 import urlsafe_b64encode
 from collections.abc import Iterator
 from dataclasses import dataclass
+from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +80,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
         check=True, capture_output=True,
     )  # fmt: skip
     make_repository(folder)
+    make_package_index(folder)
     requests: list[str] = []
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -119,6 +124,35 @@ def make_repository(folder: Path) -> None:
     git("commit", "-q", "-m", "one commit")
     git("clone", "-q", "--bare", str(work), str(folder / "repo.git"), cwd=folder)
     git("update-server-info", cwd=folder / "repo.git")
+
+
+def make_package_index(folder: Path) -> None:
+    """A package index of one wheel under ``folder/simple`` (PEP 503: static pages), the
+    shape of pypi.org's for pip: ``demo-pkg`` 1.0, whose module holds ``GREETING``."""
+    files = {
+        "demo_pkg/__init__.py": f"GREETING = {SERVED.strip()!r}\n",
+        "demo_pkg-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: demo-pkg\nVersion: 1.0\n",
+        "demo_pkg-1.0.dist-info/WHEEL": (
+            "Wheel-Version: 1.0\nGenerator: e2e\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
+    }
+    record = [
+        f"{name},sha256={urlsafe_b64encode(sha256(body.encode()).digest()).decode().rstrip('=')},"
+        f"{len(body.encode())}"
+        for name, body in files.items()
+    ]
+    files["demo_pkg-1.0.dist-info/RECORD"] = "\n".join([*record, "demo_pkg-1.0.dist-info/RECORD,,"])
+    wheel = folder / "packages" / "demo_pkg-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name, body in files.items():
+            archive.writestr(name, body)
+    page = folder / "simple" / "demo-pkg" / "index.html"
+    page.parent.mkdir(parents=True)
+    page.write_text(
+        f'<a href="../../packages/{wheel.name}#sha256={sha256(wheel.read_bytes()).hexdigest()}">'
+        f"{wheel.name}</a>\n"
+    )
 
 
 def set_env(sandbox: Path, **values: str) -> None:
@@ -189,13 +223,18 @@ def egress_run(
         {"action": {"tool": "run_command", "args": {"command": (
             f"GIT_SSL_CAINFO=ca.pem git clone -q https://allowed.test:{tls_server.port}/repo.git"
             " cloned && cat cloned/README")}}},
+        {"action": {"tool": "run_command", "args": {"command": (
+            "python3 -m venv venv && venv/bin/pip install -q --no-deps --cert ca.pem"
+            f" --index-url https://allowed.test:{tls_server.port}/simple/ demo-pkg==1.0"
+            " && venv/bin/python -c 'import demo_pkg; print(demo_pkg.GREETING)'")}}},
         {"action": {"tool": "finish", "args": {"answer": "fetched"}}},
     ]  # fmt: skip
     result, records = egress_stack.scripted_run("egress", steps)
     assert result.returncode == 0, result.stderr[-2000:]
     results = [r for r in records if r["type"] == "tool_result"]
-    assert len(results) == 4, results
-    return {"allowed": results[1], "denied": results[2], "git": results[3]}, records
+    assert len(results) == 5, results
+    found = {"allowed": results[1], "denied": results[2], "git": results[3], "pip": results[4]}
+    return found, records
 
 
 def test_an_allowed_name_is_fetched_over_https_through_the_proxy(
@@ -226,6 +265,17 @@ def test_git_clones_over_https_through_the_proxy(
     assert cloned.get("exit_code") == 0, cloned.get("output")
     assert SERVED.strip() in cloned["output"]
     assert any("repo.git/info/refs" in line for line in tls_server.requests)
+
+
+def test_pip_installs_from_an_allowed_index_through_the_proxy(
+    egress_run: tuple[dict[str, Any], list[dict[str, Any]]], tls_server: TlsServer
+) -> None:
+    """A project's venv in the workspace (the image's Python makes it with pip, offline)
+    installs a package from an index under the allowed name, through the proxy."""
+    installed = egress_run[0]["pip"]
+    assert installed.get("exit_code") == 0, installed.get("output")
+    assert SERVED.strip() in installed["output"]
+    assert any("demo_pkg-1.0-py3-none-any.whl" in line for line in tls_server.requests)
 
 
 def egress_log(stack: E2EStack) -> str:

@@ -240,11 +240,12 @@ def test_a_sandbox_inside_a_folder_named_like_a_cache_still_has_its_inputs(
     assert names >= {n for n in images.supervisor_inputs(ROOT) if n.startswith("src/")}
 
 
-def test_the_egress_proxy_gives_the_supervisor_image_git_s_https_helper() -> None:
+def test_the_egress_proxy_gives_the_supervisor_image_its_remote_tools() -> None:
     """Turning EGRESS_ALLOW on changes the supervisor's build arguments, and so its inputs
-    digest: `up` rebuilds it with the helper, and without it when egress is turned off."""
+    digest: `up` rebuilds it with git's HTTPS helper and pip's wheels, and without them
+    when egress is turned off."""
     closed = images.supervisor_build_args("localhost/base:1")
-    opened = images.supervisor_build_args("localhost/base:1", git_remotes=True)
-    assert (closed["GIT_REMOTES"], opened["GIT_REMOTES"]) == ("", "https")
+    opened = images.supervisor_build_args("localhost/base:1", remote_tools=True)
+    assert (closed["REMOTE_TOOLS"], opened["REMOTE_TOOLS"]) == ("", "https")
     files = images.supervisor_inputs(ROOT)
     assert images.inputs_digest(files, closed) != images.inputs_digest(files, opened)
