@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl.checks.base import Check, Probes
+from sandboxctl.models import catalog
 from sandboxctl.models.download import sha256_file
 
 MIN_CONTEXT_PER_SLOT = 2048
@@ -58,53 +59,36 @@ def check_line_endings(probes: Probes) -> Check:
     )
 
 
-def model_entry(root: Path, key: str) -> dict[str, Any] | None:
-    """Return the catalog entry ``key`` (the template's catalog merged with the user's) as a
-    dict of the fields the checks read; None when absent or when the catalog is invalid."""
-    from sandboxctl.models import catalog
-
-    try:
-        model = catalog.load_catalog(root / "model" / "catalog.yaml").models.get(key)
-    except catalog.CatalogError:
-        return None
-    if model is None:
-        return None
-    fields = ("file", "sha256", "generated", "context", "added_from")
-    return {name: getattr(model, name, None) for name in fields}
-
-
-def _fetch_fix(key: str, entry: dict[str, Any]) -> str:
-    if entry.get("generated"):
+def _fetch_fix(model: catalog.Model) -> str:
+    if model.generated:
         return "invoke model.tiny"
-    if entry.get("added_from"):
-        return f"invoke model.add {entry['added_from']} --key {key}"
-    return f"invoke model.fetch {key}"
+    if model.added_from:
+        return f"invoke model.add {model.added_from} --key {model.key}"
+    return f"invoke model.fetch {model.key}"
 
 
 def model_directory(probes: Probes) -> Path:
     """Return the model-data directory: ``$SANDBOX_MODEL_DIR``, else ``models/``."""
-    configured = probes.environ.get("SANDBOX_MODEL_DIR")
-    return Path(configured).expanduser() if configured else probes.root / "models"
+    return catalog.model_dir(probes.root, probes.environ)
 
 
 def check_model(probes: Probes) -> Check:
     """The model file is in the model-data directory and matches its catalog checksum."""
     settings = probes.answers()
     key = settings.sandbox_model if settings else "tiny"
-    entry = model_entry(probes.root, key)
-    if entry is None:
+    model = catalog.find_model(probes.root, key)
+    if model is None:
         return Check("model file", "skip", f"no catalog entry {key!r} (model/catalog.yaml)")
-    filename = str(entry.get("file") or f"{key}.gguf")
-    path = model_directory(probes) / Path(filename).name
+    path = catalog.model_path(model, model_directory(probes))
     if not path.is_file():
-        return Check("model file", "fail", f"{path} missing", _fetch_fix(key, entry))
-    expected = str(entry.get("sha256") or "").lower()
+        return Check("model file", "fail", f"{path} missing", _fetch_fix(model))
+    expected = (model.sha256 or "").lower()
     if not expected:
         return Check("model file", "ok", f"{path.name} present (no checksum in the catalog)")
     if probes.quick:
         return Check("model file", "ok", f"{path.name} present (--quick: checksum not verified)")
     if sha256_file(path) != expected:
-        return Check("model file", "fail", f"{path.name}: SHA-256 mismatch", _fetch_fix(key, entry))
+        return Check("model file", "fail", f"{path.name}: SHA-256 mismatch", _fetch_fix(model))
     return Check("model file", "ok", f"{path.name} present, SHA-256 verified")
 
 
@@ -124,8 +108,8 @@ def check_context(probes: Probes) -> Check:
     slots = max(_int(raw.get("MODEL_PARALLEL"), 1), 1)
     per_slot = ctx // slots
     key = settings.sandbox_model if settings else "tiny"
-    entry = model_entry(probes.root, key) or {}
-    wanted = _int(entry.get("context"), MIN_CONTEXT_PER_SLOT)
+    model = catalog.find_model(probes.root, key)
+    wanted = model.context if model is not None else MIN_CONTEXT_PER_SLOT
     detail = f"{ctx} tokens / {slots} slot(s) = {per_slot} per slot"
     if per_slot < wanted:
         return Check(

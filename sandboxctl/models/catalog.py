@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -319,12 +320,23 @@ def load_catalog(path: Path | None = None, *, local: bool = True) -> Catalog:
     return Catalog(default=catalog.default, models={**catalog.models, **added})
 
 
-def model_dir(root: Path | None = None) -> Path:
-    """Return the model-data directory: $SANDBOX_MODEL_DIR, else ``models/`` of ``root``
-    (default: the sandbox the command stands in). `model.fetch`, `model.add` and `up` all
-    ask here, so a model fetched once is found by the next `up`."""
-    configured = os.environ.get("SANDBOX_MODEL_DIR")
+def model_dir(root: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    """Return the model-data directory: $SANDBOX_MODEL_DIR (of ``environ``, default the
+    process's), else ``models/`` of ``root`` (default: the sandbox the command stands in).
+    `model.fetch`, `model.add`, `up` and the doctor all ask here, so a model fetched once is
+    found by the next `up`."""
+    configured = (os.environ if environ is None else environ).get("SANDBOX_MODEL_DIR")
     return Path(configured).expanduser() if configured else (root or find_root()) / "models"
+
+
+def find_model(root: Path, key: str) -> Model | None:
+    """Return the entry ``key`` of the sandbox at ``root`` (its catalog merged with the
+    user's); None when there is none or the catalog is invalid (the checks that ask report
+    a broken catalog elsewhere)."""
+    try:
+        return load_catalog(root / CATALOG_RELPATH).models.get(key)
+    except CatalogError:
+        return None
 
 
 def model_path(model: Model, directory: Path | None = None) -> Path:

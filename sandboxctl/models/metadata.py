@@ -98,23 +98,13 @@ def selected_chat_template(root: Path, key: str, directory: Path | None = None) 
     """
     from sandboxctl.models import catalog
 
-    try:
-        model = catalog.load_catalog(root / "model" / "catalog.yaml").models.get(key)
-    except catalog.CatalogError:
-        return None
+    model = catalog.find_model(root, key)
     if model is None:
         return None
-    path = catalog.model_path(model, directory or _default_dir(root))
+    path = catalog.model_path(model, directory or catalog.model_dir(root))
     if path.is_file():
         try:
             return read(path).chat_template is not None
         except MetadataError:
             pass
     return model.has_chat_template
-
-
-def _default_dir(root: Path) -> Path:
-    import os
-
-    configured = os.environ.get("SANDBOX_MODEL_DIR")
-    return Path(configured).expanduser() if configured else root / "models"
