@@ -84,16 +84,21 @@ def enough_descriptors(wanted: int = 65_536) -> None:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
 
 
-def _listing(fd: int, cap: int) -> list[str]:
-    """The names in an open directory, sorted, reversed (so ``pop`` gives them in order)."""
+def listing(fd: int, cap: int) -> list[str]:
+    """The first ``cap`` names read from an open directory, sorted (nothing is opened)."""
     names: list[str] = []
     with os.scandir(fd) as entries:
         for entry in entries:
             names.append(entry.name)
             if len(names) >= cap:
                 break
-    names.sort(reverse=True)
+    names.sort()
     return names
+
+
+def _to_pop(fd: int, cap: int) -> list[str]:
+    """:func:`listing` reversed, so that ``pop`` gives the names in order."""
+    return listing(fd, cap)[::-1]
 
 
 @dataclass
@@ -121,7 +126,7 @@ def walk(
     enough_descriptors()
     first = os.open(".", _DIR_OPEN, dir_fd=root_fd)
     stack: list[tuple[int, tuple[str, ...], list[str]]] = [
-        (first, (), _listing(first, limits.max_entries))
+        (first, (), _to_pop(first, limits.max_entries))
     ]
     try:
         while stack:
@@ -150,7 +155,7 @@ def walk(
                 copied.refuse(parts, f"not entered: {exc.strerror}")
                 continue
             try:
-                children = _listing(child, limits.max_entries)
+                children = _to_pop(child, limits.max_entries)
             except OSError as exc:
                 os.close(child)
                 copied.refuse(parts, f"not listed: {exc.strerror}")

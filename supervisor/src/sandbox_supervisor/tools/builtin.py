@@ -24,6 +24,7 @@ from sandbox_supervisor.tools.commands import clean_text, run_shell, scrubbed_en
 from sandbox_supervisor.tools.textsearch import NotRegular, kind_of, search, search_in_child
 from sandbox_supervisor.tools.types import Limits, Status, ToolResult
 from sandbox_supervisor.tools.workspace import PathRefused, Workspace
+from sandbox_supervisor.treecopy import listing
 
 
 class ToolArgs(BaseModel):
@@ -205,13 +206,7 @@ def list_dir(args: ListDirArgs, ws: Workspace, limits: Limits) -> ToolResult:
     except NotADirectoryError:
         return result("list_dir", "failed", f"{args.path} is not a directory", started)
     try:
-        names: list[str] = []
-        with os.scandir(fd) as entries:
-            for entry in entries:
-                names.append(entry.name)
-                if len(names) >= MAX_LISTED:
-                    break
-        names.sort()
+        names = listing(fd, MAX_LISTED)
         lines = []
         for name in names[: limits.max_entries]:
             try:
