@@ -69,7 +69,10 @@ def service_images(project: Mapping[str, Any]) -> dict[str, str]:
 
 INPUTS_LABEL = "io.ai-sandbox.inputs"
 """The image label holding :func:`inputs_digest` of what the image was built from."""
-MODEL_INPUTS = ("entrypoint.sh", "healthcheck.sh", "runtime-root.sh", "llama-cpp-sources.yaml")
+MODEL_INPUTS = (
+    "build-llama.sh", "entrypoint.sh", "healthcheck.sh", "runtime-root.sh",
+    "llama-cpp-sources.yaml",
+)  # fmt: skip
 """The model-server's inputs in ``model/`` besides its Containerfile; the llama.cpp source
 itself is named by its pin in llama-cpp-sources.yaml and the version build argument."""
 SUPERVISOR_INPUTS = (

@@ -15,7 +15,8 @@ from sandboxctl._proc import Runner
 from sandboxctl.models import bench as bench_model
 from sandboxctl.models import bench_host, bench_report
 
-CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "Containerfile"
+CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "build-llama.sh"
+"""The compile the model Containerfiles share (the CPU image's cmake flags and edits)."""
 
 
 def test_host_build_uses_the_same_cmake_flags_as_the_cpu_image() -> None:
