@@ -294,7 +294,7 @@ def cmd_exit_codes(args: argparse.Namespace) -> int:
 def cmd_workspace(args: argparse.Namespace) -> int:
     """List, pack (to stdout) or unpack (from stdin) the workspace's projects."""
     from sandbox_supervisor import projects
-    from sandbox_supervisor.treecopy import TreeLimits
+    from sandbox_supervisor.treewalk import TreeLimits
 
     root = args.workspace or _settings(args).workspace
     limits = TreeLimits(max_file_bytes=args.max_file_bytes)

@@ -17,7 +17,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
-from sandbox_supervisor.treecopy import Copied, TreeLimits, pack, remove_tree, unpack, walk
+from sandbox_supervisor.treecopy import pack, unpack
+from sandbox_supervisor.treewalk import Copied, TreeLimits, remove_tree, walk
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -332,7 +332,8 @@ def restore(record: RunRecord, step: int | None, root_fd: int) -> list[str]:
     """Make the folder at ``root_fd`` what it was after ``step``: its content is deleted,
     then the recorded tree is written back through :func:`~.treecopy.unpack` (the same
     checks as an import). Returns the lines of what could not be restored."""
-    from sandbox_supervisor.treecopy import remove_tree, unpack
+    from sandbox_supervisor.treecopy import unpack
+    from sandbox_supervisor.treewalk import remove_tree
 
     buffer = io.BytesIO()
     left_out = [f"{path!r}: its content was not recorded" for path in record.tar(step, buffer)]

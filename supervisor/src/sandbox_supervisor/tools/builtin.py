@@ -24,7 +24,7 @@ from sandbox_supervisor.tools.commands import clean_text, run_shell, scrubbed_en
 from sandbox_supervisor.tools.textsearch import NotRegular, kind_of, search, search_in_child
 from sandbox_supervisor.tools.types import Limits, Status, ToolResult
 from sandbox_supervisor.tools.workspace import PathRefused, Workspace
-from sandbox_supervisor.treecopy import listing
+from sandbox_supervisor.treewalk import listing
 
 
 class ToolArgs(BaseModel):

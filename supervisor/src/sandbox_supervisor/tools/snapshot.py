@@ -7,7 +7,7 @@ process). The record itself is kept by the supervisor in the logs volume
 command cannot rewrite an earlier step's record.
 
 A manifest maps each path (below the run's root, names sorted, no link followed, see
-:func:`~sandbox_supervisor.treecopy.walk`) to ``["d", mode]`` (a folder), ``["f", mode,
+:func:`~sandbox_supervisor.treewalk.walk`) to ``["d", mode]`` (a folder), ``["f", mode,
 size, sha256]`` (a regular file; ``sha256`` is None when it is over the cap and not
 recorded), ``["l", target]`` (a symbolic link) or ``["o", kind]`` (anything else, not
 recorded). Hashes are kept per (device, inode) with size, mtime and ctime, as git keeps
@@ -23,7 +23,7 @@ import stat
 import threading
 from typing import Any
 
-from sandbox_supervisor.treecopy import Copied, TreeLimits, kind_of, walk
+from sandbox_supervisor.treewalk import Copied, TreeLimits, kind_of, walk
 
 MAX_RECORDED_BYTES = 64 << 20
 MAX_CACHED = 500_000
