@@ -16,12 +16,10 @@ the trajectory itself cannot be written (a full disk) the run stops at once with
 status ``log_failed``: nothing runs that could not be recorded first.
 
 Statuses say what is known. The model calling ``finish`` ends the run ``finished``: a
-claim, not a verdict. A run may carry a *setup* (files and commands run in the
-workspace before the task, recorded as a ``setup`` record) and a *check* (a command run
-in the workspace after the run, through the same executor, recorded as a ``check``
-record): when the loop ended on its own terms (finished, a budget, gave up), the check
-runs and its exit status alone makes the run ``passed`` or ``failed``; ``run_end``
-keeps what the loop ended with as ``agent_status``. With a context size
+claim, not a verdict. A run may carry a *setup* and a *check* (:mod:`.setup_check`):
+when the loop ended on its own terms the check's exit status alone makes the run
+``passed`` or ``failed``, and ``run_end`` keeps what the loop ended with as
+``agent_status``. How a run ends is :mod:`.outcome`'s. With a context size
 (``AgentLimits.context_tokens``) each request is kept within it (:mod:`.context`): old
 observations are shortened first, and each change is a ``context`` record.
 """
@@ -32,7 +30,7 @@ import json
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 from sandbox_supervisor.client import (
@@ -51,66 +49,16 @@ from sandbox_supervisor.context import (
 from sandbox_supervisor.dialects import FINISH, Action, Parsed, dialect, system_prompt
 from sandbox_supervisor.exit_codes import EXIT_CODES, FINISHED, for_status
 from sandbox_supervisor.limits import AgentLimits
+from sandbox_supervisor.outcome import RunResult, Stop
 from sandbox_supervisor.recording import CHANGING_TOOLS, RunRecord
+from sandbox_supervisor.setup_check import Setup, judge, prepare
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, ToolRequest, ToolResult
 from sandbox_supervisor.tools.executor import Snapshots
 from sandbox_supervisor.trajectory import TrajectoryError, TrajectoryWriter
 
 __all__ = ["EXIT_CODES", "Agent", "AgentLimits", "RunResult", "Setup", "Stop"]
 
-CHECK_OUTPUT_CHARS = 4000  # of the check's output kept in the trajectory
 CONTEXT_RETRIES = 3  # requests refused for their size, made smaller and sent again
-
-
-@dataclass(frozen=True)
-class Setup:
-    """What a run's workspace holds before the task: files (path -> text), then commands."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    commands: tuple[str, ...] = ()
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Setup:
-        """Build from ``{"files": {path: text}, "commands": [command, ...]}``."""
-        files = data.get("files") or {}
-        commands = data.get("commands") or []
-        if not isinstance(files, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
-        ):
-            raise ValueError("setup.files must map paths to text")
-        if not isinstance(commands, list) or not all(isinstance(c, str) for c in commands):
-            raise ValueError("setup.commands must be a list of commands")
-        return cls(dict(files), tuple(commands))
-
-
-class Stop(Exception):
-    """The run is over; ``status`` is one of :data:`EXIT_CODES`."""
-
-    def __init__(self, status: str, reason: str, answer: str | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.answer = answer
-
-
-@dataclass
-class RunResult:
-    """How a run ended."""
-
-    status: str
-    reason: str
-    answer: str | None
-    steps: int
-    tokens: dict[str, int]
-    elapsed_s: float
-    tool_calls: int
-    agent_status: str | None = None  # what the loop ended with, when a check decided
-    check: dict[str, Any] | None = None  # the check's command, exit code and outcome
-
-    @property
-    def exit_code(self) -> int:
-        """The CLI's exit code for this outcome."""
-        return for_status(self.status)
 
 
 class Agent:
@@ -182,7 +130,7 @@ class Agent:
         check: dict[str, Any] | None = None
         try:
             if self.setup is not None:
-                self.prepare(self.setup)
+                prepare(self.executor, self.log, self.setup)
             self.snapshot(0)
             while True:
                 self.check_limits()
@@ -214,7 +162,14 @@ class Agent:
         finally:
             if self.check is not None and for_status(status) in FINISHED:
                 agent_status = status
-                status, reason, check = self.judge(self.check, status, reason)
+                status, reason, check = judge(
+                    self.executor,
+                    self.check,
+                    status,
+                    reason,
+                    record=self._record,
+                    progress=self.progress,
+                )
             elapsed = round(self.clock() - self.started, 4)
             if self.log.broken is not None and status != "log_failed":
                 status, reason = "log_failed", f"{reason}; the trajectory failed: {self.log.broken}"
@@ -229,89 +184,14 @@ class Agent:
                 agent_status,
                 check,
             )
-            extra: dict[str, Any] = {}
-            if agent_status is not None:
-                extra = {"agent_status": agent_status, "check": check}
-            self._record(
-                "run_end",
-                status=status,
-                reason=reason,
-                answer=answer,
-                steps=self.steps,
-                tokens=self.tokens,
-                elapsed_s=elapsed,
-                tool_calls=len(self.executed),
-                exit_code=result.exit_code,
-                **extra,
-            )
+            self._record("run_end", **result.end_fields())
             if self.log.broken is not None and result.status != "log_failed":
                 result.status = "log_failed"
                 result.reason = f"{result.reason}; the trajectory failed: {self.log.broken}"
         self.progress(f"run ended: {status} ({reason})" if reason else f"run ended: {status}")
         return result
 
-    # -- setup and check -----------------------------------------------------------------
-    def prepare(self, setup: Setup) -> None:
-        """Write the setup's files and run its commands; a failure ends the run ``error``."""
-        done: list[dict[str, Any]] = []
-        steps: list[tuple[str, dict[str, Any]]] = [
-            ("write_file", {"path": path, "content": text}) for path, text in setup.files.items()
-        ]
-        steps += [("run_command", {"command": command}) for command in setup.commands]
-        failed: ToolResult | None = None
-        for index, (name, arguments) in enumerate(steps):
-            result = self.executor.execute(ToolRequest(f"setup.{index}", name, arguments))
-            shown = arguments.get("path") or arguments.get("command")
-            done.append(
-                {
-                    "tool": name,
-                    "target": shown,
-                    "status": result.status,
-                    "exit_code": result.exit_code,
-                }
-            )
-            if not result.ok:
-                failed = result
-                done[-1]["output"] = result.output[-CHECK_OUTPUT_CHARS:]
-                break
-        self.log.write("setup", steps=done)
-        if failed is not None:
-            raise Stop(
-                "error", f"the setup failed at {done[-1]['target']!r}: {failed.output[:300]}"
-            )
-
-    def judge(self, command: str, status: str, reason: str) -> tuple[str, str, dict[str, Any]]:
-        """Run the check; return the verdict (``passed``/``failed``), its reason and record.
-
-        A check that cannot run (the tools service is gone) ends the run without a verdict.
-        """
-        self.progress(f"check: {command}")
-        try:
-            result = self.executor.execute(
-                ToolRequest("check", "run_command", {"command": command})
-            )
-        except ExecutorUnavailable as exc:
-            self._record("error", where="check", kind="tools_unavailable", message=str(exc))
-            return "tools_unavailable", f"the check could not run: {exc}", {"command": command}
-        except Exception as exc:  # the verdict must not hide an internal error
-            self._record("error", where="check", kind=type(exc).__name__, message=str(exc))
-            return "error", f"the check could not run: {exc}", {"command": command}
-        passed = result.ok and result.exit_code == 0
-        check = {
-            "command": command,
-            "status": result.status,
-            "exit_code": result.exit_code,
-            "passed": passed,
-            "duration_s": result.duration_s,
-        }
-        self._record(
-            "check", **check, agent_status=status, output=result.output[-CHECK_OUTPUT_CHARS:]
-        )
-        how = f"exit code {result.exit_code}" if result.exit_code is not None else result.status
-        verdict = "passed" if passed else "failed"
-        why = f"the check {command!r} {verdict} ({how}); the run ended {status}"
-        return verdict, why + (f": {reason}" if reason else ""), check
-
+    # -- ending a run ------------------------------------------------------------------
     def _record(self, event_type: str, **fields: Any) -> None:
         """Write a record while ending a run: a trajectory that fails is not raised again."""
         if self.log.broken is not None:
