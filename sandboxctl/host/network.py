@@ -22,7 +22,7 @@ from sandboxctl.host.service import (
 )
 
 if TYPE_CHECKING:
-    from sandboxctl.host.prepare import PrepareContext, PrepareReport
+    from sandboxctl.host.prepare_context import PrepareContext, PrepareReport
 
 NETWORK_BACKEND = "netavark"
 FIX_NETAVARK = "network_backend"

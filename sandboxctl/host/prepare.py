@@ -22,269 +22,66 @@ Steps (each idempotent, each shown before it runs; ``dry_run`` only shows them):
    without a plugin), in the same drop-in, and remove the ``cni-podmanN`` bridges CNI
    leaves behind (they hold the subnets netavark hands out again);
 6. check that a container with ``--init`` runs (Podman's init binary is installed).
+
+The packages are :mod:`.packages`', the probe and the drop-in :mod:`.engine_quirks`', the
+network backend :mod:`.network`'s; the context, report and error the steps share are
+:mod:`.prepare_context`'s. Their public names are importable from here too.
 """
 
 from __future__ import annotations
 
-import tempfile
-import tomllib
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
-from sandboxctl._proc import CommandNotFound, Result, Runner, quote
-from sandboxctl.config import find_root
+from sandboxctl._proc import CommandNotFound, quote
 from sandboxctl.host import network, rootless
 from sandboxctl.host.compose_plugin import install_stable, link_decision, plugin_link, stable_binary
 from sandboxctl.host.engine import image_exists
-from sandboxctl.host.network import (
-    FIX_NETAVARK,
-    NETWORK_BACKEND,
-    SYS_NET,
-    network_facts,
+from sandboxctl.host.engine_quirks import (
+    FIX_RUNC,
+    FIX_ULIMITS,
+    diagnose,
+    find_fixes,
+    probe_argv,
+    probe_root,
+    read_dropin,
+    render_dropin,
+    wanted_dropin,
+    write_dropin,
+)
+from sandboxctl.host.network import FIX_NETAVARK, NETWORK_BACKEND, network_facts
+from sandboxctl.host.packages import (
+    PACKAGE_LIST_RELPATH,
+    apt_commands,
+    is_debian,
+    missing_packages,
+    read_package_list,
 )
 from sandboxctl.host.platform import detect_host
+from sandboxctl.host.prepare_context import (
+    PROBE_IMAGE,
+    PrepareContext,
+    PrepareError,
+    PrepareReport,
+)
 
-PACKAGE_LIST_RELPATH = Path("requirements") / "debian-packages.txt"
-"""The host's packages, one list (bootstrap.sh reads the same file)."""
-
-
-def read_package_list(path: Path | None = None) -> tuple[str, ...]:
-    """Return the packages named in ``path`` (default: the list of the sandbox the command
-    stands in; one a line; ``#`` starts a comment)."""
-    path = path or find_root() / PACKAGE_LIST_RELPATH
-    names = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        words = line.split("#", 1)[0].split()
-        names += words[:1]
-    return tuple(names)
-
-
-DROPIN = Path("/etc/containers/containers.conf.d/50-ai-sandbox.conf")
-DEFAULT_ULIMITS: list[str] = ["nofile=8192:8192", "nproc=8192:8192"]
-PROBE_IMAGE = "localhost/ai-sandbox-base:bookworm"
-
-FIX_ULIMITS = "default_ulimits"
-FIX_RUNC = "runtime_runc"
-
-_ULIMIT_MARKERS = ("setrlimit", "error setting rlimit")
-_HYBRID_MARKER = "cgroups in hybrid mode not supported"
-
-
-class PrepareError(RuntimeError):
-    """Host preparation cannot go on; the message says how to fix it."""
-
-
-@dataclass
-class PrepareContext:
-    """What host preparation acts on (every path and command injectable for tests)."""
-
-    runner: Runner
-    is_root: bool
-    home: Path
-    debian: bool
-    dropin: Path = DROPIN
-    compose_binary: Path | None = None
-    probe_image: str = PROBE_IMAGE
-    sys_net: Path = SYS_NET
-    service_socket: Path | None = None
-    """The native engine's API socket (None: the default one for this user)."""
-    rootless_problems: Callable[[], list[rootless.Problem]] | None = None
-    """What rootless Podman lacks here (None: measure this host; only asked when not root)."""
-
-
-@dataclass
-class PrepareReport:
-    """What host preparation found, did, or would do."""
-
-    lines: list[str] = field(default_factory=list)
-    changed: bool = False
-    blocking: list[str] = field(default_factory=list)
-
-    def add(self, line: str) -> None:
-        """Record one line of the report."""
-        self.lines.append(line)
-
-
-# --- packages --------------------------------------------------------------------------------
-
-
-def is_debian(fs_root: Path = Path("/")) -> bool:
-    """Tell whether the host is Debian-family (has ``/etc/debian_version``)."""
-    return (fs_root / "etc/debian_version").is_file()
-
-
-def missing_packages(runner: Runner, packages: Sequence[str] | None = None) -> list[str]:
-    """Return the packages ``dpkg-query`` does not report as installed (default: those of
-    the package list)."""
-    packages = read_package_list() if packages is None else packages
-    missing = []
-    for package in packages:
-        try:
-            result = runner.run(["dpkg-query", "-W", "-f=${Status}", package])
-        except CommandNotFound as error:
-            raise PrepareError("dpkg-query not found: this is not a Debian-family host") from error
-        if not (result.ok and result.stdout.strip().endswith("installed")):
-            missing.append(package)
-    return missing
-
-
-def privileged(argv: Sequence[str], is_root: bool) -> list[str]:
-    """Prefix ``argv`` with ``sudo`` unless running as root."""
-    return list(argv) if is_root else ["sudo", *argv]
-
-
-def apt_commands(missing: Sequence[str], is_root: bool) -> list[list[str]]:
-    """Return the apt commands that install ``missing`` non-interactively."""
-    if not missing:
-        return []
-    env = ["env", "DEBIAN_FRONTEND=noninteractive"]
-    return [
-        privileged([*env, "apt-get", "update"], is_root),
-        # Every package the stack needs is in the list: no Recommends pulled in unasked.
-        privileged(
-            [*env, "apt-get", "install", "-y", "--no-install-recommends", *missing], is_root
-        ),
-    ]
-
-
-# --- engine quirks -------------------------------------------------------------------------
-
-
-def diagnose(output: str) -> set[str]:
-    """Return the fixes a failed container run's message calls for."""
-    lowered = output.lower()
-    fixes: set[str] = set()
-    if any(marker in lowered for marker in _ULIMIT_MARKERS):
-        fixes.add(FIX_ULIMITS)
-    if _HYBRID_MARKER in lowered:
-        fixes.add(FIX_RUNC)
-    return fixes
-
-
-def probe_root(*, rootless: bool = False) -> list[str]:
-    """Return the flags that make the host's own files a probe container's root (read-only
-    overlay) when no image exists yet: ``/`` for rootful Podman; ``/usr`` for rootless, since
-    the kernel refuses an unprivileged overlay whose lower folder is ``/`` (``creating overlay
-    failed "/" ... invalid argument``, measured). With a merged ``/usr`` (Debian 12), ``/usr``
-    holds ``bin``, ``lib`` and ``lib64``: ``/bin/true`` and its loader resolve the same."""
-    return ["--rootfs", "/usr:O" if rootless else "/:O"]
-
-
-def probe_argv(
-    image: str | None, fixes: set[str], *, init: bool = False, rootless: bool = False
-) -> list[str]:
-    """Return a tiny container run, with ``fixes`` applied as per-run flags.
-
-    With no local image, the host's own files (read-only overlay, :func:`probe_root`) serve
-    as the rootfs. ``init`` asks for Podman's init binary (what Compose's ``init: true``
-    needs).
-    """
-    argv = ["podman", "run", "--rm", "--pull=never", "--network=none"]
-    if init:
-        argv.append("--init")
-    if FIX_ULIMITS in fixes:
-        argv += [f"--ulimit={limit}" for limit in DEFAULT_ULIMITS]
-    if FIX_RUNC in fixes:
-        argv.append("--runtime=runc")
-    if image:
-        return [*argv, image, "true"]
-    return [*argv, *probe_root(rootless=rootless), "/bin/true"]
-
-
-@dataclass(frozen=True)
-class ProbeOutcome:
-    """The result of probing the engine with candidate fixes."""
-
-    ok: bool
-    fixes: frozenset[str]
-    last: Result | None
-    tried: int
-
-
-def find_fixes(
-    runner: Runner, image: str | None, rounds: int = 3, *, rootless: bool = False
-) -> ProbeOutcome:
-    """Probe, diagnose, retry with the diagnosed fixes as flags, until it runs or stalls."""
-    fixes: set[str] = set()
-    last: Result | None = None
-    for attempt in range(1, rounds + 1):
-        last = runner.run(probe_argv(image, fixes, rootless=rootless))
-        if last.ok:
-            return ProbeOutcome(True, frozenset(fixes), last, attempt)
-        new = diagnose(last.output) - fixes
-        if not new:
-            return ProbeOutcome(False, frozenset(fixes), last, attempt)
-        fixes |= new
-    return ProbeOutcome(False, frozenset(fixes), last, rounds)
-
-
-def read_dropin(path: Path) -> dict[str, Any]:
-    """Parse the drop-in (an empty dict when absent); PrepareError if it is not TOML."""
-    if not path.is_file():
-        return {}
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as error:
-        raise PrepareError(f"{path} is not valid TOML ({error}); fix or remove it") from error
-
-
-def wanted_dropin(existing: dict[str, Any], fixes: set[str] | frozenset[str]) -> dict[str, Any]:
-    """Return ``existing`` with the settings ``fixes`` need added (nothing else changed)."""
-    merged: dict[str, Any] = {table: dict(values) for table, values in existing.items()}
-    if FIX_ULIMITS in fixes:
-        merged.setdefault("containers", {})["default_ulimits"] = list(DEFAULT_ULIMITS)
-    if FIX_RUNC in fixes:
-        merged.setdefault("engine", {})["runtime"] = "runc"
-    if FIX_NETAVARK in fixes:
-        merged.setdefault("network", {})["network_backend"] = NETWORK_BACKEND
-    return merged
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'"{escaped}"'
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(item) for item in value) + "]"
-    raise PrepareError(f"cannot write {value!r} into the drop-in; edit it by hand")
-
-
-def render_dropin(settings: dict[str, Any]) -> str:
-    """Render the drop-in: one table per section, simple values only."""
-    lines = ["# Written by `invoke host.prepare` (ai-sandbox): engine quirks of this host."]
-    for table, values in settings.items():
-        if not isinstance(values, dict):
-            raise PrepareError(f"unexpected top-level key {table!r} in the drop-in")
-        lines.append(f"[{table}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in values.items()]
-    return "\n".join(lines) + "\n"
-
-
-def write_dropin(ctx: PrepareContext, text: str) -> None:
-    """Write the drop-in (with ``sudo install`` when not root)."""
-    if ctx.is_root:
-        ctx.dropin.parent.mkdir(parents=True, exist_ok=True)
-        ctx.dropin.write_text(text, encoding="utf-8")
-        return
-    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
-        handle.write(text)
-        staged = Path(handle.name)
-    try:
-        argv = ["sudo", "install", "-D", "-m", "0644", str(staged), str(ctx.dropin)]
-        result = ctx.runner.run(argv)
-        if not result.ok:
-            raise PrepareError(f"`{quote(argv)}` failed: {result.output}")
-    finally:
-        staged.unlink(missing_ok=True)
-
-
-# --- the whole preparation -----------------------------------------------------------------
+__all__ = [
+    "FIX_RUNC",
+    "FIX_ULIMITS",
+    "PACKAGE_LIST_RELPATH",
+    "PROBE_IMAGE",
+    "PrepareContext",
+    "PrepareError",
+    "PrepareReport",
+    "diagnose",
+    "find_fixes",
+    "is_debian",
+    "prepare",
+    "probe_argv",
+    "probe_root",
+    "read_package_list",
+    "render_dropin",
+    "wanted_dropin",
+]
 
 
 def _run_step(ctx: PrepareContext, argv: list[str], report: PrepareReport) -> None:
