@@ -15,7 +15,8 @@ absolute paths. Every object is derived from it, so the manifests cannot drift f
 - a service that another one calls by URL in its environment (``http://tools:8700``)
   gets a Service on that port, and the caller -> callee edge becomes the NetworkPolicies:
   everything denied by default, each edge allowed on its port only when Compose puts both
-  on one network, DNS allowed;
+  on one network (:mod:`sandboxctl.kube.policies`); a pod with no resolver calls by the
+  Service's link variable (:mod:`sandboxctl.kube.names`);
 - named volumes become PersistentVolumeClaims, compose secrets become Secrets generated
   from the sandbox's secret files (``secretGenerator``, never values in YAML).
 
@@ -28,28 +29,44 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import Any
 
-from sandboxctl.egress import EgressError, parse_allow
+from sandboxctl.kube.names import (
+    EGRESS_SERVICE,
+    JOB_NAME,
+    MODEL_SERVICE,
+    NAME_LABEL,
+    PART_OF_LABEL,
+    SUPERVISOR_SERVICE,
+    TOOLS_SERVICE,
+    ConvertError,
+    Edge,
+    Obj,
+    check_extra_hosts,
+    edges,
+    job_edges,
+    k8s_name,
+    labels,
+    linked,
+    service_link,
+    uses_service_links,
+)
+from sandboxctl.kube.policies import network_policies, outside_ports
 
-Obj = dict[str, Any]
+__all__ = [
+    "EGRESS_SERVICE", "JOB_NAME", "MODEL_SERVICE", "NAME_LABEL", "PART_OF_LABEL",
+    "SUPERVISOR_SERVICE", "TOOLS_SERVICE", "ConvertError", "Edge", "Obj", "Stack",
+    "check_extra_hosts", "container", "convert", "edges", "job_edges", "k8s_name", "labels",
+    "linked", "network_policies", "outside_ports", "pod_spec", "service_link",
+    "uses_service_links",
+]  # fmt: skip
 
-MODEL_SERVICE = "model-server"
-SUPERVISOR_SERVICE = "supervisor"
-TOOLS_SERVICE = "tools"
-EGRESS_SERVICE = "egress"
-"""The opt-in egress proxy (compose.egress.yaml): the one pod with a way out, to the
-ports of its ``EGRESS_ALLOW``."""
-JOB_NAME = "agent-tasks"
-"""The agent Job, its pods' ``app.kubernetes.io/name`` and its task ConfigMap."""
 TASKS_FILE = "tasks.json"
 TASKS_DIR = "/etc/agent-tasks"
 SECRETS_DIR = "/run/secrets"
-NAME_LABEL = "app.kubernetes.io/name"
-PART_OF_LABEL = "app.kubernetes.io/part-of"
 DEFAULT_VOLUME_SIZE = "1Gi"
 VOLUME_SIZES = {"model-data": "20Gi", "workspace": "5Gi", "logs": "1Gi"}
 """Storage requested by each PersistentVolumeClaim (Compose volumes have no size):
@@ -70,24 +87,8 @@ _HANDLED = {
     "security_opt", "read_only", "init", "pull_policy", "restart", "devices", "ports",
     "expose", "dns", "extra_hosts",
 }  # fmt: skip
-_URL = re.compile(r"\bhttps?://([a-z0-9][a-z0-9-]*):(\d+)")
-_URL_HOST = re.compile(r"\b(https?://)([a-z0-9][a-z0-9-]*)(:\d+)")
-_LINK = re.compile(r"\$\(([A-Z0-9_]+)_SERVICE_HOST\)")
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
-
-
-class ConvertError(ValueError):
-    """The Compose model holds something this converter cannot express faithfully."""
-
-
-@dataclass(frozen=True, order=True)
-class Edge:
-    """``client`` calls ``server`` on ``port`` (found in the client's environment)."""
-
-    client: str
-    server: str
-    port: int
 
 
 @dataclass
@@ -102,41 +103,6 @@ class Stack:
     secrets: dict[str, str] = field(default_factory=dict)
     """Kubernetes Secret name -> the compose secret (its file's name under secrets/)."""
     edges: list[Edge] = field(default_factory=list)
-
-
-def k8s_name(name: str) -> str:
-    """Return a DNS-1123 name for a Compose name (``model_api_key`` -> ``model-api-key``)."""
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")
-    if not cleaned:
-        raise ConvertError(f"{name!r} has no character a Kubernetes name can keep")
-    return cleaned[:63]
-
-
-def service_link(name: str) -> str:
-    """The reference to Service ``name``'s address that a pod with service links has
-    expanded by the kubelet (``model-server`` -> ``$(MODEL_SERVER_SERVICE_HOST)``)."""
-    return f"$({k8s_name(name).upper().replace('-', '_')}_SERVICE_HOST)"
-
-
-def linked(value: str, services: Iterable[str]) -> str:
-    """``value`` with each URL to a service of ``services`` pointing at the Service's
-    address by its link variable instead of its name (no resolver needed)."""
-    names = set(services)
-
-    def swap(match: re.Match[str]) -> str:
-        scheme, host, port = match.groups()
-        return f"{scheme}{service_link(host)}{port}" if host in names else match.group(0)
-
-    return _URL_HOST.sub(swap, value)
-
-
-def uses_service_links(containers: Iterable[Obj]) -> bool:
-    """Tell whether a container's environment refers to a Service's link variable."""
-    return any(
-        _LINK.search(str(entry.get("value", "")))
-        for box in containers
-        for entry in box.get("env", [])
-    )
 
 
 def quantity(value: Any) -> str:
@@ -170,50 +136,6 @@ def user_ids(user: Any) -> tuple[int, int]:
             "the container is not root (runAsNonRoot)"
         )
     return int(uid), int(gid or uid)
-
-
-def labels(project: str, name: str) -> dict[str, str]:
-    """The labels of a workload: its name and the sandbox it belongs to."""
-    return {NAME_LABEL: name, PART_OF_LABEL: k8s_name(project)}
-
-
-def edges(project: Mapping[str, Any]) -> list[Edge]:
-    """Return every caller -> callee edge: a service whose environment holds
-    ``http://OTHER:PORT`` with OTHER another service of the project.
-
-    Raises :class:`ConvertError` when the two share no Compose network: the URL could not
-    work under Compose either.
-    """
-    services: Mapping[str, Any] = project.get("services", {})
-    found: set[Edge] = set()
-    for client, spec in services.items():
-        for value in (spec.get("environment") or {}).values():
-            for host, port in _URL.findall(str(value or "")):
-                if host in services and host != client:
-                    found.add(Edge(client, host, int(port)))
-    for edge in found:
-        mine = set(services[edge.client].get("networks") or {})
-        theirs = set(services[edge.server].get("networks") or {})
-        if not mine & theirs:
-            raise ConvertError(
-                f"{edge.client} calls {edge.server}:{edge.port} but they share no network"
-            )
-    return sorted(found)
-
-
-def check_extra_hosts(project: Mapping[str, Any]) -> None:
-    """Raise :class:`ConvertError` when a service's ``extra_hosts`` names anything but
-    another service of the project: only those names have a cluster equivalent (a
-    Service)."""
-    services: Mapping[str, Any] = project.get("services", {})
-    for client, spec in sorted(services.items()):
-        for entry in spec.get("extra_hosts") or []:
-            host = re.split(r"[=:]", str(entry), maxsplit=1)[0]
-            if host not in services or host == client:
-                raise ConvertError(
-                    f"{client}: extra_hosts names {host!r}, not another service of the "
-                    "stack: a cluster has no equivalent"
-                )
 
 
 def _container_security(spec: Mapping[str, Any]) -> Obj:
@@ -422,122 +344,6 @@ def claim(project: str, name: str) -> Obj:
             "resources": {"requests": {"storage": VOLUME_SIZES.get(name, DEFAULT_VOLUME_SIZE)}},
         },
     }
-
-
-def network_policies(
-    project: str,
-    links: Sequence[Edge],
-    *,
-    resolvers: Sequence[str] = (),
-    outside: Mapping[str, Sequence[int]] | None = None,
-) -> list[Obj]:
-    """Deny all traffic, then allow DNS to the ``resolvers`` (the pods that keep the
-    cluster's resolver, which forwards other names upstream, so no other pod may ask it),
-    each caller -> callee edge on its port, and each pod of ``outside`` out to any address
-    on its ports (the egress proxy, to its allowed names' ports)."""
-    part = {PART_OF_LABEL: k8s_name(project)}
-
-    def policy(name: str, selector: Obj, kinds: list[str], **rules: Any) -> Obj:
-        return {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": {"name": name, "labels": dict(part)},
-            "spec": {"podSelector": selector, "policyTypes": kinds, **rules},
-        }
-
-    result = [policy("default-deny", {}, ["Ingress", "Egress"])]
-    if resolvers:
-        by_name = {"key": NAME_LABEL, "operator": "In", "values": sorted(resolvers)}
-        dns_to = {"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}
-        result.append(
-            policy(
-                "allow-dns",
-                {"matchLabels": dict(part), "matchExpressions": [by_name]},
-                ["Egress"],
-                egress=[
-                    {
-                        "to": [dns_to],
-                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-                    }
-                ],
-            )
-        )
-    for server in sorted({e.server for e in links}):
-        rules = []
-        for port in sorted({e.port for e in links if e.server == server}):
-            clients = sorted({e.client for e in links if e.server == server and e.port == port})
-            rules.append(
-                {
-                    "from": [
-                        {
-                            "podSelector": {
-                                "matchLabels": dict(part),
-                                "matchExpressions": [
-                                    {"key": NAME_LABEL, "operator": "In", "values": clients}
-                                ],
-                            }
-                        }
-                    ],
-                    "ports": [{"protocol": "TCP", "port": port}],
-                }
-            )
-        selector = {"matchLabels": labels(project, server)}
-        result.append(policy(f"{server}-ingress", selector, ["Ingress"], ingress=rules))
-    for client in sorted({e.client for e in links}):
-        rules = [
-            {
-                "to": [{"podSelector": {"matchLabels": labels(project, e.server)}}],
-                "ports": [{"protocol": "TCP", "port": e.port}],
-            }
-            for e in links
-            if e.client == client
-        ]
-        selector = {"matchLabels": labels(project, client)}
-        result.append(policy(f"{client}-egress", selector, ["Egress"], egress=rules))
-    for name, ports in sorted((outside or {}).items()):
-        rule = {
-            "to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}],
-            "ports": [{"protocol": "TCP", "port": port} for port in sorted(set(ports))],
-        }
-        selector = {"matchLabels": labels(project, name)}
-        result.append(policy(f"{name}-outside", selector, ["Egress"], egress=[rule]))
-    return result
-
-
-def outside_ports(project: Mapping[str, Any]) -> dict[str, list[int]]:
-    """The services on a network that is not internal, with the ports they may reach out
-    to: only the egress proxy, on the ports of its ``EGRESS_ALLOW``. Raises
-    :class:`ConvertError` for any other service with a route out."""
-    internal = {
-        key for key, network in (project.get("networks") or {}).items()
-        if (network or {}).get("internal")
-    }  # fmt: skip
-    found: dict[str, list[int]] = {}
-    for name, spec in sorted((project.get("services") or {}).items()):
-        routes_out = sorted(set(spec.get("networks") or {}) - internal)
-        if not routes_out:
-            continue
-        if name != EGRESS_SERVICE:
-            raise ConvertError(
-                f"service {name} joins {', '.join(routes_out)}, a network with a route out: "
-                "only the egress proxy has one on a cluster"
-            )
-        try:
-            allowed = parse_allow(str((spec.get("environment") or {}).get("EGRESS_ALLOW", "")))
-        except EgressError as error:
-            raise ConvertError(str(error)) from error
-        found[name] = sorted({port for entry in allowed for port in entry.ports})
-    return found
-
-
-def job_edges(links: Sequence[Edge]) -> list[Edge]:
-    """The agent Job's edges: the supervisor's, less the tools service (a sidecar in the
-    Job's pod, reached on localhost)."""
-    return [
-        Edge(JOB_NAME, e.server, e.port)
-        for e in links
-        if e.client == SUPERVISOR_SERVICE and e.server != TOOLS_SERVICE
-    ]
 
 
 def convert(project: Mapping[str, Any]) -> Stack:
