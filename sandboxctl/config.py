@@ -1,30 +1,38 @@
 """Load the sandbox's answers from the root ``.env`` into a typed, validated settings object.
 
 Copier renders the answers into ``.env`` (Compose reads the same file for interpolation).
-Code reads them from there, never from Jinja. As with Compose, a variable set in the process
-environment overrides the file's value. Every problem is collected and reported at once in a
-:class:`ConfigError` that names the file, the key, the bad value and what is accepted.
+Code reads them from there, never from Jinja: python-dotenv's parser reads the file, and
+:class:`Settings`, whose fields, defaults, ranges and choices all come from the one table
+(:mod:`sandboxctl.answers`), types and checks the values. As with Compose, a variable set
+in the process environment overrides the file's value. Every problem is collected and
+reported at once in a :class:`ConfigError` that names the file, the key, the bad value and
+what is accepted.
+
+Values are read literally, as before: no ``${VAR}`` interpolation and no line skipped. That
+is why the file is not read through pydantic-settings' dotenv source, which interpolates
+every value (single-quoted ones too) from the process environment, passes over a malformed
+line with a log warning, and reads only the process environment, where the doctor and the
+tests give their own.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import field, fields
 from pathlib import Path
-from typing import Literal, cast
+from typing import Any
 
-from sandboxctl.answers import ANSWERS, answer
+from dotenv.parser import parse_stream
+from pydantic import ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
+
+from sandboxctl.answers import ANSWERS, BY_ENV, Answer, answer
 from sandboxctl.egress import Allowed, EgressError, parse_allow, parse_prefix
-
-GpuBackend = Literal["cpu", "cuda", "vulkan"]
-VolumeLabel = Literal["", "z", "Z"]
-EngineMode = Literal["auto", "machine", "native"]
-
-GPU_BACKENDS = cast(tuple[GpuBackend, ...], answer("GPU_BACKEND").choices)
-VOLUME_LABELS = cast(tuple[VolumeLabel, ...], answer("VOLUME_LABEL").choices)
-ENGINE_MODES = cast(tuple[EngineMode, ...], answer("SANDBOX_ENGINE").choices)
 
 DEFAULTS: dict[str, str] = {answer.env: answer.default for answer in ANSWERS}
 """Answers used for keys the file leaves out (the template's defaults, from the one table)."""
@@ -37,72 +45,195 @@ _PROJECT_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 _VERSION_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 _MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CPU_VARIANTS = re.compile(r"^[a-z0-9_]+(,[a-z0-9_]+)*$")
-_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$")
 
 
 class ConfigError(ValueError):
     """The ``.env`` file is missing, unreadable or holds invalid answers."""
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The sandbox's answers, typed. Build it with :func:`load_settings`."""
+def _answer(env: str) -> Any:
+    """The field of the answer whose ``.env`` key is ``env``: that key, the table's default."""
+    return Field(answer(env).default, alias=env)
 
-    compose_project_name: str
-    sandbox_model: str
-    gpu_backend: GpuBackend
-    model_port: int
-    publish_model_port: bool
-    volume_label: VolumeLabel
-    llama_cpp_version: str
-    machine_cpus: int
-    machine_memory_mib: int
-    machine_disk_gib: int
-    machine_rootful: bool
-    machine_name: str = "podman-machine-default"
-    machine_image: str = ""
-    engine_mode: EngineMode = "auto"
-    docker_host: str = ""
-    debian_mirror: str = "http://deb.debian.org/debian"
-    base_image: str = "localhost/ai-sandbox-base:bookworm"
+
+@dataclass(
+    frozen=True,
+    config=ConfigDict(validate_default=True, validate_by_alias=True, validate_by_name=True),
+)
+class Settings:
+    """The sandbox's answers, typed. Build it with :func:`load_settings`.
+
+    Each field is validated from its ``.env`` key's text (defaults included, from the
+    table); values already typed, as :func:`dataclasses.replace` copies them, are kept.
+    """
+
+    compose_project_name: str = _answer("COMPOSE_PROJECT_NAME")
+    sandbox_model: str = _answer("SANDBOX_MODEL")
+    gpu_backend: str = _answer("GPU_BACKEND")
+    model_port: int = _answer("MODEL_PORT")
+    publish_model_port: bool = _answer("PUBLISH_MODEL_PORT")
+    volume_label: str = _answer("VOLUME_LABEL")
+    llama_cpp_version: str = _answer("LLAMA_CPP_VERSION")
+    machine_cpus: int = _answer("MACHINE_CPUS")
+    machine_memory_mib: int = _answer("MACHINE_MEMORY_MIB")
+    machine_disk_gib: int = _answer("MACHINE_DISK_GIB")
+    machine_rootful: bool = _answer("MACHINE_ROOTFUL")
+    machine_name: str = _answer("MACHINE_NAME")
+    machine_image: str = _answer("MACHINE_IMAGE")
+    engine_mode: str = _answer("SANDBOX_ENGINE")
+    docker_host: str = _answer("DOCKER_HOST")
+    debian_mirror: str = _answer("DEBIAN_MIRROR")
+    base_image: str = _answer("BASE_IMAGE")
     """The Debian image the Containerfiles build FROM (``DEBIAN_IMAGE``): made by
     ``images.base`` when it is ``localhost/...``, else pulled (an official image)."""
-    llama_cpu_variants: str = "x64,sse42,haswell,skylakex"
+    llama_cpu_variants: str = _answer("LLAMA_CPU_VARIANTS")
     """The CPU variants of the model-server build (``CPU_VARIANTS``): names, ``all`` or
     ``native`` (model/Containerfile says what each costs)."""
-    egress_allow: tuple[Allowed, ...] = ()
+    egress_allow: tuple[Allowed, ...] = _answer("EGRESS_ALLOW")
     """The hosts the tools container may reach through the egress proxy; () = no proxy."""
-    net_prefix: str = "10.90.24"
+    net_prefix: str = _answer("SANDBOX_NET_PREFIX")
     """``SANDBOX_NET_PREFIX``: the sandbox's /24, where its services have fixed addresses."""
     source: Path | None = None
+    """The ``.env`` file read (None: built from a mapping)."""
     raw: Mapping[str, str] = field(default_factory=dict)
+    """Every key's text: the table's defaults, the file's values, the environment's."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _from_text(cls, value: object, info: ValidationInfo) -> object:
+        """Type and check an answer given as text, by its entry in the table."""
+        entry = _ANSWER_OF_FIELD.get(info.field_name or "")
+        if entry is None or not isinstance(value, str):
+            return value
+        return _CHECKS.get(entry.env, _typed)(entry, value)
+
+
+_ANSWER_OF_FIELD: dict[str, Answer] = {
+    item.name: BY_ENV[item.default.alias]
+    for item in fields(Settings)
+    if isinstance(item.default, FieldInfo) and item.default.alias in BY_ENV
+}
+
+
+def _invalid(message: str) -> PydanticCustomError:
+    """A validation error whose message is ``message`` as written."""
+    return PydanticCustomError("answer", message)
+
+
+def _typed(entry: Answer, value: str) -> object:
+    """``value`` as the table's kind of ``entry`` says: a number in range, a flag, a choice."""
+    key = entry.env
+    if entry.kind == "int":
+        try:
+            number = int(value.strip())
+        except ValueError:
+            raise _invalid(f"{key}={value!r}: expected {entry.describe()}") from None
+        if not (entry.low or 0) <= number <= (entry.high or 0):
+            raise _invalid(f"{key}={number}: out of range, expected {entry.low} to {entry.high}")
+        return number
+    if entry.kind == "bool":
+        lowered = value.strip().lower()
+        if lowered not in _TRUE | _FALSE:
+            raise _invalid(f"{key}={value!r}: expected {entry.describe()}")
+        return lowered in _TRUE
+    if entry.kind == "choice" and value not in entry.choices:
+        raise _invalid(f"{key}={value!r}: expected {entry.describe()}")
+    return value
+
+
+def _project(entry: Answer, value: str) -> str:
+    if not _PROJECT_NAME.match(value):
+        raise _invalid(
+            f"{entry.env}={value!r}: use lowercase letters, digits, '-' and '_',"
+            " starting with a letter or digit"
+        )
+    return value
+
+
+def _model(entry: Answer, value: str) -> str:
+    if not value.strip():
+        raise _invalid(f"{entry.env} is empty: name a key of model/catalog.yaml (e.g. tiny)")
+    return value.strip()
+
+
+def _version(entry: Answer, value: str) -> str:
+    version = value.strip()
+    if version and not _VERSION_KEY.match(version):
+        raise _invalid(f"{entry.env}={version!r}: expected a key of model/llama-cpp-sources.yaml")
+    return version
+
+
+def _machine_name(entry: Answer, value: str) -> str:
+    name = value.strip()
+    if not _MACHINE_NAME.match(name):
+        raise _invalid(f"{entry.env}={name!r}: letters, digits, '-', '_' and '.' only")
+    return name
+
+
+def _docker_host(entry: Answer, value: str) -> str:
+    url = value.strip()
+    if url and "://" not in url:
+        raise _invalid(
+            f"{entry.env}={url!r}: expected a URL such as unix:///run/podman/podman.sock"
+        )
+    return url
+
+
+def _or_default(entry: Answer, value: str) -> str:
+    return value.strip() or entry.default
+
+
+def _cpu_variants(entry: Answer, value: str) -> str:
+    variants = value.strip().replace(" ", "") or "all"
+    if not _CPU_VARIANTS.match(variants):
+        raise _invalid(
+            f"{entry.env}={variants!r}: expected all, native or ggml variant names"
+            " separated by commas (x64,sse42,haswell,skylakex)"
+        )
+    return variants
+
+
+def _egress(parse: Callable[[str], object]) -> Callable[[Answer, str], object]:
+    def check(entry: Answer, value: str) -> object:
+        try:
+            return parse(value)
+        except EgressError as error:
+            raise _invalid(str(error)) from None
+
+    return check
+
+
+_CHECKS: dict[str, Callable[[Answer, str], object]] = {
+    "COMPOSE_PROJECT_NAME": _project,
+    "SANDBOX_MODEL": _model,
+    "LLAMA_CPP_VERSION": _version,
+    "MACHINE_NAME": _machine_name,
+    "MACHINE_IMAGE": lambda _entry, value: value.strip(),
+    "DOCKER_HOST": _docker_host,
+    "DEBIAN_MIRROR": _or_default,
+    "BASE_IMAGE": _or_default,
+    "LLAMA_CPU_VARIANTS": _cpu_variants,
+    "EGRESS_ALLOW": _egress(parse_allow),
+    "SANDBOX_NET_PREFIX": _egress(parse_prefix),
+}
+"""The checks of the answers whose rules go beyond the table's kind (text by default)."""
 
 
 def parse_dotenv(text: str, *, origin: str = ".env") -> dict[str, str]:
-    """Parse ``.env`` text the way Compose does for the simple cases it supports.
+    """Parse ``.env`` text with python-dotenv's parser, literally (no interpolation).
 
-    Accepts ``KEY=value``, ``export KEY=value``, single- or double-quoted values, blank
-    lines, ``#`` comments and inline comments after unquoted values (`` #`` preceded by a
-    space). A line that is not an assignment raises :class:`ConfigError` naming its number.
+    Accepts what Compose does: ``KEY=value``, ``export KEY=value``, single- or
+    double-quoted values, blank lines, ``#`` comments and inline comments after unquoted
+    values (`` #`` preceded by a space). A statement that is not an assignment raises
+    :class:`ConfigError` naming its line (python-dotenv itself would skip it).
     """
     values: dict[str, str] = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        match = _LINE.match(line.rstrip("\r"))
-        if match is None:
-            raise ConfigError(f"{origin}:{number}: not a KEY=value line: {stripped!r}")
-        key, value = match.group(1), match.group(2).strip()
-        if value[:1] in {'"', "'"}:
-            quote = value[0]
-            end = value.find(quote, 1)
-            if end == -1:
-                raise ConfigError(f"{origin}:{number}: {key}: unterminated {quote} quote")
-            value = value[1:end]
-        else:
-            value = re.split(r"\s+#", value, maxsplit=1)[0].strip()
-        values[key] = value
+    for binding in parse_stream(io.StringIO(text)):
+        if binding.error or (binding.key is not None and binding.value is None):
+            first = binding.original.string.strip().splitlines()[0]
+            raise ConfigError(f"{origin}:{binding.original.line}: not a KEY=value line: {first!r}")
+        if binding.key is not None and binding.value is not None:  # else a blank or a comment
+            values[binding.key] = binding.value
     return values
 
 
@@ -120,36 +251,6 @@ def find_root(start: Path | None = None) -> Path:
         if any((folder / marker).is_file() for marker in markers):
             return folder
     return here
-
-
-def _as_bool(key: str, value: str, errors: list[str]) -> bool:
-    lowered = value.strip().lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    errors.append(f"{key}={value!r}: expected true or false")
-    return False
-
-
-def _as_int(key: str, value: str, errors: list[str]) -> int:
-    low, high = answer(key).low or 0, answer(key).high or 0
-    try:
-        number = int(value.strip())
-    except ValueError:
-        errors.append(f"{key}={value!r}: expected a whole number from {low} to {high}")
-        return low
-    if not low <= number <= high:
-        errors.append(f"{key}={number}: out of range, expected {low} to {high}")
-    return number
-
-
-def _as_choice(key: str, value: str, choices: tuple[str, ...], errors: list[str]) -> str:
-    if value in choices:
-        return value
-    shown = ", ".join(repr(choice) for choice in choices)
-    errors.append(f"{key}={value!r}: expected one of {shown}")
-    return choices[0]
 
 
 def compose_file_mismatches(values: Mapping[str, str]) -> list[str]:
@@ -176,12 +277,20 @@ def compose_file_mismatches(values: Mapping[str, str]) -> list[str]:
     backend = values.get("GPU_BACKEND", "cpu").strip()
     overlays = {name for name in files if name in {"compose.cuda.yaml", "compose.vulkan.yaml"}}
     wanted = set() if backend == "cpu" else {f"compose.{backend}.yaml"}
-    if backend in GPU_BACKENDS and overlays != wanted:
+    if backend in answer("GPU_BACKEND").choices and overlays != wanted:
         problems.append(
             f"GPU_BACKEND={backend} but COMPOSE_FILE names {sorted(overlays) or 'no GPU file'}:"
             f" use {sorted(wanted) or 'no GPU file'} for this backend"
         )
     return problems
+
+
+def _problem(error: Mapping[str, Any]) -> str:
+    """One line of a :class:`ConfigError` from one of pydantic's errors."""
+    if error["type"] == "answer":
+        return str(error["msg"])
+    key = ".".join(str(part) for part in error["loc"])
+    return f"{key}={error['input']!r}: {error['msg']}"
 
 
 def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = None) -> Settings:
@@ -190,87 +299,20 @@ def settings_from_mapping(values: Mapping[str, str], *, source: Path | None = No
     Raises :class:`ConfigError` listing every invalid answer.
     """
     merged = {**DEFAULTS, **values}
+    given: dict[str, Any] = {key: value for key, value in merged.items() if key in KNOWN_KEYS}
     errors: list[str] = []
-
-    project = merged["COMPOSE_PROJECT_NAME"]
-    if not _PROJECT_NAME.match(project):
-        errors.append(
-            f"COMPOSE_PROJECT_NAME={project!r}: use lowercase letters, digits, '-' and '_',"
-            " starting with a letter or digit"
-        )
-    model = merged["SANDBOX_MODEL"].strip()
-    if not model:
-        errors.append("SANDBOX_MODEL is empty: name a key of model/catalog.yaml (e.g. tiny)")
-    version = merged["LLAMA_CPP_VERSION"].strip()
-    if version and not _VERSION_KEY.match(version):
-        errors.append(
-            f"LLAMA_CPP_VERSION={version!r}: expected a key of model/llama-cpp-sources.yaml"
-        )
-    machine_name = merged["MACHINE_NAME"].strip()
-    if not _MACHINE_NAME.match(machine_name):
-        errors.append(f"MACHINE_NAME={machine_name!r}: letters, digits, '-', '_' and '.' only")
-    docker_host = merged["DOCKER_HOST"].strip()
-    if docker_host and "://" not in docker_host:
-        errors.append(
-            f"DOCKER_HOST={docker_host!r}: expected a URL such as unix:///run/podman/podman.sock"
-        )
-
-    cpu_variants = merged["LLAMA_CPU_VARIANTS"].strip().replace(" ", "") or "all"
-    if not _CPU_VARIANTS.match(cpu_variants):
-        errors.append(
-            f"LLAMA_CPU_VARIANTS={cpu_variants!r}: expected all, native or ggml variant names"
-            " separated by commas (x64,sse42,haswell,skylakex)"
-        )
+    settings = None
+    try:
+        settings = Settings(**given, source=source, raw=merged)
+    except ValidationError as error:
+        errors += [_problem(problem) for problem in error.errors()]
     errors += compose_file_mismatches(merged)
-    egress_allow: tuple[Allowed, ...] = ()
-    net_prefix = DEFAULTS["SANDBOX_NET_PREFIX"]
-    try:
-        egress_allow = parse_allow(merged["EGRESS_ALLOW"])
-    except EgressError as error:
-        errors.append(str(error))
-    try:
-        net_prefix = parse_prefix(merged["SANDBOX_NET_PREFIX"])
-    except EgressError as error:
-        errors.append(str(error))
     if "EGRESS_NET_PREFIX" in values:
         errors.append(
             "EGRESS_NET_PREFIX is now SANDBOX_NET_PREFIX, the sandbox's /24 for every "
             "network (ai-net PREFIX.0/25, tools-net PREFIX.128/25): rename it in .env"
         )
-
-    settings = Settings(
-        compose_project_name=project,
-        sandbox_model=model,
-        gpu_backend=cast(
-            GpuBackend, _as_choice("GPU_BACKEND", merged["GPU_BACKEND"], GPU_BACKENDS, errors)
-        ),
-        model_port=_as_int("MODEL_PORT", merged["MODEL_PORT"], errors),
-        publish_model_port=_as_bool("PUBLISH_MODEL_PORT", merged["PUBLISH_MODEL_PORT"], errors),
-        volume_label=cast(
-            VolumeLabel,
-            _as_choice("VOLUME_LABEL", merged["VOLUME_LABEL"], VOLUME_LABELS, errors),
-        ),
-        llama_cpp_version=version,
-        machine_cpus=_as_int("MACHINE_CPUS", merged["MACHINE_CPUS"], errors),
-        machine_memory_mib=_as_int("MACHINE_MEMORY_MIB", merged["MACHINE_MEMORY_MIB"], errors),
-        machine_disk_gib=_as_int("MACHINE_DISK_GIB", merged["MACHINE_DISK_GIB"], errors),
-        machine_rootful=_as_bool("MACHINE_ROOTFUL", merged["MACHINE_ROOTFUL"], errors),
-        machine_name=machine_name,
-        machine_image=merged["MACHINE_IMAGE"].strip(),
-        engine_mode=cast(
-            EngineMode,
-            _as_choice("SANDBOX_ENGINE", merged["SANDBOX_ENGINE"], ENGINE_MODES, errors),
-        ),
-        docker_host=docker_host,
-        debian_mirror=merged["DEBIAN_MIRROR"].strip() or DEFAULTS["DEBIAN_MIRROR"],
-        base_image=merged["BASE_IMAGE"].strip() or DEFAULTS["BASE_IMAGE"],
-        llama_cpu_variants=cpu_variants,
-        egress_allow=egress_allow,
-        net_prefix=net_prefix,
-        source=source,
-        raw=dict(merged),
-    )
-    if errors:
+    if errors or settings is None:
         where = str(source) if source else "configuration"
         bullet = "\n  - ".join(errors)
         raise ConfigError(f"{where} has invalid answers:\n  - {bullet}\nFix them in {where}.")

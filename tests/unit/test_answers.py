@@ -4,10 +4,13 @@ tests/template/test_answers_table.py, in the template repository)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
+from pydantic.fields import FieldInfo
 
 from sandboxctl.answers import ANSWERS, Answer
-from sandboxctl.config import ConfigError, settings_from_mapping
+from sandboxctl.config import ConfigError, Settings, settings_from_mapping
 
 RANGED = [answer for answer in ANSWERS if answer.kind == "int"]
 CHOICES = [answer for answer in ANSWERS if answer.kind == "choice"]
@@ -35,3 +38,11 @@ def test_env_loading_accepts_exactly_the_tables_choices(answer: Answer) -> None:
 def test_env_defaults_are_the_tables_defaults() -> None:
     settings = settings_from_mapping({})
     assert settings.raw == {answer.env: answer.default for answer in ANSWERS}
+
+
+def test_every_answer_is_a_settings_field_declared_by_the_table() -> None:
+    """Settings declare no answer of their own: each field is one of the table's keys, with
+    the table's default, and every key of the table has its field."""
+    defaults = [item.default for item in dataclasses.fields(Settings)]
+    declared = {info.alias: info.default for info in defaults if isinstance(info, FieldInfo)}
+    assert declared == {answer.env: answer.default for answer in ANSWERS}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,17 @@ def test_parse_dotenv_names_the_line_that_is_not_an_assignment() -> None:
         parse_dotenv("A=1\njust words\n")
 
 
+def test_parse_dotenv_refuses_a_key_without_a_value() -> None:
+    """A bare name is not an assignment (python-dotenv would read it as unset)."""
+    with pytest.raises(ConfigError, match=r"\.env:1: not a KEY=value line: 'MODEL_PORT'"):
+        parse_dotenv("MODEL_PORT\nA=1\n")
+
+
+def test_parse_dotenv_reads_values_literally() -> None:
+    """No `${VAR}` interpolation: the values are the file's text, as before."""
+    assert parse_dotenv("A=${HOME}/x\nB='${HOME}'\n") == {"A": "${HOME}/x", "B": "${HOME}"}
+
+
 def test_parse_dotenv_ignores_crlf_line_endings() -> None:
     """A `.env` saved with Windows line endings reads the same."""
     assert parse_dotenv("A=1\r\nB=2\r\n") == {"A": "1", "B": "2"}
@@ -83,6 +95,14 @@ def test_environment_overrides_the_file_like_compose(tmp_path: Path) -> None:
     """A variable set in the environment wins over `.env`, as with Compose."""
     settings = load_settings(write_env(tmp_path, GOOD_ENV), environ={"MODEL_PORT": "9000"})
     assert settings.model_port == 9000
+
+
+def test_replaced_settings_keep_their_typed_values(tmp_path: Path) -> None:
+    """`dataclasses.replace` (tasks change one answer for a run) keeps the other answers."""
+    settings = load_settings(write_env(tmp_path, GOOD_ENV), environ={})
+    changed = dataclasses.replace(settings, sandbox_model="smollm2-135m-instruct")
+    assert changed.sandbox_model == "smollm2-135m-instruct"
+    assert (changed.model_port, changed.publish_model_port) == (8081, True)
 
 
 def test_every_invalid_answer_is_reported_at_once(tmp_path: Path) -> None:
