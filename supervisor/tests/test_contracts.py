@@ -46,7 +46,7 @@ def test_options_win_over_environment_and_errors_name_the_option() -> None:
     settings = load_settings(
         env, None, {"max_steps": 7, "workspace": Path("/opt"), "model_url": None}
     )
-    assert settings.max_steps == 7
+    assert settings.run.max_steps == 7
     assert settings.workspace == Path("/opt")
     with pytest.raises(ConfigError, match="--max-steps=0"):
         load_settings(env, None, {"max_steps": 0})
@@ -60,11 +60,11 @@ def test_settings_build_their_own_limits() -> None:
     )
     assert settings.agent_limits() == AgentLimits(
         max_steps=4,
-        max_wall_s=settings.max_wall_s,
-        max_total_tokens=settings.max_total_tokens,
-        max_invalid_replies=settings.max_invalid_replies,
-        max_tool_timeouts=settings.max_tool_timeouts,
-        max_observation_chars=settings.max_observation_chars,
+        max_wall_s=settings.run.max_wall_s,
+        max_total_tokens=settings.run.max_total_tokens,
+        max_invalid_replies=settings.run.max_invalid_replies,
+        max_tool_timeouts=settings.run.max_tool_timeouts,
+        max_observation_chars=settings.run.max_observation_chars,
     )
     assert settings.agent_limits(min_steps=9).max_steps == 9
     limits = settings.tool_limits()

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from sandbox_supervisor.config import ConfigError, load_settings
+from sandbox_supervisor.limits import AgentLimits, Limits
 
 
 def test_defaults_load_from_an_empty_environment() -> None:
@@ -55,7 +56,7 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
     config = tmp_path / "supervisor.toml"
     config.write_text('[supervisor]\nmax_steps = 7\nmodel = "from-file"\n')
     settings = load_settings({"SUPERVISOR_CONFIG_FILE": str(config), "SUPERVISOR_MAX_STEPS": "9"})
-    assert (settings.max_steps, settings.model) == (9, "from-file")
+    assert (settings.run.max_steps, settings.model) == (9, "from-file")
 
 
 def test_bad_value_in_the_file_names_the_file_key(tmp_path: Path) -> None:
@@ -65,3 +66,17 @@ def test_bad_value_in_the_file_names_the_file_key(tmp_path: Path) -> None:
         ConfigError, match=r"temperature \(config file\)=5: must be a number from 0 to 2"
     ):
         load_settings({}, config)
+
+
+def test_the_limits_defaults_are_declared_once_in_the_limits() -> None:
+    settings = load_settings({})
+    assert settings.agent_limits() == AgentLimits()
+    assert settings.tool_limits() == Limits()
+
+
+def test_a_nested_limit_keeps_its_flat_setting_name() -> None:
+    settings = load_settings({"SUPERVISOR_MAX_REPLY_TOKENS": "256", "SUPERVISOR_MAX_STEPS": "4"})
+    assert (settings.run.reply_tokens, settings.run.max_steps) == (256, 4)
+    assert settings.public_dict()["max_reply_tokens"] == 256
+    with pytest.raises(ConfigError, match="unknown setting SUPERVISOR_SECRETS"):
+        load_settings({"SUPERVISOR_SECRETS": "not a setting"})

@@ -314,7 +314,7 @@ class ModelClient:
             with create(
                 model=self.settings.model,
                 messages=messages,
-                max_tokens=self.settings.max_reply_tokens,
+                max_tokens=self.settings.run.reply_tokens,
                 temperature=self.settings.temperature,
                 timeout=httpx.Timeout(
                     timeout, connect=min(timeout, self.settings.connect_timeout_s)
@@ -355,7 +355,7 @@ class ModelClient:
     def _unusable(self, problem: str, messages: list[dict[str, Any]]) -> ModelReply:
         """A reply that arrived but cannot be used: the loop tells the model so."""
         prompt = sum(len(json.dumps(m)) for m in messages) // 4
-        completion = self.settings.max_reply_tokens
+        completion = self.settings.run.reply_tokens
         usage = Usage(prompt, completion, prompt + completion, estimated=True)
         return ModelReply(content=None, finish_reason=None, usage=usage, problem=problem)
 

@@ -5,19 +5,25 @@ raises :class:`ConfigError` whose message names the environment variable (or fil
 key), the value it got and what is allowed, so the person reading it can fix it
 without opening the source. The API key is read from a file named by
 ``SUPERVISOR_API_KEY_FILE`` and kept out of :meth:`Settings.public_dict`.
+
+The limits of a run and of a tool call are declared once, in :mod:`.limits`, and nested
+here (``settings.run``, ``settings.tools``); their settings keep flat names
+(``SUPERVISOR_MAX_STEPS``, ``max_steps`` in the file, ``--max-steps``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import json
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from sandbox_supervisor.limits import AgentLimits, Limits
 
@@ -29,6 +35,24 @@ ToolMode = Literal["auto", "native", "json"]
 
 class ConfigError(ValueError):
     """A setting is missing, unknown or outside its allowed range."""
+
+
+def _limit_settings(group: str, limits: type) -> dict[str, tuple[str, str, FieldInfo]]:
+    """The limits of the dataclass ``limits`` that are settings (their annotation carries
+    a ``Field``): setting name (the field's alias, else its name) -> (``group``, field,
+    the field's type, range and meaning)."""
+    hints = get_type_hints(limits, include_extras=True)
+    found: dict[str, tuple[str, str, FieldInfo]] = {}
+    for item in dataclasses.fields(limits):
+        hint = hints[item.name]
+        if any(isinstance(meta, FieldInfo) for meta in get_args(hint)[1:]):
+            info = FieldInfo.from_annotated_attribute(hint, item.default)
+            found[info.alias or item.name] = (group, item.name, info)
+    return found
+
+
+_NESTED = {**_limit_settings("run", AgentLimits), **_limit_settings("tools", Limits)}
+"""The settings that live in a nested limits object, by name."""
 
 
 class Settings(BaseModel):
@@ -48,41 +72,18 @@ class Settings(BaseModel):
     log_dir: Path = Field(Path("/logs"), description="directory of trajectory files")
     tool_mode: ToolMode = Field("auto", description="native tool calls, JSON-schema mode or auto")
 
-    max_steps: int = Field(30, ge=1, le=10_000, description="model calls per run")
-    max_wall_s: float = Field(1800.0, ge=1, le=86_400, description="wall clock per run")
-    max_total_tokens: int = Field(
-        200_000, ge=100, le=100_000_000, description="prompt+completion tokens per run"
-    )
-    max_reply_tokens: int = Field(1024, ge=16, le=131_072, description="max_tokens per reply")
     max_reply_bytes: int = Field(
         8 * 1024 * 1024, ge=65_536, le=268_435_456, description="largest response body read"
     )
-    max_calls_per_reply: int = Field(
-        8, ge=1, le=64, description="tool calls run from one reply (more are refused)"
-    )
     temperature: float = Field(0.2, ge=0, le=2, description="sampling temperature")
-    max_invalid_replies: int = Field(
-        3, ge=1, le=100, description="consecutive malformed replies before giving up"
-    )
-    max_tool_timeouts: int = Field(
-        3, ge=1, le=100, description="consecutive tool timeouts before giving up"
-    )
-    max_repeated_failures: int = Field(
-        3,
-        ge=1,
-        le=100,
-        description="the same failing tool call (same arguments, same result) in a row "
-        "before giving up",
-    )
-    max_observation_chars: int = Field(
-        16_000, ge=200, le=10_000_000, description="tool output shown to the model per call"
-    )
     context_tokens: int = Field(
         0,
         ge=0,
         le=10_000_000,
         description="tokens of one request's context; 0: the server's n_ctx from /props",
     )
+    run: AgentLimits = Field(default_factory=AgentLimits, description="what one run may spend")
+    tools: Limits = Field(default_factory=Limits, description="what one tool call may do")
 
     request_timeout_s: float = Field(300.0, ge=0.1, le=3600, description="one model request")
     connect_timeout_s: float = Field(10.0, ge=0.1, le=600, description="TCP connect")
@@ -93,17 +94,6 @@ class Settings(BaseModel):
         300.0, ge=0, le=3600, description="wait for /health 200 before a retry"
     )
 
-    command_timeout_s: float = Field(60.0, ge=0.1, le=3600, description="one command")
-    command_grace_s: float = Field(2.0, ge=0.05, le=60, description="TERM to KILL delay")
-    output_cap_bytes: int = Field(
-        65_536, ge=1024, le=16_777_216, description="command output kept (head+tail)"
-    )
-    read_cap_bytes: int = Field(
-        65_536, ge=1024, le=16_777_216, description="file bytes returned by read_file"
-    )
-    write_cap_bytes: int = Field(
-        1_048_576, ge=1, le=268_435_456, description="largest file write_file accepts"
-    )
     allow_protected_writes: bool = Field(
         False, description="allow writes into .git/, .devcontainer/, .vscode/"
     )
@@ -124,9 +114,25 @@ class Settings(BaseModel):
         60.0, ge=0, le=3600, description="wait for the tools service before giving up"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _nest(cls, data: Any) -> Any:
+        """Move the limits given by their flat setting names into ``run`` and ``tools``."""
+        if not isinstance(data, dict):
+            return data
+        flat = dict(data)
+        for name, (group, _field, _info) in _NESTED.items():
+            nested = flat.setdefault(group, {})
+            if name in flat and isinstance(nested, dict):
+                flat[group] = {**nested, name: flat.pop(name)}
+        return flat
+
     def public_dict(self) -> dict[str, Any]:
-        """Return the settings as JSON-able data without any secret (for logs)."""
-        data = self.model_dump(mode="json", exclude={"api_key", "tools_token"})
+        """Return the settings as JSON-able data without any secret (for logs), each
+        under its flat setting name."""
+        data = self.model_dump(mode="json", exclude={"api_key", "tools_token", "run", "tools"})
+        for name, (group, field, _info) in _NESTED.items():
+            data[name] = getattr(getattr(self, group), field)
         data["api_key_set"] = self.api_key is not None
         data["tools_token_set"] = self.tools_token is not None
         return data
@@ -138,29 +144,15 @@ class Settings(BaseModel):
 
     def tool_limits(self) -> Limits:
         """What one tool call may do, with this process's secrets to keep out."""
-        return Limits(
-            read_cap_bytes=self.read_cap_bytes,
-            write_cap_bytes=self.write_cap_bytes,
-            output_cap_bytes=self.output_cap_bytes,
-            command_timeout_s=self.command_timeout_s,
-            command_grace_s=self.command_grace_s,
-            secrets=self.secrets(),
-        )
+        return dataclasses.replace(self.tools, secrets=self.secrets())
 
     def agent_limits(self, min_steps: int = 0, server_ctx: int | None = None) -> AgentLimits:
         """What one run may spend (at least ``min_steps`` steps, for a replay), within
         ``context_tokens`` or else the server's context ``server_ctx``."""
-        return AgentLimits(
+        return dataclasses.replace(
+            self.run,
+            max_steps=max(self.run.max_steps, min_steps),
             context_tokens=self.context_tokens or server_ctx,
-            reply_tokens=self.max_reply_tokens,
-            max_steps=max(self.max_steps, min_steps),
-            max_wall_s=self.max_wall_s,
-            max_total_tokens=self.max_total_tokens,
-            max_invalid_replies=self.max_invalid_replies,
-            max_tool_timeouts=self.max_tool_timeouts,
-            max_repeated_failures=self.max_repeated_failures,
-            max_observation_chars=self.max_observation_chars,
-            max_calls_per_reply=self.max_calls_per_reply,
         )
 
     @property
@@ -174,13 +166,20 @@ _SECRET_FIELDS = {"api_key": "api_key_file", "tools_token": "tools_token_file"}
 """Secret settings, each read from the file that another setting names."""
 
 
+_FIELDS: dict[str, FieldInfo] = {
+    **{name: info for name, info in Settings.model_fields.items() if name not in ("run", "tools")},
+    **{name: info for name, (_group, _field, info) in _NESTED.items()},
+}
+"""Every setting by its flat name, with its type, range and meaning."""
+
+
 def _env_name(field: str) -> str:
     return ENV_PREFIX + field.upper()
 
 
 def _allowed(field: str) -> str:
     """Describe the allowed values of ``field`` from its type and constraints."""
-    info = Settings.model_fields[field]
+    info = _FIELDS[field]
     lo = hi = None
     for meta in info.metadata:
         lo = getattr(meta, "ge", lo)
@@ -188,8 +187,8 @@ def _allowed(field: str) -> str:
     annotation = info.annotation
     if annotation is bool:
         return "true or false"
-    if field == "tool_mode":
-        return "one of auto, native, json"
+    if get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(choice) for choice in get_args(annotation))
     kind = "an integer" if annotation is int else "a number" if annotation is float else "a value"
     if lo is not None and hi is not None:
         return f"{kind} from {lo} to {hi}"
@@ -238,7 +237,7 @@ def load_settings(
     file when ``config_file`` is not given. The key file, when set, must be readable.
     """
     env = os.environ if env is None else env
-    fields = [f for f in Settings.model_fields if f not in _SECRET_FIELDS]
+    fields = [f for f in _FIELDS if f not in _SECRET_FIELDS]
     values: dict[str, Any] = {}
     file_path = config_file or (Path(env[CONFIG_FILE_VAR]) if env.get(CONFIG_FILE_VAR) else None)
     if file_path is not None:
@@ -280,8 +279,9 @@ def load_settings(
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            if field not in Settings.model_fields:
+            loc = err["loc"]
+            field = str(loc[-1] if loc and loc[0] in ("run", "tools") else loc[0] if loc else "?")
+            if field not in _FIELDS:
                 problems.append(err["msg"])
                 continue
             got = values.get(field)

@@ -252,7 +252,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = make_server(service, args.host, args.port)
     print(
         f"tools: serving {settings.workspace} on {args.host}:{server.server_address[1]} "
-        f"(command timeout {settings.command_timeout_s:g} s)",
+        f"(command timeout {settings.tools.command_timeout_s:g} s)",
         file=sys.stderr,
         flush=True,
     )
@@ -263,7 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         sys.stderr.flush()
     finally:
         server.server_close()
-        ended = terminate_all(settings.command_grace_s)  # no command outlives the service
+        ended = terminate_all(settings.tools.command_grace_s)  # no command outlives the service
         if ended:
             sys.stderr.write(f"tools: ended {ended} running command(s)\n")
             sys.stderr.flush()
