@@ -22,6 +22,7 @@ from sandboxctl.tasks import (
     workspace,
 )
 from sandboxctl.tasks import eval as evaluation
+from sandboxctl.tasks._task import name_tasks
 
 ns = Collection()
 for module in (host, machine, model, bench, devcontainer, kube, runs, workspace):
@@ -38,3 +39,4 @@ ns.add_task(host.doctor, "doctor")
 ns.add_task(plan.milestones)
 ns.add_task(evaluation.evaluate, "eval")
 ns.configure({"plan": {"max_open_days": 14}})
+name_tasks(ns)  # each task's error line starts with the name typed: `machine.init: ...`

@@ -17,13 +17,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, BinaryIO, TypeVar
 
+from sandboxctl.errors import SandboxError
+
 T = TypeVar("T")
 CHUNK = 1 << 16
 TIMED_OUT = 124
 """The exit code :meth:`Runner.run` gives a command it killed at its timeout."""
 
 
-class CommandNotFound(RuntimeError):
+class CommandNotFound(SandboxError, RuntimeError):
     """A command's executable is not on ``PATH``."""
 
 

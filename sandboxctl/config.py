@@ -33,6 +33,7 @@ from pydantic_core import PydanticCustomError
 
 from sandboxctl.answers import ANSWERS, BY_ENV, Answer, answer
 from sandboxctl.egress import Allowed, EgressError, parse_allow, parse_prefix
+from sandboxctl.errors import SandboxError
 
 DEFAULTS: dict[str, str] = {answer.env: answer.default for answer in ANSWERS}
 """Answers used for keys the file leaves out (the template's defaults, from the one table)."""
@@ -47,8 +48,10 @@ _MACHINE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _CPU_VARIANTS = re.compile(r"^[a-z0-9_]+(,[a-z0-9_]+)*$")
 
 
-class ConfigError(ValueError):
+class ConfigError(SandboxError, ValueError):
     """The ``.env`` file is missing, unreadable or holds invalid answers."""
+
+    exit_code = 2
 
 
 def _answer(env: str) -> Any:

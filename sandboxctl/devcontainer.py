@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandboxctl._proc import Result, Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.stack.compose import ComposeCommand, packaged_binary
 
 CLI_PACKAGE = "@devcontainers/cli"
@@ -42,7 +43,7 @@ REMOTE_WORKSPACE = "/workspaces/sandbox"
 _EXACT = re.compile(r"^\d+\.\d+\.\d+$")
 
 
-class DevcontainerError(RuntimeError):
+class DevcontainerError(SandboxError, RuntimeError):
     """The dev container cannot be prepared or checked; the message says how to fix it."""
 
 

@@ -31,13 +31,14 @@ from typing import Any, Protocol
 from sandbox_supervisor.trajectory import parse_records, read_records
 
 from sandboxctl._proc import Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.eval.suite import EvalTask
 
 SCRIPTED = "scripted"
 MAX_PARALLEL = 16
 
 
-class EvalError(RuntimeError):
+class EvalError(SandboxError, RuntimeError):
     """The evaluation cannot go on; the message says why and what to do."""
 
 

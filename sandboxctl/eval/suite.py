@@ -25,12 +25,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sandboxctl.errors import SandboxError
+
 SUITE_DIR = Path(__file__).with_name("suite")
 _ID = re.compile(r"[a-z0-9][a-z0-9-]{0,40}")
 _KEYS = {"id", "category", "prompt", "check", "setup", "script", "max_steps"}
 
 
-class SuiteError(ValueError):
+class SuiteError(SandboxError, ValueError):
     """A task file is missing a field or has a wrong one; the message names the file."""
 
 

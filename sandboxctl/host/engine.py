@@ -28,6 +28,7 @@ import httpx
 
 from sandboxctl._proc import CommandNotFound, Runner
 from sandboxctl.config import Settings
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.platform import HostInfo, Platform
 from sandboxctl.host.rootless import runtime_dir
 
@@ -38,7 +39,7 @@ COMPOSE_ENV: dict[str, str] = {"COMPOSE_BAKE": "false", "DOCKER_BUILDKIT": "0"}
 EngineKind = Literal["explicit", "machine", "native"]
 
 
-class EngineError(RuntimeError):
+class EngineError(SandboxError, RuntimeError):
     """The engine cannot be located or started; the message says how to fix it."""
 
 

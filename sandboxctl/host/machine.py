@@ -16,11 +16,12 @@ from typing import Any
 
 from sandboxctl._proc import CommandNotFound, Result, Runner, quote
 from sandboxctl.config import Settings
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import Engine, EngineError, inspect_machine, machine_docker_host
 from sandboxctl.host.service import ensure_service, service_status, stop_service
 
 
-class MachineError(RuntimeError):
+class MachineError(SandboxError, RuntimeError):
     """A machine action failed; the message says how to fix it."""
 
 

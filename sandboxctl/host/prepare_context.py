@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandboxctl._proc import Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.host import rootless
 from sandboxctl.host.network import SYS_NET
 
@@ -17,7 +18,7 @@ PROBE_IMAGE = "localhost/ai-sandbox-base:bookworm"
 """The image a probe container runs when it exists (else the host's own files)."""
 
 
-class PrepareError(RuntimeError):
+class PrepareError(SandboxError, RuntimeError):
     """Host preparation cannot go on; the message says how to fix it."""
 
 

@@ -17,12 +17,13 @@ from pathlib import Path
 import httpx
 
 from sandboxctl._proc import CommandNotFound, Result, Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.models import source as llama_source
 
 READY_TIMEOUT_S = 120.0
 
 
-class BenchError(Exception):
+class BenchError(SandboxError):
     """The benchmark could not run; the message says what failed."""
 
 

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from sandboxctl.config import find_root
+from sandboxctl.errors import SandboxError
 from sandboxctl.models.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 
 CATALOG_RELPATH = Path("model") / "catalog.yaml"
@@ -55,7 +56,7 @@ EXTRA = ("pypi", "added_from", "architecture", "parameters", "context_trained")
 WHEEL_FIELDS = ("package", "version", "wheel", "wheel_sha256", "member")
 
 
-class CatalogError(Exception):
+class CatalogError(SandboxError):
     """The catalog is malformed or has no such model; the message says how to fix it."""
 
 

@@ -36,6 +36,8 @@ from typing import IO, TYPE_CHECKING
 
 import httpx
 
+from sandboxctl.errors import SandboxError
+
 if TYPE_CHECKING:
     from _typeshed import SupportsRead
 
@@ -46,7 +48,7 @@ ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) as data arrives."""
 
 
-class DownloadError(Exception):
+class DownloadError(SandboxError):
     """A download failed; the message says what happened and what to do."""
 
 

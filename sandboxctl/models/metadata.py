@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandboxctl.errors import SandboxError
+
 TOOLS_RE = re.compile(r"\btools\b")
 
 
-class MetadataError(Exception):
+class MetadataError(SandboxError):
     """The file is not a GGUF the ``gguf`` library can read."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 import yaml
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.models import catalog, metadata
 from sandboxctl.models.download import (
     ChecksumMismatch,
@@ -41,7 +42,7 @@ LOCAL_HEADER = """\
 """
 
 
-class RegisterError(Exception):
+class RegisterError(SandboxError):
     """The file cannot be registered; the message says why and what to do."""
 
 

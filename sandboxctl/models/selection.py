@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from sandboxctl.config import parse_dotenv
+from sandboxctl.errors import SandboxError
 from sandboxctl.models import catalog
 
 DEFAULT_CTX_SIZE = 4096
@@ -26,7 +27,7 @@ DEFAULT_CTX_SIZE = 4096
 _PLAN_BLOCK = re.compile(r"^```yaml[^\n]*\n(.*?)^```", re.MULTILINE | re.DOTALL)
 
 
-class SelectionError(Exception):
+class SelectionError(SandboxError):
     """The model cannot be selected; the message says why and what to do."""
 
 

@@ -30,6 +30,7 @@ else:  # the data filter on every 3.11 (backports.tarfile)
     from backports import tarfile
 
 from sandboxctl.config import find_root
+from sandboxctl.errors import SandboxError
 from sandboxctl.models.download import (
     SHA256_RE,
     DownloadError,
@@ -47,7 +48,7 @@ TREE = "llama.cpp"
 VOCAB_RELPATH = Path("models") / "ggml-vocab-llama-spm.gguf"
 
 
-class SourceError(Exception):
+class SourceError(SandboxError):
     """The pinned source cannot be had or placed; the message says how to fix it."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.models.download import fsync_dir
 
 ARCH = "llama"
@@ -47,7 +48,7 @@ CHAT_TEMPLATE = (
 )
 
 
-class TinyModelError(Exception):
+class TinyModelError(SandboxError):
     """The tiny model cannot be generated; the message says how to fix it."""
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sandboxctl._proc import Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.plan.notes import append_entry, git_author, parse_stamp, utc_stamp
 
 LOG_FILE = Path("docs") / "ISSUE_LOG.md"
@@ -48,8 +49,10 @@ _FIELD = re.compile(r"^- (?P<key>[a-z]+): ?(?P<value>.*)$")
 FIELDS = ("author", "reason", "steps", "resolution")
 
 
-class IssueLogError(ValueError):
+class IssueLogError(SandboxError, ValueError):
     """A record cannot be written: missing text, unknown or already resolved ID."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)

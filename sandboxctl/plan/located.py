@@ -10,11 +10,15 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from sandboxctl.errors import SandboxError
+
 Path_ = tuple[Any, ...]
 
 
-class PlanError(Exception):
+class PlanError(SandboxError):
     """PLAN.md cannot be read or its machine-readable section is malformed."""
+
+    exit_code = 2
 
 
 @dataclass

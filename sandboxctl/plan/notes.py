@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl.errors import SandboxError
 
 NOTES_FILE = Path("docs") / "IMPLEMENTATION_NOTES.md"
 PHASES = {
@@ -46,8 +47,10 @@ _HEADING = re.compile(
 )
 
 
-class NotesError(ValueError):
+class NotesError(SandboxError, ValueError):
     """A note cannot be written (empty text, unknown phase, unreadable file)."""
+
+    exit_code = 2
 
 
 def utc_stamp(now: datetime | None = None) -> str:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.runview import chart
 from sandboxctl.runview.index import run_href
 from sandboxctl.stack.runs import Run
@@ -24,7 +25,7 @@ from sandboxctl.stack.runs import Run
 STAMP = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,79}")
 
 
-class EvalViewError(RuntimeError):
+class EvalViewError(SandboxError, RuntimeError):
     """No such evaluation, or its ``eval.json`` cannot be read; the message says which."""
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxctl._proc import Runner, quote
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import image_exists, image_size
 
 DEFAULT_TAG = "localhost/ai-sandbox-base:bookworm"
@@ -33,7 +34,7 @@ CLEAN_GLOBS: tuple[str, ...] = (
 TAIL_LINES = 25
 
 
-class BaseImageError(RuntimeError):
+class BaseImageError(SandboxError, RuntimeError):
     """The base image could not be built; the message says why and what to do."""
 
 

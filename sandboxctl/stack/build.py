@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxctl._proc import CommandNotFound, Runner, quote
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import image_size
 
 TAIL_LINES = 25
@@ -25,7 +26,7 @@ _STEP = re.compile(r"^STEP (\d+/\d+): (.*)")
 _PERCENT = re.compile(r"^\[\s*(\d+)%\]")
 
 
-class ImageBuildError(RuntimeError):
+class ImageBuildError(SandboxError, RuntimeError):
     """A build failed; the message has what failed and where its log is."""
 
 

@@ -21,12 +21,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from sandboxctl._proc import CommandNotFound, Result, Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import COMPOSE_ENV, Engine
 
 _VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
 
 
-class ComposeError(RuntimeError):
+class ComposeError(SandboxError, RuntimeError):
     """Compose v2 is missing, too old, or a compose command failed."""
 
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sandboxctl._proc import Result, Runner
 from sandboxctl.config import Settings
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import Engine
 from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand, run_compose
@@ -59,7 +60,7 @@ CHECK_FAILED_EXIT_CODE = exit_code_named("check_failed", _CONTRACT)
 """The run ended on its own terms, and its ``--check`` failed: the task was not done."""
 
 
-class StackError(RuntimeError):
+class StackError(SandboxError, RuntimeError):
     """A stack operation failed; the message says what and how to fix it."""
 
 

@@ -26,10 +26,11 @@ from sandbox_supervisor.view import Ending, check_lines, safe, seconds, short
 from sandbox_supervisor.view import render as render_records
 
 from sandboxctl.egress import EgressLine, lines_between
+from sandboxctl.errors import SandboxError
 from sandboxctl.stack.project import Stack
 
 
-class RunsError(RuntimeError):
+class RunsError(SandboxError, RuntimeError):
     """No such run, or the logs could not be read; the message says which."""
 
 

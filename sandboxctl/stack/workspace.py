@@ -26,12 +26,13 @@ from sandbox_supervisor.treecopy import Copied, Keep, TreeLimits, pack, unpack
 from sandbox_supervisor.view import safe
 
 from sandboxctl._proc import Result, Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.stack.project import Stack
 
 TOOLS_USER = "10001:10001"
 
 
-class WorkspaceError(RuntimeError):
+class WorkspaceError(SandboxError, RuntimeError):
     """A project could not be imported, listed or exported; the message says why."""
 
 

@@ -1,14 +1,19 @@
-"""Shared plumbing of the host, machine and images task modules: answers, host, consent."""
+"""Shared plumbing of the task modules: the sandbox's answers, engine and stack, consent.
+
+Their errors (:class:`~sandboxctl.config.ConfigError`, exit 2; an engine or a stack that
+cannot be used, exit 1) end the task through :mod:`sandboxctl.tasks._task`, as every
+:class:`~sandboxctl.errors.SandboxError` does.
+"""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-from invoke.exceptions import Exit
-
-from sandboxctl.config import ConfigError, Settings, find_root, load_settings
-from sandboxctl.host.engine import Engine, EngineError, resolve_engine
+from sandboxctl import stack as stack_
+from sandboxctl.config import Settings, find_root, load_settings
+from sandboxctl.errors import UsageError
+from sandboxctl.host.engine import Engine, resolve_engine
 from sandboxctl.host.platform import HostInfo, detect_host
 
 
@@ -17,12 +22,9 @@ def root() -> Path:
     return find_root()
 
 
-def settings_or_exit(require_file: bool = True) -> Settings:
-    """Load the answers, or exit with the validation message."""
-    try:
-        return load_settings(root(), require_file=require_file)
-    except ConfigError as error:
-        raise Exit(str(error), code=2) from error
+def load_answers(require_file: bool = True) -> Settings:
+    """The sandbox's answers (``.env``), validated."""
+    return load_settings(root(), require_file=require_file)
 
 
 def host() -> HostInfo:
@@ -30,12 +32,14 @@ def host() -> HostInfo:
     return detect_host()
 
 
-def engine_or_exit(settings: Settings, info: HostInfo | None = None) -> Engine:
-    """Resolve the engine, or exit with how to create it."""
-    try:
-        return resolve_engine(info or host(), settings)
-    except EngineError as error:
-        raise Exit(str(error), code=1) from error
+def find_engine(settings: Settings, info: HostInfo | None = None) -> Engine:
+    """The engine the answers name on this host (the error says how to create it)."""
+    return resolve_engine(info or host(), settings)
+
+
+def opened() -> stack_.Stack:
+    """The sandbox's stack (its answers, engine and Compose)."""
+    return stack_.open_stack(root())
 
 
 def ask(question: str) -> bool:
@@ -47,10 +51,10 @@ def ask(question: str) -> bool:
 
 
 def checked_project(name: str) -> str:
-    """``name`` when it may name a project of the workspace, else a one-line exit."""
+    """``name`` when it may name a project of the workspace, else a :class:`UsageError`."""
     from sandbox_supervisor.projects import ProjectError, checked_name
 
     try:
         return checked_name(name)
     except ProjectError as error:
-        raise Exit(str(error), code=2) from error
+        raise UsageError(str(error)) from error

@@ -6,14 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl.models import bench as bench_model
 from sandboxctl.models import bench_report
-from sandboxctl.models.catalog import CatalogError
-from sandboxctl.models.source import SourceError
-from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import root
+from sandboxctl.tasks._task import task
 
 MODEL_HELP = {
     "model_name": "Catalog key of the model to time (default auto: smollm2-135m-instruct "
@@ -41,14 +38,11 @@ def _run(
             base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
         )  # fmt: skip
 
-    try:
-        return bench_model.run_benchmark(
-            build_command, project=settings.compose_project_name,
-            cpu_variants=settings.llama_cpu_variants, model_key=model_key, threads=threads,
-            n_predict=n_predict, rounds=rounds, cold=cold, host=host,
-        )  # fmt: skip
-    except (bench_model.BenchError, SourceError, CatalogError) as error:
-        raise Exit(f"bench: {error}", code=1) from error
+    return bench_model.run_benchmark(
+        build_command, project=settings.compose_project_name,
+        cpu_variants=settings.llama_cpu_variants, model_key=model_key, threads=threads,
+        n_predict=n_predict, rounds=rounds, cold=cold, host=host,
+    )  # fmt: skip
 
 
 @task(help={**MODEL_HELP, "output": "Results file (JSON)"}, ranges=RANGES)

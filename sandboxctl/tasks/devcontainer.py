@@ -8,34 +8,28 @@ from invoke.exceptions import Exit
 from sandboxctl import devcontainer as dc
 from sandboxctl import stack as stack_
 from sandboxctl.stack.compose import run_compose
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import root
+from sandboxctl.tasks._support import opened, root
+from sandboxctl.tasks._task import task
 
 
 @task()
 def prepare(c: Context) -> None:
     """Install the pinned Dev Containers CLI (npm ci) and fill the dev image's wheels."""
-    try:
-        binary = dc.ensure_cli(root())
-        dc.ensure_dev_wheels(root())
-    except dc.DevcontainerError as error:
-        raise Exit(str(error), code=1) from error
+    binary = dc.ensure_cli(root())
+    dc.ensure_dev_wheels(root())
     print(f"devcontainer CLI {dc.installed_version(root())}: {binary}")
 
 
 @task(help={"recreate": "Remove the existing dev container first (after config changes)"})
 def up(c: Context, recreate: bool = False) -> None:
     """Start the stack if needed, then the dev container with the Dev Containers CLI."""
-    try:
-        binary = dc.ensure_cli(root())
-        dc.ensure_dev_wheels(root())
-        stack = stack_.open_stack(root())
-        stack_.bring_up(stack)
-        cli = dc.DevcontainerCli(
-            binary, dc.choose_docker_path(), dc.compose_binary(stack.compose), stack.engine.env()
-        )
-    except (dc.DevcontainerError, stack_.StackError) as error:
-        raise Exit(str(error), code=1) from error
+    binary = dc.ensure_cli(root())
+    dc.ensure_dev_wheels(root())
+    stack = opened()
+    stack_.bring_up(stack)
+    cli = dc.DevcontainerCli(
+        binary, dc.choose_docker_path(), dc.compose_binary(stack.compose), stack.engine.env()
+    )
     result = stack.runner.run(cli.up_argv(root(), recreate=recreate), env=cli.env, capture=False)
     if not result.ok:
         raise Exit(f"devcontainer up failed (exit {result.returncode}); see above", code=1)
@@ -48,10 +42,7 @@ def up(c: Context, recreate: bool = False) -> None:
 @task()
 def down(c: Context) -> None:
     """Remove the dev container only; the stack keeps running (`invoke down` stops it)."""
-    try:
-        stack = stack_.open_stack(root())
-    except stack_.StackError as error:
-        raise Exit(str(error), code=1) from error
+    stack = opened()
     result = run_compose(
         stack.compose,
         ["rm", "--stop", "--force", dc.DEV_SERVICE],

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl import stack as stack_
+from sandboxctl.errors import SandboxError
 from sandboxctl.eval import report, runner, suite
 from sandboxctl.models import catalog
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import root
+from sandboxctl.tasks._support import opened, root
+from sandboxctl.tasks._task import task
 
 
 @task(
@@ -41,31 +41,24 @@ def evaluate(
 ) -> None:
     """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
     named = [m.strip() for m in model.split(",") if m.strip()]
-    try:
-        chosen = suite.load_suite(only=tasks)
-        known = catalog.load_catalog().models
-    except (suite.SuiteError, catalog.CatalogError) as error:
-        raise Exit(f"eval: {error}", code=1) from error
+    chosen = suite.load_suite(only=tasks)
+    known = catalog.load_catalog().models
     unknown = [name for name in named if name != "scripted" and name not in known]
     if unknown:  # before the stack is touched: nothing is brought up for a typo
-        raise Exit(
-            f"eval: unknown model {', '.join(map(repr, unknown))}; known: scripted, "
-            f"{', '.join(sorted(known))} (`invoke model.list`)",
-            code=1,
+        raise SandboxError(
+            f"unknown model {', '.join(map(repr, unknown))}; known: scripted, "
+            f"{', '.join(sorted(known))} (`invoke model.list`)"
         )
-    try:
-        stack = stack_.open_stack(root())
-        stack_.require_running(stack)
-        models = named or [stack.settings.sandbox_model]
-        prefix = runner.stamp()
-        backend = runner.StackBackend(
-            stack, runner.stack_serving(stack, stack.log), max_steps=max_steps
-        )
-        outcomes = runner.run_all(
-            backend, runner.plan(models, chosen, repeat), prefix=prefix, parallel=parallel
-        )
-    except (stack_.StackError, runner.EvalError) as error:
-        raise Exit(f"eval: {error}", code=1) from error
+    stack = opened()
+    stack_.require_running(stack)
+    models = named or [stack.settings.sandbox_model]
+    prefix = runner.stamp()
+    backend = runner.StackBackend(
+        stack, runner.stack_serving(stack, stack.log), max_steps=max_steps
+    )
+    outcomes = runner.run_all(
+        backend, runner.plan(models, chosen, repeat), prefix=prefix, parallel=parallel
+    )
     if not keep:
         stack.compose_run("exec", "-T", "tools", "rm", "-rf", f"/workspace/eval/{prefix}")
     directory = Path(out) if out else root() / "results" / "eval" / prefix

@@ -11,10 +11,11 @@ from invoke.exceptions import Exit
 from sandboxctl._proc import Runner
 from sandboxctl.checks import doctor as doctor_
 from sandboxctl.checks.base import Probes
+from sandboxctl.errors import SandboxError
 from sandboxctl.host import prepare as hostprep
 from sandboxctl.stack.compose import packaged_binary
-from sandboxctl.tasks._args import task
 from sandboxctl.tasks._support import ask, host, root
+from sandboxctl.tasks._task import task
 
 
 @task(
@@ -33,14 +34,11 @@ def prepare(c: Context, yes: bool = False, dry_run: bool = False) -> None:
         debian=hostprep.is_debian(),
         compose_binary=packaged_binary(),
     )
-    try:
-        report = hostprep.prepare(ctx, dry_run=dry_run, confirm=(lambda _q: True) if yes else ask)
-    except hostprep.PrepareError as error:
-        raise Exit(f"host.prepare: {error}", code=1) from error
+    report = hostprep.prepare(ctx, dry_run=dry_run, confirm=(lambda _q: True) if yes else ask)
     for line in report.lines:
         print(line)
     if report.blocking:
-        raise Exit("host.prepare: the engine still fails; see above and docs/HOST.md", code=1)
+        raise SandboxError("the engine still fails; see above and docs/HOST.md")
     if dry_run:
         print("dry run: nothing changed")
     elif not report.changed:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl._proc import Runner
 from sandboxctl.stack import base_image as base_image_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import host, settings_or_exit
+from sandboxctl.tasks._support import host, load_answers
+from sandboxctl.tasks._task import task
 
 
 @task(
@@ -27,11 +26,8 @@ def base(
     mirror: str = "",
 ) -> None:
     """Build the Debian base image with debootstrap + podman import (no registry)."""
-    settings = settings_or_exit(require_file=False)
+    settings = load_answers(require_file=False)
     spec = base_image_.BaseImageSpec(
         tag=tag or settings.base_image, suite=suite, mirror=mirror or settings.debian_mirror
     )
-    try:
-        base_image_.build_base_image(spec, Runner(), is_root=host().is_root, force=force)
-    except base_image_.BaseImageError as error:
-        raise Exit(f"images.base: {error}", code=1) from error
+    base_image_.build_base_image(spec, Runner(), is_root=host().is_root, force=force)

@@ -6,13 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.kube import render as render_
 from sandboxctl.kube.convert import ConvertError
-from sandboxctl.stack.compose import ComposeError, find_compose
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import root
+from sandboxctl.stack.compose import find_compose
+from sandboxctl.tasks._support import opened, root
+from sandboxctl.tasks._task import task
 
 DEMO_TASK = "Create hello.txt containing a greeting."
 
@@ -37,8 +37,8 @@ def render(c: Context, tasks: str = "", parallelism: int = 1, secrets: bool = Tr
         files = render_.render_tree(
             here, config, tasks=task_list, parallelism=parallelism, egress=egress
         )
-    except (ComposeError, ConvertError, OSError, ValueError) as error:
-        raise Exit(f"kube.render: {error}", code=1) from error
+    except (OSError, ValueError) as error:  # a tasks file that cannot be read or used
+        raise SandboxError(str(error)) from error
     written = render_.write_tree(here, files)
     print(f"kube.render: wrote {len(written)} files under {here / render_.KUBE_DIR}")
     if secrets:
@@ -59,13 +59,13 @@ def validate(c: Context) -> None:
     try:
         built, problems = validate_.validate_tree(root() / render_.KUBE_DIR)
     except validate_.ValidationFailed as error:
-        raise Exit(f"kube.validate: {error}", code=1) from error
+        raise SandboxError(str(error)) from error
     for folder, objects in built.items():
         print(f"{folder}: {len(objects)} objects")
     for problem in problems:
         print(f"invalid: {problem}")
     if problems:
-        raise Exit(f"kube.validate: {len(problems)} problem(s)", code=1)
+        raise SandboxError(f"{len(problems)} problem(s)")
     versions = ", ".join(validate_.KUBERNETES_VERSIONS)
     print(f"kube.validate: every object valid against Kubernetes {versions}")
 
@@ -80,16 +80,15 @@ def validate(c: Context) -> None:
 )
 def play(c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 300) -> None:
     """Prove the manifests here: podman kube play the stack, run one task, tear down."""
-    from sandboxctl import stack as stack_
     from sandboxctl.kube import local, proof, validate
 
+    stack = opened()
     try:
-        stack = stack_.open_stack(root())
         result = proof.run_proof(
             stack, task, keep=keep, ready_deadline_s=float(timeout), task_deadline_s=timeout * 2
         )
-    except (stack_.StackError, local.LocalError, validate.ValidationFailed, ConvertError) as error:
-        raise Exit(f"kube.play: {error}", code=1) from error
+    except (local.LocalError, validate.ValidationFailed, ConvertError) as error:
+        raise SandboxError(str(error)) from error
     kinds = [r.get("type") for r in result.trajectory]
     end: dict[str, object] = next(
         (r for r in reversed(result.trajectory) if r.get("type") == "run_end"), {}
@@ -101,9 +100,9 @@ def play(c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 3
         f"ended {end.get('status', '?')}"
     )
     if result.leftovers:
-        raise Exit(f"kube.play: left behind {', '.join(result.leftovers)}", code=1)
+        raise SandboxError(f"left behind {', '.join(result.leftovers)}")
     if result.exit_code != 0 or not end:
-        raise Exit("kube.play: the task did not run to an outcome", code=1)
+        raise SandboxError("the task did not run to an outcome")
 
 
 @task()
@@ -111,17 +110,13 @@ def down(c: Context) -> None:
     """Remove what kube.play created (pods, volumes, networks), if anything is left."""
     import tempfile
 
-    from sandboxctl import stack as stack_
     from sandboxctl.kube import proof
 
-    try:
-        stack = stack_.open_stack(root())
-    except stack_.StackError as error:
-        raise Exit(f"kube.down: {error}", code=1) from error
+    stack = opened()
     with tempfile.TemporaryDirectory() as scratch:
         player = proof.player_for(stack, Path(scratch))
         removed = player.down()
         left = player.leftovers()
     print(f"kube.down: removed {', '.join(removed) or 'nothing (nothing was left)'}")
     if left:
-        raise Exit(f"kube.down: could not remove {', '.join(left)}", code=1)
+        raise SandboxError(f"could not remove {', '.join(left)}")

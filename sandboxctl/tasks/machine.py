@@ -7,17 +7,17 @@ import shlex
 from dataclasses import replace
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl._proc import Runner
 from sandboxctl.answers import answer
 from sandboxctl.config import Settings
+from sandboxctl.errors import SandboxError, UsageError
 from sandboxctl.host import machine as machine_
 from sandboxctl.host.engine import uses_machine
 from sandboxctl.host.platform import Platform
 from sandboxctl.stack.compose import ComposeError, find_compose
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import ask, engine_or_exit, host, settings_or_exit
+from sandboxctl.tasks._support import ask, find_engine, host, load_answers
+from sandboxctl.tasks._task import task
 
 
 def _show(lines: list[str] | str) -> None:
@@ -51,51 +51,45 @@ def init(
     name: str = "",
 ) -> None:
     """Create and start the Podman machine (native Linux: start the local service)."""
-    settings = settings_or_exit()
+    settings = load_answers()
     if rootful and rootful.lower() not in {"true", "false"}:
-        raise Exit(f"machine.init: --rootful={rootful!r}: expected true or false", code=2)
+        raise UsageError(f"--rootful={rootful!r}: expected true or false")
     for flag, given, key in (
         ("cpus", cpus, "MACHINE_CPUS"),
         ("memory", memory, "MACHINE_MEMORY_MIB"),
         ("disk", disk, "MACHINE_DISK_GIB"),
     ):
         if given and given < (low := answer(key).low or 0):
-            raise Exit(f"machine.init: --{flag}: expected 0 or {low} or more, got {given}", code=2)
-    try:
-        if uses_machine(host(), settings):
-            spec = machine_.spec_from_settings(
-                settings,
-                cpus=cpus or None,
-                memory_mib=memory or None,
-                disk_gib=disk or None,
-                rootful=rootful.lower() == "true" if rootful else None,
-                image=image or None,
-                name=name or None,
-            )
-            _show(machine_.init(spec, Runner()))
-            socket(c, name=spec.name)
-        else:
-            _show(machine_.native_start(engine_or_exit(settings)))
-    except machine_.MachineError as error:
-        raise Exit(f"machine.init: {error}", code=1) from error
+            raise UsageError(f"--{flag}: expected 0 or {low} or more, got {given}")
+    if uses_machine(host(), settings):
+        spec = machine_.spec_from_settings(
+            settings,
+            cpus=cpus or None,
+            memory_mib=memory or None,
+            disk_gib=disk or None,
+            rootful=rootful.lower() == "true" if rootful else None,
+            image=image or None,
+            name=name or None,
+        )
+        _show(machine_.init(spec, Runner()))
+        socket(c, name=spec.name)
+    else:
+        _show(machine_.native_start(find_engine(settings)))
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})
 def start(c: Context, name: str = "") -> None:
     """Start the Podman machine (native Linux: serve the local Podman socket)."""
-    settings = settings_or_exit()
-    try:
-        if uses_machine(host(), settings):
-            _show(machine_.start(name or settings.machine_name, Runner()))
-        else:
-            _show(machine_.native_start(engine_or_exit(settings)))
-    except machine_.MachineError as error:
-        raise Exit(f"machine.start: {error}", code=1) from error
+    settings = load_answers()
+    if uses_machine(host(), settings):
+        _show(machine_.start(name or settings.machine_name, Runner()))
+    else:
+        _show(machine_.native_start(find_engine(settings)))
 
 
 def _native_stop(settings: Settings, yes: bool) -> list[str]:
     """Stop the native service we started; ask first when other sandboxes use it."""
-    engine = engine_or_exit(settings)
+    engine = find_engine(settings)
     others = machine_.engine_users(Runner(extra_env=engine.env()), settings.compose_project_name)
     return machine_.native_stop(engine, others=others, confirm=(lambda _q: True) if yes else ask)
 
@@ -108,28 +102,22 @@ def _native_stop(settings: Settings, yes: bool) -> list[str]:
 )
 def stop(c: Context, name: str = "", yes: bool = False) -> None:
     """Stop the Podman machine (native Linux: stop the service only if we started it)."""
-    settings = settings_or_exit()
-    try:
-        if uses_machine(host(), settings):
-            _show(machine_.stop(name or settings.machine_name, Runner()))
-        else:
-            _show(_native_stop(settings, yes))
-    except machine_.MachineError as error:
-        raise Exit(f"machine.stop: {error}", code=1) from error
+    settings = load_answers()
+    if uses_machine(host(), settings):
+        _show(machine_.stop(name or settings.machine_name, Runner()))
+    else:
+        _show(_native_stop(settings, yes))
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})
 def status(c: Context, name: str = "") -> None:
     """Show the machine's state, size and socket (native Linux: who serves the socket)."""
-    settings = settings_or_exit()
+    settings = load_answers()
     info = host()
-    try:
-        if uses_machine(info, settings):
-            _show(machine_.status(name or settings.machine_name, Runner(), info.platform.value))
-        else:
-            _show(machine_.native_status(engine_or_exit(settings, info)))
-    except machine_.MachineError as error:
-        raise Exit(f"machine.status: {error}", code=1) from error
+    if uses_machine(info, settings):
+        _show(machine_.status(name or settings.machine_name, Runner(), info.platform.value))
+    else:
+        _show(machine_.native_status(find_engine(settings, info)))
 
 
 @task(
@@ -140,18 +128,15 @@ def status(c: Context, name: str = "") -> None:
 )
 def rm(c: Context, name: str = "", yes: bool = False) -> None:
     """Remove the Podman machine and its disk (native Linux: nothing to remove)."""
-    settings = settings_or_exit()
+    settings = load_answers()
     target = name or settings.machine_name
-    try:
-        if not uses_machine(host(), settings):
-            _show(["native Linux: no VM to remove; stopping the local service if we started it"])
-            _show(_native_stop(settings, yes))
-            return
-        if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
-            raise Exit("machine.rm: not removed (pass --yes to skip the question)", code=1)
-        _show(machine_.remove(target, Runner()))
-    except machine_.MachineError as error:
-        raise Exit(f"machine.rm: {error}", code=1) from error
+    if not uses_machine(host(), settings):
+        _show(["native Linux: no VM to remove; stopping the local service if we started it"])
+        _show(_native_stop(settings, yes))
+        return
+    if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
+        raise SandboxError("not removed (pass --yes to skip the question)")
+    _show(machine_.remove(target, Runner()))
 
 
 @task(
@@ -162,27 +147,26 @@ def rm(c: Context, name: str = "", yes: bool = False) -> None:
 )
 def ssh(c: Context, name: str = "", command: str = "") -> None:
     """Open a shell (or run a command) in the Podman machine."""
-    settings = settings_or_exit()
+    settings = load_answers()
     if not uses_machine(host(), settings):
-        raise Exit(
-            "machine.ssh: native Linux has no VM: the engine runs on this host; "
-            "run podman commands here directly",
-            code=1,
+        raise SandboxError(
+            "native Linux has no VM: the engine runs on this host; "
+            "run podman commands here directly"
         )
     argv = machine_.ssh_argv(name or settings.machine_name, command)
     result = c.run(shlex.join(argv), pty=True, warn=True)
     if result is None or not result.ok:
-        raise Exit(f"machine.ssh: `{shlex.join(argv)}` failed", code=1)
+        raise SandboxError(f"`{shlex.join(argv)}` failed")
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})
 def socket(c: Context, name: str = "") -> None:
     """Print the DOCKER_HOST to export, and the VS Code settings that use it."""
-    settings = settings_or_exit()
+    settings = load_answers()
     info = host()
     if name and name != settings.machine_name:
         settings = replace(settings, machine_name=name)
-    engine = engine_or_exit(settings, info)
+    engine = find_engine(settings, info)
     try:
         compose = find_compose()
         compose_path = compose.path if compose.kind == "standalone" else None

@@ -5,25 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl._proc import Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.models import catalog as catalog_
 from sandboxctl.models import register, selection
 from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
-from sandboxctl.models.download import DownloadError, rich_progress
-from sandboxctl.stack import build as build_
+from sandboxctl.models.download import rich_progress
 from sandboxctl.stack import images as images_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import root, settings_or_exit
+from sandboxctl.tasks._support import load_answers, root
+from sandboxctl.tasks._task import task
 
 
 def _version(version: str) -> str | None:
     """Return the version asked for, else LLAMA_CPP_VERSION from .env, else None."""
     if version:
         return version
-    configured = settings_or_exit(require_file=False).llama_cpp_version
+    configured = load_answers(require_file=False).llama_cpp_version
     return configured or None
 
 
@@ -44,17 +43,14 @@ def source(
     trust_unverified: bool = False,
 ) -> None:
     """Download, verify and place the pinned llama.cpp source in model/context."""
-    try:
-        with rich_progress("llama.cpp source") as progress:
-            pin, chosen, result, tree = llama_source.place_source(
-                _version(version),
-                origin or None,
-                trust_unverified=trust_unverified,
-                url=url or None,
-                progress=progress,
-            )
-    except (llama_source.SourceError, DownloadError) as error:
-        raise Exit(f"model.source: {error}", code=1) from error
+    with rich_progress("llama.cpp source") as progress:
+        pin, chosen, result, tree = llama_source.place_source(
+            _version(version),
+            origin or None,
+            trust_unverified=trust_unverified,
+            url=url or None,
+            progress=progress,
+        )
     print(f"llama.cpp {pin.version} ({pin.commit[:9]}) from {chosen.name}: {tree}")
     if result.verified:
         print(f"sha256 {result.sha256} verified against the pin ({chosen.sha256_source})")
@@ -75,18 +71,14 @@ def source(
 )
 def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str = "") -> None:
     """Download a catalog model with progress and resume; verify its SHA-256."""
-    try:
-        catalog = catalog_.load_catalog()
-        model = catalog.get(name)
-        if model.generated:
-            raise Exit(f"model.fetch: {model.key} is generated offline: run `invoke model.tiny`")
-        target = Path(directory) if directory else None
-        with rich_progress(model.key) as progress:
-            result = catalog_.fetch_model(
-                model, directory=target, trust_unverified=trust_unverified, progress=progress
-            )
-    except (catalog_.CatalogError, DownloadError) as error:
-        raise Exit(f"model.fetch: {error}", code=1) from error
+    model = catalog_.load_catalog().get(name)
+    if model.generated:
+        raise SandboxError(f"{model.key} is generated offline: run `invoke model.tiny`")
+    target = Path(directory) if directory else None
+    with rich_progress(model.key) as progress:
+        result = catalog_.fetch_model(
+            model, directory=target, trust_unverified=trust_unverified, progress=progress
+        )
     state = "downloaded" if result.downloaded else "already present"
     print(f"{model.key}: {state} at {result.path} ({result.size} bytes)")
     if result.verified:
@@ -107,16 +99,10 @@ def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str 
 )
 def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -> None:
     """Generate the offline tiny test model (models/tiny.gguf) deterministically."""
-    try:
-        vocab = llama_source.vocab_path()
-    except llama_source.SourceError as error:
-        raise Exit(f"model.tiny: {error}", code=1) from error
+    vocab = llama_source.vocab_path()
     model = catalog_.load_catalog().get("tiny")
     dest = catalog_.model_path(model, Path(directory) if directory else None)
-    try:
-        tiny_model.generate(vocab, dest, tiny_model.TinySpec(seed=seed))
-    except tiny_model.TinyModelError as error:
-        raise Exit(f"model.tiny: {error}", code=1) from error
+    tiny_model.generate(vocab, dest, tiny_model.TinySpec(seed=seed))
     print(f"tiny model written to {dest} (seed {seed})")
 
 
@@ -126,13 +112,10 @@ def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -
 )
 def list_(c: Context, directory: str = "") -> None:
     """List the models: the one in use (*), size, license, context, chat template, tools."""
-    try:
-        catalog = catalog_.load_catalog(root() / "model" / "catalog.yaml")
-    except catalog_.CatalogError as error:
-        raise Exit(f"model.list: {error}", code=1) from error
+    catalog = catalog_.load_catalog(root() / "model" / "catalog.yaml")
     from sandboxctl import _text
 
-    selected = settings_or_exit(require_file=False).sandbox_model
+    selected = load_answers(require_file=False).sandbox_model
     target = Path(directory) if directory else None
     rows = []
     for model in catalog.models.values():
@@ -170,17 +153,14 @@ def add(
     c: Context, path: str, key: str = "", link: bool = False, sha256: str = "", directory: str = ""
 ) -> None:
     """Register a local GGUF: read its metadata, hash it, copy it in, add it to the catalog."""
-    try:
-        model = register.add(
-            Path(path),
-            key=key,
-            catalog_file=root() / "model" / "catalog.yaml",
-            directory=Path(directory) if directory else None,
-            link=link,
-            expect_sha256=sha256,
-        )
-    except (register.RegisterError, DownloadError) as error:
-        raise Exit(f"model.add: {error}", code=1) from error
+    model = register.add(
+        Path(path),
+        key=key,
+        catalog_file=root() / "model" / "catalog.yaml",
+        directory=Path(directory) if directory else None,
+        link=link,
+        expect_sha256=sha256,
+    )
     template = model.chat_template or "NONE (the server falls back to a generic template)"
     print(f"{model.key}: {model.architecture}, {model.parameters} parameters, {model.size}")
     print(f"  context: trained {model.context_trained}, recommended per slot {model.context}")
@@ -195,10 +175,7 @@ def add(
 )
 def use(c: Context, key: str) -> None:
     """Switch the model the sandbox serves (.env and PLAN.md; raises the context if needed)."""
-    try:
-        changes = selection.use(root(), key)
-    except selection.SelectionError as error:
-        raise Exit(f"model.use: {error}", code=1) from error
+    changes = selection.use(root(), key)
     for change in changes or [f"{key} is already in use"]:
         print(change)
     model = catalog_.load_catalog(root() / "model" / "catalog.yaml").get(key)
@@ -223,24 +200,21 @@ def build(
     c: Context, version: str = "", backend: str = "", ccache: str = "default", verbose: bool = False
 ) -> None:
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
-    settings = settings_or_exit(require_file=False)
+    settings = load_answers(require_file=False)
     backend = backend or settings.gpu_backend
     pinned = _version(version) or settings.llama_cpp_version
     cache = None
     if ccache:
         cache = llama_source.cache_dir() / "ccache" if ccache == "default" else Path(ccache)
     tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
-    try:
-        images_.build_model_image(
-            root(),
-            tag,
-            pinned,
-            backend,
-            runner=Runner(),
-            ccache_dir=cache,
-            base_image=settings.base_image,
-            cpu_variants=settings.llama_cpu_variants,
-            verbose=verbose,
-        )
-    except (llama_source.SourceError, build_.ImageBuildError) as error:
-        raise Exit(f"model.build: {error}", code=1) from error
+    images_.build_model_image(
+        root(),
+        tag,
+        pinned,
+        backend,
+        runner=Runner(),
+        ccache_dir=cache,
+        base_image=settings.base_image,
+        cpu_variants=settings.llama_cpu_variants,
+        verbose=verbose,
+    )

@@ -19,7 +19,7 @@ from sandboxctl.config import find_root
 from sandboxctl.host.platform import detect_host
 from sandboxctl.plan import issuelog
 from sandboxctl.plan import notes as notes_
-from sandboxctl.tasks._args import task
+from sandboxctl.tasks._task import task
 
 
 def _root() -> Path:
@@ -42,10 +42,7 @@ def _max_open_days(c: Context, given: int) -> int:
 )
 def check(c: Context, max_open_days: int = 0) -> None:
     """Compare the repository with PLAN.md; list each drift with file:line."""
-    try:
-        report = plan_.check(_root(), max_open_days=_max_open_days(c, max_open_days))
-    except plan_.PlanError as error:
-        raise Exit(f"plan.check: {error}", code=2) from error
+    report = plan_.check(_root(), max_open_days=_max_open_days(c, max_open_days))
     for line in plan_.format_report(report):
         print(line)
     if not report.ok:
@@ -61,10 +58,7 @@ def check(c: Context, max_open_days: int = 0) -> None:
 )
 def add(c: Context, text: str, phase: int = 0) -> None:
     """Append a timestamped note to docs/IMPLEMENTATION_NOTES.md."""
-    try:
-        entry = notes_.add_note(_root(), text, phase=phase or None)
-    except notes_.NotesError as error:
-        raise Exit(f"notes.add: {error}", code=2) from error
+    entry = notes_.add_note(_root(), text, phase=phase or None)
     print(f"appended to {notes_.NOTES_FILE}:{entry.rstrip()}")
 
 
@@ -78,12 +72,9 @@ def add(c: Context, text: str, phase: int = 0) -> None:
 )
 def log(c: Context, title: str, reason: str, steps: str, resolution: str = "") -> None:
     """Log a deviation from PLAN.md in docs/ISSUE_LOG.md (new DEV-NNNN ID)."""
-    try:
-        new_id = issuelog.log_deviation(
-            _root(), title=title, reason=reason, steps=steps, resolution=resolution
-        )
-    except issuelog.IssueLogError as error:
-        raise Exit(f"issue.log: {error}", code=2) from error
+    new_id = issuelog.log_deviation(
+        _root(), title=title, reason=reason, steps=steps, resolution=resolution
+    )
     state = "resolved" if resolution.strip() else "open"
     print(f"{new_id} logged in {issuelog.LOG_FILE} ({state})")
 
@@ -96,10 +87,7 @@ def log(c: Context, title: str, reason: str, steps: str, resolution: str = "") -
 )
 def resolve(c: Context, id: str, resolution: str) -> None:
     """Record the resolution of an open deviation in docs/ISSUE_LOG.md."""
-    try:
-        issuelog.resolve_deviation(_root(), id, resolution=resolution)
-    except issuelog.IssueLogError as error:
-        raise Exit(f"issue.resolve: {error}", code=2) from error
+    issuelog.resolve_deviation(_root(), id, resolution=resolution)
     print(f"{id.upper()} resolved in {issuelog.LOG_FILE}")
 
 

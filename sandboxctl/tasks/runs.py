@@ -12,29 +12,19 @@ from sandbox_supervisor.view import safe
 
 from sandboxctl.stack import runs as runs_
 from sandboxctl.stack import workspace as workspace_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks.stack import opened
-
-
-def _runs() -> list[runs_.Run]:
-    with opened() as stack:
-        try:
-            return runs_.read_runs(stack)
-        except runs_.RunsError as error:
-            raise Exit(str(error), code=1) from error
+from sandboxctl.tasks._support import opened
+from sandboxctl.tasks._task import task
 
 
 def _one(run_id: str) -> runs_.Run:
-    try:
-        return runs_.find(_runs(), run_id)
-    except runs_.RunsError as error:
-        raise Exit(str(error), code=1) from error
+    """The run ``run_id`` names (its first characters; empty: the last run)."""
+    return runs_.find(runs_.read_runs(opened()), run_id)
 
 
 @task(name="list")
 def list_(c: Context) -> None:
     """List past runs: id, start, how it ended, steps, tokens, seconds, task."""
-    found = _runs()
+    found = runs_.read_runs(opened())
     if not found:
         raise Exit('no runs yet: start one with `invoke run "TASK"`', code=1)
     print("\n".join(runs_.table(found)))
@@ -44,13 +34,9 @@ def list_(c: Context) -> None:
 def show(c: Context, id: str = "") -> None:
     """Show one run (the last by default): steps, tool calls, results, its requests
     through the egress proxy, how it ended."""
-    with opened() as stack:
-        try:
-            run = runs_.find(runs_.read_runs(stack), id)
-            egress = runs_.egress_lines(stack, run)
-        except runs_.RunsError as error:
-            raise Exit(str(error), code=1) from error
-    print(runs_.render(run, egress))
+    stack = opened()
+    run = runs_.find(runs_.read_runs(stack), id)
+    print(runs_.render(run, runs_.egress_lines(stack, run)))
 
 
 @task(
@@ -62,20 +48,13 @@ def show(c: Context, id: str = "") -> None:
 def export(c: Context, id: str = "", output: str = ".") -> None:
     """Write one run's trajectory (JSON lines) to a file on the host."""
     run = _one(id)
-    try:
-        written = runs_.export(run, Path(output))
-    except runs_.RunsError as error:
-        raise Exit(str(error), code=1) from error
+    written = runs_.export(run, Path(output))
     print(f"run {run.run_id}: {len(run.records)} records written to {written}")
 
 
 def _record_access() -> workspace_.VolumeAccess:
-    with opened() as stack:
-        access = workspace_.VolumeAccess.of(stack)
-    try:
-        access.require()
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    access = workspace_.VolumeAccess.of(opened())
+    access.require()
     return access
 
 
@@ -89,10 +68,7 @@ def _record_access() -> workspace_.VolumeAccess:
 def diff(c: Context, id: str = "", step: int = -1) -> None:
     """Print what a run changed as a unified diff (the whole run, or one step)."""
     run = _one(id)
-    try:
-        text, notes = workspace_.run_diff(_record_access(), run.run_id, None if step < 0 else step)
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    text, notes = workspace_.run_diff(_record_access(), run.run_id, None if step < 0 else step)
     sys.stdout.write(safe(text))
     for line in notes.splitlines():
         print(safe(line), file=sys.stderr)
@@ -107,10 +83,7 @@ def diff(c: Context, id: str = "", step: int = -1) -> None:
 def patch(c: Context, id: str = "", output: str = "fix.patch") -> None:
     """Write what a run changed as a patch that `git apply` accepts on your checkout."""
     run = _one(id)
-    try:
-        text, notes = workspace_.run_diff(_record_access(), run.run_id, None)
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    text, notes = workspace_.run_diff(_record_access(), run.run_id, None)
     Path(output).write_text(text, encoding="utf-8")
     for line in notes.splitlines():
         print(safe(line))
@@ -128,9 +101,6 @@ def patch(c: Context, id: str = "", output: str = "fix.patch") -> None:
 def rewind(c: Context, id: str = "", step: int = 0) -> None:
     """Restore the run's folder in the workspace to how it was after STEP (0: before it)."""
     run = _one(id)
-    try:
-        notes = workspace_.rewind(_record_access(), run.run_id, step)
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    notes = workspace_.rewind(_record_access(), run.run_id, step)
     for line in notes.splitlines():
         print(safe(line))

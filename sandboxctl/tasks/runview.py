@@ -8,14 +8,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.runview import model, pages, server, source
 from sandboxctl.stack import runs as runs_
 from sandboxctl.stack import workspace as workspace_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import root
-from sandboxctl.tasks.stack import opened
+from sandboxctl.tasks._support import opened, root
+from sandboxctl.tasks._task import task
 
 LOGS_HELP = "Read runs from this trajectory file or folder instead of the stack's logs volume"
 
@@ -24,21 +23,20 @@ def _source(logs: str) -> server.RunSource:
     """The runs: from ``logs`` when given, else from the stack's logs volume."""
     if logs:
         return lambda: source.read_folder(Path(logs))
-    with opened() as stack:
-        return lambda: runs_.read_runs(stack)
+    stack = opened()
+    return lambda: runs_.read_runs(stack)
 
 
 def _with_diffs(run: runs_.Run) -> runs_.Run:
     """The run with each recorded step's diff, read from the stack's logs volume; the run
     as it is (and a line saying why) when its record cannot be read."""
-    with opened() as stack:
-        access = workspace_.VolumeAccess.of(stack)
-        try:
-            access.require()
-            return source.with_step_diffs(run, workspace_.step_diffs(access, run.run_id))
-        except workspace_.WorkspaceError as error:
-            print(f"runs.view: the page has no diffs: {error}", file=sys.stderr)
-            return run
+    access = workspace_.VolumeAccess.of(opened())
+    try:
+        access.require()
+        return source.with_step_diffs(run, workspace_.step_diffs(access, run.run_id))
+    except workspace_.WorkspaceError as error:
+        print(f"runs.view: the page has no diffs: {error}", file=sys.stderr)
+        return run
 
 
 @task(
@@ -51,16 +49,12 @@ def _with_diffs(run: runs_.Run) -> runs_.Run:
 )
 def view(c: Context, id: str = "", output: str = "", logs: str = "") -> None:
     """Write one run's page (self-contained HTML: open it from disk) and print its path."""
-    try:
-        found: Sequence[runs_.Run] = _source(logs)()
-        run = runs_.find(found, id)
-        if not logs and source.recorded_steps(run):
-            run = _with_diffs(run)
-        html = pages.run_page(model.build(run))
-        written = source.write_page(html, run.run_id, Path(output or root() / "results" / "runs"))
-    except runs_.RunsError as error:
-        raise Exit(str(error), code=1) from error
-    print(written)
+    found: Sequence[runs_.Run] = _source(logs)()
+    run = runs_.find(found, id)
+    if not logs and source.recorded_steps(run):
+        run = _with_diffs(run)
+    html = pages.run_page(model.build(run))
+    print(source.write_page(html, run.run_id, Path(output or root() / "results" / "runs")))
 
 
 @task(
@@ -79,4 +73,4 @@ def serve(c: Context, port: int = 8765, logs: str = "", results: str = "") -> No
     try:
         server.serve(site, port)
     except OSError as error:
-        raise Exit(f"runs.serve: cannot listen on 127.0.0.1:{port}: {error.strerror}") from error
+        raise SandboxError(f"cannot listen on 127.0.0.1:{port}: {error.strerror}") from error

@@ -5,29 +5,32 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 
 from sandboxctl import scaffold
-from sandboxctl.tasks._args import task
+from sandboxctl.errors import SandboxError
+from sandboxctl.tasks._task import task
 
 
 def render_sandbox(dest: Path, data: str = "", *, replace_rendered: bool = False) -> Path:
-    """Render a sandbox into ``dest``; raise ``Exit`` with the reason when it cannot.
+    """Render a sandbox into ``dest``; raise :class:`SandboxError` with the reason when it
+    cannot.
 
     ``replace_rendered`` allows re-rendering over an earlier rendered sandbox (one with a
     ``.copier-answers.yml``); any other non-empty folder is refused, so nothing is lost.
     """
     if not scaffold.is_template_repository():
-        raise Exit("this is a rendered sandbox, not the template: run `copier copy` there")
+        raise SandboxError("this is a rendered sandbox, not the template: run `copier copy` there")
     if dest.exists() and any(dest.iterdir()):
         rendered_before = (dest / ".copier-answers.yml").is_file()
         if not (replace_rendered and rendered_before):
-            raise Exit(f"{dest} exists and is not empty; choose another folder or remove it")
+            raise SandboxError(
+                f"{dest} exists and is not empty; choose another folder or remove it"
+            )
     try:
         answers = scaffold.parse_answers(data)
         scaffold.render(dest, answers)
     except Exception as error:  # copier's errors carry the validator's message
-        raise Exit(f"could not render the sandbox: {error}") from error
+        raise SandboxError(f"could not render the sandbox: {error}") from error
     print(f"rendered sandbox in {dest}")
     return dest
 

@@ -5,31 +5,21 @@ from __future__ import annotations
 import os
 import shlex
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from invoke.context import Context
 from invoke.exceptions import Exit
 
 from sandboxctl import stack as stack_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks._support import ask, checked_project, root
+from sandboxctl.errors import SandboxError
+from sandboxctl.tasks._support import ask, checked_project, opened
+from sandboxctl.tasks._task import task
 
 DEMO_TASK = "Create hello.txt containing a greeting."
 SERVICES = ("model-server", "supervisor", "tools")
 """The services of compose.yaml (a unit test holds the two together)."""
 DEMO_DEST = "demo-sandbox"
 """Folder of `invoke demo`'s sandbox; its name is also the demo's Compose project."""
-
-
-@contextmanager
-def opened() -> Iterator[stack_.Stack]:
-    """Open the sandbox's stack; any :class:`StackError` becomes a clean ``Exit``."""
-    try:
-        yield stack_.open_stack(root())
-    except stack_.StackError as error:
-        raise Exit(str(error), code=1) from error
 
 
 def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
@@ -53,9 +43,9 @@ def _require_ready(stack: stack_.Stack, *, containers: bool = True) -> None:
 )
 def up(c: Context, build: bool = False, timeout: int = 300) -> None:
     """Build what is missing (images, model, API key) and start the stack; wait until ready."""
-    with opened() as stack:
-        _require_ready(stack)
-        stack_.bring_up(stack, rebuild=build, deadline_s=float(timeout))
+    stack = opened()
+    _require_ready(stack)
+    stack_.bring_up(stack, rebuild=build, deadline_s=float(timeout))
 
 
 @task(
@@ -67,16 +57,16 @@ def up(c: Context, build: bool = False, timeout: int = 300) -> None:
 def down(c: Context, volumes: bool = False, yes: bool = False) -> None:
     """Stop and remove the stack's containers and network (volumes only when asked)."""
     if volumes and not yes and not ask("Delete the workspace, logs and model-data volumes?"):
-        raise Exit("down: kept everything (pass --yes to delete the volumes)", code=1)
-    with opened() as stack:
-        stack.require(stack.compose_run("down", *(["--volumes"] if volumes else [])), "down")
+        raise SandboxError("kept everything (pass --yes to delete the volumes)")
+    stack = opened()
+    stack.require(stack.compose_run("down", *(["--volumes"] if volumes else [])), "down")
 
 
 @task()
 def ps(c: Context) -> None:
     """Show the stack's containers and their state."""
-    with opened() as stack:
-        stack.require(stack.compose_run("ps", "--all"), "ps")
+    stack = opened()
+    stack.require(stack.compose_run("ps", "--all"), "ps")
 
 
 @task(
@@ -91,8 +81,8 @@ def ps(c: Context) -> None:
 def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -> None:
     """Show the containers' logs."""
     args = ["logs", "--tail", str(tail), *(["--follow"] if follow else [])]
-    with opened() as stack:
-        stack.require(stack.compose_run(*args, *([service] if service else [])), "logs")
+    stack = opened()
+    stack.require(stack.compose_run(*args, *([service] if service else [])), "logs")
 
 
 @task(
@@ -114,18 +104,18 @@ def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "
         if check:
             checked_check(check)
     except ValueError as error:
-        raise Exit(f"run: {error}", code=1) from None
+        raise SandboxError(str(error)) from None
     extra = ["--max-steps", str(max_steps)] if max_steps else []
     extra += ["--subdir", checked_project(in_)] if in_ else []
-    with opened() as stack:
-        _require_ready(stack, containers=False)
-        stack_.require_running(stack)
-        result, log_path = stack.run_task(task, extra, check=check or None)
-        _print_outcome(stack, log_path)  # the steps streamed above: not a second time
-        if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
-            raise Exit("run: the check failed (its output is above): the task was not done")
-        if result.returncode not in stack_.FINISHED_EXIT_CODES:
-            raise Exit(f"run: the supervisor failed (exit {result.returncode})", code=1)
+    stack = opened()
+    _require_ready(stack, containers=False)
+    stack_.require_running(stack)
+    result, log_path = stack.run_task(task, extra, check=check or None)
+    _print_outcome(stack, log_path)  # the steps streamed above: not a second time
+    if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
+        raise SandboxError("the check failed (its output is above): the task was not done")
+    if result.returncode not in stack_.FINISHED_EXIT_CODES:
+        raise SandboxError(f"the supervisor failed (exit {result.returncode})")
 
 
 def _print_outcome(stack: stack_.Stack, log_path: str) -> None:
@@ -156,8 +146,7 @@ def build(c: Context, only: str = "", rebuild: bool = False) -> None:
     """Build the model-server, supervisor (and, with EGRESS_ALLOW, egress) images that are
     missing or out of date (what they are built from changed); --rebuild builds them
     anyway."""
-    with opened() as stack:
-        stack_.prepare_images(stack, rebuild=rebuild, only=only)
+    stack_.prepare_images(opened(), rebuild=rebuild, only=only)
 
 
 @task(help={"dest": "Folder of the demo sandbox (re-rendered if it is an earlier demo)"})
@@ -165,8 +154,7 @@ def demo(c: Context, dest: str = DEMO_DEST) -> None:
     """Scaffold a sandbox with default answers, bring it up and run one agent task."""
     from sandboxctl.tasks.scaffold import render_sandbox
 
-    with opened() as stack:  # the template root is a sandbox too: check this host first
-        _require_ready(stack)
+    _require_ready(opened())  # the template root is a sandbox too: check this host first
     target = render_sandbox(Path(dest), replace_rendered=True).resolve()
     with c.cd(str(target)):  # the sandbox's own tasks, answers and secrets
         c.run("invoke up", pty=False, in_stream=False)

@@ -6,22 +6,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke.context import Context
-from invoke.exceptions import Exit
 from sandbox_supervisor.projects import ProjectError, summary
 from sandbox_supervisor.view import safe
 
+from sandboxctl.errors import SandboxError
 from sandboxctl.stack import workspace as workspace_
-from sandboxctl.tasks._args import task
-from sandboxctl.tasks.stack import opened
+from sandboxctl.tasks._support import opened
+from sandboxctl.tasks._task import task
 
 
 def _access() -> workspace_.VolumeAccess:
-    with opened() as stack:
-        access = workspace_.VolumeAccess.of(stack)
-    try:
-        access.require()
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    access = workspace_.VolumeAccess.of(opened())
+    access.require()
     return access
 
 
@@ -44,8 +40,8 @@ def import_(c: Context, path: str, name: str = "", replace: bool = False) -> Non
     name = name or source.name
     try:
         packed, result = workspace_.import_project(_access(), source, name, replace=replace)
-    except (workspace_.WorkspaceError, ProjectError, OSError) as error:
-        raise Exit(f"workspace.import: {error}", code=1) from error
+    except (ProjectError, OSError) as error:
+        raise SandboxError(str(error)) from error
     _left_out(packed.refused)
     for line in result.stderr.splitlines():
         print(safe(line))
@@ -56,10 +52,7 @@ def import_(c: Context, path: str, name: str = "", replace: bool = False) -> Non
 @task(name="list")
 def list_(c: Context) -> None:
     """List the projects in the workspace: name, files, bytes."""
-    try:
-        lines = workspace_.list_projects(_access())
-    except workspace_.WorkspaceError as error:
-        raise Exit(str(error), code=1) from error
+    lines = workspace_.list_projects(_access())
     print("\n".join(lines) if lines else "the workspace holds no project yet")
 
 
@@ -73,8 +66,8 @@ def export(c: Context, name: str, dest: str) -> None:
     """Copy a project out of the workspace into DEST; links out, devices and the like stay."""
     try:
         copied, notes = workspace_.export_project(_access(), name, Path(dest))
-    except (workspace_.WorkspaceError, ProjectError, OSError) as error:
-        raise Exit(f"workspace.export: {error}", code=1) from error
+    except (ProjectError, OSError) as error:
+        raise SandboxError(str(error)) from error
     for line in notes.splitlines():  # what the container left out of the stream
         if line.startswith("left out: "):
             print(safe(line))

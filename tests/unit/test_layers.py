@@ -11,16 +11,17 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
-    "_proc": 0, "answers": 0, "_chart": 0, "_text": 0, "egress": 0,
-    "config": 1,
-    "host": 2,
-    "models": 3,
-    "stack": 4,
-    "kube": 5, "devcontainer": 5, "scaffold": 5, "eval": 5,
-    "plan": 6, "runview": 6,
-    "checks": 7,
-    "__main__": 8, "tasks": 8,
-    "invoke_entry": 9,
+    "errors": 0,
+    "_proc": 1, "answers": 1, "_chart": 1, "_text": 1, "egress": 1,
+    "config": 2,
+    "host": 3,
+    "models": 4,
+    "stack": 5,
+    "kube": 6, "devcontainer": 6, "scaffold": 6, "eval": 6,
+    "plan": 7, "runview": 7,
+    "checks": 8,
+    "__main__": 9, "tasks": 9,
+    "invoke_entry": 10,
 }  # fmt: skip
 
 
