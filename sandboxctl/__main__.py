@@ -7,8 +7,10 @@
     python -m sandboxctl model-build    # `invoke model.build`
 
 Each command calls the same library function as its task, with the task's defaults (the
-answers in ``.env``, else the built-in ones); a failure prints its message on stderr and
-exits non-zero. The tasks stay the interface for people (options, prompts, progress).
+answers in ``.env``, else the built-in ones); a failure (a
+:class:`~sandboxctl.errors.SandboxError`) prints ``COMMAND: message`` on stderr and exits
+with the status the task gives it. The tasks stay the interface for people (options,
+prompts, progress).
 """
 
 from __future__ import annotations
@@ -19,24 +21,12 @@ from collections.abc import Callable, Sequence
 
 from sandboxctl import plan
 from sandboxctl._proc import Runner
-from sandboxctl.config import ConfigError, Settings, find_root, load_settings
+from sandboxctl.config import Settings, find_root, load_settings
+from sandboxctl.errors import SandboxError
 from sandboxctl.host.platform import detect_host
-from sandboxctl.models import catalog, source, tiny
-from sandboxctl.models.download import DownloadError
+from sandboxctl.models import source, tiny
 from sandboxctl.stack import base_image as base_image_
-from sandboxctl.stack import build, images
-
-ERRORS = (
-    ConfigError,
-    plan.PlanError,
-    build.ImageBuildError,
-    base_image_.BaseImageError,
-    source.SourceError,
-    DownloadError,
-    catalog.CatalogError,
-    tiny.TinyModelError,
-)
-"""The failures the commands report as a message (each says how to fix it), not a traceback."""
+from sandboxctl.stack import images
 
 
 def _settings() -> Settings:
@@ -53,8 +43,7 @@ def plan_check() -> int:
 
 def base_image() -> int:
     """Build the Debian base image (debootstrap + podman import) unless it exists."""
-    settings = _settings()
-    spec = base_image_.BaseImageSpec(tag=settings.base_image, mirror=settings.debian_mirror)
+    spec = base_image_.answered_spec(_settings())
     base_image_.build_base_image(spec, Runner(), is_root=detect_host().is_root)
     return 0
 
@@ -68,9 +57,7 @@ def model_source() -> int:
 
 def model_tiny() -> int:
     """Generate the offline tiny test model deterministically (the default seed)."""
-    dest = catalog.model_path(catalog.load_catalog().get("tiny"), None)
-    tiny.generate(source.vocab_path(), dest, tiny.TinySpec())
-    print(f"tiny model written to {dest}")
+    print(f"tiny model written to {tiny.write_catalog_model()}")
     return 0
 
 
@@ -102,8 +89,8 @@ COMMANDS: dict[str, Callable[[], int]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; its known errors become a message and exit status 1 (2 for plans
-    that cannot be read, as `invoke plan.check`)."""
+    """Run one command; a :class:`SandboxError` becomes its message and its exit status
+    (2 for answers or plans that cannot be read, as the tasks give)."""
     parser = argparse.ArgumentParser(
         prog="python -m sandboxctl",
         description=__doc__,
@@ -115,9 +102,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command]()
-    except ERRORS as error:
+    except SandboxError as error:
         print(f"{args.command}: {error}", file=sys.stderr)
-        return 2 if isinstance(error, plan.PlanError) else 1
+        return error.exit_code
 
 
 if __name__ == "__main__":

@@ -122,6 +122,17 @@ def _weights(spec: TinySpec, n_vocab: int) -> list[tuple[str, np.ndarray]]:
     return tensors
 
 
+def write_catalog_model(directory: Path | None = None, seed: int = DEFAULT_SEED) -> Path:
+    """Generate the catalog's ``tiny`` model into the model-data directory (``directory``,
+    else the default one) with the placed llama.cpp source's tokenizer; return its path:
+    what ``invoke model.tiny`` and ``python -m sandboxctl model-tiny`` do."""
+    from sandboxctl.models import catalog, source
+
+    vocab = source.vocab_path()  # first: the fix for a missing source is to place it
+    dest = catalog.model_path(catalog.load_catalog().get("tiny"), directory)
+    return generate(vocab, dest, TinySpec(seed=seed))
+
+
 def generate(vocab: Path, dest: Path, spec: TinySpec | None = None) -> Path:
     """Write the tiny model for ``spec`` to ``dest`` (atomically) and return ``dest``."""
     spec = spec or TinySpec()

@@ -13,10 +13,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sandboxctl._proc import Runner, quote
 from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import image_exists, image_size
+
+if TYPE_CHECKING:
+    from sandboxctl.config import Settings
 
 DEFAULT_TAG = "localhost/ai-sandbox-base:bookworm"
 """A name of our own: importing under ``docker.io/library/debian:bookworm-slim`` would
@@ -46,6 +50,17 @@ class BaseImageSpec:
     suite: str = DEFAULT_SUITE
     mirror: str = DEFAULT_MIRROR
     variant: str = "minbase"
+
+
+def answered_spec(
+    settings: Settings, *, tag: str = "", suite: str = DEFAULT_SUITE, mirror: str = ""
+) -> BaseImageSpec:
+    """The base image the answers name (``BASE_IMAGE`` from ``DEBIAN_MIRROR``), with
+    ``tag`` and ``mirror`` in their place when given: what ``invoke images.base`` and
+    ``python -m sandboxctl base-image`` build."""
+    return BaseImageSpec(
+        tag=tag or settings.base_image, suite=suite, mirror=mirror or settings.debian_mirror
+    )
 
 
 def debootstrap_argv(spec: BaseImageSpec, rootfs: Path, is_root: bool) -> list[str]:

@@ -27,7 +27,5 @@ def base(
 ) -> None:
     """Build the Debian base image with debootstrap + podman import (no registry)."""
     settings = load_answers(require_file=False)
-    spec = base_image_.BaseImageSpec(
-        tag=tag or settings.base_image, suite=suite, mirror=mirror or settings.debian_mirror
-    )
+    spec = base_image_.answered_spec(settings, tag=tag, suite=suite, mirror=mirror)
     base_image_.build_base_image(spec, Runner(), is_root=host().is_root, force=force)

@@ -99,10 +99,7 @@ def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str 
 )
 def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -> None:
     """Generate the offline tiny test model (models/tiny.gguf) deterministically."""
-    vocab = llama_source.vocab_path()
-    model = catalog_.load_catalog().get("tiny")
-    dest = catalog_.model_path(model, Path(directory) if directory else None)
-    tiny_model.generate(vocab, dest, tiny_model.TinySpec(seed=seed))
+    dest = tiny_model.write_catalog_model(Path(directory) if directory else None, seed)
     print(f"tiny model written to {dest} (seed {seed})")
 
 

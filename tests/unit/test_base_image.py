@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from fakes.harness import FakeTools
 
+from sandboxctl.config import load_settings
 from sandboxctl.stack import base_image
 
 SPEC = base_image.BaseImageSpec(mirror="http://mirror.example/debian")
@@ -89,3 +90,14 @@ def test_missing_debootstrap_says_host_prepare(tmp_path: Path) -> None:
     fakes = FakeTools.create(tmp_path, tools=("podman",), state={"images": []})
     with pytest.raises(base_image.BaseImageError, match=r"host\.prepare"):
         build(fakes, tmp_path)
+
+
+def test_the_answered_spec_is_base_image_from_debian_mirror_unless_given(tmp_path: Path) -> None:
+    """`invoke images.base` and `python -m sandboxctl base-image` build the same image."""
+    answers = {"BASE_IMAGE": "localhost/mine:bookworm", "DEBIAN_MIRROR": "http://m.example/d"}
+    settings = load_settings(tmp_path, environ=answers, require_file=False)
+    assert base_image.answered_spec(settings) == base_image.BaseImageSpec(
+        tag="localhost/mine:bookworm", mirror="http://m.example/d"
+    )
+    given = base_image.answered_spec(settings, tag="t:1", suite="trixie", mirror="http://o/d")
+    assert given == base_image.BaseImageSpec(tag="t:1", suite="trixie", mirror="http://o/d")

@@ -85,3 +85,14 @@ def test_every_command_the_noxfile_names_exists() -> None:
     ]
     assert names, "the noxfile calls no module entry point"
     assert set(names) <= set(entry.COMMANDS)
+
+
+def test_unusable_answers_are_a_message_and_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A malformed .env stops a command before any work, as it stops `invoke images.base`."""
+    (tmp_path / "tasks.py").write_text("")
+    (tmp_path / ".env").write_text("MODEL_PORT=eighty\n")
+    monkeypatch.chdir(tmp_path)
+    assert entry.main(["base-image"]) == 2
+    assert capsys.readouterr().err.startswith("base-image: ")

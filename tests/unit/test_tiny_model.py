@@ -13,6 +13,8 @@ import gguf
 import numpy as np
 import pytest
 
+from sandboxctl.models import catalog
+from sandboxctl.models import source as llama_source
 from sandboxctl.models import tiny as tiny_model
 
 SMALL = tiny_model.TinySpec(layers=1, width=16, heads=2, kv_heads=2, ffn=32, context=64)
@@ -95,3 +97,14 @@ def test_inconsistent_shape_is_refused(vocab: Path, tmp_path: Path) -> None:
     bad = tiny_model.TinySpec(width=10, heads=3)
     with pytest.raises(tiny_model.TinyModelError, match="divide"):
         tiny_model.generate(vocab, tmp_path / "m.gguf", bad)
+
+
+def test_the_catalog_model_is_written_where_the_catalog_puts_it(
+    vocab: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What `invoke model.tiny --directory D` and `python -m sandboxctl model-tiny` write."""
+    monkeypatch.setattr(llama_source, "vocab_path", lambda: vocab)
+    written = tiny_model.write_catalog_model(tmp_path / "models", seed=7)
+    assert written == catalog.model_path(catalog.load_catalog().get("tiny"), tmp_path / "models")
+    reader = gguf.GGUFReader(written)
+    assert reader.fields["general.name"].contents() == "ai-sandbox tiny llama (seed 7)"
