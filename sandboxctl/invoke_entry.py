@@ -12,8 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from invoke import __version__
-from invoke.exceptions import Exit
+from invoke.exceptions import Exit, ParseError
 from invoke.program import Program
+
+from sandboxctl.tasks._args import HELP_FLAGS
 
 SANDBOX_ROOT = Path(__file__).resolve().parent.parent
 """The sandbox (or template repository) this environment was installed from."""
@@ -32,17 +34,36 @@ class SandboxProgram(Program):
     help when ``--help`` comes after a task with a required argument."""
 
     def parse_tasks(self) -> None:
-        from sandboxctl.tasks._args import HelpAsked
-
+        # Invoke hands a required argument the next word, --help included: `invoke
+        # scaffold.new --help` gives the folder '--help' (which the task refuses), and
+        # `invoke issue.log --help` leaves the other required arguments missing.
         try:
             super().parse_tasks()
-        except HelpAsked:
-            words = list(self.core.unparsed)
-            names = [word for word in words if word in self.parser.contexts]
-            if not names:
+        except ParseError:
+            if self._help_asked_of() is None:
                 raise
-            self.print_task_help(names[-1])
-            raise Exit(code=0) from None
+        else:
+            if not any(
+                argument.positional and argument.value in HELP_FLAGS
+                for context in self.tasks
+                for argument in context.args.values()
+            ):
+                return
+        asked = self._help_asked_of()
+        if asked is None:
+            return
+        self.print_task_help(asked)
+        raise Exit(code=0)
+
+    def _help_asked_of(self) -> str | None:
+        """The task after whose name ``-h``/``--help`` was typed, if any."""
+        current = None
+        for word in self.core.unparsed:
+            if word in self.parser.contexts:
+                current = word
+            elif word in HELP_FLAGS and current is not None:
+                return current
+        return None
 
     def load_collection(self) -> None:
         try:

@@ -52,8 +52,6 @@ def init(
 ) -> None:
     """Create and start the Podman machine (native Linux: start the local service)."""
     settings = load_answers()
-    if rootful and rootful.lower() not in {"true", "false"}:
-        raise UsageError(f"--rootful={rootful!r}: expected true or false")
     for flag, given, key in (
         ("cpus", cpus, "MACHINE_CPUS"),
         ("memory", memory, "MACHINE_MEMORY_MIB"),

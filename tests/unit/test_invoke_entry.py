@@ -45,12 +45,14 @@ def test_inside_the_sandbox_it_is_invoke(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "argv", [["scaffold.new", "--help"], ["run", "-h"], ["model.add", "--help"]]
+    "argv",
+    [["scaffold.new", "--help"], ["run", "-h"], ["model.add", "--help"], ["issue.log", "--help"]],
 )
 def test_help_after_a_task_with_a_required_argument_shows_its_help(
     argv: list[str], tmp_path: Path
 ) -> None:
-    """`invoke scaffold.new --help` rendered a sandbox into './--help'; now it is help."""
+    """`invoke scaffold.new --help` rendered a sandbox into './--help'; now it is help, also
+    where the word leaves the task's other required arguments missing (issue.log)."""
     result = run_invoke(ROOT, *argv)
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith(f"Usage: inv[oke] [--core-opts] {argv[0]} ")
