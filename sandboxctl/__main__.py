@@ -63,18 +63,8 @@ def model_tiny() -> int:
 
 def model_build() -> int:
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
-    settings = _settings()
-    version, backend = settings.llama_cpp_version, settings.gpu_backend
-    tag = source.image_tag(version, backend, settings.compose_project_name)
-    images.build_model_image(
-        find_root(),
-        tag,
-        version,
-        backend,
-        runner=Runner(),
-        ccache_dir=source.cache_dir() / "ccache",
-        base_image=settings.base_image,
-        cpu_variants=settings.llama_cpu_variants,
+    images.build_answered_model_image(
+        find_root(), _settings(), runner=Runner(), ccache_dir=source.ccache_dir()
     )
     return 0
 

@@ -307,7 +307,7 @@ def run_benchmark(
     runner = runner or Runner()
     pin, _origin, _download, _tree = llama_source.place_source()
     key, model, note = pick_model(model_key)
-    ccache = llama_source.cache_dir() / "ccache"
+    ccache = llama_source.ccache_dir()
     ccache.mkdir(parents=True, exist_ok=True)
     tag = llama_source.image_tag(pin.version, "cpu", project)
     variants = cpu_variants

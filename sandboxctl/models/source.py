@@ -99,6 +99,11 @@ def cache_dir() -> Path:
     return Path(base) / "ai-sandbox"
 
 
+def ccache_dir() -> Path:
+    """Return the host's ccache of model-server builds (mounted at ``/ccache`` in them)."""
+    return cache_dir() / "ccache"
+
+
 def _require(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
     if key not in mapping:
         raise SourceError(f"{where}: missing key {key!r}")
@@ -359,40 +364,3 @@ CONTAINERFILES = {
 def image_tag(version: str, backend: str = "cpu", project: str = "ai-sandbox") -> str:
     """Return the local tag of the model-server image (as compose.yaml names it)."""
     return f"localhost/{project}-model-server:{version}-{backend}"
-
-
-def build_command(
-    pin: Pin,
-    manifest: dict[str, Any] | None,
-    *,
-    backend: str = "cpu",
-    engine: str = "podman",
-    ccache_dir: Path | None = None,
-    model_dir: Path | None = None,
-    tag: str | None = None,
-) -> list[str]:
-    """Return the `podman build` command of the model-server image.
-
-    ``ccache_dir`` (a host directory) is bind-mounted at /ccache so a flag
-    change recompiles only what changed; never pulls (``--pull=never``).
-    """
-    if backend not in CONTAINERFILES:
-        raise SourceError(f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan")
-    model_dir = model_dir or find_root() / "model"
-    command = [
-        engine,
-        "build",
-        "--pull=never",
-        "-f",
-        str(model_dir / CONTAINERFILES[backend]),
-        "--target",
-        "server",
-        "-t",
-        tag or image_tag(pin.version, backend),
-    ]
-    if ccache_dir is not None:
-        command += ["-v", f"{ccache_dir}:/ccache"]
-    for key, value in build_args(pin, manifest).items():
-        command += ["--build-arg", f"{key}={value}"]
-    command.append(str(model_dir))
-    return command

@@ -22,7 +22,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from sandboxctl._proc import Runner
 from sandboxctl.answers import answer
@@ -45,6 +45,9 @@ from sandboxctl.stack.build import (
     stage_runtime_root,
 )
 from sandboxctl.stack.project import Stack, StackError
+
+if TYPE_CHECKING:
+    from sandboxctl.config import Settings
 
 VULKAN_BUILD_BASE = "localhost/ai-sandbox-base:trixie"
 """The Vulkan file's build stage base: Debian trixie, for Vulkan headers newer than
@@ -259,6 +262,51 @@ def build_model_image(
     )
 
 
+class ModelBuildArgs(TypedDict):
+    """The answers a model-server build takes (``BASE_IMAGE``, ``LLAMA_CPU_VARIANTS``), as
+    the keywords of :func:`model_build_argv` and :func:`build_model_image`."""
+
+    base_image: str
+    cpu_variants: str
+
+
+def model_build_args(settings: Settings) -> ModelBuildArgs:
+    """The answers' build arguments of the model-server image: every build of it passes
+    these, so the layer cache holds across ``up``, ``model.build`` and the benchmark."""
+    return {"base_image": settings.base_image, "cpu_variants": settings.llama_cpu_variants}
+
+
+def build_answered_model_image(
+    root: Path,
+    settings: Settings,
+    *,
+    runner: Runner,
+    ccache_dir: Path | None,
+    version: str = "",
+    backend: str = "",
+    verbose: bool = False,
+) -> BuildResult:
+    """Build the model-server image the answers describe (``LLAMA_CPP_VERSION``,
+    ``GPU_BACKEND``, ``BASE_IMAGE``, ``LLAMA_CPU_VARIANTS``; ``version`` and ``backend``
+    in their place when given), tagged as compose.yaml names it
+    (:func:`~sandboxctl.models.source.image_tag`): what ``invoke model.build`` and
+    ``python -m sandboxctl model-build`` do."""
+    from sandboxctl.models import source as llama_source
+
+    version = version or settings.llama_cpp_version
+    backend = backend or settings.gpu_backend
+    return build_model_image(
+        root,
+        llama_source.image_tag(version, backend, settings.compose_project_name),
+        version,
+        backend,
+        runner=runner,
+        ccache_dir=ccache_dir,
+        verbose=verbose,
+        **model_build_args(settings),
+    )
+
+
 def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = print) -> None:
     """Download the supervisor's locked wheels into ``supervisor/wheels`` on the host."""
     script = root / "supervisor" / "scripts" / "wheelhouse.py"
@@ -419,12 +467,11 @@ def prepare_images(
                 stack.settings.llama_cpp_version,
                 stack.settings.gpu_backend,
                 runner=stack.runner,
-                ccache_dir=llama_source.cache_dir() / "ccache",
-                base_image=stack.settings.base_image,
-                cpu_variants=stack.settings.llama_cpu_variants,
+                ccache_dir=llama_source.ccache_dir(),
                 labels={INPUTS_LABEL: digests[MODEL_SERVICE]},
                 verbose=verbose,
                 log=stack.log,
+                **model_build_args(stack.settings),
             )
         if SUPERVISOR_SERVICE in todo:
             build_supervisor_image(

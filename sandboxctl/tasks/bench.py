@@ -34,9 +34,8 @@ def _run(
 
     def build_command(tag: str, version: str, ccache: Path) -> list[str]:
         return images.model_build_argv(
-            root(), tag, version, "cpu", ccache,
-            base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
-        )  # fmt: skip
+            root(), tag, version, "cpu", ccache, **images.model_build_args(settings)
+        )
 
     return bench_model.run_benchmark(
         build_command, project=settings.compose_project_name,

@@ -197,21 +197,15 @@ def build(
     c: Context, version: str = "", backend: str = "", ccache: str = "default", verbose: bool = False
 ) -> None:
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
-    settings = load_answers(require_file=False)
-    backend = backend or settings.gpu_backend
-    pinned = _version(version) or settings.llama_cpp_version
     cache = None
     if ccache:
-        cache = llama_source.cache_dir() / "ccache" if ccache == "default" else Path(ccache)
-    tag = llama_source.image_tag(pinned, backend, settings.compose_project_name)
-    images_.build_model_image(
+        cache = llama_source.ccache_dir() if ccache == "default" else Path(ccache)
+    images_.build_answered_model_image(
         root(),
-        tag,
-        pinned,
-        backend,
+        load_answers(require_file=False),
         runner=Runner(),
         ccache_dir=cache,
-        base_image=settings.base_image,
-        cpu_variants=settings.llama_cpu_variants,
+        version=version,
+        backend=backend,
         verbose=verbose,
     )

@@ -31,6 +31,7 @@ import httpx
 import pytest
 
 from sandboxctl.config import load_settings
+from sandboxctl.models import source as llama_source
 
 pytestmark = pytest.mark.container
 
@@ -81,9 +82,7 @@ def started(tmp_path: Path) -> Iterator[Server]:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
     settings = load_settings(ROOT)
-    image = (
-        f"localhost/{settings.compose_project_name}-model-server:{settings.llama_cpp_version}-cpu"
-    )
+    image = llama_source.image_tag(settings.llama_cpp_version, "cpu", settings.compose_project_name)
     if podman("image", "exists", image, check=False).returncode != 0:
         pytest.fail(f"{image} is not built: run `invoke images.build --only model-server`")
     model = ROOT / "models" / "tiny.gguf"

@@ -95,7 +95,7 @@ def image() -> str:
     except llama_source.SourceError as error:
         pytest.fail(f"cannot place the pinned llama.cpp source: {error}")
     settings = load_settings(find_root(), require_file=False)
-    ccache = llama_source.cache_dir() / "ccache"
+    ccache = llama_source.ccache_dir()
     ccache.mkdir(parents=True, exist_ok=True)
     # The one build path (sandboxctl.stack.images), with the .env's base image and CPU
     # variants: the same build arguments as `invoke model.build`, so the layer cache holds.
@@ -105,8 +105,7 @@ def image() -> str:
         pin.version,
         "cpu",
         ccache,
-        base_image=settings.base_image,
-        cpu_variants=settings.llama_cpu_variants,
+        **images.model_build_args(settings),
     )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]

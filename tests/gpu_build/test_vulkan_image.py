@@ -40,13 +40,12 @@ def image() -> str:
         is_root=os.geteuid() == 0,
         log=lambda _: None,
     )
-    ccache = llama_source.cache_dir() / "ccache"
+    ccache = llama_source.ccache_dir()
     ccache.mkdir(parents=True, exist_ok=True)
     tag = llama_source.image_tag(pin.version, "vulkan")
     command = images.model_build_argv(
-        find_root(), tag, pin.version, "vulkan", ccache,
-        base_image=settings.base_image, cpu_variants=settings.llama_cpu_variants,
-    )  # fmt: skip
+        find_root(), tag, pin.version, "vulkan", ccache, **images.model_build_args(settings)
+    )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-3000:]
     return tag

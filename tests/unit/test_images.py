@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.stack import StackError, prepare_images
+from sandboxctl.config import load_settings
+from sandboxctl.models import source as llama_source
+from sandboxctl.stack import StackError, images, prepare_images
 from sandboxctl.stack.build import (
     BuildResult,
     ImageBuildError,
@@ -89,3 +93,41 @@ def test_log_path_is_in_the_sandbox_cache(tmp_path: Path) -> None:
 def test_unknown_service_to_build_names_the_choices() -> None:
     with pytest.raises(StackError, match="model-server, supervisor or egress"):
         prepare_images(object(), only="nosuch")  # type: ignore[arg-type]
+
+
+def placed_root(tmp_path: Path) -> Path:
+    """A sandbox folder whose model/context holds the pinned source's manifest."""
+    root = tmp_path / "sandbox"
+    (root / "model" / "context").mkdir(parents=True)
+    shutil.copy(llama_source.sources_file(), root / "model" / "llama-cpp-sources.yaml")
+    manifest = {"version": "b11312", "origin": "pypi", "archive_sha256": "a" * 64}
+    (root / "model" / "context" / "source.json").write_text(json.dumps(manifest))
+    return root
+
+
+def test_the_model_build_never_pulls_mounts_ccache_and_passes_the_answers(
+    tmp_path: Path,
+) -> None:
+    """The one model-server build command: the pin's and the answers' build arguments."""
+    answers = {"BASE_IMAGE": "localhost/base:x", "LLAMA_CPU_VARIANTS": "x64"}
+    settings = load_settings(tmp_path, environ=answers, require_file=False)
+    tag = llama_source.image_tag("b11312", "cpu", "sbx")
+    command = images.model_build_argv(
+        placed_root(tmp_path), tag, "b11312", "cpu", tmp_path / "cc",
+        **images.model_build_args(settings),
+    )  # fmt: skip
+    assert command[:3] == ["podman", "build", "--pull=never"]
+    assert command[command.index("--target") + 1] == "server"
+    assert command[command.index("-v") + 1] == f"{tmp_path / 'cc'}:/ccache"
+    assert command[command.index("-t") + 1] == "localhost/sbx-model-server:b11312-cpu"
+    for arg in ("DEBIAN_IMAGE=localhost/base:x", "CPU_VARIANTS=x64", "LLAMA_BUILD_NUMBER=11312"):
+        assert arg in command
+    assert f"LLAMA_SOURCE_SHA256={'a' * 64}" in command
+
+
+def test_the_model_build_picks_the_backend_containerfile(tmp_path: Path) -> None:
+    root = placed_root(tmp_path)
+    command = images.model_build_argv(root, "t", "b11312", "vulkan", None)
+    assert command[command.index("-f") + 1] == str(root / "model" / "Containerfile.vulkan")
+    with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
+        images.model_build_argv(root, "t", "b11312", "rocm", None)

@@ -10,6 +10,7 @@ import functools
 import hashlib
 import http.server
 import io
+import re
 import tarfile
 import threading
 from collections.abc import Iterator
@@ -277,21 +278,11 @@ def test_source_is_placed_without_tarfile_filters(
     assert (tree / "CMakeLists.txt").is_file()
 
 
-def test_build_command_never_pulls_and_mounts_ccache(tmp_path: Path) -> None:
-    pin = llama_source.load_sources().pins["b11312"]
-    manifest = {"origin": "pypi", "archive_sha256": "a" * 64}
-    command = llama_source.build_command(pin, manifest, ccache_dir=tmp_path / "cc")
-    assert command[:3] == ["podman", "build", "--pull=never"]
-    assert command[command.index("--target") + 1] == "server"
-    assert command[command.index("-v") + 1] == f"{tmp_path / 'cc'}:/ccache"
-    assert "LLAMA_BUILD_NUMBER=11312" in command
-    assert f"LLAMA_SOURCE_SHA256={'a' * 64}" in command
-    assert command[command.index("-t") + 1] == "localhost/ai-sandbox-model-server:b11312-cpu"
-
-
-def test_build_command_picks_the_backend_containerfile() -> None:
-    pin = llama_source.load_sources().pins["b11312"]
-    command = llama_source.build_command(pin, None, backend="vulkan")
-    assert command[command.index("-f") + 1].endswith("model/Containerfile.vulkan")
-    with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
-        llama_source.build_command(pin, None, backend="rocm")
+def test_the_image_tag_is_the_one_compose_yaml_names() -> None:
+    """compose.yaml cannot call image_tag: the two spell the model image's tag alike."""
+    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.yaml").read_text())
+    answers = {"COMPOSE_PROJECT_NAME": "sbx", "LLAMA_CPP_VERSION": "b1", "GPU_BACKEND": "cuda"}
+    image = re.sub(
+        r"\$\{(\w+)[^}]*\}", lambda m: answers[m[1]], compose["services"]["model-server"]["image"]
+    )
+    assert image == llama_source.image_tag("b1", "cuda", "sbx")
