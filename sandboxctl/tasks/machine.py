@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shlex
+from collections.abc import Callable
 from dataclasses import replace
 
 from invoke.context import Context
@@ -14,14 +15,44 @@ from sandboxctl.config import Settings
 from sandboxctl.errors import SandboxError, UsageError
 from sandboxctl.host import machine as machine_
 from sandboxctl.host.engine import uses_machine
-from sandboxctl.host.platform import Platform
+from sandboxctl.host.platform import HostInfo, Platform
 from sandboxctl.stack.compose import ComposeError, find_compose
 from sandboxctl.tasks._support import ask, find_engine, host, load_answers
 from sandboxctl.tasks._task import task
 
+Lines = list[str] | str
+"""What a machine task prints: lines, or one line."""
 
-def _show(lines: list[str] | str) -> None:
+
+def _show(lines: Lines) -> None:
     print("\n".join([lines] if isinstance(lines, str) else lines))
+
+
+def _machine_or_native(
+    on_machine: Callable[[Settings, HostInfo], Lines | None],
+    native: Callable[[Settings, HostInfo], Lines | None],
+) -> None:
+    """The machine tasks' one branch: ``on_machine`` where Podman runs in a Podman machine
+    (a VM: Windows/WSL, macOS, or ``ENGINE_MODE=machine``), else ``native`` (the local
+    Podman service of Linux), each with the answers and this host's facts; what it
+    returns is printed."""
+    settings = load_answers()
+    info = host()
+    lines = (on_machine if uses_machine(info, settings) else native)(settings, info)
+    if lines is not None:
+        _show(lines)
+
+
+def _native_start(settings: Settings, info: HostInfo) -> list[str]:
+    """Serve the local Podman socket (the native side of init and start)."""
+    return machine_.native_start(find_engine(settings, info))
+
+
+def _native_stop(settings: Settings, info: HostInfo, yes: bool) -> list[str]:
+    """Stop the native service we started; ask first when other sandboxes use it."""
+    engine = find_engine(settings, info)
+    others = machine_.engine_users(Runner(extra_env=engine.env()), settings.compose_project_name)
+    return machine_.native_stop(engine, others=others, confirm=(lambda _q: True) if yes else ask)
 
 
 @task(
@@ -51,7 +82,6 @@ def init(
     name: str = "",
 ) -> None:
     """Create and start the Podman machine (native Linux: start the local service)."""
-    settings = load_answers()
     for flag, given, key in (
         ("cpus", cpus, "MACHINE_CPUS"),
         ("memory", memory, "MACHINE_MEMORY_MIB"),
@@ -59,7 +89,8 @@ def init(
     ):
         if given and given < (low := answer(key).low or 0):
             raise UsageError(f"--{flag}: expected 0 or {low} or more, got {given}")
-    if uses_machine(host(), settings):
+
+    def create(settings: Settings, _info: HostInfo) -> None:
         spec = machine_.spec_from_settings(
             settings,
             cpus=cpus or None,
@@ -71,25 +102,17 @@ def init(
         )
         _show(machine_.init(spec, Runner()))
         socket(c, name=spec.name)
-    else:
-        _show(machine_.native_start(find_engine(settings)))
+
+    _machine_or_native(create, _native_start)
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})
 def start(c: Context, name: str = "") -> None:
     """Start the Podman machine (native Linux: serve the local Podman socket)."""
-    settings = load_answers()
-    if uses_machine(host(), settings):
-        _show(machine_.start(name or settings.machine_name, Runner()))
-    else:
-        _show(machine_.native_start(find_engine(settings)))
-
-
-def _native_stop(settings: Settings, yes: bool) -> list[str]:
-    """Stop the native service we started; ask first when other sandboxes use it."""
-    engine = find_engine(settings)
-    others = machine_.engine_users(Runner(extra_env=engine.env()), settings.compose_project_name)
-    return machine_.native_stop(engine, others=others, confirm=(lambda _q: True) if yes else ask)
+    _machine_or_native(
+        lambda settings, _info: machine_.start(name or settings.machine_name, Runner()),
+        _native_start,
+    )
 
 
 @task(
@@ -100,22 +123,21 @@ def _native_stop(settings: Settings, yes: bool) -> list[str]:
 )
 def stop(c: Context, name: str = "", yes: bool = False) -> None:
     """Stop the Podman machine (native Linux: stop the service only if we started it)."""
-    settings = load_answers()
-    if uses_machine(host(), settings):
-        _show(machine_.stop(name or settings.machine_name, Runner()))
-    else:
-        _show(_native_stop(settings, yes))
+    _machine_or_native(
+        lambda settings, _info: machine_.stop(name or settings.machine_name, Runner()),
+        lambda settings, info: _native_stop(settings, info, yes),
+    )
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})
 def status(c: Context, name: str = "") -> None:
     """Show the machine's state, size and socket (native Linux: who serves the socket)."""
-    settings = load_answers()
-    info = host()
-    if uses_machine(info, settings):
-        _show(machine_.status(name or settings.machine_name, Runner(), info.platform.value))
-    else:
-        _show(machine_.native_status(find_engine(settings, info)))
+    _machine_or_native(
+        lambda settings, info: machine_.status(
+            name or settings.machine_name, Runner(), info.platform.value
+        ),
+        lambda settings, info: machine_.native_status(find_engine(settings, info)),
+    )
 
 
 @task(
@@ -126,15 +148,18 @@ def status(c: Context, name: str = "") -> None:
 )
 def rm(c: Context, name: str = "", yes: bool = False) -> None:
     """Remove the Podman machine and its disk (native Linux: nothing to remove)."""
-    settings = load_answers()
-    target = name or settings.machine_name
-    if not uses_machine(host(), settings):
+
+    def remove(settings: Settings, _info: HostInfo) -> str:
+        target = name or settings.machine_name
+        if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
+            raise SandboxError("not removed (pass --yes to skip the question)")
+        return machine_.remove(target, Runner())
+
+    def stop_native(settings: Settings, info: HostInfo) -> list[str]:
         _show(["native Linux: no VM to remove; stopping the local service if we started it"])
-        _show(_native_stop(settings, yes))
-        return
-    if not yes and not ask(f"Remove machine {target} with all its images and volumes?"):
-        raise SandboxError("not removed (pass --yes to skip the question)")
-    _show(machine_.remove(target, Runner()))
+        return _native_stop(settings, info, yes)
+
+    _machine_or_native(remove, stop_native)
 
 
 @task(
@@ -145,16 +170,20 @@ def rm(c: Context, name: str = "", yes: bool = False) -> None:
 )
 def ssh(c: Context, name: str = "", command: str = "") -> None:
     """Open a shell (or run a command) in the Podman machine."""
-    settings = load_answers()
-    if not uses_machine(host(), settings):
+
+    def shell(settings: Settings, _info: HostInfo) -> None:
+        argv = machine_.ssh_argv(name or settings.machine_name, command)
+        result = c.run(shlex.join(argv), pty=True, warn=True)
+        if result is None or not result.ok:
+            raise SandboxError(f"`{shlex.join(argv)}` failed")
+
+    def no_vm(_settings: Settings, _info: HostInfo) -> None:
         raise SandboxError(
             "native Linux has no VM: the engine runs on this host; "
             "run podman commands here directly"
         )
-    argv = machine_.ssh_argv(name or settings.machine_name, command)
-    result = c.run(shlex.join(argv), pty=True, warn=True)
-    if result is None or not result.ok:
-        raise SandboxError(f"`{shlex.join(argv)}` failed")
+
+    _machine_or_native(shell, no_vm)
 
 
 @task(help={"name": "Machine name (default: MACHINE_NAME)"})

@@ -8,16 +8,20 @@ in its name (`..._fake_vm`).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from fakes.harness import FakeTools
+from invoke.context import MockContext
+from invoke.exceptions import Exit
 
 from sandboxctl.config import settings_from_mapping
 from sandboxctl.host import machine
 from sandboxctl.host.engine import Engine, resolve_engine
 from sandboxctl.host.platform import HostInfo, Platform
+from sandboxctl.tasks import machine as machine_tasks
 
 SPEC = machine.MachineSpec(name="sbx", cpus=4, memory_mib=8192, disk_gib=60, rootful=True)
 
@@ -203,3 +207,45 @@ def test_native_stop_without_other_users_asks_nothing(tmp_path: Path) -> None:
 
     lines = machine.native_stop(native_engine(tmp_path), tmp_path, confirm=never)
     assert "nothing to stop" in lines[-1]
+
+
+# --- the machine tasks' one branch: a Podman machine or the native service ---------------
+
+
+@pytest.fixture
+def on(monkeypatch: pytest.MonkeyPatch) -> Callable[[Platform], None]:
+    """Make the machine tasks see the answers' defaults on a host of ``platform``."""
+
+    def place(platform: Platform) -> None:
+        info = HostInfo(platform=platform, is_root=False, uid=1000)
+        monkeypatch.setattr(machine_tasks, "load_answers", lambda: settings_from_mapping({}))
+        monkeypatch.setattr(machine_tasks, "host", lambda: info)
+
+    return place
+
+
+@pytest.mark.parametrize(
+    ("platform", "printed"),
+    [(Platform.MACOS, "machine podman-machine-default started"), (Platform.LINUX, "native")],
+)
+def test_machine_start_starts_the_machine_or_the_native_service(
+    platform: Platform,
+    printed: str,
+    on: Callable[[Platform], None],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    on(platform)
+    monkeypatch.setattr(machine, "start", lambda name, _runner: f"machine {name} started")
+    monkeypatch.setattr(machine_tasks, "_native_start", lambda _settings, _info: ["native"])
+    machine_tasks.start(MockContext())
+    assert capsys.readouterr().out == f"{printed}\n"
+
+
+def test_machine_ssh_on_native_linux_says_there_is_no_vm(
+    on: Callable[[Platform], None],
+) -> None:
+    on(Platform.LINUX)
+    with pytest.raises(Exit, match="native Linux has no VM") as ended:
+        machine_tasks.ssh(MockContext())
+    assert ended.value.code == 1
