@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from sandboxctl.errors import UsageError
+
 DEFAULT_PORTS = (80, 443)
 """The ports an entry without ``:PORT`` allows."""
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -24,7 +26,7 @@ _HOST = re.compile(rf"^\.?{_LABEL}(?:\.{_LABEL})*$")
 _PREFIX = re.compile(r"^(\d{1,3})\.(\d{1,3})\.(\d{1,3})$")
 
 
-class EgressError(ValueError):
+class EgressError(UsageError, ValueError):
     """An ``EGRESS_ALLOW`` entry or ``SANDBOX_NET_PREFIX`` that is not accepted."""
 
 

@@ -43,6 +43,7 @@ from typing import Any
 import yaml
 
 from sandboxctl._proc import Result, Runner
+from sandboxctl.errors import SandboxError
 from sandboxctl.kube import convert
 from sandboxctl.kube.convert import Edge, Obj
 
@@ -52,7 +53,7 @@ FIRST_HOST = 10
 KUBE_DEFAULT_NETWORK = "podman-default-kube-network"
 
 
-class LocalError(RuntimeError):
+class LocalError(SandboxError, RuntimeError):
     """The local proof could not be played, or its task did not run; says what to do."""
 
 

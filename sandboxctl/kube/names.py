@@ -13,6 +13,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sandboxctl.errors import SandboxError
+
 Obj = dict[str, Any]
 
 MODEL_SERVICE = "model-server"
@@ -30,7 +32,7 @@ _URL_HOST = re.compile(r"\b(https?://)([a-z0-9][a-z0-9-]*)(:\d+)")
 _LINK = re.compile(r"\$\(([A-Z0-9_]+)_SERVICE_HOST\)")
 
 
-class ConvertError(ValueError):
+class ConvertError(SandboxError, ValueError):
     """The Compose model holds something this converter cannot express faithfully."""
 
 

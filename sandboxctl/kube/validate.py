@@ -20,13 +20,14 @@ from typing import Any
 import yaml
 
 from sandboxctl._proc import CommandNotFound, Runner
+from sandboxctl.errors import SandboxError
 
 KUBERNETES_VERSIONS = ("1.29", "1.37")
 """The oldest version the manifests support (native sidecars in the Job) and the newest
 schemas of the pinned kubernetes-validate."""
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(SandboxError, RuntimeError):
     """kubectl is missing, a kustomization does not build, or an object breaks a schema."""
 
 

@@ -9,7 +9,6 @@ from invoke.context import Context
 
 from sandboxctl.errors import SandboxError
 from sandboxctl.kube import render as render_
-from sandboxctl.kube.convert import ConvertError
 from sandboxctl.stack.compose import find_compose
 from sandboxctl.tasks._support import opened, root
 from sandboxctl.tasks._task import task
@@ -56,10 +55,7 @@ def validate(c: Context) -> None:
     """Build each kustomization of kube/ and check every object against the API schemas."""
     from sandboxctl.kube import validate as validate_
 
-    try:
-        built, problems = validate_.validate_tree(root() / render_.KUBE_DIR)
-    except validate_.ValidationFailed as error:
-        raise SandboxError(str(error)) from error
+    built, problems = validate_.validate_tree(root() / render_.KUBE_DIR)
     for folder, objects in built.items():
         print(f"{folder}: {len(objects)} objects")
     for problem in problems:
@@ -80,15 +76,12 @@ def validate(c: Context) -> None:
 )
 def play(c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 300) -> None:
     """Prove the manifests here: podman kube play the stack, run one task, tear down."""
-    from sandboxctl.kube import local, proof, validate
+    from sandboxctl.kube import proof
 
     stack = opened()
-    try:
-        result = proof.run_proof(
-            stack, task, keep=keep, ready_deadline_s=float(timeout), task_deadline_s=timeout * 2
-        )
-    except (local.LocalError, validate.ValidationFailed, ConvertError) as error:
-        raise SandboxError(str(error)) from error
+    result = proof.run_proof(
+        stack, task, keep=keep, ready_deadline_s=float(timeout), task_deadline_s=timeout * 2
+    )
     kinds = [r.get("type") for r in result.trajectory]
     end: dict[str, object] = next(
         (r for r in reversed(result.trajectory) if r.get("type") == "run_end"), {}
