@@ -49,9 +49,16 @@ def sandboxctl(session: nox.Session, command: str) -> None:
     session.run("python", "-m", "sandboxctl", command)
 
 
-def pytest(session: nox.Session, *paths: str, marks: str | None = None) -> None:
-    """Run pytest on ``paths``; pytest's "no tests ran" (exit 5) fails the session."""
-    args = ["pytest", *paths]
+def pytest(
+    session: nox.Session, *paths: str, marks: str | None = None, workers: bool = False
+) -> None:
+    """Run pytest on ``paths``, printing its 10 slowest tests (where the session's time
+    goes); ``workers``: one pytest-xdist worker per core, for sessions whose tests share
+    nothing (no containers, no fixed ports). pytest's "no tests ran" (exit 5) fails the
+    session."""
+    args = ["pytest", *paths, "--durations=10"]
+    if workers:
+        args += ["-n", "auto"]
     if marks:
         args += ["-m", marks]
     session.run(*args, *session.posargs)
@@ -84,14 +91,14 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Run the unit tests, and the dev container check's own parts (no containers needed)."""
     install(session)
-    pytest(session, "tests/unit", "tests/devcontainer", marks="not container")
+    pytest(session, "tests/unit", "tests/devcontainer", marks="not container", workers=True)
 
 
 @nox.session
 def supervisor(session: nox.Session) -> None:
     """Run the supervisor package's tests (scripted model, fake server, real processes)."""
     install(session)
-    pytest(session, "supervisor/tests")
+    pytest(session, "supervisor/tests", workers=True)
 
 
 @nox.session
@@ -154,3 +161,42 @@ def fresh(session: nox.Session) -> None:
     with sudo (rootless Podman, in a second machine); needs root or sudo."""
     install(session)
     pytest(session, "tests/fresh", "-s")
+
+
+QUICK_TESTS = {
+    "tests": ["tests/unit", "tests/devcontainer", "-m", "not container"],
+    "supervisor": ["supervisor/tests"],
+}
+"""The pytest arguments of the quick sessions whose time `speed` measures."""
+
+
+@nox.session
+def speed(session: nox.Session) -> None:
+    """Measure the quick sessions' tests in one process and with one worker per core, in
+    the same run, and write docs/performance/sessions.md (not in the default run)."""
+    import time
+
+    install(session)
+    rows = []
+    for name, args in QUICK_TESTS.items():
+        seconds = {}
+        for workers in ("0", "auto"):
+            start = time.monotonic()
+            session.run("pytest", "-q", "-p", "no:cacheprovider", "-n", workers, *args)
+            seconds[workers] = time.monotonic() - start
+        rows.append(
+            f"| `{name}` | {seconds['0']:.0f} s | {seconds['auto']:.0f} s "
+            f"| {seconds['0'] / seconds['auto']:.2f} |"
+        )
+    cores = os.cpu_count() or 1
+    load = os.getloadavg()[0]
+    stamp = time.strftime("%Y-%m-%d", time.gmtime())
+    (ROOT / "docs" / "performance" / "sessions.md").write_text(
+        f"Measured {stamp} by `nox -s speed` on {cores} cores (load average {load:.1f} at "
+        "the end): the quick sessions' pytest runs, one process against one pytest-xdist "
+        "worker per core, in the same run. `nox -s tests supervisor` run with the workers "
+        "and print their 10 slowest tests.\n\n"
+        "| session | one process | a worker per core | speed-up |\n| --- | --- | --- | --- |\n"
+        + "\n".join(rows)
+        + "\n"
+    )
