@@ -191,7 +191,9 @@ def speed(session: nox.Session) -> None:
     cores = os.cpu_count() or 1
     load = os.getloadavg()[0]
     stamp = time.strftime("%Y-%m-%d", time.gmtime())
-    (ROOT / "docs" / "performance" / "sessions.md").write_text(
+    report = ROOT / "docs" / "performance" / "sessions.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(
         f"Measured {stamp} by `nox -s speed` on {cores} cores (load average {load:.1f} at "
         "the end): the quick sessions' pytest runs, one process against one pytest-xdist "
         "worker per core, in the same run. `nox -s tests supervisor` run with the workers "
