@@ -21,10 +21,11 @@ from collections.abc import Callable, Sequence
 
 from sandboxctl import plan
 from sandboxctl._proc import Runner
+from sandboxctl.catalog import tiny
 from sandboxctl.config import Settings, find_root, load_settings
 from sandboxctl.errors import SandboxError
 from sandboxctl.host.platform import detect_host
-from sandboxctl.models import source, tiny
+from sandboxctl.llama import source
 from sandboxctl.stack import base_image as base_image_
 from sandboxctl.stack import images
 

@@ -7,9 +7,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from sandboxctl.catalog import catalog
 from sandboxctl.checks.base import Check, Probes
-from sandboxctl.models import catalog
-from sandboxctl.models.download import sha256_file
+from sandboxctl.download import sha256_file
 
 MIN_CONTEXT_PER_SLOT = 2048
 DEFAULT_CTX_SIZE = 4096
@@ -124,7 +124,7 @@ def check_context(probes: Probes) -> Check:
 def check_chat_template(probes: Probes) -> Check:
     """The selected model has a chat template (without one, llama-server falls back to a
     generic template and a base model's chat replies are poor)."""
-    from sandboxctl.models.metadata import selected_chat_template
+    from sandboxctl.catalog.metadata import selected_chat_template
 
     settings = probes.answers()
     key = settings.sandbox_model if settings else "tiny"

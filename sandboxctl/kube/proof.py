@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from sandboxctl import stack as stack_
+from sandboxctl.download import sha256_file
 from sandboxctl.kube import convert, local, render, validate
 from sandboxctl.kube.job import agent_job
-from sandboxctl.models.download import sha256_file
 
 READY_DEADLINE_S = 300.0
 TASK_DEADLINE_S = 600.0

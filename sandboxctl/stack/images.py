@@ -116,7 +116,7 @@ def inputs_digest(files: Mapping[str, Path], build_args: Mapping[str, str]) -> s
 
 def model_inputs(root: Path, backend: str) -> dict[str, Path]:
     """The files the model-server image of ``backend`` is built from, by name."""
-    from sandboxctl.models import source as llama_source
+    from sandboxctl.llama import source as llama_source
 
     model_dir = root / "model"
     containerfile = llama_source.CONTAINERFILES.get(backend, f"Containerfile.{backend}")
@@ -194,7 +194,7 @@ def model_build_argv(
     layer cache keys on them, so an unchanged source rebuilds in seconds.
     Raises ``SourceError`` when the pinned version is not placed yet.
     """
-    from sandboxctl.models import source as llama_source
+    from sandboxctl.llama import source as llama_source
 
     manifest = llama_source.read_manifest(root / "model" / "context")
     pin, _origin = llama_source.resolve(
@@ -289,9 +289,9 @@ def build_answered_model_image(
     """Build the model-server image the answers describe (``LLAMA_CPP_VERSION``,
     ``GPU_BACKEND``, ``BASE_IMAGE``, ``LLAMA_CPU_VARIANTS``; ``version`` and ``backend``
     in their place when given), tagged as compose.yaml names it
-    (:func:`~sandboxctl.models.source.image_tag`): what ``invoke model.build`` and
+    (:func:`~sandboxctl.llama.source.image_tag`): what ``invoke model.build`` and
     ``python -m sandboxctl model-build`` do."""
-    from sandboxctl.models import source as llama_source
+    from sandboxctl.llama import source as llama_source
 
     version = version or settings.llama_cpp_version
     backend = backend or settings.gpu_backend
@@ -394,8 +394,8 @@ def ensure_base_image(
 def place_llama_source(stack: Stack) -> Path:
     """Verify and place the pinned llama.cpp source in model/context (cached; quick when
     already there) and return that folder."""
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models.download import rich_progress
+    from sandboxctl.download import rich_progress
+    from sandboxctl.llama import source as llama_source
 
     context = stack.root / "model" / "context"
     with rich_progress("llama.cpp source") as progress:
@@ -417,8 +417,8 @@ def prepare_images(
     ``only`` limits the work to one service (:class:`StackError` names the choices when
     it is not one). Returns service -> image tag.
     """
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models.download import DownloadError
+    from sandboxctl.download import DownloadError
+    from sandboxctl.llama import source as llama_source
     from sandboxctl.stack.compose import ComposeError, compose_config
 
     built = (MODEL_SERVICE, SUPERVISOR_SERVICE, EGRESS_SERVICE)

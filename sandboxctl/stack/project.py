@@ -22,9 +22,9 @@ from typing import Any
 
 from sandboxctl._proc import Result, Runner
 from sandboxctl.config import Settings
+from sandboxctl.download import sha256_file
 from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import Engine
-from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand, run_compose
 
 READY_DEADLINE_S = 300.0

@@ -25,10 +25,10 @@ from sandboxctl.stack.secrets import ensure_api_key, ensure_tools_token
 
 def prepare_model(stack: Stack) -> Path:
     """Return the host path of the answered model, generating or fetching it when absent."""
-    from sandboxctl.models import catalog
-    from sandboxctl.models import source as llama_source
-    from sandboxctl.models import tiny as tiny_model
-    from sandboxctl.models.download import DownloadError, rich_progress
+    from sandboxctl.catalog import catalog
+    from sandboxctl.catalog import tiny as tiny_model
+    from sandboxctl.download import DownloadError, rich_progress
+    from sandboxctl.llama import source as llama_source
 
     try:
         model = catalog.load_catalog(stack.root / "model" / "catalog.yaml").get(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from invoke.context import Context
 
-from sandboxctl.models import bench as bench_model
-from sandboxctl.models import bench_report
+from sandboxctl.bench import model as bench_model
+from sandboxctl.bench import report as bench_report
 from sandboxctl.tasks._support import root
 from sandboxctl.tasks._task import task
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from invoke.context import Context
 
 from sandboxctl import stack as stack_
+from sandboxctl.catalog import catalog
 from sandboxctl.errors import SandboxError
 from sandboxctl.eval import report, runner, suite
-from sandboxctl.models import catalog
 from sandboxctl.tasks._support import opened, root
 from sandboxctl.tasks._task import task
 

@@ -7,12 +7,12 @@ from pathlib import Path
 from invoke.context import Context
 
 from sandboxctl._proc import Runner
+from sandboxctl.catalog import catalog as catalog_
+from sandboxctl.catalog import register, selection
+from sandboxctl.catalog import tiny as tiny_model
+from sandboxctl.download import rich_progress
 from sandboxctl.errors import SandboxError
-from sandboxctl.models import catalog as catalog_
-from sandboxctl.models import register, selection
-from sandboxctl.models import source as llama_source
-from sandboxctl.models import tiny as tiny_model
-from sandboxctl.models.download import rich_progress
+from sandboxctl.llama import source as llama_source
 from sandboxctl.stack import images as images_
 from sandboxctl.tasks._support import load_answers, root
 from sandboxctl.tasks._task import task

@@ -31,7 +31,7 @@ import httpx
 import pytest
 
 from sandboxctl.config import load_settings
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 
 pytestmark = pytest.mark.container
 

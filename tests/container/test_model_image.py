@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
+from sandboxctl.catalog import tiny as tiny_model
 from sandboxctl.config import find_root, load_settings
-from sandboxctl.models import source as llama_source
-from sandboxctl.models import tiny as tiny_model
+from sandboxctl.llama import source as llama_source
 from sandboxctl.stack import images
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import gguf
 import pytest
 
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 
 pytestmark = [pytest.mark.container]
 

@@ -16,7 +16,7 @@ import pytest
 
 from sandboxctl._proc import Runner
 from sandboxctl.config import find_root, load_settings
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 from sandboxctl.stack import images
 from sandboxctl.stack.base_image import BaseImageSpec, build_base_image
 

@@ -1,4 +1,4 @@
-"""Unit tests of the benchmarks' pure parts (sandboxctl.models.bench, sandboxctl.bench_report;
+"""Unit tests of the benchmarks' pure parts (sandboxctl.bench.model, sandboxctl.bench.report;
 the benchmark itself needs Podman)."""
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import pytest
 from fakes.harness import FakeTools
 
 from sandboxctl._proc import Runner
-from sandboxctl.models import bench as bench_model
-from sandboxctl.models import bench_host, bench_report
+from sandboxctl.bench import host as bench_host
+from sandboxctl.bench import model as bench_model
+from sandboxctl.bench import report as bench_report
 
 CONTAINERFILE = Path(__file__).resolve().parents[2] / "model" / "build-llama.sh"
 """The compile the model Containerfiles share (the CPU image's cmake flags and edits)."""

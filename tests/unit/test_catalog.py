@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.models.catalog: the schema check and model lookup."""
+"""Unit tests of sandboxctl.catalog.catalog: the schema check and model lookup."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import yaml
 
-from sandboxctl.models import catalog
-from sandboxctl.models.download import UnverifiedChecksum
+from sandboxctl.catalog import catalog
+from sandboxctl.download import UnverifiedChecksum
 
 VALID: dict[str, Any] = {
     "schema": 1,

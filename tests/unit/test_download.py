@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.models.download against a real HTTP server on 127.0.0.1.
+"""Unit tests of sandboxctl.download against a real HTTP server on 127.0.0.1.
 
 The server serves one payload and can be told to ignore Range headers, to
 cut a response short, or to answer 404; it records every request's Range
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl.models import download
+from sandboxctl import download
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, not all one byte value
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()

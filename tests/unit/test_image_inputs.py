@@ -14,7 +14,7 @@ from fakes.harness import FakeTools
 from test_stack import ROOT, calls, make_stack
 
 from sandboxctl.host.engine import image_label
-from sandboxctl.models.source import CONTAINERFILES
+from sandboxctl.llama.source import CONTAINERFILES
 from sandboxctl.stack import Stack, build, images
 
 SUPERVISOR_CONTAINERFILE = ROOT / "supervisor" / "Containerfile"

@@ -11,7 +11,7 @@ import pytest
 from fakes.harness import FakeTools
 
 from sandboxctl.config import load_settings
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 from sandboxctl.stack import StackError, images, prepare_images
 from sandboxctl.stack.build import (
     BuildResult,

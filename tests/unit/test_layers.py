@@ -12,16 +12,17 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
     "errors": 0,
-    "_proc": 1, "answers": 1, "_chart": 1, "_text": 1, "egress": 1,
+    "_proc": 1, "answers": 1, "_chart": 1, "_text": 1, "egress": 1, "download": 1,
     "config": 2,
     "host": 3,
-    "models": 4,
-    "stack": 5,
-    "kube": 6, "devcontainer": 6, "scaffold": 6, "eval": 6,
-    "plan": 7, "runview": 7,
-    "checks": 8,
-    "__main__": 9, "tasks": 9,
-    "invoke_entry": 10,
+    "llama": 4,
+    "catalog": 5,
+    "stack": 6,
+    "kube": 7, "devcontainer": 7, "scaffold": 7, "eval": 7, "bench": 7,
+    "plan": 8, "runview": 8,
+    "checks": 9,
+    "__main__": 10, "tasks": 10,
+    "invoke_entry": 11,
 }  # fmt: skip
 
 

@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.models.source: pins, verified placement, build command.
+"""Unit tests of sandboxctl.llama.source: pins, verified placement, build command.
 
 Archives are small fabricated sdists served by a real HTTP server on
 127.0.0.1; the cache lives under a temporary XDG_CACHE_HOME.
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 
 SUBDIR = "llama_cpp_python-9.9.9/vendor/llama.cpp"
 

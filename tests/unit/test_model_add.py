@@ -16,9 +16,9 @@ import yaml
 from plan_copy import consistent_copy
 
 from sandboxctl import plan
+from sandboxctl.catalog import catalog, metadata, register, selection
 from sandboxctl.config import parse_dotenv
-from sandboxctl.models import catalog, metadata, register, selection
-from sandboxctl.models.download import ChecksumMismatch
+from sandboxctl.download import ChecksumMismatch
 
 
 @pytest.fixture

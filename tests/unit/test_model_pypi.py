@@ -18,8 +18,8 @@ import gguf_sample
 import pytest
 import yaml
 
-from sandboxctl.models import catalog, pypi
-from sandboxctl.models.download import ChecksumMismatch, DownloadError, DownloadInterrupted
+from sandboxctl.catalog import catalog, pypi
+from sandboxctl.download import ChecksumMismatch, DownloadError, DownloadInterrupted
 
 
 @dataclass

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from sandboxctl import scaffold
+from sandboxctl.catalog import catalog
 from sandboxctl.config import find_root
 from sandboxctl.host import prepare
-from sandboxctl.models import catalog, source
+from sandboxctl.llama import source
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 ALLOWED = {

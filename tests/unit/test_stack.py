@@ -16,9 +16,9 @@ import pytest
 from sandboxctl import stack
 from sandboxctl._proc import Result, Runner
 from sandboxctl.config import load_settings
+from sandboxctl.download import sha256_file
 from sandboxctl.host.engine import Engine, Quirks
 from sandboxctl.host.platform import Platform
-from sandboxctl.models.download import sha256_file
 from sandboxctl.stack.compose import ComposeCommand
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -262,7 +262,7 @@ def test_up_reuses_a_model_already_in_the_model_dir_and_fetches_nothing(
     download, in the same directory `model.fetch` writes ($SANDBOX_MODEL_DIR here)."""
     import dataclasses
 
-    from sandboxctl.models import catalog
+    from sandboxctl.catalog import catalog
     from sandboxctl.stack.up import prepare_model
 
     built, _log = make_stack(tmp_path, {})

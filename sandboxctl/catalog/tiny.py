@@ -29,8 +29,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from sandboxctl.download import fsync_dir
 from sandboxctl.errors import SandboxError
-from sandboxctl.models.download import fsync_dir
 
 ARCH = "llama"
 DEFAULT_SEED = 20240601
@@ -126,7 +126,8 @@ def write_catalog_model(directory: Path | None = None, seed: int = DEFAULT_SEED)
     """Generate the catalog's ``tiny`` model into the model-data directory (``directory``,
     else the default one) with the placed llama.cpp source's tokenizer; return its path:
     what ``invoke model.tiny`` and ``python -m sandboxctl model-tiny`` do."""
-    from sandboxctl.models import catalog, source
+    from sandboxctl.catalog import catalog
+    from sandboxctl.llama import source
 
     vocab = source.vocab_path()  # first: the fix for a missing source is to place it
     dest = catalog.model_path(catalog.load_catalog().get("tiny"), directory)

@@ -48,6 +48,12 @@ ProgressCallback = Callable[[int, int | None], None]
 """Called with (bytes so far, total bytes or None) as data arrives."""
 
 
+def cache_dir() -> Path:
+    """Return the download cache of ai-sandbox (XDG_CACHE_HOME honoured)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "ai-sandbox"
+
+
 class DownloadError(SandboxError):
     """A download failed; the message says what happened and what to do."""
 

@@ -1,6 +1,6 @@
 """``invoke model.add``: register a GGUF the user already has (LM Studio, Ollama, a colleague).
 
-The file's metadata is read with the ``gguf`` library (:mod:`sandboxctl.models.metadata`), its
+The file's metadata is read with the ``gguf`` library (:mod:`sandboxctl.catalog.metadata`), its
 SHA-256 computed while it is copied (or hard-linked) into the model-data directory as
 ``KEY.gguf``, and an entry written to the user catalog ``model/catalog.local.yaml``: a file
 the template never renders, so ``copier update`` never overwrites it. The copy goes to a
@@ -22,15 +22,15 @@ from typing import Any
 
 import yaml
 
-from sandboxctl.errors import SandboxError
-from sandboxctl.models import catalog, metadata
-from sandboxctl.models.download import (
+from sandboxctl.catalog import catalog, metadata
+from sandboxctl.download import (
     ChecksumMismatch,
     file_blocks,
     fsync_dir,
     sha256_file,
     write_temporary,
 )
+from sandboxctl.errors import SandboxError
 
 DEFAULT_CONTEXT = 4096
 """Per-slot context recommended for an added model (lowered to its trained context)."""

@@ -18,9 +18,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from sandboxctl.catalog import catalog
 from sandboxctl.config import parse_dotenv
 from sandboxctl.errors import SandboxError
-from sandboxctl.models import catalog
 
 DEFAULT_CTX_SIZE = 4096
 """compose.yaml's default for MODEL_CTX_SIZE."""

@@ -34,9 +34,7 @@ from typing import Any
 import httpx
 
 from sandboxctl._proc import CommandNotFound, Runner
-from sandboxctl.host.engine import image_exists
-from sandboxctl.models import source as llama_source
-from sandboxctl.models.bench_host import (
+from sandboxctl.bench.host import (
     CMAKE_FLAGS,
     GGML_EDITS,
     BenchError,
@@ -48,6 +46,9 @@ from sandboxctl.models.bench_host import (
     run,
     wait_ready,
 )
+from sandboxctl.download import cache_dir
+from sandboxctl.host.engine import image_exists
+from sandboxctl.llama import source as llama_source
 
 __all__ = [
     "CMAKE_FLAGS",
@@ -259,8 +260,8 @@ def format_results(result: BenchResult) -> str:
 def pick_model(key: str) -> tuple[str, Path, str | None]:
     """Return the benchmark model's key, path and a note: ``auto`` is the real model when
     it is on disk, else the tiny one (generated when missing)."""
-    from sandboxctl.models import catalog
-    from sandboxctl.models import tiny as tiny_model
+    from sandboxctl.catalog import catalog
+    from sandboxctl.catalog import tiny as tiny_model
 
     models = catalog.load_catalog()
     note = None
@@ -344,7 +345,7 @@ def run_benchmark(
         log("host build with the same flags and CPU variants (ccache shared)...")
         binary, result.host_build_s = host_build(
             llama_source.context_dir(),
-            llama_source.cache_dir() / "host-build",
+            cache_dir() / "host-build",
             variants,
             ccache,
             jobs or os.cpu_count() or 2,

@@ -4,7 +4,7 @@
 hold that source (the GitHub release archive, PyPI's llama-cpp-python sdist
 that vendors it). :func:`place_source` downloads the chosen archive into the
 cache (``$XDG_CACHE_HOME/ai-sandbox/llama-cpp`` or ``~/.cache/...``) through
-:mod:`sandboxctl.models.download`, so it is verified by SHA-256 before anything is
+:mod:`sandboxctl.download`, so it is verified by SHA-256 before anything is
 extracted, then extracts the llama.cpp tree into a temporary directory next
 to the build context and renames it into place (``model/context/llama.cpp``),
 with a ``source.json`` manifest. A failure leaves the previous context as it
@@ -30,15 +30,16 @@ else:  # the data filter on every 3.11 (backports.tarfile)
     from backports import tarfile
 
 from sandboxctl.config import find_root
-from sandboxctl.errors import SandboxError
-from sandboxctl.models.download import (
+from sandboxctl.download import (
     SHA256_RE,
     DownloadError,
     DownloadResult,
     ProgressCallback,
+    cache_dir,
     fetch,
     fsync_dir,
 )
+from sandboxctl.errors import SandboxError
 
 SOURCES_RELPATH = Path("model") / "llama-cpp-sources.yaml"
 CONTEXT_RELPATH = Path("model") / "context"
@@ -91,12 +92,6 @@ def sources_file() -> Path:
 def context_dir() -> Path:
     """Return where the sandbox the command stands in keeps the placed llama.cpp source."""
     return find_root() / CONTEXT_RELPATH
-
-
-def cache_dir() -> Path:
-    """Return the download cache of ai-sandbox (XDG_CACHE_HOME honoured)."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "ai-sandbox"
 
 
 def ccache_dir() -> Path:

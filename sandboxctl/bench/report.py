@@ -1,7 +1,7 @@
 """The benchmark report (`invoke bench.report`): every figure in one results file, a Markdown
 table and a PNG chart, and the README's Performance section rewritten from them.
 
-Collects: the model server's benchmark (:mod:`sandboxctl.models.bench`: prompt and
+Collects: the model server's benchmark (:mod:`sandboxctl.bench.model`: prompt and
 generation tokens/s in the container and on the host, interleaved; start to ready; first
 answer; build times; image size), the supervisor image's size, the supervisor's own
 overhead per agent step (``supervisor/bench/bench_supervisor.py``), and the last
@@ -23,7 +23,7 @@ from typing import Any
 
 from sandboxctl import _chart
 from sandboxctl._proc import CommandNotFound, Runner
-from sandboxctl.models import bench as model_bench
+from sandboxctl.bench import model as model_bench
 
 README_START = "<!-- bench:start (written by `invoke bench.report --readme`) -->"
 README_END = "<!-- bench:end -->"
