@@ -1,9 +1,10 @@
 """Host-side tooling of the AI sandbox: the logic behind `tasks.py` and `noxfile.py`.
 
 Layers, lowest first (a module imports only from layers below its own; tests/unit/
-test_layers.py holds the code to it): ``_proc`` and ``answers``; ``config``; ``host`` and
-``models``; ``stack``; ``kube``, ``devcontainer`` and ``scaffold``; ``plan``; ``checks``;
-``tasks`` and ``__main__``.
+test_layers.py holds the code to it): ``errors``; ``_proc``, ``answers`` and ``download``;
+``config`` and ``migrations``; ``host``; ``llama``; ``catalog``; ``stack``; ``kube``,
+``devcontainer``, ``scaffold``, ``eval`` and ``bench``; ``plan`` and ``runview``;
+``checks``; ``tasks`` and ``__main__``.
 """
 
 __version__ = "0.1.0"

@@ -50,7 +50,7 @@ def base_image() -> int:
 
 
 def model_source() -> int:
-    """Download, verify and place the pinned llama.cpp source in model/context."""
+    """Download, verify and place the pinned llama.cpp source in model-server/context."""
     pin, origin, result, tree = source.place_source(_settings().llama_cpp_version or None)
     print(f"llama.cpp {pin.version} from {origin.name}: {tree} (sha256 {result.sha256})")
     return 0

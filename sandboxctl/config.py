@@ -91,7 +91,7 @@ class Settings:
     ``images.base`` when it is ``localhost/...``, else pulled (an official image)."""
     llama_cpu_variants: str = _answer("LLAMA_CPU_VARIANTS")
     """The CPU variants of the model-server build (``CPU_VARIANTS``): names, ``all`` or
-    ``native`` (model/Containerfile says what each costs)."""
+    ``native`` (model-server/Containerfile says what each costs)."""
     egress_allow: tuple[Allowed, ...] = _answer("EGRESS_ALLOW")
     """The hosts the tools container may reach through the egress proxy; () = no proxy."""
     net_prefix: str = _answer("SANDBOX_NET_PREFIX")
@@ -155,14 +155,16 @@ def _project(entry: Answer, value: str) -> str:
 
 def _model(entry: Answer, value: str) -> str:
     if not value.strip():
-        raise _invalid(f"{entry.env} is empty: name a key of model/catalog.yaml (e.g. tiny)")
+        raise _invalid(f"{entry.env} is empty: name a key of model-server/catalog.yaml (e.g. tiny)")
     return value.strip()
 
 
 def _version(entry: Answer, value: str) -> str:
     version = value.strip()
     if version and not _VERSION_KEY.match(version):
-        raise _invalid(f"{entry.env}={version!r}: expected a key of model/llama-cpp-sources.yaml")
+        raise _invalid(
+            f"{entry.env}={version!r}: expected a key of model-server/llama-cpp-sources.yaml"
+        )
     return version
 
 

@@ -77,7 +77,7 @@ CMAKE_FLAGS = (
     "-DLLAMA_BUILD_TESTS=OFF",
     "-DLLAMA_BUILD_EXAMPLES=OFF",
 )
-"""CMake flags of the CPU image's build stage (model/Containerfile), less the CPU ones."""
+"""CMake flags of the CPU image's build stage (model-server/Containerfile), less the CPU ones."""
 
 GGML_EDITS: tuple[tuple[str, str, str], ...] = (
     (

@@ -1,6 +1,6 @@
 """The model catalog: which models exist, where they come from, and where they go.
 
-- :mod:`~sandboxctl.catalog.catalog`: the model catalog (``model/catalog.yaml``),
+- :mod:`~sandboxctl.catalog.catalog`: the model catalog (``model-server/catalog.yaml``),
   its schema and the path each model takes on the host and in the container.
 - :mod:`~sandboxctl.catalog.pypi`: models published as wheels on a Python package index.
 - :mod:`~sandboxctl.catalog.register`: a GGUF file the user brings, added to the catalog.

@@ -1,4 +1,5 @@
-"""The model catalog (`model/catalog.yaml`, plus the user's `model/catalog.local.yaml`).
+"""The model catalog (`model-server/catalog.yaml`, plus the user's
+`model-server/catalog.local.yaml`).
 
 Every entry (stored as ``KEY.gguf``) says where the GGUF comes from, the SHA-256 it must have,
 its license, chat-template and tool-calling support and a recommended per-slot context. A
@@ -37,7 +38,7 @@ from sandboxctl.config import find_root
 from sandboxctl.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 from sandboxctl.errors import SandboxError
 
-CATALOG_RELPATH = Path("model") / "catalog.yaml"
+CATALOG_RELPATH = Path("model-server") / "catalog.yaml"
 LOCAL_NAME = "catalog.local.yaml"
 """The user catalog, next to the template's catalog (see :func:`local_catalog_path`)."""
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -142,7 +143,8 @@ class Catalog:
         except KeyError:
             known = ", ".join(sorted(self.models))
             raise CatalogError(
-                f"model {key!r} is not in model/catalog.yaml or {LOCAL_NAME} (known: {known}); "
+                f"model {key!r} is not in model-server/catalog.yaml or {LOCAL_NAME} "
+                f"(known: {known}); "
                 "set SANDBOX_MODEL to one of them (`invoke model.use KEY`) or register a GGUF "
                 "with `invoke model.add PATH`"
             ) from None

@@ -2,7 +2,7 @@
 
 The file's metadata is read with the ``gguf`` library (:mod:`sandboxctl.catalog.metadata`), its
 SHA-256 computed while it is copied (or hard-linked) into the model-data directory as
-``KEY.gguf``, and an entry written to the user catalog ``model/catalog.local.yaml``: a file
+``KEY.gguf``, and an entry written to the user catalog ``model-server/catalog.local.yaml``: a file
 the template never renders, so ``copier update`` never overwrites it. The copy goes to a
 temporary name and is renamed only once complete (and, with ``expect_sha256``, verified);
 the catalog is written after the file, so an entry never names a missing file.
@@ -36,7 +36,7 @@ DEFAULT_CONTEXT = 4096
 """Per-slot context recommended for an added model (lowered to its trained context)."""
 LOCAL_HEADER = """\
 # Your models (`invoke model.add PATH` writes this file; `invoke model.use KEY` selects one).
-# Same schema as model/catalog.yaml, whose entries these add to. Copier never renders or
+# Same schema as model-server/catalog.yaml, whose entries these add to. Copier never renders or
 # overwrites this file, so `copier update` keeps it. sha256 is the one computed when the
 # file was added: `invoke doctor` notices a file that changed since.
 """

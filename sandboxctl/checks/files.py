@@ -14,7 +14,7 @@ from sandboxctl.download import sha256_file
 MIN_CONTEXT_PER_SLOT = 2048
 DEFAULT_CTX_SIZE = 4096
 """compose.yaml's default for MODEL_CTX_SIZE."""
-SCRIPT_DIRS = ("model", "supervisor", ".devcontainer", "scripts", "docker", ".ci")
+SCRIPT_DIRS = ("model-server", "supervisor", ".devcontainer", "scripts", "docker", ".ci")
 SKIP_DIRS = {".git", ".venv", ".nox", "node_modules", "__pycache__", ".mypy_cache", "build"}
 
 
@@ -78,7 +78,7 @@ def check_model(probes: Probes) -> Check:
     key = settings.sandbox_model if settings else "tiny"
     model = catalog.find_model(probes.root, key)
     if model is None:
-        return Check("model file", "skip", f"no catalog entry {key!r} (model/catalog.yaml)")
+        return Check("model file", "skip", f"no catalog entry {key!r} (model-server/catalog.yaml)")
     path = catalog.model_path(model, model_directory(probes))
     if not path.is_file():
         return Check("model file", "fail", f"{path} missing", _fetch_fix(model))

@@ -1,12 +1,12 @@
 """The pinned llama.cpp source: read the pins, fetch, verify, place in the build context.
 
-`model/llama-cpp-sources.yaml` maps a llama.cpp release tag to archives that
+`model-server/llama-cpp-sources.yaml` maps a llama.cpp release tag to archives that
 hold that source (the GitHub release archive, PyPI's llama-cpp-python sdist
 that vendors it). :func:`place_source` downloads the chosen archive into the
 cache (``$XDG_CACHE_HOME/ai-sandbox/llama-cpp`` or ``~/.cache/...``) through
 :mod:`sandboxctl.download`, so it is verified by SHA-256 before anything is
 extracted, then extracts the llama.cpp tree into a temporary directory next
-to the build context and renames it into place (``model/context/llama.cpp``),
+to the build context and renames it into place (``model-server/context/llama.cpp``),
 with a ``source.json`` manifest. A failure leaves the previous context as it
 was.
 """
@@ -41,8 +41,8 @@ from sandboxctl.download import (
 )
 from sandboxctl.errors import SandboxError
 
-SOURCES_RELPATH = Path("model") / "llama-cpp-sources.yaml"
-CONTEXT_RELPATH = Path("model") / "context"
+SOURCES_RELPATH = Path("model-server") / "llama-cpp-sources.yaml"
+CONTEXT_RELPATH = Path("model-server") / "context"
 ORIGINS = ("pypi", "github")
 MANIFEST = "source.json"
 TREE = "llama.cpp"
@@ -184,7 +184,7 @@ def resolve(sources: Sources, version: str | None, origin: str | None) -> tuple[
     if pin is None:
         known = ", ".join(sorted(sources.pins))
         raise SourceError(
-            f"llama.cpp version {version!r} is not pinned in model/llama-cpp-sources.yaml "
+            f"llama.cpp version {version!r} is not pinned in model-server/llama-cpp-sources.yaml "
             f"(pinned: {known}); set LLAMA_CPP_VERSION to one of them or add a pin"
         )
     chosen = pin.origins.get(origin)

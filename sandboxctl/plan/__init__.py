@@ -12,8 +12,9 @@ it with
   build targets);
 - the Containerfiles (stage names, a non-root ``USER`` in the stage that runs);
 - ``.env`` and, in a rendered sandbox, ``.copier-answers.yml`` (model, pin, port, ...);
-- ``model/catalog.yaml`` (the model exists) and ``model/llama-cpp-sources.yaml`` (the pinned
-  version exists and has an origin with a SHA-256);
+- ``model-server/catalog.yaml`` (the model exists) and
+  ``model-server/llama-cpp-sources.yaml`` (the pinned version exists and has an origin with
+  a SHA-256);
 - in the template repository, the choices of ``copier.yml`` (each model choice and each pin
   choice must be one the catalogs can serve).
 

@@ -12,9 +12,9 @@ from sandboxctl.plan.located import Located, PlanError, load_located
 PLAN_FILE = "PLAN.md"
 ENV_FILE = ".env"
 ANSWERS_FILE = ".copier-answers.yml"
-CATALOG_FILE = "model/catalog.yaml"
-LOCAL_CATALOG_FILE = "model/catalog.local.yaml"
-SOURCES_FILE = "model/llama-cpp-sources.yaml"
+CATALOG_FILE = "model-server/catalog.yaml"
+LOCAL_CATALOG_FILE = "model-server/catalog.local.yaml"
+SOURCES_FILE = "model-server/llama-cpp-sources.yaml"
 ISSUE_LOG_FILE = "docs/ISSUE_LOG.md"
 DEFAULT_MAX_OPEN_DAYS = 14
 SHA256 = re.compile(r"^[0-9a-f]{64}$")

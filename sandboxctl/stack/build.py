@@ -140,7 +140,7 @@ def build_image(
     return BuildResult(tag, seconds, size, log_file)
 
 
-RUNTIME_ROOT_SCRIPT = Path("model") / "runtime-root.sh"
+RUNTIME_ROOT_SCRIPT = Path("model-server") / "runtime-root.sh"
 """The one script that assembles a FROM-scratch runtime root (both images use it)."""
 STAGED = ".build"
 """Where a build context gets files staged from elsewhere in the sandbox (git-ignored)."""

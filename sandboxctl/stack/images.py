@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 
 VULKAN_BUILD_BASE = "localhost/ai-sandbox-base:trixie"
 """The Vulkan file's build stage base: Debian trixie, for Vulkan headers newer than
-bookworm's (model/Containerfile.vulkan says why)."""
+bookworm's (model-server/Containerfile.vulkan says why)."""
 DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
-"""The x86-64 levels v1-v4 (model/Containerfile says what each choice costs)."""
+"""The x86-64 levels v1-v4 (model-server/Containerfile says what each choice costs)."""
 MODEL_SERVICE = "model-server"
 SUPERVISOR_SERVICE = "supervisor"
 EGRESS_SERVICE = "egress"
@@ -76,16 +76,16 @@ MODEL_INPUTS = (
     "build-llama.sh", "entrypoint.sh", "healthcheck.sh", "runtime-root.sh",
     "llama-cpp-sources.yaml",
 )  # fmt: skip
-"""The model-server's inputs in ``model/`` besides its Containerfile; the llama.cpp source
+"""The model-server's inputs in ``model-server/`` besides its Containerfile; the llama.cpp source
 itself is named by its pin in llama-cpp-sources.yaml and the version build argument."""
 SUPERVISOR_INPUTS = (
     "Containerfile", "requirements.lock", "pyproject.toml", "README.md", "src", "extra",
 )  # fmt: skip
 """The supervisor's inputs in ``supervisor/`` (every file the Containerfile copies; the
 wheelhouse follows from requirements.lock and extra/requirements.lock, the project's
-extension point with extra/debian-packages.txt); runtime-root.sh comes from ``model/``."""
+extension point with extra/debian-packages.txt); runtime-root.sh comes from ``model-server/``."""
 EGRESS_INPUTS = ("Containerfile", "entrypoint.sh")
-"""The egress proxy's inputs in ``egress/``; runtime-root.sh comes from ``model/``."""
+"""The egress proxy's inputs in ``egress/``; runtime-root.sh comes from ``model-server/``."""
 _NOT_INPUTS = ("__pycache__", ".egg-info", ".pyc")
 
 
@@ -118,7 +118,7 @@ def model_inputs(root: Path, backend: str) -> dict[str, Path]:
     """The files the model-server image of ``backend`` is built from, by name."""
     from sandboxctl.llama import source as llama_source
 
-    model_dir = root / "model"
+    model_dir = root / "model-server"
     containerfile = llama_source.CONTAINERFILES.get(backend, f"Containerfile.{backend}")
     return dict(_input_files(model_dir, (containerfile, *MODEL_INPUTS)))
 
@@ -196,21 +196,22 @@ def model_build_argv(
     """
     from sandboxctl.llama import source as llama_source
 
-    manifest = llama_source.read_manifest(root / "model" / "context")
+    manifest = llama_source.read_manifest(root / "model-server" / "context")
     pin, _origin = llama_source.resolve(
-        llama_source.load_sources(root / "model" / "llama-cpp-sources.yaml"),
+        llama_source.load_sources(root / "model-server" / "llama-cpp-sources.yaml"),
         version,
         str(manifest["origin"]) if manifest and "origin" in manifest else None,
     )
     if manifest is None or manifest.get("version") != pin.version:
         raise llama_source.SourceError(
-            f"llama.cpp {pin.version} is not placed in model/context: run `invoke model.source`"
+            f"llama.cpp {pin.version} is not placed in model-server/context: "
+            "run `invoke model.source`"
         )
     if backend not in llama_source.CONTAINERFILES:
         raise llama_source.SourceError(
             f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan"
         )
-    model_dir = root / "model"
+    model_dir = root / "model-server"
     return build_argv(
         model_dir,
         model_dir / llama_source.CONTAINERFILES[backend],
@@ -392,17 +393,17 @@ def ensure_base_image(
 
 
 def place_llama_source(stack: Stack) -> Path:
-    """Verify and place the pinned llama.cpp source in model/context (cached; quick when
+    """Verify and place the pinned llama.cpp source in model-server/context (cached; quick when
     already there) and return that folder."""
     from sandboxctl.download import rich_progress
     from sandboxctl.llama import source as llama_source
 
-    context = stack.root / "model" / "context"
+    context = stack.root / "model-server" / "context"
     with rich_progress("llama.cpp source") as progress:
         llama_source.place_source(
             stack.settings.llama_cpp_version,
             context=context,
-            sources_file=stack.root / "model" / "llama-cpp-sources.yaml",
+            sources_file=stack.root / "model-server" / "llama-cpp-sources.yaml",
             progress=progress,
         )
     return context

@@ -28,7 +28,7 @@ def _version(version: str) -> str | None:
 
 @task(
     help={
-        "version": "llama.cpp version key of model/llama-cpp-sources.yaml (default: .env)",
+        "version": "llama.cpp version key of model-server/llama-cpp-sources.yaml (default: .env)",
         "origin": "Where to get it: pypi (default, checksum published) or github",
         "url": "Mirror URL of the same archive (the pinned SHA-256 still applies)",
         "trust_unverified": "Accept an origin with no pinned SHA-256; prints the one to pin",
@@ -42,7 +42,7 @@ def source(
     url: str = "",
     trust_unverified: bool = False,
 ) -> None:
-    """Download, verify and place the pinned llama.cpp source in model/context."""
+    """Download, verify and place the pinned llama.cpp source in model-server/context."""
     with rich_progress("llama.cpp source") as progress:
         pin, chosen, result, tree = llama_source.place_source(
             _version(version),
@@ -86,7 +86,7 @@ def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str 
     else:
         print(
             f"UNVERIFIED: sha256 {result.sha256}; check it on the publisher's page, "
-            f"then pin it in model/catalog.yaml (models.{model.key}.sha256)"
+            f"then pin it in model-server/catalog.yaml (models.{model.key}.sha256)"
         )
 
 
@@ -109,7 +109,7 @@ def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -
 )
 def list_(c: Context, directory: str = "") -> None:
     """List the models: the one in use (*), size, license, context, chat template, tools."""
-    catalog = catalog_.load_catalog(root() / "model" / "catalog.yaml")
+    catalog = catalog_.load_catalog(root() / "model-server" / "catalog.yaml")
     from sandboxctl import _text
 
     selected = load_answers(require_file=False).sandbox_model
@@ -153,7 +153,7 @@ def add(
     model = register.add(
         Path(path),
         key=key,
-        catalog_file=root() / "model" / "catalog.yaml",
+        catalog_file=root() / "model-server" / "catalog.yaml",
         directory=Path(directory) if directory else None,
         link=link,
         expect_sha256=sha256,
@@ -162,7 +162,7 @@ def add(
     print(f"{model.key}: {model.architecture}, {model.parameters} parameters, {model.size}")
     print(f"  context: trained {model.context_trained}, recommended per slot {model.context}")
     print(f"  chat template: {template}; tool calling: {'yes' if model.tool_calling else 'no'}")
-    print(f"  sha256 {model.sha256}; recorded in model/{catalog_.LOCAL_NAME}")
+    print(f"  sha256 {model.sha256}; recorded in model-server/{catalog_.LOCAL_NAME}")
     print(f"Serve it with `invoke model.use {model.key}`")
 
 
@@ -175,7 +175,7 @@ def use(c: Context, key: str) -> None:
     changes = selection.use(root(), key)
     for change in changes or [f"{key} is already in use"]:
         print(change)
-    model = catalog_.load_catalog(root() / "model" / "catalog.yaml").get(key)
+    model = catalog_.load_catalog(root() / "model-server" / "catalog.yaml").get(key)
     if not catalog_.model_path(model).is_file():
         how = "invoke model.tiny" if model.generated else f"invoke model.fetch {key}"
         print(f"{key} is not in the model-data directory yet: `{how}` (or `invoke up`)")

@@ -19,7 +19,7 @@ from sandboxctl import scaffold
 TOP_LEVEL = [
     "tasks.py",
     "noxfile.py",
-    "model",
+    "model-server",
     "supervisor",
     "compose.yaml",
     ".devcontainer",

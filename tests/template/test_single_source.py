@@ -12,7 +12,7 @@ from sandboxctl import scaffold
 
 def test_model_choices_are_the_catalog_keys(questions: dict[str, dict[str, Any]]) -> None:
     """Every catalog model is offered, and only those; the default is the catalog's default."""
-    catalog = yaml.safe_load((ROOT / "model" / "catalog.yaml").read_text())
+    catalog = yaml.safe_load((ROOT / "model-server" / "catalog.yaml").read_text())
     assert scaffold.choice_values(questions["model"]) == list(catalog["models"])
     assert questions["model"]["default"] == catalog["default"]
 
@@ -21,7 +21,7 @@ def test_llama_cpp_version_choices_are_the_pinned_sources(
     questions: dict[str, dict[str, Any]],
 ) -> None:
     """Every pinned llama.cpp source is offered, and the default is the sources' default."""
-    sources = yaml.safe_load((ROOT / "model" / "llama-cpp-sources.yaml").read_text())
+    sources = yaml.safe_load((ROOT / "model-server" / "llama-cpp-sources.yaml").read_text())
     assert scaffold.choice_values(questions["llama_cpp_version"]) == list(sources["versions"])
     assert questions["llama_cpp_version"]["default"] == sources["default_version"]
 
@@ -29,7 +29,7 @@ def test_llama_cpp_version_choices_are_the_pinned_sources(
 def test_gpu_backend_choices_each_have_a_containerfile(
     questions: dict[str, dict[str, Any]],
 ) -> None:
-    """Each backend answer names a Containerfile that exists in model/."""
+    """Each backend answer names a Containerfile that exists in model-server/."""
     for backend in scaffold.choice_values(questions["gpu_backend"]):
         name = "Containerfile" if backend == "cpu" else f"Containerfile.{backend}"
-        assert (ROOT / "model" / name).is_file(), name
+        assert (ROOT / "model-server" / name).is_file(), name

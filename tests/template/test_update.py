@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 from template_support import ROOT
 
@@ -76,17 +77,19 @@ def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> N
 
 
 def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
-    """model/catalog.local.yaml is the user's: a developer's copy in the template repository
-    is not rendered, and `copier update` leaves the sandbox's own one as it was."""
+    """model-server/catalog.local.yaml is the user's: a developer's copy in the template
+    repository is not rendered, and `copier update` leaves the sandbox's own one as it was."""
     template = tmp_path / "template"
     template.mkdir()
-    (template / "model").mkdir()
-    (template / "model" / "catalog.local.yaml").write_text("schema: 1\nmodels: {}\n# dev's\n")
+    (template / "model-server").mkdir()
+    (template / "model-server" / "catalog.local.yaml").write_text(
+        "schema: 1\nmodels: {}\n# dev's\n"
+    )
     snapshot_template(template)  # commits it too, as a careless `git add -A` would
-    assert "model/catalog.local.yaml" in git(template, "ls-files", "model")
+    assert "model-server/catalog.local.yaml" in git(template, "ls-files", "model-server")
     sandbox = tmp_path / "sandbox"
     scaffold.render(sandbox, src=template, vcs_ref="v1.0.0")
-    local = sandbox / "model" / "catalog.local.yaml"
+    local = sandbox / "model-server" / "catalog.local.yaml"
     assert not local.exists()
 
     git(sandbox, "init", "-q", "-b", "main")
@@ -94,7 +97,7 @@ def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
     local.write_text(mine)
     git(sandbox, "add", "-A")
     git(sandbox, "commit", "-q", "-m", "sandbox with my catalog")
-    catalog_file = template / "model" / "catalog.yaml"
+    catalog_file = template / "model-server" / "catalog.yaml"
     catalog_file.write_text(catalog_file.read_text() + "# template v2\n")
     git(template, "commit", "-q", "-am", "template v2")
     git(template, "tag", "v2.0.0")
@@ -104,7 +107,7 @@ def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
     run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
 
     assert local.read_text() == mine
-    assert (sandbox / "model" / "catalog.yaml").read_text().endswith("# template v2\n")
+    assert (sandbox / "model-server" / "catalog.yaml").read_text().endswith("# template v2\n")
 
 
 def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
@@ -125,7 +128,7 @@ def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
 
     run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
 
-    executables = git(template, "ls-files", "-s", "template", "model", "supervisor")
+    executables = git(template, "ls-files", "-s", "template", "model-server", "supervisor")
     shipped = [
         line.split("\t", 1)[1] for line in executables.splitlines() if line.startswith("100755")
     ]
@@ -134,3 +137,41 @@ def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
     assert (sandbox / "bootstrap.sh").read_text().endswith("# template v2\n")
     lost = [name for name in rendered if not (sandbox / name).stat().st_mode & 0o100]
     assert lost == []
+
+
+def test_update_across_the_model_folder_rename_keeps_the_users_files(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """From a release with model/ to one with model-server/: Copier renders the new folder,
+    and the migration moves the user's catalog into it and names their edit of a file the
+    template shipped in model/."""
+    template = snapshot_template(tmp_path / "template")
+    git(template, "mv", "model-server", "model")
+    (template / "template" / "model-server").unlink()
+    (template / "template" / "model").symlink_to("../model")
+    git(template, "add", "-A")
+    git(template, "commit", "-q", "-m", "as 0.1.0 was: model/")
+    git(template, "tag", "v0.1.0")
+    git(template, "revert", "--no-edit", "HEAD")
+    git(template, "tag", "v0.2.0")
+    sandbox = tmp_path / "sandbox"
+    scaffold.render(sandbox, src=template, vcs_ref="v0.1.0")
+    mine = "schema: 1\nmodels: {}  # my models\n"
+    (sandbox / "model" / "catalog.local.yaml").write_text(mine)
+    catalog_file = sandbox / "model" / "catalog.yaml"
+    catalog_file.write_text(catalog_file.read_text() + "# my edit\n")
+    git(sandbox, "init", "-q", "-b", "main")
+    git(sandbox, "add", "-A")
+    git(sandbox, "commit", "-q", "-m", "sandbox with my catalog and edit")
+
+    from copier import run_update
+
+    run_update(str(sandbox), defaults=True, overwrite=True, unsafe=True, quiet=True)
+
+    assert not (sandbox / "model").exists()
+    assert (sandbox / "model-server" / "catalog.local.yaml").read_text() == mine
+    assert (sandbox / "model-server" / "Containerfile").is_file()
+    told = capfd.readouterr().out
+    assert "moved model/catalog.local.yaml to model-server/catalog.local.yaml" in told
+    assert "model/catalog.yaml as committed differs from model-server/catalog.yaml" in told
+    assert "# my edit" in git(sandbox, "show", "HEAD:model/catalog.yaml")

@@ -108,8 +108,8 @@ def test_validator_messages_fit_an_80_column_terminal(name: str) -> None:
 
 
 def test_model_choices_show_the_catalogs_size() -> None:
-    """Each model's label shows its size as model/catalog.yaml states it."""
-    catalog = yaml.safe_load((ROOT / "model" / "catalog.yaml").read_text())["models"]
+    """Each model's label shows its size as model-server/catalog.yaml states it."""
+    catalog = yaml.safe_load((ROOT / "model-server" / "catalog.yaml").read_text())["models"]
     for label, key in questions()["model"]["choices"].items():
         size = re.search(r"\d+(\.\d+)? [MG]B", str(catalog[key]["size"]))
         assert size, f"catalog size of {key}"

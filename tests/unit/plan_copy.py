@@ -16,8 +16,8 @@ COPIED = [
     "compose.publish.yaml",
     "compose.cuda.yaml",
     "compose.vulkan.yaml",
-    "model/catalog.yaml",
-    "model/llama-cpp-sources.yaml",
+    "model-server/catalog.yaml",
+    "model-server/llama-cpp-sources.yaml",
     "supervisor/Containerfile",
 ]
 MINIMAL_SUPERVISOR_CONTAINERFILE = """\
@@ -64,13 +64,13 @@ def consistent_copy(dest: Path) -> Path:
         if source.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, dest / name)
-    for containerfile in (ROOT / "model").glob("Containerfile*"):
-        shutil.copy2(containerfile, dest / "model" / containerfile.name)
+    for containerfile in (ROOT / "model-server").glob("Containerfile*"):
+        shutil.copy2(containerfile, dest / "model-server" / containerfile.name)
     if not (dest / "supervisor/Containerfile").exists():
         (dest / "supervisor").mkdir(exist_ok=True)
         (dest / "supervisor/Containerfile").write_text(MINIMAL_SUPERVISOR_CONTAINERFILE)
     canonical_port(dest)
-    sources = yaml.safe_load((dest / "model/llama-cpp-sources.yaml").read_text())
+    sources = yaml.safe_load((dest / "model-server/llama-cpp-sources.yaml").read_text())
     pinned = re.search(r"^LLAMA_CPP_VERSION=(\S*)$", (dest / ".env").read_text(), re.M)
     assert pinned
     if pinned.group(1) not in sources["versions"]:

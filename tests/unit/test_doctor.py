@@ -78,11 +78,11 @@ def make(
     tmp_path: Path, *, env: str = "SANDBOX_MODEL=tiny\n", **state: Any
 ) -> tuple[FakeTools, Probes]:
     root = tmp_path / "repo"
-    (root / "model").mkdir(parents=True)
+    (root / "model-server").mkdir(parents=True)
     (root / "models").mkdir()
     (root / ".env").write_text(env)
     sha = hashlib.sha256(b"hello").hexdigest()
-    (root / "model/catalog.yaml").write_text(CATALOG.format(sha=sha))
+    (root / "model-server/catalog.yaml").write_text(CATALOG.format(sha=sha))
     fakes = FakeTools.create(
         tmp_path,
         state={"info": INFO, "images": ["localhost/ai-sandbox-base:bookworm"], **state},
@@ -263,16 +263,16 @@ def test_wsl1_fails_with_the_conversion_command() -> None:
 
 def test_crlf_script_fails_the_line_endings_check(tmp_path: Path) -> None:
     _fakes, inputs = make(tmp_path)
-    (inputs.root / "model/entrypoint.sh").write_bytes(b"#!/bin/sh\r\necho hi\r\n")
+    (inputs.root / "model-server/entrypoint.sh").write_bytes(b"#!/bin/sh\r\necho hi\r\n")
     check = run_one("script line endings", inputs)
     assert check.status == "fail"
-    assert "model/entrypoint.sh" in check.detail
+    assert "model-server/entrypoint.sh" in check.detail
 
 
 def test_crlf_in_a_shebang_file_without_extension_is_found(tmp_path: Path) -> None:
-    (tmp_path / "model").mkdir()
-    (tmp_path / "model/healthcheck").write_bytes(b"#!/bin/sh\r\ntrue\r\n")
-    assert files.crlf_scripts(tmp_path) == [tmp_path / "model/healthcheck"]
+    (tmp_path / "model-server").mkdir()
+    (tmp_path / "model-server/healthcheck").write_bytes(b"#!/bin/sh\r\ntrue\r\n")
+    assert files.crlf_scripts(tmp_path) == [tmp_path / "model-server/healthcheck"]
 
 
 def test_missing_generated_model_says_model_tiny(tmp_path: Path) -> None:
@@ -487,7 +487,7 @@ def test_missing_user_model_says_model_add_with_its_path(tmp_path: Path) -> None
         "sha256": "a" * 64, "sha256_source": None, "size_bytes": 5, "size": "5 B",
         "license": "MIT", "chat_template": "chatml", "tool_calling": False, "context": 2048,
     }  # fmt: skip
-    (inputs.root / "model/catalog.local.yaml").write_text(
+    (inputs.root / "model-server/catalog.local.yaml").write_text(
         yaml.safe_dump({"schema": 1, "models": {"mine": entry}})
     )
     check = run_one("model file", inputs)

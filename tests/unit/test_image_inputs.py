@@ -52,7 +52,7 @@ def test_every_file_the_model_containerfile_copies_is_an_input(backend: str) -> 
     """The llama.cpp source is named by its pin (llama-cpp-sources.yaml and the version);
     every other file the build copies is hashed itself."""
     inputs = set(images.model_inputs(ROOT, backend))
-    text = (ROOT / "model" / CONTAINERFILES[backend]).read_text(encoding="utf-8")
+    text = (ROOT / "model-server" / CONTAINERFILES[backend]).read_text(encoding="utf-8")
     assert CONTAINERFILES[backend] in inputs
     assert "llama-cpp-sources.yaml" in inputs
     for source in _copy_sources(text.splitlines()):
@@ -123,7 +123,7 @@ def test_caches_and_tests_are_not_inputs(tmp_path: Path) -> None:
     shutil.copytree(ROOT / "supervisor" / "src", root / "supervisor" / "src")
     for name in ("Containerfile", "requirements.lock", "pyproject.toml", "README.md"):
         shutil.copy2(ROOT / "supervisor" / name, root / "supervisor" / name)
-    (root / "model").mkdir()
+    (root / "model-server").mkdir()
     shutil.copy2(ROOT / build.RUNTIME_ROOT_SCRIPT, root / build.RUNTIME_ROOT_SCRIPT)
     before = images.inputs_digest(images.supervisor_inputs(root), {})
     cache = root / "supervisor" / "src" / "sandbox_supervisor" / "__pycache__"

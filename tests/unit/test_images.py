@@ -24,12 +24,13 @@ from sandboxctl.stack.build import (
 
 
 def test_build_argv_never_pulls_keeps_healthchecks_and_passes_target_and_args() -> None:
-    argv = build_argv(Path("model"), Path("model/Containerfile"), "sbx/model:dev", "server",
+    context = Path("model-server")
+    argv = build_argv(context, context / "Containerfile", "sbx/model:dev", "server",
                       {"LLAMA_CPP_VERSION": "b6000"}, {Path("/cache"): "/ccache"})  # fmt: skip
     assert argv == [
-        "podman", "build", "--pull=never", "--format", "docker", "-f", "model/Containerfile",
+        "podman", "build", "--pull=never", "--format", "docker", "-f", "model-server/Containerfile",
         "-t", "sbx/model:dev", "--target", "server", "-v", "/cache:/ccache",
-        "--build-arg", "LLAMA_CPP_VERSION=b6000", "model",
+        "--build-arg", "LLAMA_CPP_VERSION=b6000", "model-server",
     ]  # fmt: skip
 
 
@@ -96,12 +97,12 @@ def test_unknown_service_to_build_names_the_choices() -> None:
 
 
 def placed_root(tmp_path: Path) -> Path:
-    """A sandbox folder whose model/context holds the pinned source's manifest."""
+    """A sandbox folder whose model-server/context holds the pinned source's manifest."""
     root = tmp_path / "sandbox"
-    (root / "model" / "context").mkdir(parents=True)
-    shutil.copy(llama_source.sources_file(), root / "model" / "llama-cpp-sources.yaml")
+    (root / "model-server" / "context").mkdir(parents=True)
+    shutil.copy(llama_source.sources_file(), root / "model-server" / "llama-cpp-sources.yaml")
     manifest = {"version": "b11312", "origin": "pypi", "archive_sha256": "a" * 64}
-    (root / "model" / "context" / "source.json").write_text(json.dumps(manifest))
+    (root / "model-server" / "context" / "source.json").write_text(json.dumps(manifest))
     return root
 
 
@@ -128,6 +129,6 @@ def test_the_model_build_never_pulls_mounts_ccache_and_passes_the_answers(
 def test_the_model_build_picks_the_backend_containerfile(tmp_path: Path) -> None:
     root = placed_root(tmp_path)
     command = images.model_build_argv(root, "t", "b11312", "vulkan", None)
-    assert command[command.index("-f") + 1] == str(root / "model" / "Containerfile.vulkan")
+    assert command[command.index("-f") + 1] == str(root / "model-server" / "Containerfile.vulkan")
     with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
         images.model_build_argv(root, "t", "b11312", "rocm", None)

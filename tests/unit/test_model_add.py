@@ -32,7 +32,7 @@ def repo(tmp_path: Path) -> Path:
 def add(repo: Path, source: Path, **options: object) -> catalog.Model:
     return register.add(
         source,
-        catalog_file=repo / "model" / "catalog.yaml",
+        catalog_file=repo / "model-server" / "catalog.yaml",
         directory=repo / "models",
         **options,  # type: ignore[arg-type]
     )
@@ -68,7 +68,7 @@ def test_add_copies_hashes_and_records_in_the_user_catalog(repo: Path, tmp_path:
     assert placed.read_bytes() == source.read_bytes()
     assert source.exists()  # copied, not moved
     assert model.sha256 == gguf_sample.sha256(source)
-    local = yaml.safe_load((repo / "model" / "catalog.local.yaml").read_text())
+    local = yaml.safe_load((repo / "model-server" / "catalog.local.yaml").read_text())
     entry = local["models"]["my-model.q4_k_m"]
     assert entry["size_bytes"] == source.stat().st_size
     assert entry["context_trained"] == 32768
@@ -77,7 +77,7 @@ def test_add_copies_hashes_and_records_in_the_user_catalog(repo: Path, tmp_path:
     assert entry["chat_template"]
     assert entry["license"] == "apache-2.0"
     assert entry["architecture"] == "llama"
-    merged = catalog.load_catalog(repo / "model" / "catalog.yaml")
+    merged = catalog.load_catalog(repo / "model-server" / "catalog.yaml")
     assert merged.get("my-model.q4_k_m").local
     assert merged.get("tiny").generated  # the template's entries are still there
     assert not [p for p in (repo / "models").iterdir() if p.name.startswith(".")]
@@ -88,7 +88,7 @@ def test_add_twice_updates_the_entry_and_keeps_the_others(repo: Path, tmp_path: 
     second = gguf_sample.write_gguf(tmp_path / "b.gguf", template=None)
     add(repo, second, key="second")
     add(repo, second, key="first")
-    models = catalog.load_catalog(repo / "model" / "catalog.yaml").models
+    models = catalog.load_catalog(repo / "model-server" / "catalog.yaml").models
     assert not models["first"].has_chat_template
     assert models["first"].sha256 == models["second"].sha256
     assert models["second"].added_from == str(second)
@@ -99,7 +99,7 @@ def test_add_with_a_wrong_expected_hash_leaves_nothing(repo: Path, tmp_path: Pat
     with pytest.raises(ChecksumMismatch, match="nothing was added"):
         add(repo, source, key="a", expect_sha256="0" * 64)
     assert list((repo / "models").iterdir()) == []
-    assert not (repo / "model" / "catalog.local.yaml").exists()
+    assert not (repo / "model-server" / "catalog.local.yaml").exists()
     model = add(repo, source, key="a", expect_sha256=gguf_sample.sha256(source).upper())
     assert model.sha256 == gguf_sample.sha256(source)
 
@@ -110,7 +110,7 @@ def test_add_refuses_what_is_not_a_gguf_and_leaves_nothing(repo: Path, tmp_path:
     with pytest.raises(register.RegisterError, match="not a readable GGUF"):
         add(repo, bogus)
     assert list((repo / "models").iterdir()) == []
-    assert not (repo / "model" / "catalog.local.yaml").exists()
+    assert not (repo / "model-server" / "catalog.local.yaml").exists()
 
 
 def test_add_refuses_a_key_of_the_template_catalog(repo: Path, tmp_path: Path) -> None:
@@ -127,12 +127,14 @@ def test_add_with_link_shares_the_file(repo: Path, tmp_path: Path) -> None:
 
 
 def test_user_catalog_clashing_with_the_template_is_an_error(repo: Path) -> None:
-    tiny = catalog.load_catalog(repo / "model" / "catalog.yaml").get("tiny")
+    tiny = catalog.load_catalog(repo / "model-server" / "catalog.yaml").get("tiny")
     clash = {"schema": 1, "models": {"tiny": {"description": "mine", **_local_fields(tiny)}}}
-    (repo / "model" / "catalog.local.yaml").write_text(yaml.safe_dump(clash))
+    (repo / "model-server" / "catalog.local.yaml").write_text(yaml.safe_dump(clash))
     with pytest.raises(catalog.CatalogError, match=r"already in catalog\.yaml"):
-        catalog.load_catalog(repo / "model" / "catalog.yaml")
-    assert "tiny" in catalog.load_catalog(repo / "model" / "catalog.yaml", local=False).models
+        catalog.load_catalog(repo / "model-server" / "catalog.yaml")
+    assert (
+        "tiny" in catalog.load_catalog(repo / "model-server" / "catalog.yaml", local=False).models
+    )
 
 
 def _local_fields(model: catalog.Model) -> dict[str, object]:

@@ -1,4 +1,4 @@
-"""Static checks of model/: Containerfiles (hadolint, stages, user, labels,
+"""Static checks of model-server/: Containerfiles (hadolint, stages, user, labels,
 runtime configuration), the .containerignore, and the entrypoint's behaviour.
 
 The cuda and vulkan images cannot be built or run here (no GPU, no registry
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-MODEL = Path(__file__).resolve().parents[2] / "model"
+MODEL = Path(__file__).resolve().parents[2] / "model-server"
 FILES = {
     "cpu": MODEL / "Containerfile",
     "cuda": MODEL / "Containerfile.cuda",
@@ -380,12 +380,12 @@ def test_entrypoint_and_healthcheck_pass_shellcheck() -> None:
 def test_runtime_root_script_exists_once_and_is_staged_for_the_supervisor(
     tmp_path: Path,
 ) -> None:
-    """model/ and supervisor/ are separate build contexts: the one script is copied into
+    """model-server/ and supervisor/ are separate build contexts: the one script is copied into
     supervisor/.build/ at build time, never kept twice."""
     from sandboxctl.stack.build import RUNTIME_ROOT_SCRIPT, stage_runtime_root
 
     assert not (MODEL.parent / "supervisor" / "scripts" / "runtime-root.sh").exists()
-    (tmp_path / "model").mkdir()
+    (tmp_path / "model-server").mkdir()
     (tmp_path / RUNTIME_ROOT_SCRIPT).write_text("#!/bin/sh\n")
     staged = stage_runtime_root(tmp_path, tmp_path / "supervisor")
     assert staged == tmp_path / "supervisor/.build/runtime-root.sh"

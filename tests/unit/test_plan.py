@@ -241,44 +241,44 @@ def test_missing_compose_overlay_is_a_drift(repo: Path) -> None:
 
 def test_renamed_stage_is_a_drift_in_the_containerfile(repo: Path) -> None:
     """Stage names must be the plan's (build, base, server)."""
-    containerfile = repo / "model/Containerfile"
+    containerfile = repo / "model-server/Containerfile"
     containerfile.write_text(
         containerfile.read_text()
         .replace("AS base", "AS runtime")
         .replace("FROM base", "FROM runtime")
     )
     assert any(
-        d.startswith("model/Containerfile:") and "stages ['build', 'runtime', 'server']" in d
+        d.startswith("model-server/Containerfile:") and "stages ['build', 'runtime', 'server']" in d
         for d in drifts(repo)
     )
 
 
 def test_backend_containerfile_with_other_stages_is_a_drift(repo: Path) -> None:
     """Every backend's Containerfile next to the planned one has the same stage names."""
-    (repo / "model/Containerfile.rocm").write_text(
+    (repo / "model-server/Containerfile.rocm").write_text(
         "FROM x AS compile\nFROM x AS server\nUSER 1:1\n"
     )
     assert any(
-        d.startswith("model/Containerfile.rocm:1: stages ['compile', 'server']")
+        d.startswith("model-server/Containerfile.rocm:1: stages ['compile', 'server']")
         for d in drifts(repo)
     )
 
 
 def test_containerfile_without_user_is_a_drift(repo: Path) -> None:
     """An image whose running stage sets no USER runs as root."""
-    containerfile = repo / "model/Containerfile"
+    containerfile = repo / "model-server/Containerfile"
     containerfile.write_text(re.sub(r"^USER .*$", "", containerfile.read_text(), flags=re.M))
-    assert any(d.startswith("model/Containerfile:") and "no USER" in d for d in drifts(repo))
+    assert any(d.startswith("model-server/Containerfile:") and "no USER" in d for d in drifts(repo))
 
 
 def test_containerfile_user_root_is_a_drift(repo: Path) -> None:
     """USER root in the running stage is reported at its line."""
-    containerfile = repo / "model/Containerfile"
+    containerfile = repo / "model-server/Containerfile"
     containerfile.write_text(
         re.sub(r"^USER .*$", "USER root", containerfile.read_text(), flags=re.M)
     )
     line = line_of(containerfile, "USER root")
-    assert f"model/Containerfile:{line}: USER root is root" in drifts(repo)
+    assert f"model-server/Containerfile:{line}: USER root is root" in drifts(repo)
 
 
 def test_missing_required_containerfile_is_a_drift(repo: Path) -> None:
@@ -293,7 +293,7 @@ def test_missing_required_containerfile_is_a_drift(repo: Path) -> None:
 
 def test_pin_bumped_without_checksum_is_a_drift(repo: Path) -> None:
     """A new llama.cpp pin whose only origin has no sha256 is reported in the sources file."""
-    sources_path = repo / "model/llama-cpp-sources.yaml"
+    sources_path = repo / "model-server/llama-cpp-sources.yaml"
     sources = yaml.safe_load(sources_path.read_text())
     old = re.search(r"^LLAMA_CPP_VERSION=(\S+)$", (repo / ".env").read_text(), re.M)
     assert old
@@ -309,7 +309,7 @@ def test_pin_bumped_without_checksum_is_a_drift(repo: Path) -> None:
     (repo / "PLAN.md").write_text(plan_text.replace(old.group(1), "b99999"))
     line = line_of(sources_path, "  b99999:")
     message = "llama.cpp b99999 has no origin with a sha256: pin a cited checksum"
-    assert drifts(repo) == [f"model/llama-cpp-sources.yaml:{line}: {message}"]
+    assert drifts(repo) == [f"model-server/llama-cpp-sources.yaml:{line}: {message}"]
 
 
 def test_pin_missing_from_sources_is_a_drift(repo: Path) -> None:
@@ -334,11 +334,13 @@ def test_pin_changed_in_env_only_is_a_drift(repo: Path) -> None:
 
 
 def test_model_missing_from_catalog_is_a_drift(repo: Path) -> None:
-    """The plan's model must be a key of model/catalog.yaml."""
+    """The plan's model must be a key of model-server/catalog.yaml."""
     replace(repo / ".env", "SANDBOX_MODEL=tiny", "SANDBOX_MODEL=nope")
     replace(repo / "PLAN.md", "model: tiny", "model: nope")
-    line = line_of(repo / "model/catalog.yaml", "models:")
-    assert any(d.startswith(f"model/catalog.yaml:{line}: no model 'nope'") for d in drifts(repo))
+    line = line_of(repo / "model-server/catalog.yaml", "models:")
+    assert any(
+        d.startswith(f"model-server/catalog.yaml:{line}: no model 'nope'") for d in drifts(repo)
+    )
 
 
 def test_model_changed_in_env_only_is_a_drift(repo: Path) -> None:
@@ -358,7 +360,7 @@ def test_template_choice_missing_from_catalog_is_a_drift(repo: Path) -> None:
     (repo / "copier.yml").write_text(
         "_subdirectory: template\nmodel:\n  type: str\n  choices:\n    a: tiny\n    b: ghost\n"
     )
-    assert "copier.yml:4: model choice 'ghost' is not in model/catalog.yaml" in drifts(repo)
+    assert "copier.yml:4: model choice 'ghost' is not in model-server/catalog.yaml" in drifts(repo)
 
 
 def test_old_open_deviation_is_a_warning_not_a_drift(repo: Path) -> None:

@@ -31,10 +31,10 @@ def other_sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A sandbox elsewhere (answers file, tasks.py), with the working directory in a
     subfolder of it; no SANDBOX_MODEL_DIR override."""
     root = tmp_path / "demo-sandbox"
-    (root / "model" / "sub").mkdir(parents=True)
+    (root / "model-server" / "sub").mkdir(parents=True)
     (root / ".copier-answers.yml").write_text("_src_path: x\n")
     (root / "tasks.py").write_text("")
-    monkeypatch.chdir(root / "model" / "sub")
+    monkeypatch.chdir(root / "model-server" / "sub")
     monkeypatch.delenv("SANDBOX_MODEL_DIR", raising=False)
     return root
 
@@ -51,13 +51,13 @@ def test_models_are_fetched_into_the_sandbox_stood_in(other_sandbox: Path) -> No
 
 
 def test_catalogs_are_those_of_the_sandbox_stood_in(other_sandbox: Path) -> None:
-    assert catalog.catalog_file() == other_sandbox / "model" / "catalog.yaml"
-    assert catalog.local_catalog_path() == other_sandbox / "model" / "catalog.local.yaml"
+    assert catalog.catalog_file() == other_sandbox / "model-server" / "catalog.yaml"
+    assert catalog.local_catalog_path() == other_sandbox / "model-server" / "catalog.local.yaml"
 
 
 def test_llama_source_is_placed_in_the_sandbox_stood_in(other_sandbox: Path) -> None:
-    assert source.sources_file() == other_sandbox / "model" / "llama-cpp-sources.yaml"
-    assert source.context_dir() == other_sandbox / "model" / "context"
+    assert source.sources_file() == other_sandbox / "model-server" / "llama-cpp-sources.yaml"
+    assert source.context_dir() == other_sandbox / "model-server" / "context"
 
 
 def test_package_list_is_read_from_the_sandbox_stood_in(other_sandbox: Path) -> None:

@@ -88,12 +88,12 @@ def test_fresh_sandbox_of_a_sandbox_without_git_copies_what_gitignore_keeps(
     (source / "secrets").mkdir(parents=True)
     (source / "secrets" / "model_api_key").write_text("key\n")
     (source / ".venv" / "bin").mkdir(parents=True)
-    (source / "model").mkdir()
-    (source / "model" / "catalog.yaml").write_text("x\n")
+    (source / "model-server").mkdir()
+    (source / "model-server" / "catalog.yaml").write_text("x\n")
     (source / ".gitignore").write_text(".venv/\n/secrets/\n__pycache__/\n")
     (source / ".env").write_text("COMPOSE_PROJECT_NAME=mine\n")
 
     dest = scaffold.fresh_sandbox(source, tmp_path / "copy", "check-sandbox")
 
-    assert sorted(p.name for p in dest.iterdir()) == [".env", ".gitignore", "model"]
-    assert (dest / "model" / "catalog.yaml").read_text() == "x\n"
+    assert sorted(p.name for p in dest.iterdir()) == [".env", ".gitignore", "model-server"]
+    assert (dest / "model-server" / "catalog.yaml").read_text() == "x\n"

@@ -268,7 +268,9 @@ def test_up_reuses_a_model_already_in_the_model_dir_and_fetches_nothing(
     built, _log = make_stack(tmp_path, {})
     built.settings = dataclasses.replace(built.settings, sandbox_model="smollm2-135m-instruct")
     monkeypatch.setenv("SANDBOX_MODEL_DIR", str(tmp_path / "models"))
-    model = catalog.load_catalog(ROOT / "model" / "catalog.yaml").get("smollm2-135m-instruct")
+    model = catalog.load_catalog(ROOT / "model-server" / "catalog.yaml").get(
+        "smollm2-135m-instruct"
+    )
     placed = catalog.model_path(model, catalog.model_dir())
     placed.parent.mkdir(parents=True)
     placed.write_bytes(b"GGUF")

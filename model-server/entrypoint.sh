@@ -3,7 +3,7 @@
 # the API key file when one is mounted, and execs the server.
 #
 # Configuration comes from LLAMA_ARG_* environment variables, which
-# llama-server reads itself (see model/README.md). The API key is read by
+# llama-server reads itself (see model-server/README.md). The API key is read by
 # llama-server from a file (--api-key-file): it is never put in the
 # environment, on the command line, or in the logs.
 set -eu

@@ -8,7 +8,7 @@
 #
 # The Containerfile's build arguments come in as environment variables:
 #   CPU_VARIANTS        the x86 CPU variants: ggml's names, `all` or `native`
-#                       (model/Containerfile says what each choice costs)
+#                       (model-server/Containerfile says what each choice costs)
 #   CMAKE_EXTRA_ARGS    more CMake flags, passed last (for example "-DGGML_AVX512=OFF")
 #   LLAMA_BUILD_NUMBER, LLAMA_BUILD_COMMIT   what `llama-server --version` reports (a
 #                       source archive has no git metadata)
