@@ -2,7 +2,7 @@
 
 Layers, lowest first (a module imports only from layers below its own; tests/unit/
 test_layers.py holds the code to it): ``errors``; ``_proc``, ``answers`` and ``download``;
-``config`` and ``migrations``; ``host``; ``llama``; ``catalog``; ``stack``; ``kube``,
+``config``, ``migrations`` and ``journal``; ``host``; ``llama``; ``catalog``; ``stack``; ``kube``,
 ``devcontainer``, ``scaffold``, ``eval`` and ``bench``; ``plan`` and ``runview``;
 ``checks``; ``tasks`` and ``__main__``.
 """

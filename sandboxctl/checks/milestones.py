@@ -32,7 +32,7 @@ from sandboxctl import plan
 from sandboxctl._proc import CommandNotFound
 from sandboxctl.checks.base import Check, CheckFn, Probes, run_all
 from sandboxctl.host.engine import Engine, EngineError, inspect_machine
-from sandboxctl.plan.notes import utc_stamp
+from sandboxctl.journal.notes import utc_stamp
 from sandboxctl.stack.compose import ComposeError, find_compose, run_compose
 
 RESULTS_DIR = "results"

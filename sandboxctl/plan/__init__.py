@@ -26,8 +26,8 @@ Modules: :mod:`~sandboxctl.plan.located` (YAML with line numbers),
 :mod:`~sandboxctl.plan.spec` (PLAN.md's section, findings and the report),
 :mod:`~sandboxctl.plan.compose_rules` (the merged Compose model from ``compose config``),
 :mod:`~sandboxctl.plan.containerfiles`, :mod:`~sandboxctl.plan.answer_rules` (``.env``,
-answers, catalogs, copier choices), :mod:`~sandboxctl.plan.check` (the whole check),
-:mod:`~sandboxctl.plan.notes` and :mod:`~sandboxctl.plan.issuelog`.
+answers, catalogs, copier choices), :mod:`~sandboxctl.plan.check` (the whole check). The
+deviation log it reads is :mod:`sandboxctl.journal.issuelog`.
 """
 
 from sandboxctl.plan.check import check, check_deviations, check_kube, format_report

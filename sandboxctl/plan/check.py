@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from sandboxctl.config import ConfigError, parse_dotenv
-from sandboxctl.plan import issuelog
+from sandboxctl.journal import issuelog
 from sandboxctl.plan.answer_rules import (
     check_answers,
     check_catalogs,

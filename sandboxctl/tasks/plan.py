@@ -17,8 +17,8 @@ from sandboxctl.checks import milestones as milestones_
 from sandboxctl.checks.base import Probes
 from sandboxctl.config import find_root
 from sandboxctl.host.platform import detect_host
-from sandboxctl.plan import issuelog
-from sandboxctl.plan import notes as notes_
+from sandboxctl.journal import issuelog
+from sandboxctl.journal import notes as notes_
 from sandboxctl.tasks._task import task
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sandboxctl.plan import issuelog
+from sandboxctl.journal import issuelog
 
 NOW = datetime(2026, 11, 26, 18, 41, 23, tzinfo=UTC)
 

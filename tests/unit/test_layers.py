@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "sandboxctl"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "_proc": 1, "answers": 1, "_chart": 1, "_text": 1, "egress": 1, "download": 1,
-    "migrations": 2,
+    "migrations": 2, "journal": 2,
     "config": 2,
     "host": 3,
     "llama": 4,

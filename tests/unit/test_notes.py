@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl._proc import Runner
-from sandboxctl.plan import notes
+from sandboxctl.journal import notes
 
 NOW = datetime(2026, 11, 26, 18, 41, 23, tzinfo=UTC)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from sandboxctl._proc import Runner
 from sandboxctl.errors import SandboxError
-from sandboxctl.plan.notes import append_entry, git_author, parse_stamp, utc_stamp
+from sandboxctl.journal.notes import append_entry, git_author, parse_stamp, utc_stamp
 
 LOG_FILE = Path("docs") / "ISSUE_LOG.md"
 LOG_HEADER = """# Issue log

@@ -10,7 +10,7 @@ The heading is machine-readable (:func:`parse_notes`). An entry is written with 
 ``write`` on a descriptor opened ``O_APPEND`` under an exclusive lock and then fsynced, so
 concurrent writers never interleave and earlier text is never rewritten. The helpers here
 (:func:`utc_stamp`, :func:`git_author`, :func:`append_entry`) are shared with
-:mod:`sandboxctl.plan.issuelog`.
+:mod:`sandboxctl.journal.issuelog`.
 """
 
 from __future__ import annotations
