@@ -32,7 +32,7 @@ from sandbox_supervisor.trajectory import parse_records, read_records
 
 from sandboxctl._proc import Runner
 from sandboxctl.errors import SandboxError
-from sandboxctl.eval.suite import EvalTask
+from sandboxctl.eval.taskfile import EvalTask
 
 SCRIPTED = "scripted"
 MAX_PARALLEL = 16

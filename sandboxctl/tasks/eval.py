@@ -10,7 +10,7 @@ from invoke.context import Context
 from sandboxctl import stack as stack_
 from sandboxctl.catalog import catalog
 from sandboxctl.errors import SandboxError
-from sandboxctl.eval import report, runner, suite
+from sandboxctl.eval import report, runner, taskfile
 from sandboxctl.tasks._support import opened, root
 from sandboxctl.tasks._task import task
 
@@ -41,7 +41,7 @@ def evaluate(
 ) -> None:
     """Run the evaluation suite per model; write its figures as JSON, Markdown and PNG."""
     named = [m.strip() for m in model.split(",") if m.strip()]
-    chosen = suite.load_suite(only=tasks)
+    chosen = taskfile.load_suite(only=tasks)
     known = catalog.load_catalog().models
     unknown = [name for name in named if name != "scripted" and name not in known]
     if unknown:  # before the stack is touched: nothing is brought up for a typo

@@ -20,7 +20,7 @@ import pytest
 
 from sandboxctl import _chart
 from sandboxctl._proc import Result, Runner
-from sandboxctl.eval import report, runner, suite
+from sandboxctl.eval import report, runner, taskfile
 
 REQUIRED_KINDS = {
     "create and edit files",
@@ -35,19 +35,19 @@ LAZY = [{"action": {"tool": "finish", "args": {"answer": "done"}}}]
 
 
 def test_the_bundled_suite_has_at_least_12_tasks_of_every_required_kind() -> None:
-    tasks = suite.load_suite()
+    tasks = taskfile.load_suite()
     assert len(tasks) >= 12
     assert {t.category for t in tasks} >= REQUIRED_KINDS
     assert len({t.id for t in tasks}) == len(tasks)
 
 
 def test_only_keeps_the_named_tasks_and_names_unknown_ones() -> None:
-    assert [t.id for t in suite.load_suite(only="rename, create-file")] == [
+    assert [t.id for t in taskfile.load_suite(only="rename, create-file")] == [
         "create-file",
         "rename",
     ]
-    with pytest.raises(suite.SuiteError, match="no such task: nope"):
-        suite.load_suite(only="nope")
+    with pytest.raises(taskfile.SuiteError, match="no such task: nope"):
+        taskfile.load_suite(only="nope")
 
 
 @pytest.mark.parametrize(
@@ -75,12 +75,12 @@ def test_a_bad_task_file_is_named_with_what_is_wrong(
     tmp_path: Path, text: str, message: str
 ) -> None:
     (tmp_path / "01-task.toml").write_text(text)
-    with pytest.raises(suite.SuiteError, match=message):
-        suite.load_suite(tmp_path)
+    with pytest.raises(taskfile.SuiteError, match=message):
+        taskfile.load_suite(tmp_path)
 
 
 def test_the_spec_carries_the_script_only_for_the_scripted_model() -> None:
-    task = suite.load_suite(only="edit-config")[0]
+    task = taskfile.load_suite(only="edit-config")[0]
     scripted = task.spec(scripted=True, subdir="eval/s/r")
     assert scripted["script"] == list(task.script)
     assert scripted["setup"]["files"]["config.ini"].startswith("[server]")
@@ -97,7 +97,7 @@ class LazyBackend(runner.LocalBackend):
 
 
 def test_the_scripted_model_passes_every_task(tmp_path: Path) -> None:
-    tasks = suite.load_suite()
+    tasks = taskfile.load_suite()
     backend = runner.LocalBackend(tmp_path, slots=2)
     outcomes = runner.run_all(
         backend, runner.plan([runner.SCRIPTED], tasks, 1), prefix="p", progress=lambda _: None
@@ -111,7 +111,7 @@ def test_the_scripted_model_passes_every_task(tmp_path: Path) -> None:
 
 
 def test_a_model_that_does_nothing_passes_no_task(tmp_path: Path) -> None:
-    tasks = suite.load_suite()
+    tasks = taskfile.load_suite()
     outcomes = runner.run_all(
         LazyBackend(tmp_path, slots=2),
         runner.plan([runner.SCRIPTED], tasks, 1),
@@ -154,7 +154,7 @@ def test_local_backend_runs_the_supervisor_through_the_runner_and_reads_its_traj
     python.chmod(0o755)
     env = {"PATH": str(python.parent), "SUPERVISOR_TOOLS_URL": "http://tools:9000"}
     backend = runner.LocalBackend(tmp_path, python="python", runner=Runner(env=env))
-    task = suite.load_suite(only="rename")[0]
+    task = taskfile.load_suite(only="rename")[0]
     planned = runner.Planned(runner.SCRIPTED, task, 1)
     outcome = backend.run(planned, task.spec(scripted=True, subdir="eval/s/x"), "s/x.jsonl")
     assert (outcome.status, outcome.passed, outcome.steps, outcome.tokens) == (
@@ -208,7 +208,7 @@ class FakeBackend:
 
 
 def test_runs_go_in_parallel_up_to_the_slots_in_plan_order() -> None:
-    tasks = suite.load_suite(only="create-file,rename,json-edit")
+    tasks = taskfile.load_suite(only="create-file,rename,json-edit")
     backend = FakeBackend(width=2)
     lines: list[str] = []
     outcomes = runner.run_all(
@@ -230,7 +230,7 @@ def test_parallel_option_overrides_the_slots() -> None:
     backend = FakeBackend(width=4)
     runner.run_all(
         backend,
-        runner.plan(["m"], suite.load_suite(), 1),
+        runner.plan(["m"], taskfile.load_suite(), 1),
         prefix="x",
         parallel=1,
         progress=lambda _: None,
@@ -239,7 +239,7 @@ def test_parallel_option_overrides_the_slots() -> None:
 
 
 def test_plan_needs_a_model_and_a_repeat() -> None:
-    tasks = suite.load_suite(only="rename")
+    tasks = taskfile.load_suite(only="rename")
     with pytest.raises(runner.EvalError, match="repeat"):
         runner.plan(["m"], tasks, 0)
     with pytest.raises(runner.EvalError, match="no model"):
@@ -247,7 +247,7 @@ def test_plan_needs_a_model_and_a_repeat() -> None:
 
 
 def test_a_run_without_run_end_is_reported_not_passed() -> None:
-    planned = runner.Planned("m", suite.load_suite(only="rename")[0], 1)
+    planned = runner.Planned("m", taskfile.load_suite(only="rename")[0], 1)
     outcome = runner.outcome_from_records(planned, [{"type": "run_start"}], 1.5, 5)
     assert (outcome.status, outcome.passed, outcome.exit_code) == ("no_trajectory", False, 5)
 
@@ -288,7 +288,7 @@ def test_stack_backend_runs_with_the_spec_on_stdin_and_reads_the_trajectory() ->
     stack = FakeStack()
     backend = runner.StackBackend(stack, lambda model: nullcontext())
     assert backend.slots() == 3
-    task = suite.load_suite(only="fix-test")[0]
+    task = taskfile.load_suite(only="fix-test")[0]
     planned = runner.Planned("tiny", task, 2)
     spec = task.spec(scripted=False, subdir="eval/s/tiny-fix-test-2")
     outcome = backend.run(planned, spec, "eval/s/tiny-fix-test-2.jsonl")
@@ -408,7 +408,7 @@ def test_eval_is_wired_as_a_top_level_task() -> None:
 
 
 def test_step_budget_overrides_models_but_not_the_scripted_one() -> None:
-    task = suite.load_suite(only="rename")[0]
+    task = taskfile.load_suite(only="rename")[0]
     assert runner.step_budget(runner.Planned("tiny", task, 1), 3) == ["--max-steps", "3"]
     assert runner.step_budget(runner.Planned("tiny", task, 1)) == []
     assert runner.step_budget(runner.Planned(runner.SCRIPTED, task, 1), 3) == []
@@ -417,7 +417,7 @@ def test_step_budget_overrides_models_but_not_the_scripted_one() -> None:
 def test_stack_backend_passes_the_step_budget_for_a_model() -> None:
     stack = FakeStack()
     backend = runner.StackBackend(stack, lambda model: nullcontext(), max_steps=2)
-    task = suite.load_suite(only="rename")[0]
+    task = taskfile.load_suite(only="rename")[0]
     backend.run(runner.Planned("tiny", task, 1), {}, "eval/s/x.jsonl")
     args = stack.calls[0][0]
     assert args[args.index("--max-steps") + 1] == "2"

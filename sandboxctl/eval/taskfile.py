@@ -1,4 +1,4 @@
-"""The evaluation suite: small workspace tasks as data files (``suite/*.toml``).
+"""The evaluation suite's task files (``suite/*.toml``): their schema, read and checked.
 
 Each task file holds::
 
