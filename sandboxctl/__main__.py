@@ -27,7 +27,7 @@ from sandboxctl.errors import SandboxError
 from sandboxctl.host.platform import detect_host
 from sandboxctl.llama import source
 from sandboxctl.stack import base_image as base_image_
-from sandboxctl.stack import images
+from sandboxctl.stack import model_image
 
 
 def _settings() -> Settings:
@@ -64,7 +64,7 @@ def model_tiny() -> int:
 
 def model_build() -> int:
     """Build the model-server image from the placed source (ccache-backed, no pull)."""
-    images.build_answered_model_image(
+    model_image.build_answered_model_image(
         find_root(), _settings(), runner=Runner(), ccache_dir=source.ccache_dir()
     )
     return 0

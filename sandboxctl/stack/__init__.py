@@ -2,13 +2,16 @@
 images, and bringing it all up.
 
 Modules: :mod:`~sandboxctl.stack.compose` (find and run Compose v2),
-:mod:`~sandboxctl.stack.secrets`, :mod:`~sandboxctl.stack.images` (base, model-server
-and supervisor images), :mod:`~sandboxctl.stack.project` (the :class:`Stack`: Compose
+:mod:`~sandboxctl.stack.secrets`, :mod:`~sandboxctl.stack.images` (which images are out of date,
+and building them: :mod:`~sandboxctl.stack.inputs`, :mod:`~sandboxctl.stack.base_image`,
+:mod:`~sandboxctl.stack.model_image`, :mod:`~sandboxctl.stack.supervisor_image`,
+:mod:`~sandboxctl.stack.build`), :mod:`~sandboxctl.stack.project` (the :class:`Stack`: Compose
 runs, model volume, readiness, one agent task) and :mod:`~sandboxctl.stack.up`. The
 names below are the stack's public interface, used by the tasks, kube and the tests.
 """
 
-from sandboxctl.stack.images import place_llama_source, prepare_images
+from sandboxctl.stack.images import prepare_images
+from sandboxctl.stack.model_image import place_llama_source
 from sandboxctl.stack.project import (
     CHECK_FAILED_EXIT_CODE,
     FINISHED_EXIT_CODES,

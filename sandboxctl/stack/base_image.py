@@ -7,6 +7,7 @@ and never pull. Where a registry is reachable, ``BASE_IMAGE`` may name the offic
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -159,3 +160,25 @@ def build_base_image(
     shown = f": {size / 1e6:.0f} MB" if size else ""
     log(f"built {spec.tag}{shown} in {time.monotonic() - start:.0f} s")
     return True
+
+
+def ensure_base_image(
+    tag: str, mirror: str, runner: Runner, log: Callable[[str], None] = print
+) -> None:
+    """Make the base image ``tag`` present: debootstrap it when it is a ``localhost/`` name
+    (no registry needed), else pull it (an official image, where a registry is reachable).
+    Raises :class:`BaseImageError` when neither works."""
+    if tag.startswith("localhost/"):
+        build_base_image(
+            BaseImageSpec(tag=tag, mirror=mirror), runner, is_root=os.geteuid() == 0, log=log
+        )
+        return
+    if image_exists(runner, tag):
+        return
+    log(f"pulling the base image {tag} (BASE_IMAGE in .env)")
+    result = runner.run(["podman", "pull", tag])
+    if not result.ok:
+        raise BaseImageError(
+            f"could not pull {tag}: {result.output.strip()[-500:]}\nWith no registry, leave "
+            f"BASE_IMAGE at {DEFAULT_TAG} in .env: `invoke images.base` makes it with debootstrap."
+        )

@@ -2,7 +2,8 @@
 :class:`~sandboxctl._proc.Runner`, with one live line (the step, the compile counter, the
 elapsed time), the whole output in a log file, the last lines and the log's path on
 failure, and a summary line (image, size, time) at the end. Also the one runtime-root
-script that every FROM-scratch image's build stage runs, staged into each context.
+script that every FROM-scratch image's build stage runs, staged into each context, and
+the build of such an image from its folder (:func:`build_component_image`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 from sandboxctl._proc import CommandNotFound, Runner, quote
 from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import image_size
+from sandboxctl.stack.base_image import DEFAULT_TAG
 
 TAIL_LINES = 25
 _STEP = re.compile(r"^STEP (\d+/\d+): (.*)")
@@ -153,3 +155,31 @@ def stage_runtime_root(root: Path, context: Path) -> Path:
     staged.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy2(root / RUNTIME_ROOT_SCRIPT, staged)
     return staged
+
+
+def build_component_image(
+    root: Path,
+    component: str,
+    tag: str,
+    *,
+    runner: Runner,
+    base_image: str = DEFAULT_TAG,
+    build_args: Mapping[str, str] | None = None,
+    labels: Mapping[str, str] | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] = print,
+) -> BuildResult:
+    """Build ``component/Containerfile`` (a FROM-scratch image whose build stage runs the
+    staged runtime-root script) FROM ``base_image``, with ``build_args``; never pulls."""
+    context = root / component
+    stage_runtime_root(root, context)
+    argv = build_argv(
+        context,
+        context / "Containerfile",
+        tag,
+        build_args={"DEBIAN_IMAGE": base_image, **(build_args or {})},
+        labels=labels,
+    )
+    return build_image(
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
+    )

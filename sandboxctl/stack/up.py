@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sandboxctl.stack.images import place_llama_source, prepare_images
+from sandboxctl.stack.images import prepare_images
+from sandboxctl.stack.model_image import place_llama_source
 from sandboxctl.stack.networks import ensure_networks
 from sandboxctl.stack.project import READY_DEADLINE_S, Stack, StackError
 from sandboxctl.stack.secrets import ensure_api_key, ensure_tools_token

@@ -28,13 +28,13 @@ def _run(
     model_key: str, threads: int, n_predict: int, rounds: int, cold: bool, host: bool
 ) -> bench_model.BenchResult:
     from sandboxctl.config import load_settings
-    from sandboxctl.stack import images
+    from sandboxctl.stack import model_image
 
     settings = load_settings(root(), require_file=False)
 
     def build_command(tag: str, version: str, ccache: Path) -> list[str]:
-        return images.model_build_argv(
-            root(), tag, version, "cpu", ccache, **images.model_build_args(settings)
+        return model_image.model_build_argv(
+            root(), tag, version, "cpu", ccache, **model_image.model_build_args(settings)
         )
 
     return bench_model.run_benchmark(

@@ -13,7 +13,7 @@ from sandboxctl.catalog import tiny as tiny_model
 from sandboxctl.download import rich_progress
 from sandboxctl.errors import SandboxError
 from sandboxctl.llama import source as llama_source
-from sandboxctl.stack import images as images_
+from sandboxctl.stack import model_image
 from sandboxctl.tasks._support import load_answers, root
 from sandboxctl.tasks._task import task
 
@@ -200,7 +200,7 @@ def build(
     cache = None
     if ccache:
         cache = llama_source.ccache_dir() if ccache == "default" else Path(ccache)
-    images_.build_answered_model_image(
+    model_image.build_answered_model_image(
         root(),
         load_answers(require_file=False),
         runner=Runner(),

@@ -26,7 +26,7 @@ import pytest
 from sandboxctl.catalog import tiny as tiny_model
 from sandboxctl.config import find_root, load_settings
 from sandboxctl.llama import source as llama_source
-from sandboxctl.stack import images
+from sandboxctl.stack import model_image
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -99,13 +99,13 @@ def image() -> str:
     ccache.mkdir(parents=True, exist_ok=True)
     # The one build path (sandboxctl.stack.images), with the .env's base image and CPU
     # variants: the same build arguments as `invoke model.build`, so the layer cache holds.
-    command = images.model_build_argv(
+    command = model_image.model_build_argv(
         find_root(),
         llama_source.image_tag(pin.version),
         pin.version,
         "cpu",
         ccache,
-        **images.model_build_args(settings),
+        **model_image.model_build_args(settings),
     )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]

@@ -19,7 +19,7 @@ import pytest
 
 from sandboxctl._proc import Runner
 from sandboxctl.config import find_root, load_settings
-from sandboxctl.stack import images
+from sandboxctl.stack import supervisor_image
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
 
@@ -38,7 +38,7 @@ def image() -> str:
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
     settings = load_settings(find_root(), require_file=False)
-    images.build_supervisor_image(
+    supervisor_image.build_supervisor_image(
         find_root(), TAG, runner=Runner(), base_image=settings.base_image, log=lambda _: None
     )
     return TAG

@@ -17,7 +17,7 @@ import pytest
 from sandboxctl._proc import Runner
 from sandboxctl.config import find_root, load_settings
 from sandboxctl.llama import source as llama_source
-from sandboxctl.stack import images
+from sandboxctl.stack import model_image
 from sandboxctl.stack.base_image import BaseImageSpec, build_base_image
 
 pytestmark = [pytest.mark.container, pytest.mark.slow]
@@ -35,7 +35,9 @@ def image() -> str:
     settings = load_settings(find_root(), require_file=False)
     # The Vulkan build stage's own base (Debian trixie's Vulkan headers; see the file).
     build_base_image(
-        BaseImageSpec(tag=images.VULKAN_BUILD_BASE, suite="trixie", mirror=settings.debian_mirror),
+        BaseImageSpec(
+            tag=model_image.VULKAN_BUILD_BASE, suite="trixie", mirror=settings.debian_mirror
+        ),
         Runner(),
         is_root=os.geteuid() == 0,
         log=lambda _: None,
@@ -43,8 +45,8 @@ def image() -> str:
     ccache = llama_source.ccache_dir()
     ccache.mkdir(parents=True, exist_ok=True)
     tag = llama_source.image_tag(pin.version, "vulkan")
-    command = images.model_build_argv(
-        find_root(), tag, pin.version, "vulkan", ccache, **images.model_build_args(settings)
+    command = model_image.model_build_argv(
+        find_root(), tag, pin.version, "vulkan", ccache, **model_image.model_build_args(settings)
     )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-6000:] + build.stderr[-3000:]

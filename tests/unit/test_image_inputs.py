@@ -15,7 +15,15 @@ from test_stack import ROOT, calls, make_stack
 
 from sandboxctl.host.engine import image_label
 from sandboxctl.llama.source import CONTAINERFILES
-from sandboxctl.stack import Stack, build, images
+from sandboxctl.stack import (
+    Stack,
+    base_image,
+    build,
+    images,
+    model_image,
+    supervisor_image,
+)
+from sandboxctl.stack import inputs as image_inputs
 
 SUPERVISOR_CONTAINERFILE = ROOT / "supervisor" / "Containerfile"
 
@@ -51,7 +59,7 @@ def _covered(source: str, inputs: set[str]) -> bool:
 def test_every_file_the_model_containerfile_copies_is_an_input(backend: str) -> None:
     """The llama.cpp source is named by its pin (llama-cpp-sources.yaml and the version);
     every other file the build copies is hashed itself."""
-    inputs = set(images.model_inputs(ROOT, backend))
+    inputs = set(image_inputs.model_inputs(ROOT, backend))
     text = (ROOT / "model-server" / CONTAINERFILES[backend]).read_text(encoding="utf-8")
     assert CONTAINERFILES[backend] in inputs
     assert "llama-cpp-sources.yaml" in inputs
@@ -63,7 +71,7 @@ def test_every_file_the_model_containerfile_copies_is_an_input(backend: str) -> 
 
 def test_every_file_the_supervisor_containerfile_copies_is_an_input() -> None:
     """The wheelhouse follows from requirements.lock; every other copied file is hashed."""
-    inputs = set(images.supervisor_inputs(ROOT))
+    inputs = set(image_inputs.supervisor_inputs(ROOT))
     sources = _copy_sources(SUPERVISOR_CONTAINERFILE.read_text(encoding="utf-8").splitlines())
     assert sources, "no COPY line read"
     for source in sources:
@@ -75,7 +83,7 @@ def test_every_file_the_supervisor_containerfile_copies_is_an_input() -> None:
 
 def test_every_file_the_egress_containerfile_copies_is_an_input() -> None:
     """The proxy's Containerfile copies its entrypoint and the staged runtime-root script."""
-    inputs = set(images.egress_inputs(ROOT))
+    inputs = set(image_inputs.egress_inputs(ROOT))
     text = (ROOT / "egress" / "Containerfile").read_text(encoding="utf-8")
     sources = _copy_sources(text.splitlines())
     assert sources, "no COPY line read"
@@ -86,32 +94,32 @@ def test_every_file_the_egress_containerfile_copies_is_an_input() -> None:
 def test_digest_is_the_same_for_the_same_inputs_anywhere(tmp_path: Path) -> None:
     """A clone elsewhere (another sandbox, a fresh machine) computes the same digest, so a
     preloaded or shared image is not rebuilt."""
-    files = images.supervisor_inputs(ROOT)
+    files = image_inputs.supervisor_inputs(ROOT)
     copied = _copy_inputs(files, tmp_path / "elsewhere")
     args = {"DEBIAN_IMAGE": "localhost/base:1"}
-    assert images.inputs_digest(files, args) == images.inputs_digest(copied, args)
+    assert image_inputs.inputs_digest(files, args) == image_inputs.inputs_digest(copied, args)
 
 
 @pytest.mark.parametrize("kind", ["supervisor", "model-server", "egress"])
 def test_a_change_to_any_one_input_file_changes_the_digest(kind: str, tmp_path: Path) -> None:
     files = {
-        "supervisor": lambda: images.supervisor_inputs(ROOT),
-        "model-server": lambda: images.model_inputs(ROOT, "cpu"),
-        "egress": lambda: images.egress_inputs(ROOT),
+        "supervisor": lambda: image_inputs.supervisor_inputs(ROOT),
+        "model-server": lambda: image_inputs.model_inputs(ROOT, "cpu"),
+        "egress": lambda: image_inputs.egress_inputs(ROOT),
     }[kind]()
     copied = _copy_inputs(files, tmp_path)
-    before = images.inputs_digest(copied, {})
+    before = image_inputs.inputs_digest(copied, {})
     for name, path in copied.items():
         original = path.read_bytes()
         path.write_bytes(original + b"\n")
-        assert images.inputs_digest(copied, {}) != before, f"{name} does not count"
+        assert image_inputs.inputs_digest(copied, {}) != before, f"{name} does not count"
         path.write_bytes(original)
-    assert images.inputs_digest(copied, {}) == before
+    assert image_inputs.inputs_digest(copied, {}) == before
 
 
 def test_a_changed_build_argument_changes_the_digest() -> None:
-    files = images.model_inputs(ROOT, "cpu")
-    assert images.inputs_digest(files, {"CPU_VARIANTS": "x64"}) != images.inputs_digest(
+    files = image_inputs.model_inputs(ROOT, "cpu")
+    assert image_inputs.inputs_digest(files, {"CPU_VARIANTS": "x64"}) != image_inputs.inputs_digest(
         files, {"CPU_VARIANTS": "all"}
     )
 
@@ -125,20 +133,20 @@ def test_caches_and_tests_are_not_inputs(tmp_path: Path) -> None:
         shutil.copy2(ROOT / "supervisor" / name, root / "supervisor" / name)
     (root / "model-server").mkdir()
     shutil.copy2(ROOT / build.RUNTIME_ROOT_SCRIPT, root / build.RUNTIME_ROOT_SCRIPT)
-    before = images.inputs_digest(images.supervisor_inputs(root), {})
+    before = image_inputs.inputs_digest(image_inputs.supervisor_inputs(root), {})
     cache = root / "supervisor" / "src" / "sandbox_supervisor" / "__pycache__"
     cache.mkdir(exist_ok=True)
     (cache / "agent.cpython-311.pyc").write_bytes(b"\x00" * 16)
     (root / "supervisor" / "tests").mkdir()
     (root / "supervisor" / "tests" / "test_new.py").write_text("def test(): pass\n")
-    assert images.inputs_digest(images.supervisor_inputs(root), {}) == before
+    assert image_inputs.inputs_digest(image_inputs.supervisor_inputs(root), {}) == before
 
 
 def test_a_missing_input_counts_as_a_change(tmp_path: Path) -> None:
-    files = _copy_inputs(images.model_inputs(ROOT, "cpu"), tmp_path)
-    before = images.inputs_digest(files, {})
+    files = _copy_inputs(image_inputs.model_inputs(ROOT, "cpu"), tmp_path)
+    before = image_inputs.inputs_digest(files, {})
     files["healthcheck.sh"].unlink()
-    assert images.inputs_digest(files, {}) != before
+    assert image_inputs.inputs_digest(files, {}) != before
 
 
 @pytest.mark.parametrize(
@@ -155,7 +163,7 @@ def test_a_missing_input_counts_as_a_change(tmp_path: Path) -> None:
 def test_out_of_date_images_are_missing_changed_unlabelled_or_asked_for(
     carried: dict[str, str | None], rebuild: bool, expected: list[str]
 ) -> None:
-    assert images.out_of_date(carried, {"a": "d1", "b": "d2"}, rebuild=rebuild) == expected
+    assert image_inputs.out_of_date(carried, {"a": "d1", "b": "d2"}, rebuild=rebuild) == expected
 
 
 def test_image_label_is_read_back_and_none_for_a_missing_image_fake_podman(
@@ -164,12 +172,12 @@ def test_image_label_is_read_back_and_none_for_a_missing_image_fake_podman(
     fakes = FakeTools.create(tmp_path, state={})
     runner = fakes.runner()
     argv = build.build_argv(tmp_path, tmp_path / "Containerfile", "sbx/x:1",
-                             labels={images.INPUTS_LABEL: "abc"})  # fmt: skip
+                             labels={image_inputs.INPUTS_LABEL: "abc"})  # fmt: skip
     build.build_image(argv, "sbx/x:1", runner=runner, log_file=tmp_path / "x.log",
                        log=lambda _: None)  # fmt: skip
-    assert image_label(runner, "sbx/x:1", images.INPUTS_LABEL) == "abc"
+    assert image_label(runner, "sbx/x:1", image_inputs.INPUTS_LABEL) == "abc"
     assert image_label(runner, "sbx/x:1", "other") == ""
-    assert image_label(runner, "sbx/none:1", images.INPUTS_LABEL) is None
+    assert image_label(runner, "sbx/none:1", image_inputs.INPUTS_LABEL) is None
 
 
 def test_the_label_is_the_last_build_step_so_layers_stay_cached() -> None:
@@ -190,13 +198,13 @@ def _stack_with_labels(
     config = {"services": {service: {"image": image} for service, image in NAMES.items()}}
     answers = {f"--project-directory {ROOT} config --format json": (0, json.dumps(config))}
     built, log = make_stack(tmp_path, answers)
-    wanted = images.wanted_inputs(built)
+    wanted = image_inputs.wanted_inputs(built)
     for service, digest in wanted.items():
         if service not in NAMES:  # the egress proxy: not in this project (EGRESS_ALLOW empty)
             continue
         key = f"image inspect --format {{{{json .Labels}}}} {NAMES[service]}"
         carried = "stale" if service in stale else digest
-        answers[key] = (0, json.dumps({images.INPUTS_LABEL: carried}))
+        answers[key] = (0, json.dumps({image_inputs.INPUTS_LABEL: carried}))
     (tmp_path / "answers.json").write_text(json.dumps(answers))
     return built, log, wanted
 
@@ -219,13 +227,15 @@ def test_only_the_image_whose_inputs_changed_is_rebuilt_with_the_new_digest(
     messages: list[str] = []
     built.log = messages.append
     done: dict[str, object] = {}
-    monkeypatch.setattr(images, "ensure_base_image", lambda *a, **k: None)
-    monkeypatch.setattr(images, "build_model_image", lambda *a, **k: done.update(model=k))
+    monkeypatch.setattr(base_image, "ensure_base_image", lambda *a, **k: None)
+    monkeypatch.setattr(model_image, "build_model_image", lambda *a, **k: done.update(model=k))
     monkeypatch.setattr(
-        images, "build_supervisor_image", lambda *a, **k: done.update(supervisor=k["labels"])
+        supervisor_image,
+        "build_supervisor_image",
+        lambda *a, **k: done.update(supervisor=k["labels"]),
     )
     images.prepare_images(built)
-    assert done == {"supervisor": {images.INPUTS_LABEL: wanted["supervisor"]}}
+    assert done == {"supervisor": {image_inputs.INPUTS_LABEL: wanted["supervisor"]}}
     assert "sbx/sup:1: its inputs changed since it was built, rebuilding" in messages
 
 
@@ -236,16 +246,16 @@ def test_a_sandbox_inside_a_folder_named_like_a_cache_still_has_its_inputs(
     a sandbox under ``tools.egg-info/`` or ``__pycache__/`` hashes the same files."""
     root = tmp_path / "tools.egg-info" / "sbx"
     shutil.copytree(ROOT / "supervisor" / "src", root / "supervisor" / "src")
-    names = set(images.supervisor_inputs(root))
-    assert names >= {n for n in images.supervisor_inputs(ROOT) if n.startswith("src/")}
+    names = set(image_inputs.supervisor_inputs(root))
+    assert names >= {n for n in image_inputs.supervisor_inputs(ROOT) if n.startswith("src/")}
 
 
 def test_the_egress_proxy_gives_the_supervisor_image_its_remote_tools() -> None:
     """Turning EGRESS_ALLOW on changes the supervisor's build arguments, and so its inputs
     digest: `up` rebuilds it with git's HTTPS helper and pip's wheels, and without them
     when egress is turned off."""
-    closed = images.supervisor_build_args("localhost/base:1")
-    opened = images.supervisor_build_args("localhost/base:1", remote_tools=True)
+    closed = supervisor_image.supervisor_build_args("localhost/base:1")
+    opened = supervisor_image.supervisor_build_args("localhost/base:1", remote_tools=True)
     assert (closed["REMOTE_TOOLS"], opened["REMOTE_TOOLS"]) == ("", "https")
-    files = images.supervisor_inputs(ROOT)
-    assert images.inputs_digest(files, closed) != images.inputs_digest(files, opened)
+    files = image_inputs.supervisor_inputs(ROOT)
+    assert image_inputs.inputs_digest(files, closed) != image_inputs.inputs_digest(files, opened)

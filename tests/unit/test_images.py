@@ -12,7 +12,7 @@ from fakes.harness import FakeTools
 
 from sandboxctl.config import load_settings
 from sandboxctl.llama import source as llama_source
-from sandboxctl.stack import StackError, images, prepare_images
+from sandboxctl.stack import StackError, model_image, prepare_images
 from sandboxctl.stack.build import (
     BuildResult,
     ImageBuildError,
@@ -113,9 +113,9 @@ def test_the_model_build_never_pulls_mounts_ccache_and_passes_the_answers(
     answers = {"BASE_IMAGE": "localhost/base:x", "LLAMA_CPU_VARIANTS": "x64"}
     settings = load_settings(tmp_path, environ=answers, require_file=False)
     tag = llama_source.image_tag("b11312", "cpu", "sbx")
-    command = images.model_build_argv(
+    command = model_image.model_build_argv(
         placed_root(tmp_path), tag, "b11312", "cpu", tmp_path / "cc",
-        **images.model_build_args(settings),
+        **model_image.model_build_args(settings),
     )  # fmt: skip
     assert command[:3] == ["podman", "build", "--pull=never"]
     assert command[command.index("--target") + 1] == "server"
@@ -128,7 +128,7 @@ def test_the_model_build_never_pulls_mounts_ccache_and_passes_the_answers(
 
 def test_the_model_build_picks_the_backend_containerfile(tmp_path: Path) -> None:
     root = placed_root(tmp_path)
-    command = images.model_build_argv(root, "t", "b11312", "vulkan", None)
+    command = model_image.model_build_argv(root, "t", "b11312", "vulkan", None)
     assert command[command.index("-f") + 1] == str(root / "model-server" / "Containerfile.vulkan")
     with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
-        images.model_build_argv(root, "t", "b11312", "rocm", None)
+        model_image.model_build_argv(root, "t", "b11312", "rocm", None)
