@@ -285,8 +285,8 @@ def pick_model(key: str) -> tuple[str, Path, str | None]:
 
 BuildCommand = Callable[[str, str, Path], list[str]]
 """``(tag, version, ccache_dir) -> podman build argv`` of the CPU image: the stack's one
-build path (``sandboxctl.stack.model_image.model_build_argv``), handed in by the task so this
-module stays below the stack's layer."""
+build path (``sandboxctl.stack.model_image.model_build_argv``), handed in by the task (a
+test hands in its own)."""
 
 
 def run_benchmark(

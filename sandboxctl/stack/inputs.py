@@ -73,18 +73,22 @@ def model_inputs(root: Path, backend: str) -> dict[str, Path]:
     return dict(_input_files(model_dir, (containerfile, *MODEL_INPUTS)))
 
 
-def supervisor_inputs(root: Path) -> dict[str, Path]:
-    """The files the supervisor image is built from, by name."""
-    files = dict(_input_files(root / "supervisor", SUPERVISOR_INPUTS))
+def _component_inputs(root: Path, folder: str, names: Sequence[str]) -> dict[str, Path]:
+    """The files a FROM-scratch component image is built from: ``names`` in its folder,
+    and the runtime-root script staged into it."""
+    files = dict(_input_files(root / folder, names))
     files[f"{STAGED}/{RUNTIME_ROOT_SCRIPT.name}"] = root / RUNTIME_ROOT_SCRIPT
     return files
+
+
+def supervisor_inputs(root: Path) -> dict[str, Path]:
+    """The files the supervisor image is built from, by name."""
+    return _component_inputs(root, "supervisor", SUPERVISOR_INPUTS)
 
 
 def egress_inputs(root: Path) -> dict[str, Path]:
     """The files the egress proxy image is built from, by name."""
-    files = dict(_input_files(root / "egress", EGRESS_INPUTS))
-    files[f"{STAGED}/{RUNTIME_ROOT_SCRIPT.name}"] = root / RUNTIME_ROOT_SCRIPT
-    return files
+    return _component_inputs(root, "egress", EGRESS_INPUTS)
 
 
 def wanted_inputs(stack: Stack) -> dict[str, str]:

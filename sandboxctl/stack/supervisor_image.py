@@ -13,6 +13,12 @@ from sandboxctl.stack.base_image import DEFAULT_TAG
 from sandboxctl.stack.build import TAIL_LINES, BuildResult, ImageBuildError, build_component_image
 
 
+def image_tag(project: str) -> str:
+    """The supervisor image's tag in the Compose project ``project``, as compose.yaml
+    names it (the tools service runs the same image)."""
+    return f"localhost/{project}-supervisor:dev"
+
+
 def fill_wheelhouse(root: Path, runner: Runner, log: Callable[[str], None] = print) -> None:
     """Download the supervisor's locked wheels into ``supervisor/wheels`` on the host."""
     script = root / "supervisor" / "scripts" / "wheelhouse.py"

@@ -27,6 +27,7 @@ from sandbox_supervisor.view import safe
 
 from sandboxctl._proc import Result, Runner
 from sandboxctl.errors import SandboxError
+from sandboxctl.stack import supervisor_image
 from sandboxctl.stack.project import Stack
 
 TOOLS_USER = "10001:10001"
@@ -53,7 +54,7 @@ class VolumeAccess:
         return cls(
             stack.runner,
             stack.volume("workspace"),
-            f"localhost/{stack.project}-supervisor:dev",
+            supervisor_image.image_tag(stack.project),
             stack.settings.volume_label,
             stack.volume("logs"),
         )

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TextIO
+
+from sandbox_supervisor.view import safe
 
 from sandboxctl import stack as stack_
 from sandboxctl.config import Settings, find_root, load_settings
 from sandboxctl.errors import UsageError
 from sandboxctl.host.engine import Engine, resolve_engine
 from sandboxctl.host.platform import HostInfo, detect_host
+from sandboxctl.stack.workspace import VolumeAccess
 
 
 def root() -> Path:
@@ -40,6 +44,20 @@ def find_engine(settings: Settings, info: HostInfo | None = None) -> Engine:
 def opened() -> stack_.Stack:
     """The sandbox's stack (its answers, engine and Compose)."""
     return stack_.open_stack(root())
+
+
+def workspace_access() -> VolumeAccess:
+    """The stack's workspace and logs volumes, through the supervisor image (which must be
+    built: the error says how)."""
+    access = VolumeAccess.of(opened())
+    access.require()
+    return access
+
+
+def print_safe(text: str, file: TextIO | None = None) -> None:
+    """Print each line of ``text`` (a container's notes) with control characters shown."""
+    for line in text.splitlines():
+        print(safe(line), file=file)
 
 
 def ask(question: str) -> bool:

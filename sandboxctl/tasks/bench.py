@@ -9,6 +9,7 @@ from invoke.context import Context
 
 from sandboxctl.bench import model as bench_model
 from sandboxctl.bench import report as bench_report
+from sandboxctl.stack import supervisor_image
 from sandboxctl.tasks._support import root
 from sandboxctl.tasks._task import task
 
@@ -92,7 +93,7 @@ def report(
         cold=cold, host=host,
     )  # fmt: skip
     project = load_settings(root(), require_file=False).compose_project_name
-    report = bench_report.collect(root(), result, f"localhost/{project}-supervisor:dev")
+    report = bench_report.collect(root(), result, supervisor_image.image_tag(project))
     directory = root() / ("docs/performance" if readme else output_dir)
     paths = bench_report.write(report, directory)
     print(paths["md"].read_text(encoding="utf-8"))

@@ -26,6 +26,9 @@ def _version(version: str) -> str | None:
     return configured or None
 
 
+DIRECTORY_HELP = "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)"
+
+
 @task(
     help={
         "version": "llama.cpp version key of model-server/llama-cpp-sources.yaml (default: .env)",
@@ -66,7 +69,7 @@ def source(
     help={
         "name": "Catalog key (SANDBOX_MODEL in .env names the one served); see model.list",
         "trust_unverified": "Accept a model with no pinned SHA-256; prints the one to pin",
-        "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
+        "directory": DIRECTORY_HELP,
     },
 )
 def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str = "") -> None:
@@ -93,7 +96,7 @@ def fetch(c: Context, name: str, trust_unverified: bool = False, directory: str 
 @task(
     help={
         "seed": "Random seed of the weights (same seed, same bytes)",
-        "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
+        "directory": DIRECTORY_HELP,
     },
     ranges={"seed": (0, 2**32 - 1)},
 )
@@ -105,7 +108,7 @@ def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -
 
 @task(
     name="list",
-    help={"directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)"},
+    help={"directory": DIRECTORY_HELP},
 )
 def list_(c: Context, directory: str = "") -> None:
     """List the models: the one in use (*), size, license, context, chat template, tools."""
@@ -143,7 +146,7 @@ def list_(c: Context, directory: str = "") -> None:
         "key": "Catalog key to register it as (default: from the file name)",
         "link": "Hard-link instead of copying (same filesystem only)",
         "sha256": "The SHA-256 the file must have (checked; nothing is added on mismatch)",
-        "directory": "Model-data directory (default: $SANDBOX_MODEL_DIR or ./models)",
+        "directory": DIRECTORY_HELP,
     },
 )
 def add(

@@ -12,8 +12,10 @@ from sandbox_supervisor.view import safe
 
 from sandboxctl.stack import runs as runs_
 from sandboxctl.stack import workspace as workspace_
-from sandboxctl.tasks._support import opened
+from sandboxctl.tasks._support import opened, print_safe, workspace_access
 from sandboxctl.tasks._task import task
+
+RUN_ID_HELP = "The run's id or its first characters (default: the last run)"
 
 
 def _one(run_id: str) -> runs_.Run:
@@ -30,7 +32,7 @@ def list_(c: Context) -> None:
     print("\n".join(runs_.table(found)))
 
 
-@task(help={"id": "The run's id or its first characters (default: the last run)"})
+@task(help={"id": RUN_ID_HELP})
 def show(c: Context, id: str = "") -> None:
     """Show one run (the last by default): steps, tool calls, results, its requests
     through the egress proxy, how it ended."""
@@ -41,7 +43,7 @@ def show(c: Context, id: str = "") -> None:
 
 @task(
     help={
-        "id": "The run's id or its first characters (default: the last run)",
+        "id": RUN_ID_HELP,
         "output": "File (or folder) to write the trajectory to (default: run-ID.jsonl here)",
     }
 )
@@ -52,15 +54,9 @@ def export(c: Context, id: str = "", output: str = ".") -> None:
     print(f"run {run.run_id}: {len(run.records)} records written to {written}")
 
 
-def _record_access() -> workspace_.VolumeAccess:
-    access = workspace_.VolumeAccess.of(opened())
-    access.require()
-    return access
-
-
 @task(
     help={
-        "id": "The run's id or its first characters (default: the last run)",
+        "id": RUN_ID_HELP,
         "step": "Only this step's changes (default: the whole run)",
     },
     ranges={"step": (-1, None)},
@@ -68,32 +64,30 @@ def _record_access() -> workspace_.VolumeAccess:
 def diff(c: Context, id: str = "", step: int = -1) -> None:
     """Print what a run changed as a unified diff (the whole run, or one step)."""
     run = _one(id)
-    text, notes = workspace_.run_diff(_record_access(), run.run_id, None if step < 0 else step)
+    text, notes = workspace_.run_diff(workspace_access(), run.run_id, None if step < 0 else step)
     sys.stdout.write(safe(text))
-    for line in notes.splitlines():
-        print(safe(line), file=sys.stderr)
+    print_safe(notes, file=sys.stderr)
 
 
 @task(
     help={
-        "id": "The run's id or its first characters (default: the last run)",
+        "id": RUN_ID_HELP,
         "output": "The patch file to write (apply it with `git apply FILE`)",
     }
 )
 def patch(c: Context, id: str = "", output: str = "fix.patch") -> None:
     """Write what a run changed as a patch that `git apply` accepts on your checkout."""
     run = _one(id)
-    text, notes = workspace_.run_diff(_record_access(), run.run_id, None)
+    text, notes = workspace_.run_diff(workspace_access(), run.run_id, None)
     Path(output).write_text(text, encoding="utf-8")
-    for line in notes.splitlines():
-        print(safe(line))
+    print_safe(notes)
     files = text.count("\ndiff --git ") + text.startswith("diff --git ")
     print(f"run {run.run_id}: {files} file(s) changed, patch written to {output}")
 
 
 @task(
     help={
-        "id": "The run's id or its first characters (default: the last run)",
+        "id": RUN_ID_HELP,
         "step": "The step to go back to (0: before the run)",
     },
     ranges={"step": (0, None)},
@@ -101,6 +95,5 @@ def patch(c: Context, id: str = "", output: str = "fix.patch") -> None:
 def rewind(c: Context, id: str = "", step: int = 0) -> None:
     """Restore the run's folder in the workspace to how it was after STEP (0: before it)."""
     run = _one(id)
-    notes = workspace_.rewind(_record_access(), run.run_id, step)
-    for line in notes.splitlines():
-        print(safe(line))
+    notes = workspace_.rewind(workspace_access(), run.run_id, step)
+    print_safe(notes)

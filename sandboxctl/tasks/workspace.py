@@ -11,14 +11,8 @@ from sandbox_supervisor.view import safe
 
 from sandboxctl.errors import SandboxError
 from sandboxctl.stack import workspace as workspace_
-from sandboxctl.tasks._support import opened
+from sandboxctl.tasks._support import print_safe, workspace_access
 from sandboxctl.tasks._task import task
-
-
-def _access() -> workspace_.VolumeAccess:
-    access = workspace_.VolumeAccess.of(opened())
-    access.require()
-    return access
 
 
 def _left_out(lines: list[str]) -> None:
@@ -39,12 +33,13 @@ def import_(c: Context, path: str, name: str = "", replace: bool = False) -> Non
     source = Path(path).resolve()
     name = name or source.name
     try:
-        packed, result = workspace_.import_project(_access(), source, name, replace=replace)
+        packed, result = workspace_.import_project(
+            workspace_access(), source, name, replace=replace
+        )
     except (ProjectError, OSError) as error:
         raise SandboxError(str(error)) from error
     _left_out(packed.refused)
-    for line in result.stderr.splitlines():
-        print(safe(line))
+    print_safe(result.stderr)
     print(f"{summary(packed, 'imported')} into the workspace as {name!r}")
     print(f'work on it with `invoke run --in {name} "TASK"`')
 
@@ -52,7 +47,7 @@ def import_(c: Context, path: str, name: str = "", replace: bool = False) -> Non
 @task(name="list")
 def list_(c: Context) -> None:
     """List the projects in the workspace: name, files, bytes."""
-    lines = workspace_.list_projects(_access())
+    lines = workspace_.list_projects(workspace_access())
     print("\n".join(lines) if lines else "the workspace holds no project yet")
 
 
@@ -65,7 +60,7 @@ def list_(c: Context) -> None:
 def export(c: Context, name: str, dest: str) -> None:
     """Copy a project out of the workspace into DEST; links out, devices and the like stay."""
     try:
-        copied, notes = workspace_.export_project(_access(), name, Path(dest))
+        copied, notes = workspace_.export_project(workspace_access(), name, Path(dest))
     except (ProjectError, OSError) as error:
         raise SandboxError(str(error)) from error
     for line in notes.splitlines():  # what the container left out of the stream
