@@ -26,7 +26,7 @@ from sandboxctl.tasks import stack as stack_tasks
 from sandboxctl.tasks._args import ArgumentError, flag
 from sandboxctl.tasks._task import declared, task, task_name
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def all_tasks() -> Iterator[tuple[str, Task[Any]]]:

@@ -16,7 +16,7 @@ from sandboxctl._proc import Runner
 from sandboxctl.kube import convert, local, render, validate
 from sandboxctl.stack.compose import find_compose, packaged_binary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SUBNETS = {"ai-net": "10.231.4.0/24", "tools-net": "10.231.5.0/24"}
 PREFIX = "ai-sandbox-kube"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from fakes.harness import FakeTools
-from test_stack import ROOT, calls, make_stack
+from fakes.stack import ROOT, calls, make_stack
 
 from sandboxctl.host.engine import image_label
 from sandboxctl.llama.source import CONTAINERFILES

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-MODEL = Path(__file__).resolve().parents[2] / "model-server"
+MODEL = Path(__file__).resolve().parents[3] / "model-server"
 FILES = {
     "cpu": MODEL / "Containerfile",
     "cuda": MODEL / "Containerfile.cuda",

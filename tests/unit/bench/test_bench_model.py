@@ -16,7 +16,7 @@ from sandboxctl.bench import host as bench_host
 from sandboxctl.bench import model as bench_model
 from sandboxctl.bench import report as bench_report
 
-CONTAINERFILE = Path(__file__).resolve().parents[2] / "model-server" / "build-llama.sh"
+CONTAINERFILE = Path(__file__).resolve().parents[3] / "model-server" / "build-llama.sh"
 """The compile the model Containerfiles share (the CPU image's cmake flags and edits)."""
 
 

@@ -18,7 +18,7 @@ from fakes.harness import FakeTools
 from sandboxctl.host import network, rootless
 from sandboxctl.host import prepare as hostprep
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 ALL_INSTALLED = list(hostprep.read_package_list())
 IMAGE = hostprep.PROBE_IMAGE

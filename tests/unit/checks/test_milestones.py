@@ -59,7 +59,7 @@ else:
 WSL = HostInfo(platform=Platform.WSL, is_root=False, uid=1000, xdg_runtime_dir="/run/user/1000")
 LINUX_ROOT = HostInfo(platform=Platform.LINUX, is_root=True, uid=0)
 MACHINE_SOCKET = "/run/user/1000/podman/podman-machine-default-api.sock"
-PROJECT = load_settings(Path(__file__).resolve().parents[2], require_file=True).compose_project_name
+PROJECT = load_settings(Path(__file__).resolve().parents[3], require_file=True).compose_project_name
 """The Compose project of this repository's .env (copied into ``repo``): a rendered
 sandbox's slug is its folder's name, so never a literal here."""
 

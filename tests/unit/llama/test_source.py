@@ -280,7 +280,7 @@ def test_source_is_placed_without_tarfile_filters(
 
 def test_the_image_tag_is_the_one_compose_yaml_names() -> None:
     """compose.yaml cannot call image_tag: the two spell the model image's tag alike."""
-    compose = yaml.safe_load((Path(__file__).resolve().parents[2] / "compose.yaml").read_text())
+    compose = yaml.safe_load((Path(__file__).resolve().parents[3] / "compose.yaml").read_text())
     answers = {"COMPOSE_PROJECT_NAME": "sbx", "LLAMA_CPP_VERSION": "b1", "GPU_BACKEND": "cuda"}
     image = re.sub(
         r"\$\{(\w+)[^}]*\}", lambda m: answers[m[1]], compose["services"]["model-server"]["image"]

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import yaml
-from test_stack import ROOT, calls, make_stack
+from fakes.stack import ROOT, calls, make_stack
 
 from sandboxctl.stack.networks import (
     RESOLVER_LABEL,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from test_stack import ROOT, calls, make_stack
+from fakes.stack import ROOT, calls, make_stack
 
 from sandboxctl.stack import up
 

@@ -22,7 +22,7 @@ from sandboxctl.kube.convert import ConvertError
 from sandboxctl.kube.job import job_script
 from sandboxctl.stack.compose import ComposeCommand, find_compose, packaged_binary
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 PORT = load_settings(ROOT, require_file=True).model_port
 """The model port of this sandbox's .env (a rendered sandbox may have answered another)."""
 PROJECT = load_settings(ROOT, require_file=True).compose_project_name

@@ -1,0 +1,4 @@
+"""The unit tests mirror sandboxctl's packages (tests/unit/stack/ tests sandboxctl/stack/,
+...); the shared fakes and samples stay here, and this file puts this folder on
+``sys.path`` for every test below it (pytest's prepend import mode adds a conftest's
+folder), so ``from fakes.stack import make_stack`` works from any of them."""
