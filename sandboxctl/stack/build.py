@@ -14,7 +14,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,16 +105,21 @@ def build_image(
     runner: Runner,
     log_file: Path,
     verbose: bool = False,
+    live: bool = True,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
-    """Run the build ``argv`` of ``tag``: a live line and a log file (or, ``verbose``, all
-    output), then a summary line. Raises :class:`ImageBuildError` with the last lines and
-    the log's path when it fails."""
+    """Run the build ``argv`` of ``tag``: a live line (``live``: another build running at
+    the same time has it, this one says only when it starts) and a log file (or,
+    ``verbose``, all output), then a summary line. Raises :class:`ImageBuildError` with
+    the last lines and the log's path when it fails."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     tail: deque[str] = deque(maxlen=TAIL_LINES)
     current = "starting"
-    with log_file.open("w", encoding="utf-8") as saved, _live(f"building {tag}") as show:
+    if not live:
+        log(f"building {tag} (log: {log_file})")
+    status = _live(f"building {tag}") if live else nullcontext(lambda _text: None)
+    with log_file.open("w", encoding="utf-8") as saved, status as show:
         saved.write(f"$ {quote(argv)}\n")
 
         def take(line: str) -> None:
@@ -167,10 +172,12 @@ def build_component_image(
     build_args: Mapping[str, str] | None = None,
     labels: Mapping[str, str] | None = None,
     verbose: bool = False,
+    live: bool = True,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Build ``component/Containerfile`` (a FROM-scratch image whose build stage runs the
-    staged runtime-root script) FROM ``base_image``, with ``build_args``; never pulls."""
+    staged runtime-root script) FROM ``base_image``, with ``build_args``; never pulls
+    (``live``: see :func:`build_image`)."""
     context = root / component
     stage_runtime_root(root, context)
     argv = build_argv(
@@ -181,5 +188,6 @@ def build_component_image(
         labels=labels,
     )
     return build_image(
-        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, log=log
-    )
+        argv, tag, runner=runner, log_file=log_path(root, tag), verbose=verbose, live=live,
+        log=log,
+    )  # fmt: skip

@@ -19,7 +19,8 @@ the host; the egress image is Debian's Squid on a FROM-scratch root.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from sandboxctl.host.engine import image_label
@@ -34,6 +35,27 @@ from sandboxctl.stack.inputs import (
     wanted_inputs,
 )
 from sandboxctl.stack.project import Stack, StackError
+
+
+def beside_compile(
+    stack: Stack,
+    build_model: Callable[[], None],
+    build_side: Callable[[bool], None],
+    side: Sequence[str],
+) -> None:
+    """Build the model image (the llama.cpp compile: minutes) and, in a second thread at
+    the same time, the other images (``side``), which then print only their start and
+    end; wait for both, and raise the model build's error first, else the other's."""
+    stack.log(f"building {', '.join(side)} beside the model-server compile")
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="side-build") as pool:
+        beside = pool.submit(build_side, False)
+        try:
+            build_model()
+        finally:
+            wait([beside])
+    error = beside.exception()
+    if error is not None:
+        raise error
 
 
 def service_images(project: Mapping[str, Any]) -> dict[str, str]:
@@ -95,7 +117,35 @@ def prepare_images(
                 is_root=os.geteuid() == 0,
                 log=stack.log,
             )
-        if MODEL_SERVICE in todo:
+
+        def build_side(live: bool) -> None:
+            """The supervisor and egress images (no compile: they can go beside it)."""
+            if SUPERVISOR_SERVICE in todo:
+                supervisor_image.build_supervisor_image(
+                    stack.root,
+                    images[SUPERVISOR_SERVICE],
+                    runner=stack.runner,
+                    base_image=stack.settings.base_image,
+                    remote_tools=bool(stack.settings.egress_allow),
+                    labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
+                    verbose=verbose,
+                    live=live,
+                    log=stack.log,
+                )
+            if EGRESS_SERVICE in todo:
+                build.build_component_image(
+                    stack.root,
+                    "egress",
+                    images[EGRESS_SERVICE],
+                    runner=stack.runner,
+                    base_image=stack.settings.base_image,
+                    labels={INPUTS_LABEL: digests[EGRESS_SERVICE]},
+                    verbose=verbose,
+                    live=live,
+                    log=stack.log,
+                )
+
+        def build_model() -> None:
             model_image.place_llama_source(stack)
             model_image.build_model_image(
                 stack.root,
@@ -109,28 +159,14 @@ def prepare_images(
                 log=stack.log,
                 **model_image.model_build_args(stack.settings),
             )
-        if SUPERVISOR_SERVICE in todo:
-            supervisor_image.build_supervisor_image(
-                stack.root,
-                images[SUPERVISOR_SERVICE],
-                runner=stack.runner,
-                base_image=stack.settings.base_image,
-                remote_tools=bool(stack.settings.egress_allow),
-                labels={INPUTS_LABEL: digests[SUPERVISOR_SERVICE]},
-                verbose=verbose,
-                log=stack.log,
-            )
-        if EGRESS_SERVICE in todo:
-            build.build_component_image(
-                stack.root,
-                "egress",
-                images[EGRESS_SERVICE],
-                runner=stack.runner,
-                base_image=stack.settings.base_image,
-                labels={INPUTS_LABEL: digests[EGRESS_SERVICE]},
-                verbose=verbose,
-                log=stack.log,
-            )
+
+        side = [name for name in (SUPERVISOR_SERVICE, EGRESS_SERVICE) if name in todo]
+        if MODEL_SERVICE in todo and side and not verbose:
+            beside_compile(stack, build_model, build_side, [images[name] for name in side])
+        else:  # one build at a time: nothing to overlap, or all output asked for
+            if MODEL_SERVICE in todo:
+                build_model()
+            build_side(True)
     except (
         base_image.BaseImageError,
         llama_source.SourceError,

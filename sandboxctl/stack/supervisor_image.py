@@ -48,13 +48,15 @@ def build_supervisor_image(
     remote_tools: bool = False,
     labels: Mapping[str, str] | None = None,
     verbose: bool = False,
+    live: bool = True,
     log: Callable[[str], None] = print,
 ) -> BuildResult:
     """Fill the wheelhouse, then build the supervisor image FROM ``base_image`` (never
-    pulls); ``remote_tools``: with git's HTTPS helper and pip's wheels (the egress proxy is on)."""
+    pulls); ``remote_tools``: with git's HTTPS helper and pip's wheels (the egress proxy is
+    on); ``live``: see :func:`~sandboxctl.stack.build.build_image`."""
     fill_wheelhouse(root, runner, log)
     return build_component_image(
         root, "supervisor", tag, runner=runner, base_image=base_image,
         build_args=supervisor_build_args(base_image, remote_tools=remote_tools), labels=labels,
-        verbose=verbose, log=log,
+        verbose=verbose, live=live, log=log,
     )  # fmt: skip

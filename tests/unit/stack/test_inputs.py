@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from sandboxctl.host.engine import image_label
 from sandboxctl.llama.source import CONTAINERFILES
 from sandboxctl.stack import (
     Stack,
+    StackError,
     base_image,
     build,
     images,
@@ -237,6 +239,80 @@ def test_only_the_image_whose_inputs_changed_is_rebuilt_with_the_new_digest(
     images.prepare_images(built)
     assert done == {"supervisor": {image_inputs.INPUTS_LABEL: wanted["supervisor"]}}
     assert "sbx/sup:1: its inputs changed since it was built, rebuilding" in messages
+
+
+def _builders_that_meet(
+    monkeypatch: pytest.MonkeyPatch, side_fails: bool = False
+) -> dict[str, object]:
+    """Replace the builders: the model's waits (10 s at most) for the supervisor's to have
+    started, so it finishes only when the two run at the same time."""
+    started = threading.Event()
+    seen: dict[str, object] = {}
+
+    def model(*_args: object, **kwargs: object) -> None:
+        seen["met"] = started.wait(10)
+
+    def supervisor(*_args: object, **kwargs: object) -> None:
+        started.set()
+        seen["supervisor_live"] = kwargs["live"]
+        if side_fails:
+            raise build.ImageBuildError("supervisor build failed")
+
+    monkeypatch.setattr(base_image, "ensure_base_image", lambda *a, **k: None)
+    monkeypatch.setattr(model_image, "place_llama_source", lambda *a, **k: None)
+    monkeypatch.setattr(model_image, "build_model_image", model)
+    monkeypatch.setattr(supervisor_image, "build_supervisor_image", supervisor)
+    return seen
+
+
+def test_the_supervisor_image_builds_beside_the_model_compile_without_a_live_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both images out of date: the supervisor's build runs while the model's does (the
+    model's fake returns only once the other has started), and says only when it starts."""
+    built, _, _ = _stack_with_labels(tmp_path, stale=("model-server", "supervisor"))
+    messages: list[str] = []
+    built.log = messages.append
+    seen = _builders_that_meet(monkeypatch)
+    images.prepare_images(built)
+    assert seen == {"met": True, "supervisor_live": False}
+    assert "building sbx/sup:1 beside the model-server compile" in messages
+
+
+def test_with_all_output_asked_for_the_builds_run_one_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--verbose` streams each build's whole output: two at once would interleave."""
+    built, _, _ = _stack_with_labels(tmp_path, stale=("model-server", "supervisor"))
+    built.log = lambda _line: None
+    started = threading.Event()
+    order: list[str] = []
+    monkeypatch.setattr(base_image, "ensure_base_image", lambda *a, **k: None)
+    monkeypatch.setattr(model_image, "place_llama_source", lambda *a, **k: None)
+    monkeypatch.setattr(
+        model_image,
+        "build_model_image",
+        lambda *a, **k: order.append(f"model, supervisor started: {started.is_set()}"),
+    )
+
+    def supervisor(*_args: object, **kwargs: object) -> None:
+        started.set()
+        order.append(f"supervisor live={kwargs['live']}")
+
+    monkeypatch.setattr(supervisor_image, "build_supervisor_image", supervisor)
+    images.prepare_images(built, verbose=True)
+    assert order == ["model, supervisor started: False", "supervisor live=True"]
+
+
+def test_a_failed_build_beside_the_compile_fails_up_after_the_compile_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built, _, _ = _stack_with_labels(tmp_path, stale=("model-server", "supervisor"))
+    built.log = lambda _line: None
+    seen = _builders_that_meet(monkeypatch, side_fails=True)
+    with pytest.raises(StackError, match="supervisor build failed"):
+        images.prepare_images(built)
+    assert seen["met"] is True
 
 
 def test_a_sandbox_inside_a_folder_named_like_a_cache_still_has_its_inputs(
