@@ -186,9 +186,20 @@ def test_rendered_project_passes_its_own_format_check(default_render: Path) -> N
 
 
 def test_rendered_project_passes_its_own_unit_tests(default_render: Path) -> None:
-    """The rendered sandbox's own unit tests pass in its folder, importing its own code."""
+    """The rendered sandbox's own unit tests pass in its folder, importing its own code
+    (a worker per core, as its `nox -s tests` runs them)."""
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/unit"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "auto",
+            "tests/unit",
+        ],
         cwd=default_render,
         capture_output=True,
         text=True,
