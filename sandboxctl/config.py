@@ -242,6 +242,11 @@ def parse_dotenv(text: str, *, origin: str = ".env") -> dict[str, str]:
     return values
 
 
+MODEL_SERVER_DIR = Path("model-server")
+"""The model-server image's folder in a sandbox: its Containerfiles, the model catalog, the
+llama.cpp pin and the placed source."""
+
+
 def find_root(start: Path | None = None) -> Path:
     """Return the sandbox root: the nearest folder at or above ``start`` with a
     ``.copier-answers.yml``, ``tasks.py``, ``.env`` or ``compose.yaml``; ``start`` (default:

@@ -34,11 +34,11 @@ from typing import Any
 
 import yaml
 
-from sandboxctl.config import find_root
+from sandboxctl.config import MODEL_SERVER_DIR, find_root
 from sandboxctl.download import SHA256_RE, DownloadResult, ProgressCallback, fetch
 from sandboxctl.errors import SandboxError
 
-CATALOG_RELPATH = Path("model-server") / "catalog.yaml"
+CATALOG_RELPATH = MODEL_SERVER_DIR / "catalog.yaml"
 LOCAL_NAME = "catalog.local.yaml"
 """The user catalog, next to the template's catalog (see :func:`local_catalog_path`)."""
 KEY_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")

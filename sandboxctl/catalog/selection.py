@@ -67,7 +67,7 @@ def set_plan_model(text: str, key: str) -> str:
 def use(root: Path, key: str) -> list[str]:
     """Select model ``key`` in ``ROOT/.env`` and PLAN.md; return what changed, in words."""
     try:
-        model = catalog.load_catalog(root / "model-server" / "catalog.yaml").get(key)
+        model = catalog.load_catalog(root / catalog.CATALOG_RELPATH).get(key)
     except catalog.CatalogError as error:
         raise SelectionError(str(error)) from error
     env_file = root / ".env"

@@ -29,7 +29,7 @@ if sys.version_info >= (3, 12):
 else:  # the data filter on every 3.11 (backports.tarfile)
     from backports import tarfile
 
-from sandboxctl.config import find_root
+from sandboxctl.config import MODEL_SERVER_DIR, find_root
 from sandboxctl.download import (
     SHA256_RE,
     DownloadError,
@@ -41,8 +41,8 @@ from sandboxctl.download import (
 )
 from sandboxctl.errors import SandboxError
 
-SOURCES_RELPATH = Path("model-server") / "llama-cpp-sources.yaml"
-CONTEXT_RELPATH = Path("model-server") / "context"
+SOURCES_RELPATH = MODEL_SERVER_DIR / "llama-cpp-sources.yaml"
+CONTEXT_RELPATH = MODEL_SERVER_DIR / "context"
 ORIGINS = ("pypi", "github")
 MANIFEST = "source.json"
 TREE = "llama.cpp"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sandboxctl._proc import CommandNotFound, Runner, quote
+from sandboxctl.config import MODEL_SERVER_DIR
 from sandboxctl.errors import SandboxError
 from sandboxctl.host.engine import image_size
 from sandboxctl.stack.base_image import DEFAULT_TAG
@@ -147,7 +148,7 @@ def build_image(
     return BuildResult(tag, seconds, size, log_file)
 
 
-RUNTIME_ROOT_SCRIPT = Path("model-server") / "runtime-root.sh"
+RUNTIME_ROOT_SCRIPT = MODEL_SERVER_DIR / "runtime-root.sh"
 """The one script that assembles a FROM-scratch runtime root (both images use it)."""
 STAGED = ".build"
 """Where a build context gets files staged from elsewhere in the sandbox (git-ignored)."""

@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
+from sandboxctl.config import MODEL_SERVER_DIR
 from sandboxctl.stack.build import RUNTIME_ROOT_SCRIPT, STAGED
 from sandboxctl.stack.project import Stack
 from sandboxctl.stack.supervisor_image import supervisor_build_args
@@ -68,7 +69,7 @@ def model_inputs(root: Path, backend: str) -> dict[str, Path]:
     """The files the model-server image of ``backend`` is built from, by name."""
     from sandboxctl.llama import source as llama_source
 
-    model_dir = root / "model-server"
+    model_dir = root / MODEL_SERVER_DIR
     containerfile = llama_source.CONTAINERFILES.get(backend, f"Containerfile.{backend}")
     return dict(_input_files(model_dir, (containerfile, *MODEL_INPUTS)))
 

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, TypedDict
 
 from sandboxctl._proc import Runner
 from sandboxctl.answers import answer
+from sandboxctl.config import MODEL_SERVER_DIR
 from sandboxctl.stack.base_image import DEFAULT_TAG
 from sandboxctl.stack.build import BuildResult, build_argv, build_image, log_path
 from sandboxctl.stack.project import Stack
@@ -45,9 +46,9 @@ def model_build_argv(
     """
     from sandboxctl.llama import source as llama_source
 
-    manifest = llama_source.read_manifest(root / "model-server" / "context")
+    manifest = llama_source.read_manifest(root / llama_source.CONTEXT_RELPATH)
     pin, _origin = llama_source.resolve(
-        llama_source.load_sources(root / "model-server" / "llama-cpp-sources.yaml"),
+        llama_source.load_sources(root / llama_source.SOURCES_RELPATH),
         version,
         str(manifest["origin"]) if manifest and "origin" in manifest else None,
     )
@@ -60,7 +61,7 @@ def model_build_argv(
         raise llama_source.SourceError(
             f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan"
         )
-    model_dir = root / "model-server"
+    model_dir = root / MODEL_SERVER_DIR
     return build_argv(
         model_dir,
         model_dir / llama_source.CONTAINERFILES[backend],
@@ -163,12 +164,12 @@ def place_llama_source(stack: Stack) -> Path:
     from sandboxctl.download import rich_progress
     from sandboxctl.llama import source as llama_source
 
-    context = stack.root / "model-server" / "context"
+    context = stack.root / llama_source.CONTEXT_RELPATH
     with rich_progress("llama.cpp source") as progress:
         llama_source.place_source(
             stack.settings.llama_cpp_version,
             context=context,
-            sources_file=stack.root / "model-server" / "llama-cpp-sources.yaml",
+            sources_file=stack.root / llama_source.SOURCES_RELPATH,
             progress=progress,
         )
     return context

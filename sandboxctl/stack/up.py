@@ -32,7 +32,7 @@ def prepare_model(stack: Stack) -> Path:
     from sandboxctl.llama import source as llama_source
 
     try:
-        model = catalog.load_catalog(stack.root / "model-server" / "catalog.yaml").get(
+        model = catalog.load_catalog(stack.root / catalog.CATALOG_RELPATH).get(
             stack.settings.sandbox_model
         )
         path = catalog.model_path(model, catalog.model_dir(stack.root))

@@ -112,7 +112,7 @@ def tiny(c: Context, seed: int = tiny_model.DEFAULT_SEED, directory: str = "") -
 )
 def list_(c: Context, directory: str = "") -> None:
     """List the models: the one in use (*), size, license, context, chat template, tools."""
-    catalog = catalog_.load_catalog(root() / "model-server" / "catalog.yaml")
+    catalog = catalog_.load_catalog(root() / catalog_.CATALOG_RELPATH)
     from sandboxctl import _text
 
     selected = load_answers(require_file=False).sandbox_model
@@ -156,7 +156,7 @@ def add(
     model = register.add(
         Path(path),
         key=key,
-        catalog_file=root() / "model-server" / "catalog.yaml",
+        catalog_file=root() / catalog_.CATALOG_RELPATH,
         directory=Path(directory) if directory else None,
         link=link,
         expect_sha256=sha256,
@@ -178,7 +178,7 @@ def use(c: Context, key: str) -> None:
     changes = selection.use(root(), key)
     for change in changes or [f"{key} is already in use"]:
         print(change)
-    model = catalog_.load_catalog(root() / "model-server" / "catalog.yaml").get(key)
+    model = catalog_.load_catalog(root() / catalog_.CATALOG_RELPATH).get(key)
     if not catalog_.model_path(model).is_file():
         how = "invoke model.tiny" if model.generated else f"invoke model.fetch {key}"
         print(f"{key} is not in the model-data directory yet: `{how}` (or `invoke up`)")
