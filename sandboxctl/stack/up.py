@@ -59,11 +59,12 @@ def bring_up(stack: Stack, *, rebuild: bool = False, deadline_s: float = READY_D
     images = prepare_images(stack, rebuild=rebuild)
     model_file = prepare_model(stack)
     before = service_states(stack)
-    ensure_networks(stack, compose_config(stack))  # before Compose makes them with DNS
+    config = compose_config(stack)
+    ensure_networks(stack, config)  # before Compose makes them with DNS
     # `create` only makes what is missing (the model-data volume load_model fills)
     stack.require(stack.compose_run("create", "--no-recreate", capture=True), "compose create")
     copied = stack.load_model(model_file, images["model-server"], stack.root / "models")
-    converge(stack, before, model_changed=copied)
+    converge(stack, before, model_changed=copied, config=config)
     seconds = stack.wait_ready(deadline_s)
     stack.log(f"stack {stack.project} ready in {seconds:.1f} s after `up`")
     return seconds
@@ -111,12 +112,15 @@ def compose_config(stack: Stack) -> dict[str, Any]:
     return config
 
 
-def expected_states(stack: Stack) -> dict[str, tuple[str, str]]:
-    """Return each service's current (config hash, image ID), as Compose computes them."""
+def expected_states(
+    stack: Stack, config: dict[str, Any] | None = None
+) -> dict[str, tuple[str, str]]:
+    """Return each service's current (config hash, image ID), as Compose computes them
+    (``config``: the resolved model when the caller has it already)."""
     hashes = stack.require(
         stack.compose_run("config", "--hash", "*", capture=True), "compose config --hash"
     )
-    config = compose_config(stack)
+    config = compose_config(stack) if config is None else config
     expected: dict[str, tuple[str, str]] = {}
     for line in hashes.stdout.splitlines():
         service, _, digest = line.strip().partition(" ")
@@ -138,13 +142,18 @@ def outdated(states: dict[str, ServiceState], expected: dict[str, tuple[str, str
 
 
 def converge(
-    stack: Stack, before: dict[str, ServiceState], *, model_changed: bool = False
+    stack: Stack,
+    before: dict[str, ServiceState],
+    *,
+    model_changed: bool = False,
+    config: dict[str, Any] | None = None,
 ) -> list[str]:
     """Start what is stopped and recreate only what changed; return the recreated services.
 
-    ``before``: the states before this ``up`` (the running stack it must leave alone).
+    ``before``: the states before this ``up`` (the running stack it must leave alone);
+    ``config``: the resolved Compose model, when the caller has it already.
     """
-    stale = outdated(service_states(stack), expected_states(stack))
+    stale = outdated(service_states(stack), expected_states(stack, config))
     server = before.get("model-server")
     if model_changed and server is not None and server.running and "model-server" not in stale:
         stale.append("model-server")  # running on the old bytes; a stopped one reads the new
