@@ -46,6 +46,7 @@ from sandboxctl._proc import Result, Runner
 from sandboxctl.errors import SandboxError
 from sandboxctl.kube import convert
 from sandboxctl.kube.convert import Edge, Obj
+from sandboxctl.stack.networks import NetworkSpec, create_argv
 
 SUBNET_POOL = "10.231.0.0/16"
 """Where the proof's internal networks take their /24s (the first ones no network uses)."""
@@ -296,11 +297,14 @@ class Player:
     def create(self) -> None:
         """Networks (internal), then the claims (Podman volumes)."""
         for compose_name, name in sorted(self.plan.networks.items()):
-            self.podman(
-                "network", "create", "--internal", "--disable-dns",
-                "--subnet", self.plan.subnets[compose_name],
-                "--label", f"sandboxctl.kube={self.plan.prefix}", name,
-            )  # fmt: skip
+            spec = NetworkSpec(
+                key=compose_name,
+                name=name,
+                internal=True,
+                subnet=self.plan.subnets[compose_name],
+                labels=(("sandboxctl.kube", self.plan.prefix),),
+            )
+            self.podman(*create_argv(spec))  # no resolver, as `up` makes the stack's
         claims = self.workdir / "claims.yaml"
         claims.write_text(to_yaml(*self.plan.claims), encoding="utf-8")
         self.podman("kube", "play", str(claims))
