@@ -168,8 +168,9 @@ def _render_one(
     elif kind == "model_response":
         reply = record["reply"]
         usage = reply.get("usage") or {}
-        calls = [call["name"] for call in reply.get("tool_calls") or []]
-        what = ", ".join(calls) or one_line(reply.get("content") or "", 100)
+        calls = [str(call["name"]) for call in reply.get("tool_calls") or []]
+        # The names are the model's, as it wrote them: one line, like its text.
+        what = one_line(", ".join(calls) or reply.get("content") or "", 100)
         tries = int(reply.get("attempts") or 1)
         out.append(
             f"-- step {record['step']}: {seconds(float(reply.get('latency_s') or 0))}, "
