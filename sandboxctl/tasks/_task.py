@@ -133,13 +133,12 @@ def task(
 
         @functools.wraps(body)
         def run(*args: Any, **given: Any) -> Any:
+            label = _NAMES.get(run, name)
             try:
                 bound = signature.bind(*args, **given)
-                task_name = _NAMES.get(run, name)
-                bound.arguments.update(declared.checked(bound.arguments, task_name))
+                bound.arguments.update(declared.checked(bound.arguments, label))
                 return body(*bound.args, **bound.kwargs)
             except SandboxError as error:
-                label = _NAMES.get(run, name)
                 raise Exit(f"{label}: {error}", code=error.exit_code) from error
 
         run.__signature__ = _as_text(body, declared.ranges)  # type: ignore[attr-defined]
