@@ -316,6 +316,46 @@ def test_a_host_service_on_every_interface_is_out_of_reach(
     assert heard == [], heard
 
 
+_OTHER_PROTOCOLS = (
+    "import json, socket, sys\n"
+    "kinds = {\n"
+    "    'icmp echo (raw)':\n"
+    "        (socket.SOCK_RAW, socket.IPPROTO_ICMP, b'\\x08\\0\\xf7\\xff\\0\\0\\0\\0'),\n"
+    "    'udplite': (socket.SOCK_DGRAM, getattr(socket, 'IPPROTO_UDPLITE', 136), b'canary'),\n"
+    "    'sctp': (socket.SOCK_STREAM, getattr(socket, 'IPPROTO_SCTP', 132), None),\n"
+    "}\n"
+    "out = {}\n"
+    "for ip in sys.argv[1:]:\n"
+    "    for name, (kind, proto, data) in kinds.items():\n"
+    "        try:\n"
+    "            s = socket.socket(socket.AF_INET, kind, proto); s.settimeout(3)\n"
+    "        except OSError as exc:\n"
+    "            out[f'{name} {ip}'] = 'no socket: ' + type(exc).__name__; continue\n"
+    "        try:\n"
+    "            if data is None:\n"
+    "                s.connect((ip, 9)); out[f'{name} {ip}'] = 'connected'\n"
+    "            else:\n"
+    "                s.sendto(data, (ip, 9)); out[f'{name} {ip}'] = 'sent'\n"
+    "        except OSError as exc:\n"
+    "            out[f'{name} {ip}'] = type(exc).__name__\n"
+    "        s.close()\n"
+    "print(json.dumps(out))\n"
+)
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_no_other_ip_protocol_has_a_route_to_the_host(e2e_stack: E2EStack, service: str) -> None:
+    """Beyond UDP and TCP: ICMP (a raw socket), UDP-Lite and SCTP from the container's
+    network to every address of this host and every gateway. The probe runs with root's
+    capabilities in that network namespace (more than the container's, which has none), so
+    what stops it is the routing: no packet of any protocol leaves for the host."""
+    targets = sorted(set(reachable_candidates(e2e_stack, service)) - {"127.0.0.1"})
+    outcome = json.loads(in_netns(e2e_stack, service, _OTHER_PROTOCOLS, *targets))
+    print(f"\nother protocols from {service}: {outcome}")
+    assert outcome, "the probe tried nothing"
+    assert not [k for k, v in outcome.items() if v in ("sent", "connected")], outcome
+
+
 # A daemon's detach, as fast as Python does it: fork, setsid, fork, output closed.
 _DETACH = (
     "python3 -c 'import os, time\n"
