@@ -1,8 +1,7 @@
 #!/bin/sh
 # Compile llama-server from the placed llama.cpp source, in a model image's build stage:
-# the one build that Containerfile (CPU), Containerfile.cuda and Containerfile.vulkan share,
-# as they share runtime-root.sh. Each file installs its toolchain and runs this script with
-# its backend; only the backend's CMake flags differ.
+# the one build of every backend's image (model-server/Containerfile's `build` stage, on
+# the backend's toolchain stage); only the backend's CMake flags differ.
 #
 #   build-llama.sh BACKEND     (cpu, cuda or vulkan; run in /src, which holds llama.cpp/)
 #
@@ -86,8 +85,21 @@ set -- "$@" \
     -DLLAMA_BUILD_COMMIT="${LLAMA_BUILD_COMMIT-unknown}" \
     ${launcher} ${CMAKE_EXTRA_ARGS-}
 
-cmake -S llama.cpp -B build "$@"
+cmake -S llama.cpp -B build -G Ninja "$@"
 cmake --build build --target llama-server -j"$(nproc)"
+# Where the compile's time went (Ninja's log: each file's start and end), by CMake target:
+# the figures the performance report reads to choose CPU variants by their cost.
+if [ -f build/.ninja_log ]; then
+    echo "compile seconds by target (summed over its files; $(nproc) jobs at a time):"
+    awk -F '\t' '!/^#/ {
+        name = "(link, generate)"
+        if (match($4, /CMakeFiles\/[^\/]+\.dir\//)) name = substr($4, RSTART + 11, RLENGTH - 16)
+        sum[name] += ($2 - $1) / 1000; if ($2 > end) end = $2
+    } END {
+        for (name in sum) printf "%9.1f  %s\n", sum[name], name
+        printf "%9.1f  (wall clock, first file to last)\n", end / 1000
+    }' build/.ninja_log | sort -rn
+fi
 if [ -d /ccache ]; then CCACHE_DIR=/ccache ccache --show-stats; fi
 
 mkdir -p /out

@@ -349,11 +349,10 @@ def build_args(pin: Pin, manifest: dict[str, Any] | None) -> dict[str, str]:
     }
 
 
-CONTAINERFILES = {
-    "cpu": "Containerfile",
-    "cuda": "Containerfile.cuda",
-    "vulkan": "Containerfile.vulkan",
-}
+CONTAINERFILE = "Containerfile"
+"""The model-server's one Containerfile, in model-server/: every backend's stages."""
+BACKENDS = ("cpu", "cuda", "vulkan")
+"""The GPU backends it builds (its ``GPU_BACKEND`` build argument picks their stages)."""
 
 
 def image_tag(version: str, backend: str = "cpu", project: str = "ai-sandbox") -> str:

@@ -82,8 +82,7 @@ def check_containerfile(
 
 
 def check_containerfiles(root: Path, plan: Plan, present: Iterable[str], report: Report) -> None:
-    """Check the Containerfile of each built service, and the stage names of its siblings
-    (every backend's file must have the same stages)."""
+    """Check the Containerfile of each built service: its stages and the user it runs as."""
     present = set(present)
     for name, want in plan.spec["services"].items():
         want = want or {}
@@ -93,11 +92,3 @@ def check_containerfiles(root: Path, plan: Plan, present: Iterable[str], report:
         check_containerfile(
             root, relpath, want, plan.line("services", name, "containerfile"), report
         )
-        if not want.get("stages"):
-            continue
-        folder = (root / relpath).parent
-        for sibling in sorted(folder.glob("Containerfile*")):
-            sibling_rel = str(sibling.relative_to(root))
-            if sibling_rel != relpath and sibling.is_file():
-                stages = {"stages": want["stages"]}
-                check_containerfile(root, sibling_rel, stages, 1, report)

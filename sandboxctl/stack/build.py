@@ -25,8 +25,10 @@ from sandboxctl.host.engine import image_size
 from sandboxctl.stack.base_image import DEFAULT_TAG
 
 TAIL_LINES = 25
-_STEP = re.compile(r"^STEP (\d+/\d+): (.*)")
-_PERCENT = re.compile(r"^\[\s*(\d+)%\]")
+_STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP (\d+/\d+): (.*)")
+"""A Podman build step (multi-stage builds prefix the stage: ``[4/10] STEP 6/12: ...``)."""
+_COMPILED = re.compile(r"^\[(\d+)/(\d+)\] (?!STEP )")
+"""Ninja's counter of the compile's edges: ``[123/269] Building CXX object ...``."""
 
 
 class ImageBuildError(SandboxError, RuntimeError):
@@ -68,14 +70,16 @@ def build_argv(
 
 
 def progress_text(line: str, current: str) -> str:
-    """Return what the live line shows after ``line``: the Podman step, with the compile
-    counter (``[ 45%]``) when the line has one; ``current`` when the line says neither."""
+    """Return what the live line shows after ``line``: the Podman step, with the compile's
+    progress in percent (from Ninja's ``[123/269]``) when the line has it; ``current``
+    when the line says neither."""
     step = _STEP.match(line)
     if step:
         return f"step {step.group(1)}: {step.group(2)[:60]}"
-    percent = _PERCENT.match(line)
-    if percent:
-        return re.sub(r"( · compile \d+%)?$", f" · compile {percent.group(1)}%", current, count=1)
+    compiled = _COMPILED.match(line)
+    if compiled:
+        percent = int(compiled.group(1)) * 100 // max(int(compiled.group(2)), 1)
+        return re.sub(r"( · compile \d+%)?$", f" · compile {percent}%", current, count=1)
     return current
 
 

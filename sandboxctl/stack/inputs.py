@@ -65,13 +65,13 @@ def inputs_digest(files: Mapping[str, Path], build_args: Mapping[str, str]) -> s
     return digest.hexdigest()
 
 
-def model_inputs(root: Path, backend: str) -> dict[str, Path]:
-    """The files the model-server image of ``backend`` is built from, by name."""
+def model_inputs(root: Path) -> dict[str, Path]:
+    """The files the model-server image is built from, by name (one Containerfile for
+    every backend: the backend enters the digest as a build argument)."""
     from sandboxctl.llama import source as llama_source
 
     model_dir = root / MODEL_SERVER_DIR
-    containerfile = llama_source.CONTAINERFILES.get(backend, f"Containerfile.{backend}")
-    return dict(_input_files(model_dir, (containerfile, *MODEL_INPUTS)))
+    return dict(_input_files(model_dir, (llama_source.CONTAINERFILE, *MODEL_INPUTS)))
 
 
 def _component_inputs(root: Path, folder: str, names: Sequence[str]) -> dict[str, Path]:
@@ -102,7 +102,7 @@ def wanted_inputs(stack: Stack) -> dict[str, str]:
         "BACKEND": settings.gpu_backend,
     }
     return {
-        MODEL_SERVICE: inputs_digest(model_inputs(stack.root, settings.gpu_backend), model_args),
+        MODEL_SERVICE: inputs_digest(model_inputs(stack.root), model_args),
         SUPERVISOR_SERVICE: inputs_digest(
             supervisor_inputs(stack.root),
             supervisor_build_args(settings.base_image, remote_tools=bool(settings.egress_allow)),

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from sandboxctl.config import Settings
 
 VULKAN_BUILD_BASE = "localhost/ai-sandbox-base:trixie"
-"""The Vulkan file's build stage base: Debian trixie, for Vulkan headers newer than
-bookworm's (model-server/Containerfile.vulkan says why)."""
+"""The Vulkan toolchain stage's base: Debian trixie, for Vulkan headers newer than
+bookworm's (model-server/Containerfile says why)."""
 DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
 """The x86-64 levels v1-v4 (model-server/Containerfile says what each choice costs)."""
 
@@ -57,17 +57,18 @@ def model_build_argv(
             f"llama.cpp {pin.version} is not placed in model-server/context: "
             "run `invoke model.source`"
         )
-    if backend not in llama_source.CONTAINERFILES:
+    if backend not in llama_source.BACKENDS:
         raise llama_source.SourceError(
-            f"unknown GPU backend {backend!r}; choose cpu, cuda or vulkan"
+            f"unknown GPU backend {backend!r}; choose {', '.join(llama_source.BACKENDS)}"
         )
     model_dir = root / MODEL_SERVER_DIR
     return build_argv(
         model_dir,
-        model_dir / llama_source.CONTAINERFILES[backend],
+        model_dir / llama_source.CONTAINERFILE,
         tag,
         target="server",
         build_args={
+            "GPU_BACKEND": backend,
             "DEBIAN_IMAGE": base_image,
             "CPU_VARIANTS": cpu_variants,
             **llama_source.build_args(pin, manifest),

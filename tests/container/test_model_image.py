@@ -11,6 +11,7 @@ mounted as a secret file, and talks to it over HTTP.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -87,7 +88,8 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def image() -> str:
+def build() -> tuple[list[str], subprocess.CompletedProcess[str]]:
+    """The CPU image's build: its command and what Podman printed."""
     if shutil.which("podman") is None:
         pytest.fail("podman is not installed: run `invoke host.prepare`")
     try:
@@ -109,7 +111,54 @@ def image() -> str:
     )
     build = subprocess.run(command, capture_output=True, text=True, check=False)
     assert build.returncode == 0, build.stdout[-4000:] + build.stderr[-4000:]
+    return command, build
+
+
+@pytest.fixture(scope="module")
+def image(build: tuple[list[str], subprocess.CompletedProcess[str]]) -> str:
+    command, _result = build
     return command[command.index("-t") + 1]
+
+
+def stages_run(output: str) -> set[str]:
+    """The stages a `podman build` printed it was building (cached or not)."""
+    return set(re.findall(r"STEP 1/\d+: FROM \S+ AS (\S+)", output))
+
+
+def test_the_cpu_build_runs_only_the_cpu_stages_of_the_one_containerfile(
+    build: tuple[list[str], subprocess.CompletedProcess[str]],
+) -> None:
+    """GPU_BACKEND=cpu: Podman builds the CPU toolchain, root and base and the shared
+    stages, and never reads the Vulkan or CUDA images."""
+    _command, result = build
+    assert stages_run(result.stdout + result.stderr) == {
+        "toolchain-cpu", "build", "rootfs-cpu", "base-cpu", "server",
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("backend", "image_arg"),
+    [("cuda", "CUDA_BUILD_IMAGE"), ("vulkan", "VULKAN_BUILD_IMAGE")],
+)
+def test_podman_starts_a_gpu_build_at_its_own_toolchain_image_cannot_build_here(
+    backend: str, image_arg: str, build: tuple[list[str], subprocess.CompletedProcess[str]]
+) -> None:  # the CPU build first: the context holds the placed source
+    """No NVIDIA image and no GPU here: the build of ``backend`` is given a toolchain
+    image that does not exist, and must stop at it, before any other backend's stage.
+    Proves the stage Podman's builder picks for GPU_BACKEND, not that the build passes."""
+    missing = f"localhost/ai-sandbox-test-no-{backend}-toolchain:0"
+    settings = load_settings(find_root(), require_file=False)
+    gpu = model_image.model_build_argv(
+        find_root(), f"localhost/ai-sandbox-test-{backend}:never", settings.llama_cpp_version,
+        backend, None,
+        **model_image.model_build_args(settings),
+    )  # fmt: skip
+    gpu[-1:-1] = ["--build-arg", f"{image_arg}={missing}"]
+    result = subprocess.run(gpu, capture_output=True, text=True, check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert missing in output
+    assert stages_run(output) <= {f"toolchain-{backend}"}
 
 
 @pytest.fixture(scope="module")

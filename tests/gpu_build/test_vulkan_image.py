@@ -1,9 +1,10 @@
 """The Vulkan model-server image, compiled for real (`nox -s vulkan`; no GPU needed).
 
-Proves model-server/Containerfile.vulkan: its packages come from Debian's mirror, llama.cpp's
-Vulkan backend and shaders compile, and the FROM scratch runtime root holds what the
-server, the Vulkan loader and Mesa's drivers load. With no GPU, Mesa's lavapipe (a CPU
-Vulkan driver) is the device the server lists. Long on 2 cores: not a default session.
+Proves model-server/Containerfile's Vulkan stages (GPU_BACKEND=vulkan): their packages come
+from Debian's mirror, llama.cpp's Vulkan backend and shaders compile, and the FROM scratch
+runtime root holds what the server, the Vulkan loader and Mesa's drivers load. With no
+GPU, Mesa's lavapipe (a CPU Vulkan driver) is the device the server lists. Long on 2
+cores: not a default session.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ def test_plan_section_follows_non_default_answers(tmp_path: Path) -> None:
     assert spec["publish_model_port"] is True
     assert spec["volume_label"] == "Z"
     server = spec["services"]["model-server"]
-    assert server["containerfile"] == "model-server/Containerfile.vulkan"
+    assert server["containerfile"] == "model-server/Containerfile"
     assert server["networks"] == ["ai-net", "host-net"]
     assert server["published"] is True
     assert spec["networks"]["host-net"] == {"internal": False}

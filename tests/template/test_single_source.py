@@ -8,6 +8,7 @@ import yaml
 from template_support import ROOT
 
 from sandboxctl import scaffold
+from sandboxctl.llama.source import BACKENDS
 
 
 def test_model_choices_are_the_catalog_keys(questions: dict[str, dict[str, Any]]) -> None:
@@ -26,10 +27,14 @@ def test_llama_cpp_version_choices_are_the_pinned_sources(
     assert questions["llama_cpp_version"]["default"] == sources["default_version"]
 
 
-def test_gpu_backend_choices_each_have_a_containerfile(
+def test_gpu_backend_choices_each_have_their_stages_in_the_one_containerfile(
     questions: dict[str, dict[str, Any]],
 ) -> None:
-    """Each backend answer names a Containerfile that exists in model-server/."""
-    for backend in scaffold.choice_values(questions["gpu_backend"]):
-        name = "Containerfile" if backend == "cpu" else f"Containerfile.{backend}"
-        assert (ROOT / "model-server" / name).is_file(), name
+    """Each backend answer has a toolchain and a base stage in model-server/Containerfile,
+    and the backends sandboxctl builds are the answers' choices."""
+    text = (ROOT / "model-server" / "Containerfile").read_text(encoding="utf-8")
+    backends = scaffold.choice_values(questions["gpu_backend"])
+    assert list(BACKENDS) == backends
+    for backend in backends:
+        assert f" AS toolchain-{backend}\n" in text, backend
+        assert f" AS base-{backend}\n" in text, backend

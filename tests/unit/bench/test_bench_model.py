@@ -17,7 +17,7 @@ from sandboxctl.bench import model as bench_model
 from sandboxctl.bench import report as bench_report
 
 CONTAINERFILE = Path(__file__).resolve().parents[3] / "model-server" / "build-llama.sh"
-"""The compile the model Containerfiles share (the CPU image's cmake flags and edits)."""
+"""The one compile of the model Containerfile (the CPU image's cmake flags and edits)."""
 
 
 def test_host_build_uses_the_same_cmake_flags_as_the_cpu_image() -> None:

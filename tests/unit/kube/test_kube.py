@@ -772,7 +772,6 @@ def test_the_base_is_the_same_whatever_backend_the_sandbox_runs(
     cuda_sandbox = make_sandbox(
         tmp_path / "cuda",
         GPU_BACKEND="cuda",
-        MODEL_CONTAINERFILE="Containerfile.cuda",
         COMPOSE_FILE="compose.yaml:compose.cuda.yaml",
     )
     assert rendered(compose, cuda_sandbox) == cpu

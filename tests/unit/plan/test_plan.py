@@ -240,26 +240,11 @@ def test_missing_compose_overlay_is_a_drift(repo: Path) -> None:
 
 
 def test_renamed_stage_is_a_drift_in_the_containerfile(repo: Path) -> None:
-    """Stage names must be the plan's (build, base, server)."""
+    """Stage names must be the plan's, in its order."""
     containerfile = repo / "model-server/Containerfile"
-    containerfile.write_text(
-        containerfile.read_text()
-        .replace("AS base", "AS runtime")
-        .replace("FROM base", "FROM runtime")
-    )
+    containerfile.write_text(containerfile.read_text().replace("AS base-cpu", "AS runtime-cpu"))
     assert any(
-        d.startswith("model-server/Containerfile:") and "stages ['build', 'runtime', 'server']" in d
-        for d in drifts(repo)
-    )
-
-
-def test_backend_containerfile_with_other_stages_is_a_drift(repo: Path) -> None:
-    """Every backend's Containerfile next to the planned one has the same stage names."""
-    (repo / "model-server/Containerfile.rocm").write_text(
-        "FROM x AS compile\nFROM x AS server\nUSER 1:1\n"
-    )
-    assert any(
-        d.startswith("model-server/Containerfile.rocm:1: stages ['compile', 'server']")
+        d.startswith("model-server/Containerfile:") and "'runtime-cpu', 'base-vulkan'" in d
         for d in drifts(repo)
     )
 

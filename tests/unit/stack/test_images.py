@@ -80,10 +80,17 @@ def test_failed_build_shows_the_last_lines_and_the_log_path(tmp_path: Path) -> N
 def test_live_line_shows_the_step_then_the_compile_counter() -> None:
     text = progress_text("STEP 4/9: RUN cmake --build build", "starting")
     assert text == "step 4/9: RUN cmake --build build"
-    text = progress_text("[ 45%] Building CXX object ggml.o", text)
+    text = progress_text("[90/200] Building CXX object ggml.o", text)
     assert text.endswith("compile 45%")
-    assert progress_text("[ 46%] Building CXX object x.o", text).endswith("compile 46%")
+    assert progress_text("[92/200] Building CXX object x.o", text).endswith("compile 46%")
     assert progress_text("warning: something", text) == text
+
+
+def test_live_line_reads_the_steps_of_a_multi_stage_build() -> None:
+    """Podman prefixes each step with its stage; that counter is not the compile's."""
+    text = progress_text("[4/10] STEP 11/12: RUN build-llama cpu", "starting")
+    assert text == "step 11/12: RUN build-llama cpu"
+    assert "compile" not in text
 
 
 def test_log_path_is_in_the_sandbox_cache(tmp_path: Path) -> None:
@@ -126,9 +133,11 @@ def test_the_model_build_never_pulls_mounts_ccache_and_passes_the_answers(
     assert f"LLAMA_SOURCE_SHA256={'a' * 64}" in command
 
 
-def test_the_model_build_picks_the_backend_containerfile(tmp_path: Path) -> None:
+def test_the_model_build_picks_the_backend_by_build_argument(tmp_path: Path) -> None:
+    """One Containerfile for every backend: GPU_BACKEND names its stages."""
     root = placed_root(tmp_path)
     command = model_image.model_build_argv(root, "t", "b11312", "vulkan", None)
-    assert command[command.index("-f") + 1] == str(root / "model-server" / "Containerfile.vulkan")
+    assert command[command.index("-f") + 1] == str(root / "model-server" / "Containerfile")
+    assert "GPU_BACKEND=vulkan" in command
     with pytest.raises(llama_source.SourceError, match="unknown GPU backend"):
         model_image.model_build_argv(root, "t", "b11312", "rocm", None)

@@ -15,7 +15,7 @@ from fakes.harness import FakeTools
 from fakes.stack import ROOT, calls, make_stack
 
 from sandboxctl.host.engine import image_label
-from sandboxctl.llama.source import CONTAINERFILES
+from sandboxctl.llama.source import CONTAINERFILE
 from sandboxctl.stack import (
     Stack,
     StackError,
@@ -57,18 +57,17 @@ def _covered(source: str, inputs: set[str]) -> bool:
     return any(name == source or name.startswith(source + "/") for name in inputs)
 
 
-@pytest.mark.parametrize("backend", sorted(CONTAINERFILES))
-def test_every_file_the_model_containerfile_copies_is_an_input(backend: str) -> None:
+def test_every_file_the_model_containerfile_copies_is_an_input() -> None:
     """The llama.cpp source is named by its pin (llama-cpp-sources.yaml and the version);
-    every other file the build copies is hashed itself."""
-    inputs = set(image_inputs.model_inputs(ROOT, backend))
-    text = (ROOT / "model-server" / CONTAINERFILES[backend]).read_text(encoding="utf-8")
-    assert CONTAINERFILES[backend] in inputs
+    every other file the build copies, in any backend's stages, is hashed itself."""
+    inputs = set(image_inputs.model_inputs(ROOT))
+    text = (ROOT / "model-server" / CONTAINERFILE).read_text(encoding="utf-8")
+    assert CONTAINERFILE in inputs
     assert "llama-cpp-sources.yaml" in inputs
     for source in _copy_sources(text.splitlines()):
         if source.startswith("context/llama.cpp"):
             continue
-        assert _covered(source, inputs), f"{backend}: COPY {source} is not an input"
+        assert _covered(source, inputs), f"COPY {source} is not an input"
 
 
 def test_every_file_the_supervisor_containerfile_copies_is_an_input() -> None:
@@ -106,7 +105,7 @@ def test_digest_is_the_same_for_the_same_inputs_anywhere(tmp_path: Path) -> None
 def test_a_change_to_any_one_input_file_changes_the_digest(kind: str, tmp_path: Path) -> None:
     files = {
         "supervisor": lambda: image_inputs.supervisor_inputs(ROOT),
-        "model-server": lambda: image_inputs.model_inputs(ROOT, "cpu"),
+        "model-server": lambda: image_inputs.model_inputs(ROOT),
         "egress": lambda: image_inputs.egress_inputs(ROOT),
     }[kind]()
     copied = _copy_inputs(files, tmp_path)
@@ -120,7 +119,7 @@ def test_a_change_to_any_one_input_file_changes_the_digest(kind: str, tmp_path: 
 
 
 def test_a_changed_build_argument_changes_the_digest() -> None:
-    files = image_inputs.model_inputs(ROOT, "cpu")
+    files = image_inputs.model_inputs(ROOT)
     assert image_inputs.inputs_digest(files, {"CPU_VARIANTS": "x64"}) != image_inputs.inputs_digest(
         files, {"CPU_VARIANTS": "all"}
     )
@@ -145,7 +144,7 @@ def test_caches_and_tests_are_not_inputs(tmp_path: Path) -> None:
 
 
 def test_a_missing_input_counts_as_a_change(tmp_path: Path) -> None:
-    files = _copy_inputs(image_inputs.model_inputs(ROOT, "cpu"), tmp_path)
+    files = _copy_inputs(image_inputs.model_inputs(ROOT), tmp_path)
     before = image_inputs.inputs_digest(files, {})
     files["healthcheck.sh"].unlink()
     assert image_inputs.inputs_digest(files, {}) != before

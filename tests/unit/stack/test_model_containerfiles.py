@@ -1,11 +1,12 @@
-"""Static checks of model-server/: Containerfiles (hadolint, stages, user, labels,
-runtime configuration), the .containerignore, and the entrypoint's behaviour.
+"""Static checks of model-server/: the one Containerfile (hadolint, each backend's stages,
+user, labels, runtime configuration), the .containerignore, and the entrypoint's behaviour.
 
-The cuda and vulkan images cannot be built or run here (no GPU, no registry
-for their base images): they are only linted and inspected, and their test
-names say so. The entrypoint runs for real (/bin/sh) against a fake
-llama-server that records its arguments; so does the compile the three
-Containerfiles share (build-llama.sh), against a fake cmake.
+The cuda and vulkan stages cannot be built or run here (no GPU, no registry for NVIDIA's
+images): they are linted and their stage graph resolved here, and their test names say
+so (tests/container checks that Podman picks the same stages; `nox -s vulkan` compiles
+the Vulkan image). The entrypoint runs for real (/bin/sh) against a fake llama-server
+that records its arguments; so does the compile every backend shares (build-llama.sh),
+against a fake cmake.
 """
 
 from __future__ import annotations
@@ -19,26 +20,68 @@ from pathlib import Path
 
 import pytest
 
+from sandboxctl.llama.source import BACKENDS
+
 MODEL = Path(__file__).resolve().parents[3] / "model-server"
-FILES = {
-    "cpu": MODEL / "Containerfile",
-    "cuda": MODEL / "Containerfile.cuda",
-    "vulkan": MODEL / "Containerfile.vulkan",
-}
+CONTAINERFILE = MODEL / "Containerfile"
 BUILD_SCRIPT = MODEL / "build-llama.sh"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 GPU_NOTE = "lint_only_cannot_build_here"
+NAMED = ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"]
+"""The backends as test ids: the GPU ones say they are only inspected here."""
+
+_FROM = re.compile(r"^FROM\s+(\S+)\s+AS\s+(\S+)\s*$")
+_COPY_FROM = re.compile(r"^COPY\s+--from=(\S+)", re.M)
+_ARG = re.compile(r"^ARG\s+([A-Z_]+)=(\S*)\s*$")
 
 
-def text(backend: str) -> str:
-    return FILES[backend].read_text(encoding="utf-8")
+def text() -> str:
+    return CONTAINERFILE.read_text(encoding="utf-8")
 
 
-def build_text(backend: str) -> str:
-    """The backend's Containerfile and the compile it runs, the shared build-llama.sh."""
-    body = text(backend)
+def stages() -> tuple[dict[str, str], dict[str, str], dict[str, str]]:
+    """The file's stages: each one's FROM, each one's lines, and the global ARGs' defaults."""
+    parents: dict[str, str] = {}
+    bodies: dict[str, str] = {}
+    defaults: dict[str, str] = {}
+    current = None
+    for line in text().splitlines():
+        if match := _FROM.match(line):
+            current = match.group(2)
+            parents[current], bodies[current] = match.group(1), ""
+        elif current is None and (match := _ARG.match(line)):
+            defaults[match.group(1)] = match.group(2).strip('"')
+        elif current is not None:
+            bodies[current] += line + "\n"
+    return parents, bodies, defaults
+
+
+def backend_stages(backend: str) -> list[str]:
+    """The stages that building ``--target server`` with GPU_BACKEND=``backend`` reaches
+    (FROM and COPY --from, with the global ARGs substituted), in file order."""
+    parents, bodies, defaults = stages()
+    args = {**defaults, "GPU_BACKEND": backend}
+
+    def expand(name: str) -> str:
+        return re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], name)
+
+    reached: set[str] = set()
+    todo = ["server"]
+    while todo:
+        name = todo.pop()
+        if name in reached or name not in parents:
+            continue
+        reached.add(name)
+        todo += [expand(parents[name]), *_COPY_FROM.findall(bodies[name])]
+    return [name for name in parents if name in reached]
+
+
+def backend_text(backend: str) -> str:
+    """The lines of the stages ``backend`` builds, and the compile they run."""
+    _parents, bodies, _defaults = stages()
+    body = "".join(bodies[name] for name in backend_stages(backend))
     assert "COPY build-llama.sh /usr/local/bin/build-llama\n" in body
-    assert f"RUN build-llama {backend}\n" in body
+    assert 'RUN build-llama "${GPU_BACKEND}"\n' in body
     return body + BUILD_SCRIPT.read_text(encoding="utf-8")
 
 
@@ -49,45 +92,52 @@ def hadolint(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([exe, str(path)], capture_output=True, text=True, check=False)
 
 
-def test_cpu_containerfile_passes_hadolint() -> None:
-    result = hadolint(FILES["cpu"])
+def test_the_one_containerfile_passes_hadolint() -> None:
+    result = hadolint(CONTAINERFILE)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_cuda_containerfile_passes_hadolint_lint_only_cannot_build_here() -> None:
-    """CUDA: no GPU and no nvidia/cuda base image here, so lint only."""
-    result = hadolint(FILES["cuda"])
-    assert result.returncode == 0, result.stdout + result.stderr
+def test_there_is_one_model_containerfile_for_every_backend() -> None:
+    assert sorted(p.name for p in MODEL.glob("Containerfile*")) == ["Containerfile"]
 
 
-def test_vulkan_containerfile_passes_hadolint_lint_only_cannot_build_here() -> None:
-    """Vulkan: no GPU here, so lint only."""
-    result = hadolint(FILES["vulkan"])
-    assert result.returncode == 0, result.stdout + result.stderr
+@pytest.mark.parametrize("backend", NAMED)
+def test_every_backend_builds_its_own_toolchain_and_base_and_the_shared_stages(
+    backend: str,
+) -> None:
+    """GPU_BACKEND picks the backend's stages; the compile and the server stage are shared,
+    and no other backend's stage is built."""
+    name = backend.split("-")[0]
+    reached = backend_stages(name)
+    own = [f"toolchain-{name}", "build", f"base-{name}", "server"]
+    if name != "cuda":  # NVIDIA's runtime image is the root; the others are FROM scratch
+        own.insert(2, f"rootfs-{name}")
+    assert reached == own
+    others = [other for other in BACKENDS if other != name]
+    assert not [stage for stage in reached if stage.endswith(tuple(others))]
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
-def test_every_backend_has_stages_build_base_server(backend: str) -> None:
-    stages = re.findall(r"^FROM\s+\S+\s+AS\s+(\S+)", text(backend.split("-")[0]), re.M)
-    assert stages == ["build", "base", "server"]
+def test_the_backend_build_argument_defaults_to_cpu() -> None:
+    assert stages()[2]["GPU_BACKEND"] == "cpu"
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
-def test_every_backend_runs_as_non_root_numeric_user(backend: str) -> None:
-    users = re.findall(r"^USER\s+(\S+)", text(backend.split("-")[0]), re.M)
+def test_the_server_runs_as_non_root_numeric_user_on_every_backend() -> None:
+    users = re.findall(r"^USER\s+(\S+)", text(), re.M)
     assert users == ["10001:10001"]
+    assert "USER 10001:10001\n" in stages()[1]["server"]
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
-def test_every_backend_labels_the_llama_cpp_version(backend: str) -> None:
-    body = text(backend.split("-")[0])
+def test_every_backend_labels_the_llama_cpp_version_and_its_backend() -> None:
+    body = stages()[1]["server"]
     assert 'org.opencontainers.image.version="${LLAMA_CPP_VERSION}"' in body
     assert 'org.opencontainers.image.revision="${LLAMA_BUILD_COMMIT}"' in body
+    assert 'io.github.ai-sandbox.gpu-backend="${GPU_BACKEND}"' in body
+    assert "ARG GPU_BACKEND\n" in body  # a stage sees a global ARG only when it names it
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+@pytest.mark.parametrize("backend", NAMED)
 def test_every_backend_is_portable_and_offline(backend: str) -> None:
-    body = build_text(backend.split("-")[0])
+    body = backend_text(backend.split("-")[0])
     for flag in (
         "-DGGML_NATIVE=OFF",
         "-DGGML_BACKEND_DL=ON",
@@ -98,35 +148,38 @@ def test_every_backend_is_portable_and_offline(backend: str) -> None:
     ):
         assert flag in body
     # The source comes verified from the host, never from the network at build time.
-    assert not re.search(r"\b(curl|wget|git clone|ADD\s+https?://)", body)
+    assert not re.search(r"\b(curl|wget|git clone|ADD\s+https?://)", text() + body)
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
+@pytest.mark.parametrize("backend", NAMED)
 def test_every_backend_pins_host_port_and_disables_ui(backend: str) -> None:
-    env = dict(re.findall(r"(LLAMA_[A-Z_]+)=(\S+)", text(backend.split("-")[0])))
+    name = backend.split("-")[0]
+    _parents, bodies, _defaults = stages()
+    body = "".join(bodies[stage] for stage in backend_stages(name))
+    env = dict(re.findall(r"(LLAMA_[A-Z_]+)=(\S+)", body))
     assert env["LLAMA_ARG_HOST"] == "0.0.0.0"
     assert env["LLAMA_ARG_PORT"] == "8080"
     assert env["LLAMA_ARG_UI"] == "false"
     assert env["LLAMA_ARG_JINJA"] == "true"
     assert env["LLAMA_ARG_ENDPOINT_METRICS"] == "true"
     assert env["LLAMA_ARG_MODEL"].startswith("/models/")
+    assert env["LLAMA_ARG_N_GPU_LAYERS"] == ("0" if name == "cpu" else "999")
     assert "LLAMA_API_KEY" not in env
 
 
-def test_no_buildkit_only_syntax_in_any_backend() -> None:
-    for path in FILES.values():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-        assert not lines[0].startswith("# syntax=")
-        assert "--mount=" not in body
-        assert "<<" not in body
+def test_no_buildkit_only_syntax() -> None:
+    lines = text().splitlines()
+    body = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
+    assert not lines[0].startswith("# syntax=")
+    assert "--mount=" not in body
+    assert "<<" not in body
 
 
 def test_variant_libraries_are_copied_next_to_the_executable() -> None:
-    body = build_text("cpu")
+    body = backend_text("cpu")
     assert "cp build/bin/llama-server /out/" in body
     assert "-name '*.so*' -exec cp -P {} /out/" in body
-    assert "COPY --from=build /out/ /app/" in text("cpu")
+    assert "COPY --from=build /out/ /app/" in stages()[1]["server"]
 
 
 def test_containerignore_sends_only_source_and_scripts() -> None:
@@ -148,12 +201,18 @@ if [ "$1" = --build ]; then
     printf '#!/bin/sh\\necho "llama-server $*"\\n' > build/bin/llama-server
     chmod +x build/bin/llama-server
     for name in x64 sse42 haswell skylakex; do : > "build/bin/libggml-cpu-$name.so"; done
+    log=build/.ninja_log
+    printf '# ninja log v5\n' > $log
+    printf '0\t3000\t0\tggml/src/CMakeFiles/ggml-cpu-haswell.dir/ops.cpp.o\t1\n' >> $log
+    printf '0\t1500\t0\tggml/src/CMakeFiles/ggml-cpu-haswell.dir/quants.c.o\t2\n' >> $log
+    printf '10\t9010\t0\tsrc/CMakeFiles/llama.dir/llama-model.cpp.o\t3\n' >> $log
+    printf '9010\t9500\t0\tbin/llama-server\t4\n' >> $log
 else
     printf '%s\\n' "$@" > "$ARGV_FILE"
 fi
 """
 CPU_CMAKE_ARGV = [
-    "-S", "llama.cpp", "-B", "build",
+    "-S", "llama.cpp", "-B", "build", "-G", "Ninja",
     "-DCMAKE_BUILD_TYPE=Release", "-DCMAKE_BUILD_RPATH_USE_ORIGIN=ON",
     "-DBUILD_SHARED_LIBS=ON", "-DGGML_BACKEND_DL=ON",
     "-DGGML_NATIVE=OFF", "-DGGML_CPU_ALL_VARIANTS=ON",
@@ -219,6 +278,20 @@ def test_cpu_compile_passes_cmake_the_pinned_flags_and_fills_out(tmp_path: Path)
     assert "IN_LIST SANDBOX_CPU_VARIANTS" in patched
 
 
+def test_compile_prints_its_seconds_by_target_from_ninjas_log(tmp_path: Path) -> None:
+    """Each CMake target's files' seconds, summed and largest first, then the wall clock:
+    the figures that choose the CPU variants by their cost."""
+    result, _argv, _out = run_build(tmp_path, "cpu")
+    assert result.returncode == 0, result.stderr
+    table = result.stdout.split("compile seconds by target", 1)[1].splitlines()[1:5]
+    assert [line.split(None, 1) for line in table] == [
+        ["9.5", "(wall clock, first file to last)"],
+        ["9.0", "llama"],
+        ["4.5", "ggml-cpu-haswell"],
+        ["0.5", "(link, generate)"],
+    ]
+
+
 @pytest.mark.parametrize(
     ("backend", "flags"),
     [
@@ -257,7 +330,7 @@ def test_compile_maps_all_and_native_variants(
 ) -> None:
     result, argv, _ = run_build(tmp_path, "cpu", CPU_VARIANTS=variants)
     assert result.returncode == 0, result.stderr
-    assert argv[8 : 8 + len(flags)] == flags
+    assert argv[10 : 10 + len(flags)] == flags
     assert not [arg for arg in argv if arg.startswith("-DSANDBOX_CPU_VARIANTS")]
 
 
@@ -398,18 +471,21 @@ def test_cpu_variants_default_is_the_answers_default() -> None:
     """The Containerfile's CPU_VARIANTS default is LLAMA_CPU_VARIANTS's in the answers table."""
     from sandboxctl.answers import answer
 
-    assert f"ARG CPU_VARIANTS={answer('LLAMA_CPU_VARIANTS').default}\n" in text("cpu")
+    assert f"ARG CPU_VARIANTS={answer('LLAMA_CPU_VARIANTS').default}\n" in text()
 
 
-@pytest.mark.parametrize("backend", ["cpu", f"cuda-{GPU_NOTE}", f"vulkan-{GPU_NOTE}"])
-def test_every_backend_builds_from_the_base_image_of_our_own_name(backend: str) -> None:
-    """FROM ${DEBIAN_IMAGE}, defaulting to localhost/ai-sandbox-base:bookworm, never an
-    official name that `images.base` would overwrite."""
+@pytest.mark.parametrize("backend", ["cpu", f"vulkan-{GPU_NOTE}"])
+def test_debian_backends_build_from_base_images_of_our_own_name(backend: str) -> None:
+    """FROM ${DEBIAN_IMAGE} (cpu) or ${VULKAN_BUILD_IMAGE} (vulkan), defaulting to the
+    localhost/ai-sandbox-base images `images.base` makes, never an official name that it
+    would overwrite."""
     from sandboxctl.answers import answer
 
-    body = text(backend.split("-")[0])
-    if backend == "cpu" or backend.startswith("vulkan"):
-        assert f"ARG DEBIAN_IMAGE={answer('BASE_IMAGE').default}\n" in body
-    assert "docker.io/library/debian" not in body.replace(
+    parents, _bodies, defaults = stages()
+    assert defaults["DEBIAN_IMAGE"] == answer("BASE_IMAGE").default
+    name = backend.split("-")[0]
+    toolchain = parents[f"toolchain-{name}"].strip("${}")
+    assert defaults[toolchain].startswith("localhost/ai-sandbox-base:")
+    assert "docker.io/library/debian" not in text().replace(
         "docker.io/library/debian:bookworm-slim where a registry is reachable", ""
     )
