@@ -172,11 +172,35 @@ QUICK_TESTS = {
 
 @nox.session
 def speed(session: nox.Session) -> None:
-    """Measure the quick sessions' tests in one process and with one worker per core, in
-    the same run, and write docs/performance/sessions.md (not in the default run)."""
+    """Measure where people wait, and write docs/performance/ (not in the default run):
+    the quick sessions' tests in one process and with one worker per core, in the same run
+    (sessions.md), and the README's first command on a fresh Debian 12 with nothing cached
+    (cold-start.md: its time, the longest waits, the compile by target; needs root or sudo,
+    about 8 minutes on 2 cores). ``nox -s speed -- quick`` or ``-- cold`` runs one part."""
+    install(session)
+    parts = set(session.posargs) or {"quick", *(["cold"] if IS_TEMPLATE else [])}
+    if unknown := parts - {"quick", "cold"}:
+        session.error(f"unknown part(s) {sorted(unknown)}: choose quick, cold or both")
+    if "cold" in parts and not IS_TEMPLATE:
+        session.error("the cold run is the template's (tests/fresh is not rendered)")
+    if "quick" in parts:
+        _speed_of_quick_sessions(session)
+    if "cold" in parts:
+        report = ROOT / "results" / "fresh" / "cold-start.md"
+        report.unlink(missing_ok=True)
+        session.run(
+            "pytest", "-s", "-p", "no:cacheprovider", "tests/fresh/test_fresh_machine.py",
+            env={"FRESH_PRELOAD": "0"},
+        )  # fmt: skip
+        target = ROOT / "docs" / "performance" / "cold-start.md"
+        target.write_text(report.read_text(encoding="utf-8"), encoding="utf-8")
+        session.log(f"wrote {target.relative_to(ROOT)}")
+
+
+def _speed_of_quick_sessions(session: nox.Session) -> None:
+    """The quick sessions' pytest runs, serial against a worker per core: sessions.md."""
     import time
 
-    install(session)
     rows = []
     for name, args in QUICK_TESTS.items():
         seconds = {}

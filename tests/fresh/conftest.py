@@ -5,6 +5,7 @@ see fresh_machine.py for how a machine is made."""
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import sys
 import time
@@ -40,6 +41,8 @@ from fresh_machine import (
 )
 
 from sandboxctl import stack
+from sandboxctl.bench import coldstart
+from sandboxctl.tasks.stack import DEMO_DEST
 
 PRELOAD = os.environ.get("FRESH_PRELOAD", "1") == "1"
 
@@ -121,7 +124,30 @@ def run_readme_command(machine: FreshMachine, clone: str, who: str) -> ReadmeRun
         + ")",
         file=sys.stderr,
     )
+    if preloaded == "cold":
+        write_cold_report(machine, clone, command, seconds)
     return ReadmeRun(command, result.returncode, result.stdout, seconds, machine)
+
+
+def write_cold_report(machine: FreshMachine, clone: str, command: str, seconds: float) -> None:
+    """Write where the cold run's time went (results/fresh/cold-start.md, which `nox -s
+    speed` copies into docs/performance/): its output's timeline and the compile by target
+    from the model image's build log, read from the machine's disk before it goes."""
+    logs = machine.rootfs / clone.lstrip("/") / DEMO_DEST / ".cache" / "build-logs"
+    build_log = "".join(
+        path.read_text(errors="replace") for path in sorted(logs.glob("*model-server*.log"))
+    )
+    report = coldstart.render(
+        command=command,
+        total_s=seconds,
+        timeline=coldstart.parse_timeline(machine.log.with_suffix(".timeline").read_text()),
+        build_log=build_log,
+        machine=f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
+        date=time.strftime("%Y-%m-%d", time.gmtime()),
+    )
+    path = machine.log.parent / "cold-start.md"
+    path.write_text(report, encoding="utf-8")
+    print(f"fresh: the cold run's breakdown is in {path}", file=sys.stderr)
 
 
 @pytest.fixture(scope="session")

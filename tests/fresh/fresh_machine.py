@@ -24,6 +24,7 @@ import posixpath
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Sequence
@@ -33,6 +34,7 @@ from pathlib import Path
 import pytest
 
 from sandboxctl._proc import Runner
+from sandboxctl.bench import coldstart
 from sandboxctl.stack.compose import compose_config, find_compose
 from sandboxctl.stack.images import service_images
 from sandboxctl.tasks.stack import DEMO_DEST
@@ -162,11 +164,35 @@ class FreshMachine:
         argv = [*_root_prefix(), "podman", "exec", self.name, *shell]
         if log_to is None:
             return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        with log_to.open("w", encoding="utf-8") as handle:
-            code = subprocess.run(
-                argv, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout
-            ).returncode
-        return subprocess.CompletedProcess(argv, code, log_to.read_text(errors="replace"), "")
+        return _run_logged(argv, log_to, timeout)
+
+
+def _run_logged(argv: list[str], log_to: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` with its output in ``log_to``, and each line with the seconds since the
+    start in ``log_to``'s ``.timeline`` (where a cold run's time goes)."""
+    start = time.monotonic()
+    deadline = start + timeout
+    timeline = log_to.with_suffix(".timeline")
+    with (
+        log_to.open("w", encoding="utf-8") as log,
+        timeline.open("w", encoding="utf-8") as stamps,
+        subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as process,
+    ):
+        assert process.stdout is not None
+        timer = threading.Timer(timeout, process.kill)
+        timer.start()
+        try:
+            for line in process.stdout:
+                log.write(line)
+                stamps.write(coldstart.timeline_line(time.monotonic() - start, line))
+            code = process.wait()
+        finally:
+            timer.cancel()
+    if time.monotonic() >= deadline:
+        raise subprocess.TimeoutExpired(argv, timeout)
+    return subprocess.CompletedProcess(argv, code, log_to.read_text(errors="replace"), "")
 
 
 def preload_images(storage: Path, names: list[tuple[str, str]], scratch: Path) -> None:
