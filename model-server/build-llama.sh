@@ -9,6 +9,8 @@
 #   CPU_VARIANTS        the x86 CPU variants: ggml's names, `all` or `native`
 #                       (model-server/Containerfile says what each choice costs)
 #   CMAKE_EXTRA_ARGS    more CMake flags, passed last (for example "-DGGML_AVX512=OFF")
+#   GLUE_CFLAGS         the optimisation of the server's request handling (default -O1;
+#                       empty: upstream's -O3 everywhere); see below
 #   LLAMA_BUILD_NUMBER, LLAMA_BUILD_COMMIT   what `llama-server --version` reports (a
 #                       source archive has no git metadata)
 #   CUDA_ARCHITECTURES  (cuda only) the GPU generations to compile kernels for
@@ -36,6 +38,27 @@ sed -i 's/^    ggml_add_backend_library(${GGML_CPU_NAME})$/&\n    if (CMAKE_C_CO
     llama.cpp/ggml/src/ggml-cpu/CMakeLists.txt
 grep -q 'IN_LIST SANDBOX_CPU_VARIANTS' llama.cpp/ggml/src/CMakeLists.txt
 grep -q 'Wno-maybe-uninitialized' llama.cpp/ggml/src/ggml-cpu/CMakeLists.txt
+
+# The server's request handling is compiled with GLUE_CFLAGS (default -O1): llama-common
+# (arguments, chat templates, JSON), the HTTP server and mtmd (image and audio input,
+# which this sandbox's text models never use). That is nearly half of the compile, and
+# none of it is on the token path: ggml's kernels and libllama keep upstream's -O3.
+# Measured in the README ("Cold build"); GLUE_CFLAGS="" builds everything as upstream does.
+: "${GLUE_CFLAGS=-O1}"
+case "${GLUE_CFLAGS}" in
+    ""|-O0|-O1|-O2|-O3|-Os|-Og) ;;
+    *) echo "GLUE_CFLAGS='${GLUE_CFLAGS}': expected one of -O0 -O1 -O2 -O3 -Os -Og, or empty" >&2; exit 64 ;;
+esac
+if [ -n "${GLUE_CFLAGS}" ]; then
+    cat >> llama.cpp/CMakeLists.txt <<CMAKE
+foreach(glue llama-common cpp-httplib server-context llama-server-impl llama-server mtmd)
+    if (TARGET \${glue})
+        target_compile_options(\${glue} PRIVATE ${GLUE_CFLAGS})
+    endif()
+endforeach()
+CMAKE
+    grep -q "PRIVATE ${GLUE_CFLAGS})" llama.cpp/CMakeLists.txt
+fi
 
 launcher=""
 if [ -d /ccache ]; then

@@ -4,7 +4,9 @@ Measures, in one run:
 
 - prompt processing and generation tokens per second of llama-server in the container
   and of the same source built on the host (same CMake flags, same two ggml edits, same
-  CPU variants, same model, same threads), the two servers up together and their
+  CPU variants, same model, same threads; only the image compiles its request handling
+  at ``GLUE_CFLAGS``' -O1, the host build all at upstream's -O3, so a cost of that shows
+  here too), the two servers up together and their
   requests interleaved (container, host, container, host, ...) so a change in the
   machine's load falls on both; median and spread (lowest to highest) of each;
 - the container's start to ready (``/health`` 200) and its first chat answer;
@@ -342,7 +344,7 @@ def run_benchmark(
             log(f"{rounds} timed requests in the container...")
             interleave(servers, rounds, n_predict, result)
             return result
-        log("host build with the same flags and CPU variants (ccache shared)...")
+        log("host build with the same flags and CPU variants, -O3 throughout (ccache shared)...")
         binary, result.host_build_s = host_build(
             llama_source.context_dir(),
             cache_dir() / "host-build",

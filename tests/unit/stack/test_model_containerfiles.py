@@ -234,6 +234,7 @@ def run_build(
     (ggml / "ggml-cpu" / "CMakeLists.txt").write_text(
         "    ggml_add_backend_library(${GGML_CPU_NAME})\n"
     )
+    (src / "llama.cpp" / "CMakeLists.txt").write_text("project(llama.cpp)\n")
     tools = tmp_path / "bin"
     tools.mkdir()
     (tools / "cmake").write_text(FAKE_CMAKE)
@@ -290,6 +291,40 @@ def test_compile_prints_its_seconds_by_target_from_ninjas_log(tmp_path: Path) ->
         ["4.5", "ggml-cpu-haswell"],
         ["0.5", "(link, generate)"],
     ]
+
+
+def test_compile_builds_the_request_handling_at_o1_and_the_token_path_as_upstream(
+    tmp_path: Path,
+) -> None:
+    """llama-common, the HTTP server and mtmd get -O1 after upstream's -O3; ggml and
+    libllama are not named, so they keep -O3."""
+    result, _argv, _out = run_build(tmp_path, "cpu")
+    assert result.returncode == 0, result.stderr
+    cmake = (tmp_path / "src/llama.cpp/CMakeLists.txt").read_text()
+    glue = re.search(r"^foreach\(glue (.*)\)$", cmake, re.M)
+    assert glue is not None
+    assert glue.group(1).split() == [
+        "llama-common", "cpp-httplib", "server-context", "llama-server-impl", "llama-server",
+        "mtmd",
+    ]  # fmt: skip
+    assert "target_compile_options(${glue} PRIVATE -O1)" in cmake
+
+
+def test_compile_with_empty_glue_flags_is_upstreams(tmp_path: Path) -> None:
+    result, _argv, _out = run_build(tmp_path, "cpu", GLUE_CFLAGS="")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "src/llama.cpp/CMakeLists.txt").read_text() == "project(llama.cpp)\n"
+
+
+def test_compile_refuses_glue_flags_that_are_not_one_optimisation_level(tmp_path: Path) -> None:
+    result, argv, _out = run_build(tmp_path, "cpu", GLUE_CFLAGS="-O1) execute_process(")
+    assert result.returncode == 64
+    assert "GLUE_CFLAGS" in result.stderr
+    assert argv == []  # refused before CMake ran
+
+
+def test_the_containerfile_defaults_glue_flags_to_o1() -> None:
+    assert 'ARG GLUE_CFLAGS="-O1"\n' in stages()[1]["build"]
 
 
 @pytest.mark.parametrize(
