@@ -249,11 +249,22 @@ def apt_get(args: list[str]) -> None:
 
 
 def dpkg_query(args: list[str]) -> None:
-    package = args[-1]
-    if package in load().get("installed", []):
-        print("install ok installed", end="")
-        return
-    fail(f"dpkg-query: no packages found matching {package}", 1)
+    """``dpkg-query -W [-f=FORMAT] PACKAGE...``: a line for each installed package (real
+    dpkg-query also lists packages it knows but has not installed), exit 1 if any is
+    unknown."""
+    fmt = next((a[len("-f=") :] for a in args if a.startswith("-f=")), "${Package}\t\n")
+    fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    installed = load().get("installed", [])
+    unknown = False
+    for package in [a for a in args if not a.startswith("-")]:
+        if package in installed:
+            line = fmt.replace("${Package}", package).replace("${Status}", "install ok installed")
+            sys.stdout.write(line)
+        else:
+            sys.stderr.write(f"dpkg-query: no packages found matching {package}\n")
+            unknown = True
+    if unknown:
+        sys.exit(1)
 
 
 def sudo(args: list[str]) -> None:
