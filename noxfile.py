@@ -54,11 +54,12 @@ def pytest(
 ) -> None:
     """Run pytest on ``paths``, printing its 10 slowest tests (where the session's time
     goes); ``workers``: one pytest-xdist worker per core, for sessions whose tests share
-    nothing (no containers, no fixed ports). pytest's "no tests ran" (exit 5) fails the
-    session."""
+    nothing (no containers, no fixed ports), handed two tests at a time, so that the tests
+    marked ``long`` (their conftest puts them first) spread over the workers instead of
+    queueing on one. pytest's "no tests ran" (exit 5) fails the session."""
     args = ["pytest", *paths, "--durations=10"]
     if workers:
-        args += ["-n", "auto"]
+        args += ["-n", "auto", "--maxschedchunk", "2"]
     if marks:
         args += ["-m", marks]
     session.run(*args, *session.posargs)

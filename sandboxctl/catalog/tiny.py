@@ -16,7 +16,8 @@ samplers").
 The same parameters and seed always give the same bytes: the GGUF writer
 adds no timestamps, keys are written in a fixed order and the weights come
 from ``numpy.random.default_rng(seed)``. The file is written to a temporary
-name and renamed into place.
+name and renamed into place. gguf and numpy are imported when a model is made, not with this
+module: every ``invoke`` start imports it, and they take about a tenth of a second.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-
-import gguf
-import numpy as np
+from typing import TYPE_CHECKING
 
 from sandboxctl.download import fsync_dir
 from sandboxctl.errors import SandboxError
+
+if TYPE_CHECKING:
+    import gguf
+    import numpy as np
 
 ARCH = "llama"
 DEFAULT_SEED = 20240601
@@ -67,6 +70,8 @@ class TinySpec:
 
 def _copy_tokenizer(vocab: Path, writer: gguf.GGUFWriter) -> int:
     """Copy every ``tokenizer.*`` key of ``vocab`` into ``writer``; return the vocab size."""
+    import gguf  # here, not at the top: see the module docstring
+
     try:
         reader = gguf.GGUFReader(vocab)
     except (OSError, ValueError) as error:
@@ -90,6 +95,8 @@ def _copy_tokenizer(vocab: Path, writer: gguf.GGUFWriter) -> int:
 
 def _weights(spec: TinySpec, n_vocab: int) -> list[tuple[str, np.ndarray]]:
     """Return (name, array) for every tensor, drawn in a fixed order from the seed."""
+    import numpy as np  # here, not at the top: see the module docstring
+
     rng = np.random.default_rng(spec.seed)
     head_dim = spec.width // spec.heads
     kv_width = head_dim * spec.kv_heads
@@ -136,6 +143,8 @@ def write_catalog_model(directory: Path | None = None, seed: int = DEFAULT_SEED)
 
 def generate(vocab: Path, dest: Path, spec: TinySpec | None = None) -> Path:
     """Write the tiny model for ``spec`` to ``dest`` (atomically) and return ``dest``."""
+    import gguf  # here, not at the top: see the module docstring
+
     spec = spec or TinySpec()
     if spec.width % spec.heads or spec.heads % spec.kv_heads:
         raise TinyModelError("width must divide by heads, and heads by kv_heads")

@@ -33,17 +33,24 @@ def is_debian(fs_root: Path = Path("/")) -> bool:
 
 def missing_packages(runner: Runner, packages: Sequence[str] | None = None) -> list[str]:
     """Return the packages ``dpkg-query`` does not report as installed (default: those of
-    the package list)."""
+    the package list), in the list's order.
+
+    One ``dpkg-query`` for all of them: it prints a line for each package it knows and
+    exits 1 when it knows some of them not (``no packages found matching``), so its exit
+    status says nothing about a single package; each line does."""
     packages = read_package_list() if packages is None else packages
-    missing = []
-    for package in packages:
-        try:
-            result = runner.run(["dpkg-query", "-W", "-f=${Status}", package])
-        except CommandNotFound as error:
-            raise PrepareError("dpkg-query not found: this is not a Debian-family host") from error
-        if not (result.ok and result.stdout.strip().endswith("installed")):
-            missing.append(package)
-    return missing
+    if not packages:
+        return []
+    try:
+        result = runner.run(["dpkg-query", "-W", "-f=${Package}\\t${Status}\\n", *packages])
+    except CommandNotFound as error:
+        raise PrepareError("dpkg-query not found: this is not a Debian-family host") from error
+    installed = set()
+    for line in result.stdout.splitlines():
+        name, _, status = line.partition("\t")
+        if status.strip().endswith("installed"):
+            installed.add(name.strip())
+    return [package for package in packages if package not in installed]
 
 
 def privileged(argv: Sequence[str], is_root: bool) -> list[str]:

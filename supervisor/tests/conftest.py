@@ -65,6 +65,13 @@ def figures() -> dict[str, str]:
     return _FIGURES
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Put the tests marked ``long`` first, the others in their order: pytest-xdist hands
+    tests out in this order, and a long test handed out last keeps one worker busy after
+    the others have finished."""
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """Print the figures measured in this session; write them where asked."""
     if not _FIGURES:

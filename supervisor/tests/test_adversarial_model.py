@@ -97,6 +97,7 @@ def test_a_trickling_server_cannot_stretch_one_attempt(
     assert elapsed < 1.0 + 1.5  # unbounded before: each trickled byte restarted the timeout
 
 
+@pytest.mark.long  # a run held to its 2.5 s wall budget
 def test_a_trickling_server_cannot_stretch_the_runs_wall_budget(
     trickler: Trickler, executor: InProcessExecutor, tmp_path: Path, figures: dict[str, str]
 ) -> None:
@@ -159,6 +160,7 @@ BODIES: list[tuple[str, bytes]] = [
 ]
 
 
+@pytest.mark.long  # one run per malformed reply, a 6 MB one among them
 @pytest.mark.parametrize("mode", ["native", "json"])
 def test_malformed_replies_become_observations_never_crashes(
     mode: str, executor: InProcessExecutor, tmp_path: Path, figures: dict[str, str]

@@ -40,7 +40,10 @@ class Service:
         service = ToolService(InProcessExecutor(workspace, limits), TOKEN, log=self.logged.append)
         self.server = make_server(service, "127.0.0.1", 0, max_connections=CAP)
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     def healthy(self) -> bool:
         try:

@@ -111,6 +111,7 @@ DETACHERS = [
 TRIES = 40
 
 
+@pytest.mark.long  # 40 tries of each shape, each waiting out its detached process
 @pytest.mark.parametrize(("shape", "template"), DETACHERS, ids=[d[0] for d in DETACHERS])
 def test_a_detached_process_never_outlives_its_call_over_many_tries(
     shell: InProcessExecutor, figures: dict[str, str], shape: str, template: str

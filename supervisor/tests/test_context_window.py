@@ -198,6 +198,7 @@ def test_window_learns_the_ratio_and_refusal_sizes() -> None:
         window.fit(messages)
 
 
+@pytest.mark.long  # 300 turns fitted one by one
 def test_a_long_conversation_fits_and_keeps_the_latest_observation_whole() -> None:
     """300 turns of 2,000-character observations into a 4,096-token window (how long this
     takes is a benchmark's business, not an assertion's)."""

@@ -70,6 +70,7 @@ def _acked_until_killed(path: Path, seed: int, run_for: float) -> list[int]:
     return acked
 
 
+@pytest.mark.long  # 200 writers killed at random moments
 def test_every_acknowledged_record_survives_sigkill(
     tmp_path: Path, figures: dict[str, str]
 ) -> None:

@@ -102,6 +102,7 @@ def _export(source: Path, dest: Path, limits: TreeLimits) -> tuple[list[str], li
     return packed.refused, unpacked.refused
 
 
+@pytest.mark.long  # a large hostile tree packed and unpacked
 def test_a_hostile_tree_exports_without_writing_outside_or_following_links(
     hostile: Path, tmp_path: Path
 ) -> None:

@@ -17,10 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 NOISY = """#!/bin/sh
-# a step that prints what apt-get or pip print: hundreds of lines
+# a step that prints what apt-get or pip print: hundreds of lines (the name is looked up
+# once: a $(basename) per line was a thousand processes a step)
+name=$(basename "$0")
 i=0
-while [ $i -lt 500 ]; do echo "$(basename "$0") line $i: Unpacking something ..."; i=$((i+1)); done
-if [ -n "$FAIL" ] && [ "$(basename "$0")" = "$FAIL" ]; then
+while [ $i -lt 500 ]; do echo "$name line $i: Unpacking something ..."; i=$((i+1)); done
+if [ -n "$FAIL" ] && [ "$name" = "$FAIL" ]; then
     echo "E: Unable to locate package"
     exit 100
 fi

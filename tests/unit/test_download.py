@@ -75,7 +75,10 @@ def server() -> Iterator[tuple[str, ServerState]]:
     state = ServerState()
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.state = state  # type: ignore[attr-defined]
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}/model.gguf", state

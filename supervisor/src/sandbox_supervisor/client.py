@@ -10,7 +10,9 @@
   model is still loading), up to ``ready_timeout_s``; a server that never gets ready
   ends the run with :class:`ModelUnavailable`, never an endless loop.
 
-The SDK's own retries are off (``max_retries=0``): this module owns the policy.
+The SDK's own retries are off (``max_retries=0``): this module owns the policy. The SDK
+is imported on the first request, not with this module: it takes about half a second, and
+the commands that never ask a model (``show``, ``replay``, a scripted run) skip it.
 """
 
 from __future__ import annotations
@@ -25,13 +27,15 @@ import threading
 import time
 from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
-import openai
 
 from sandbox_supervisor.config import Settings
 from sandbox_supervisor.replies import ModelReply, ToolCallOut, Usage, parse_completion
+
+if TYPE_CHECKING:
+    import openai
 
 __all__ = ["ChatModel", "ModelClient", "ModelReply", "ToolCallOut", "Usage", "parse_completion"]
 
@@ -299,6 +303,8 @@ class ModelClient:
         response_format: dict[str, Any] | None,
         attempt_deadline: float,
     ) -> ModelReply:
+        import openai  # here, not at the top: see the module docstring
+
         timeout = max(0.001, attempt_deadline - time.monotonic())
         extra: dict[str, Any] = {}
         if tools:

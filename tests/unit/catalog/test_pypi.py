@@ -102,7 +102,10 @@ def index() -> Iterator[Index]:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     httpd.index = state  # type: ignore[attr-defined]
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/simple/"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield state

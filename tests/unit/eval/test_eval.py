@@ -96,6 +96,7 @@ class LazyBackend(runner.LocalBackend):
         return super().run(planned, {**spec, "script": LAZY}, log)
 
 
+@pytest.mark.long  # the supervisor runs every task of the suite
 def test_the_scripted_model_passes_every_task(tmp_path: Path) -> None:
     tasks = taskfile.load_suite()
     backend = runner.LocalBackend(tmp_path, slots=2)
@@ -110,6 +111,7 @@ def test_the_scripted_model_passes_every_task(tmp_path: Path) -> None:
     assert (tmp_path / "workspace/eval/p/scripted-create-file-1/hello.txt").is_file()
 
 
+@pytest.mark.long  # the supervisor runs every task of the suite
 def test_a_model_that_does_nothing_passes_no_task(tmp_path: Path) -> None:
     tasks = taskfile.load_suite()
     outcomes = runner.run_all(

@@ -5,17 +5,22 @@ Each fake appends ``{"tool": NAME, "argv": [...]}`` as one JSON line to ``$FAKE_
 answers like the real tool from a JSON state file ``$FAKE_STATE`` that it also updates
 (``podman machine init`` creates a machine there, ``apt-get install`` marks packages
 installed, ...), so a test can drive a whole lifecycle and then read what was called.
+
+A test run starts these fakes over a thousand times, so each one starts lean: the scripts run
+``python3 -S`` (no site-packages to scan, they use only the standard library) and the
+modules only one fake needs (``tarfile``) are imported where it is used.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import sys
-import tarfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 HYBRID_ERROR = (
     "Error: OCI runtime error: crun: cgroups in hybrid mode not supported, drop all "
@@ -157,6 +162,9 @@ def podman_run(state: dict[str, Any], args: list[str]) -> None:
 
 
 def podman_import(state: dict[str, Any], args: list[str]) -> None:
+    import io
+    import tarfile
+
     tag = args[-1]
     data = sys.stdin.buffer.read()
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
@@ -241,11 +249,22 @@ def apt_get(args: list[str]) -> None:
 
 
 def dpkg_query(args: list[str]) -> None:
-    package = args[-1]
-    if package in load().get("installed", []):
-        print("install ok installed", end="")
-        return
-    fail(f"dpkg-query: no packages found matching {package}", 1)
+    """``dpkg-query -W [-f=FORMAT] PACKAGE...``: a line for each installed package (real
+    dpkg-query also lists packages it knows but has not installed), exit 1 if any is
+    unknown."""
+    fmt = next((a[len("-f=") :] for a in args if a.startswith("-f=")), "${Package}\t\n")
+    fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
+    installed = load().get("installed", [])
+    unknown = False
+    for package in [a for a in args if not a.startswith("-")]:
+        if package in installed:
+            line = fmt.replace("${Package}", package).replace("${Status}", "install ok installed")
+            sys.stdout.write(line)
+        else:
+            sys.stderr.write(f"dpkg-query: no packages found matching {package}\n")
+            unknown = True
+    if unknown:
+        sys.exit(1)
 
 
 def sudo(args: list[str]) -> None:

@@ -241,7 +241,10 @@ def served_socket(tmp_path: Path) -> Iterator[Path]:
     """A real unix socket answering `/_ping` like an engine."""
     path = tmp_path / "api.sock"
     server = socketserver.UnixStreamServer(str(path), _Ping)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     yield path
     server.shutdown()

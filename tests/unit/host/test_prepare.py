@@ -418,7 +418,10 @@ def cni_service(tmp_path: Path) -> Iterator[Path]:
     """A unix socket answering libpod/info like a service that still runs with CNI."""
     socket_path = tmp_path / "podman.sock"
     server = _UnixHTTPServer(str(socket_path), _InfoHandler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     yield socket_path
     server.shutdown()

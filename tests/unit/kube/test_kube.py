@@ -728,6 +728,7 @@ def invoke(path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.long  # three invoke processes, as a user runs them
 def test_invoke_kube_render_then_validate(tmp_path: Path) -> None:
     """`invoke kube.render --tasks FILE --parallelism 2` writes the tree and places the
     secrets; `invoke kube.validate` passes, and fails once a manifest is broken."""

@@ -295,7 +295,10 @@ def served(sample_runs: dict[str, Run], tmp_path: Path) -> Iterator[int]:
     write_eval(tmp_path / "eval", "S1", {"hello": "/logs/eval/S1/x.jsonl"})
     site = server.Site(lambda: list(sample_runs.values()), tmp_path / "eval")
     httpd = server.make_server(site, 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    # A short poll: shutdown() waits up to one poll_interval (0.5 s by default).
+    thread = threading.Thread(
+        target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+    )
     thread.start()
     try:
         yield int(httpd.server_address[1])
