@@ -48,7 +48,9 @@ def missing_packages(runner: Runner, packages: Sequence[str] | None = None) -> l
     installed = set()
     for line in result.stdout.splitlines():
         name, _, status = line.partition("\t")
-        if status.strip().endswith("installed"):
+        # "install ok installed" (or "hold ok installed"); not "unknown ok not-installed",
+        # "install ok half-installed" or "deinstall ok config-files"
+        if status.split()[-1:] == ["installed"]:
             installed.add(name.strip())
     return [package for package in packages if package not in installed]
 

@@ -249,17 +249,19 @@ def apt_get(args: list[str]) -> None:
 
 
 def dpkg_query(args: list[str]) -> None:
-    """``dpkg-query -W [-f=FORMAT] PACKAGE...``: a line for each installed package (real
-    dpkg-query also lists packages it knows but has not installed), exit 1 if any is
-    unknown."""
+    """``dpkg-query -W [-f=FORMAT] PACKAGE...``: a line for each installed package and for
+    each one the state knows by another status (``known_statuses``: removed, half
+    installed, ...), as the real one lists them; exit 1 if any is unknown."""
     fmt = next((a[len("-f=") :] for a in args if a.startswith("-f=")), "${Package}\t\n")
     fmt = fmt.replace("\\t", "\t").replace("\\n", "\n")
-    installed = load().get("installed", [])
+    state = load()
+    installed = state.get("installed", [])
+    known: dict[str, str] = state.get("known_statuses", {})  # known, not installed
     unknown = False
     for package in [a for a in args if not a.startswith("-")]:
-        if package in installed:
-            line = fmt.replace("${Package}", package).replace("${Status}", "install ok installed")
-            sys.stdout.write(line)
+        status = "install ok installed" if package in installed else known.get(package)
+        if status is not None:
+            sys.stdout.write(fmt.replace("${Package}", package).replace("${Status}", status))
         else:
             sys.stderr.write(f"dpkg-query: no packages found matching {package}\n")
             unknown = True

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from fakes.harness import FakeTools
 
-from sandboxctl.host import network, rootless
+from sandboxctl.host import network, packages, rootless
 from sandboxctl.host import prepare as hostprep
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -90,6 +90,19 @@ def test_missing_packages_are_installed_through_sudo_when_not_root(tmp_path: Pat
     wanted = [package for package in ALL_INSTALLED if package != "podman"]
     assert [*install, *wanted] in fakes.calls("sudo")
     assert set(fakes.state["installed"]) == set(hostprep.read_package_list())
+
+
+@pytest.mark.parametrize(
+    "status",
+    ["unknown ok not-installed", "install ok half-installed", "deinstall ok config-files"],
+)
+def test_a_package_dpkg_knows_but_has_not_installed_is_missing(tmp_path: Path, status: str) -> None:
+    """dpkg-query lists removed and half-installed packages too: only a status whose
+    last word is "installed" counts ("not-installed" ends in it as well)."""
+    others = [package for package in ALL_INSTALLED if package != "podman"]
+    fakes, ctx = make(tmp_path, installed=others)
+    fakes.update(known_statuses={"podman": status})
+    assert packages.missing_packages(ctx.runner) == ["podman"]
 
 
 def test_root_installs_without_sudo(tmp_path: Path) -> None:
