@@ -65,7 +65,7 @@ ANSWERS: tuple[Answer, ...] = (
     Answer("DOCKER_HOST", "url", ""),
     Answer("DEBIAN_MIRROR", "url", "http://deb.debian.org/debian"),
     Answer("BASE_IMAGE", "str", "localhost/ai-sandbox-base:bookworm"),
-    Answer("LLAMA_CPU_VARIANTS", "str", "x64,sse42,haswell,skylakex"),
+    Answer("LLAMA_CPU_VARIANTS", "str", "x64,haswell,skylakex"),
     Answer("SANDBOX_NET_PREFIX", "str", "10.90.24"),
 )
 # fmt: on

@@ -193,7 +193,7 @@ def _cpu_variants(entry: Answer, value: str) -> str:
     if not _CPU_VARIANTS.match(variants):
         raise _invalid(
             f"{entry.env}={variants!r}: expected all, native or ggml variant names"
-            " separated by commas (x64,sse42,haswell,skylakex)"
+            " separated by commas (x64,haswell,skylakex)"
         )
     return variants
 

@@ -23,7 +23,7 @@ VULKAN_BUILD_BASE = "localhost/ai-sandbox-base:trixie"
 """The Vulkan toolchain stage's base: Debian trixie, for Vulkan headers newer than
 bookworm's (model-server/Containerfile says why)."""
 DEFAULT_CPU_VARIANTS = answer("LLAMA_CPU_VARIANTS").default
-"""The x86-64 levels v1-v4 (model-server/Containerfile says what each choice costs)."""
+"""The x86-64 levels v1, v3 and v4 (model-server/Containerfile says what each choice costs)."""
 
 
 def model_build_argv(
