@@ -185,28 +185,6 @@ def test_rendered_project_passes_its_own_format_check(default_render: Path) -> N
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_rendered_project_passes_its_own_unit_tests(default_render: Path) -> None:
-    """The rendered sandbox's own unit tests pass in its folder, importing its own code
-    (a worker per core, as its `nox -s tests` runs them)."""
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-            "-n",
-            "auto",
-            "tests/unit",
-        ],
-        cwd=default_render,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-
-
 def test_every_guide_reaches_the_rendered_sandbox(default_render: Path) -> None:
     """Each document of docs/ is rendered, except the template's own notes and issue log."""
     own_history = {"IMPLEMENTATION_NOTES.md", "ISSUE_LOG.md"}

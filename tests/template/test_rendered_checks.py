@@ -4,7 +4,9 @@ template's: its tests must not depend on the template's project name, port or la
 The render runs `./bootstrap.sh nox -s lint tests supervisor` exactly as its README tells
 its users (its own .venv and Nox sessions, real ruff, mypy, shellcheck, pytest); minutes,
 because that is what it costs a user. The folder is named unlike the slug, as a user's
-may be.
+may be. This is the one run of a rendered sandbox's own unit tests: the template root's
+`nox -s tests` runs the same tests with the default answers, so a second rendered run
+with the defaults (98 s in CI) was dropped.
 """
 
 from __future__ import annotations
