@@ -189,13 +189,22 @@ def speed(session: nox.Session) -> None:
     if "cold" in parts:
         report = ROOT / "results" / "fresh" / "cold-start.md"
         report.unlink(missing_ok=True)
+        report.with_name("cold-start-row.md").unlink(missing_ok=True)
         session.run(
             "pytest", "-s", "-p", "no:cacheprovider", "tests/fresh/test_fresh_machine.py",
             env={"FRESH_PRELOAD": "0"},
         )  # fmt: skip
         target = ROOT / "docs" / "performance" / "cold-start.md"
         target.write_text(report.read_text(encoding="utf-8"), encoding="utf-8")
-        session.log(f"wrote {target.relative_to(ROOT)}")
+        history = target.with_name("cold-start-history.md")
+        row = report.with_name("cold-start-row.md").read_text(encoding="utf-8")
+        with history.open("a", encoding="utf-8") as table:
+            if table.tell() == 0:
+                from sandboxctl.bench.coldstart import HISTORY_HEADER
+
+                table.write(HISTORY_HEADER)
+            table.write(row)
+        session.log(f"wrote {target.relative_to(ROOT)}, appended to {history.name}")
 
 
 def _speed_of_quick_sessions(session: nox.Session) -> None:

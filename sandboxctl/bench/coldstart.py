@@ -142,3 +142,21 @@ def _variant_seconds(targets: Iterable[tuple[float, str]]) -> list[tuple[str, fl
             variant = name.removeprefix("ggml-cpu-").removesuffix("-feats")
             totals[variant] = totals.get(variant, 0.0) + seconds
     return sorted(totals.items(), key=lambda item: item[1], reverse=True)
+
+
+HISTORY_HEADER = (
+    "# The cold first command, run by run\n\n"
+    "One row per `nox -s speed` cold run, appended (the newest last): where it stood then, "
+    "to measure each change against. The breakdown of the newest is cold-start.md.\n\n"
+    "| date | commit | total | compile wall clock | CPU variants |\n"
+    "| --- | --- | ---: | ---: | --- |\n"
+)
+
+
+def history_row(*, date: str, commit: str, total_s: float, build_log: str) -> str:
+    """One row of the history table: the run's total, its compile's wall clock and the
+    CPU variants its build compiled (from the compile table's ``ggml-cpu-*`` rows)."""
+    wall, targets = compile_targets(build_log)
+    variants = ",".join(sorted(name for name, _s in _variant_seconds(targets))) or "?"
+    compile_text = f"{wall:.0f} s" if wall is not None else "cached"
+    return f"| {date} | `{commit}` | {total_s:.0f} s | {compile_text} | {variants} |\n"

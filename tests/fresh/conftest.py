@@ -147,6 +147,14 @@ def write_cold_report(machine: FreshMachine, clone: str, command: str, seconds: 
     )
     path = machine.log.parent / "cold-start.md"
     path.write_text(report, encoding="utf-8")
+    commit = host_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).stdout.strip()
+    row = coldstart.history_row(
+        date=time.strftime("%Y-%m-%d", time.gmtime()),
+        commit=REF or commit,
+        total_s=seconds,
+        build_log=build_log,
+    )
+    (machine.log.parent / "cold-start-row.md").write_text(row, encoding="utf-8")
     print(f"fresh: the cold run's breakdown is in {path}", file=sys.stderr)
 
 

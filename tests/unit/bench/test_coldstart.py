@@ -60,3 +60,15 @@ def test_the_report_names_the_total_the_longest_waits_and_each_variants_share() 
     assert "`done`" not in report  # only the two longest waits
     assert "| `llama` | 250 | 64% |" in report
     assert "`skylakex` 60 s, `haswell` 52 s (29% of the compile)" in report
+
+
+def test_a_history_row_holds_the_total_the_compiles_wall_clock_and_the_variants() -> None:
+    row = coldstart.history_row(
+        date="2026-12-07", commit="abc1234", total_s=412.4, build_log=BUILD_LOG
+    )
+    assert row == "| 2026-12-07 | `abc1234` | 412 s | 300 s | haswell,skylakex |\n"
+
+
+def test_a_history_row_of_a_cached_build_says_so() -> None:
+    row = coldstart.history_row(date="d", commit="c", total_s=60, build_log="")
+    assert row == "| d | `c` | 60 s | cached | ? |\n"
