@@ -49,6 +49,11 @@ def sandboxctl(session: nox.Session, command: str) -> None:
     session.run("python", "-m", "sandboxctl", command)
 
 
+WORKERS = ["-n", "auto", "--maxschedchunk", "2"]
+"""One pytest-xdist worker per core, handed tests two at a time so that the long ones
+(marked ``long``, run first) spread over the workers."""
+
+
 def pytest(
     session: nox.Session, *paths: str, marks: str | None = None, workers: bool = False
 ) -> None:
@@ -59,7 +64,7 @@ def pytest(
     queueing on one. pytest's "no tests ran" (exit 5) fails the session."""
     args = ["pytest", *paths, "--durations=10"]
     if workers:
-        args += ["-n", "auto", "--maxschedchunk", "2"]
+        args += WORKERS
     if marks:
         args += ["-m", marks]
     session.run(*args, *session.posargs)
@@ -216,7 +221,8 @@ def _speed_of_quick_sessions(session: nox.Session) -> None:
         seconds = {}
         for workers in ("0", "auto"):
             start = time.monotonic()
-            session.run("pytest", "-q", "-p", "no:cacheprovider", "-n", workers, *args)
+            how = WORKERS if workers == "auto" else ["-n", "0"]
+            session.run("pytest", "-q", "-p", "no:cacheprovider", *how, *args)
             seconds[workers] = time.monotonic() - start
         rows.append(
             f"| `{name}` | {seconds['0']:.0f} s | {seconds['auto']:.0f} s "
