@@ -27,8 +27,9 @@ from sandboxctl.stack.base_image import DEFAULT_TAG
 TAIL_LINES = 25
 _STEP = re.compile(r"^(?:\[\d+/\d+\] )?STEP (\d+/\d+): (.*)")
 """A Podman build step (multi-stage builds prefix the stage: ``[4/10] STEP 6/12: ...``)."""
-_COMPILED = re.compile(r"^\[(\d+)/(\d+)\] (?!STEP )")
-"""Ninja's counter of the compile's edges: ``[123/269] Building CXX object ...``."""
+_COMPILED = re.compile(r"^\[(\d+)/(\d+)\] (?!STEP |COMMIT )")
+"""Ninja's counter of the compile's edges: ``[123/269] Building CXX object ...`` (not
+Podman's stage counter, which prefixes its ``STEP`` and ``COMMIT`` lines the same way)."""
 
 
 class ImageBuildError(SandboxError, RuntimeError):

@@ -91,6 +91,7 @@ def test_live_line_reads_the_steps_of_a_multi_stage_build() -> None:
     text = progress_text("[4/10] STEP 11/12: RUN build-llama cpu", "starting")
     assert text == "step 11/12: RUN build-llama cpu"
     assert "compile" not in text
+    assert progress_text("[10/10] COMMIT localhost/sbx-model-server:b1-cpu", text) == text
 
 
 def test_log_path_is_in_the_sandbox_cache(tmp_path: Path) -> None:
