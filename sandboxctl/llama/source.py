@@ -29,6 +29,7 @@ if sys.version_info >= (3, 12):
 else:  # the data filter on every 3.11 (backports.tarfile)
     from backports import tarfile
 
+from sandboxctl.answers import answer
 from sandboxctl.config import MODEL_SERVER_DIR, find_root
 from sandboxctl.download import (
     SHA256_RE,
@@ -351,8 +352,9 @@ def build_args(pin: Pin, manifest: dict[str, Any] | None) -> dict[str, str]:
 
 CONTAINERFILE = "Containerfile"
 """The model-server's one Containerfile, in model-server/: every backend's stages."""
-BACKENDS = ("cpu", "cuda", "vulkan")
-"""The GPU backends it builds (its ``GPU_BACKEND`` build argument picks their stages)."""
+BACKENDS = answer("GPU_BACKEND").choices
+"""The GPU backends it builds: the answer's choices (its ``GPU_BACKEND`` build argument
+picks their stages)."""
 
 
 def image_tag(version: str, backend: str = "cpu", project: str = "ai-sandbox") -> str:

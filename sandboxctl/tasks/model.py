@@ -194,7 +194,7 @@ def use(c: Context, key: str) -> None:
         "ccache": "Host ccache directory mounted at /ccache ('' to disable)",
         "verbose": "Stream the whole build output instead of one live line and a log file",
     },
-    choices={"backend": ("", "cpu", "cuda", "vulkan")},
+    choices={"backend": ("", *llama_source.BACKENDS)},
 )
 def build(
     c: Context, version: str = "", backend: str = "", ccache: str = "default", verbose: bool = False

@@ -30,8 +30,8 @@ def test_llama_cpp_version_choices_are_the_pinned_sources(
 def test_gpu_backend_choices_each_have_their_stages_in_the_one_containerfile(
     questions: dict[str, dict[str, Any]],
 ) -> None:
-    """Each backend answer has a toolchain and a base stage in model-server/Containerfile,
-    and the backends sandboxctl builds are the answers' choices."""
+    """Each backend answer (copier.yml's choices, which sandboxctl builds) has a toolchain
+    and a base stage in model-server/Containerfile."""
     text = (ROOT / "model-server" / "Containerfile").read_text(encoding="utf-8")
     backends = scaffold.choice_values(questions["gpu_backend"])
     assert list(BACKENDS) == backends
