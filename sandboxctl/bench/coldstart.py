@@ -44,6 +44,16 @@ def parse_timeline(text: str) -> list[tuple[float, str]]:
     return pairs
 
 
+def code_cell(text: str) -> str:
+    """``text`` as one inert Markdown table cell: a code span whose fence is longer than
+    any run of backticks in it, its pipes escaped, anything unprintable shown as ``?``.
+    The output lines come from the agent's run, so they are the model's words in part."""
+    text = "".join(char if char.isprintable() else "?" for char in text)
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text.replace('|', chr(92) + '|')}{pad}{fence}"
+
+
 def waits(timeline: Sequence[tuple[float, str]], total_s: float) -> list[Wait]:
     """Each line with the time until the next line; the last one waits until ``total_s``."""
     ends = [at for at, _line in timeline[1:]] + [total_s]
@@ -104,8 +114,8 @@ def render(
     ]
     for wait in shown:
         share = 100 * wait.seconds / total_s if total_s else 0.0
-        text = wait.line.replace("|", "\\|")[:110]
-        lines.append(f"| {wait.at_s:.0f} s | {wait.seconds:.0f} s | {share:.0f}% | `{text}` |")
+        cell = code_cell(wait.line[:110])
+        lines.append(f"| {wait.at_s:.0f} s | {wait.seconds:.0f} s | {share:.0f}% | {cell} |")
     wall, targets = compile_targets(build_log)
     lines += ["", "## The llama.cpp compile by CMake target", ""]
     if not targets:

@@ -137,19 +137,20 @@ def write_cold_report(machine: FreshMachine, clone: str, command: str, seconds: 
     build_log = "".join(
         path.read_text(errors="replace") for path in sorted(logs.glob("*model-server*.log"))
     )
+    date = time.strftime("%Y-%m-%d", time.gmtime())
     report = coldstart.render(
         command=command,
         total_s=seconds,
         timeline=coldstart.parse_timeline(machine.log.with_suffix(".timeline").read_text()),
         build_log=build_log,
         machine=f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}",
-        date=time.strftime("%Y-%m-%d", time.gmtime()),
+        date=date,
     )
     path = machine.log.parent / "cold-start.md"
     path.write_text(report, encoding="utf-8")
     commit = host_run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"]).stdout.strip()
     row = coldstart.history_row(
-        date=time.strftime("%Y-%m-%d", time.gmtime()),
+        date=date,
         commit=REF or commit,
         total_s=seconds,
         build_log=build_log,

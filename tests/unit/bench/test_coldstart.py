@@ -72,3 +72,12 @@ def test_a_history_row_holds_the_total_the_compiles_wall_clock_and_the_variants(
 def test_a_history_row_of_a_cached_build_says_so() -> None:
     row = coldstart.history_row(date="d", commit="c", total_s=60, build_log="")
     assert row == "| d | `c` | 60 s | cached | ? |\n"
+
+
+def test_an_output_line_is_one_inert_cell_whatever_it_holds() -> None:
+    """The run's lines hold the model's words: backticks cannot end the code span, a
+    pipe cannot start a cell, a terminal escape or a newline cannot reach the page."""
+    cell = coldstart.code_cell("a ``b`` | <script>x</script>\x1b[31m\n")
+    assert cell == "```a ``b`` \\| <script>x</script>?[31m?```"
+    assert coldstart.code_cell("`x`") == "`` `x` ``"
+    assert coldstart.code_cell("plain") == "`plain`"
