@@ -20,7 +20,8 @@ absolute paths. Every object is derived from it, so the manifests cannot drift f
 - named volumes become PersistentVolumeClaims, compose secrets become Secrets generated
   from the sandbox's secret files (``secretGenerator``, never values in YAML).
 
-What has no Kubernetes field (``pids_limit``, ``init``, ``restart: "no"``) is listed in
+What has no Kubernetes field or use (``pids_limit``, ``init``, ``restart: "no"``,
+``sysctls``) is listed in
 :data:`NOT_EXPRESSIBLE` and documented in docs/KUBERNETES.md. Anything this module does not
 understand raises :class:`ConvertError` instead of being dropped silently.
 """
@@ -77,6 +78,9 @@ NOT_EXPRESSIBLE = {
     "init": "no per-container field; the runtime's pause process and the images' own "
     "signal handling stand in",
     "restart": 'Deployments always restart their pods; Compose\'s "no" has no equivalent',
+    "sysctls": "the supervisor's ARP timing, for peers that come back at a fixed address with "
+    "a new MAC address; a cluster's callers reach Services, and net.ipv4.neigh is an unsafe "
+    "sysctl there",
 }
 """Compose settings of the stack that no Kubernetes object field expresses, and why."""
 
@@ -85,7 +89,7 @@ _HANDLED = {
     "image", "build", "user", "command", "entrypoint", "environment", "secrets",
     "volumes", "tmpfs", "networks", "mem_limit", "pids_limit", "healthcheck", "cap_drop",
     "security_opt", "read_only", "init", "pull_policy", "restart", "devices", "ports",
-    "expose", "dns", "extra_hosts",
+    "expose", "dns", "extra_hosts", "sysctls",
 }  # fmt: skip
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|ns)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
