@@ -17,6 +17,7 @@ model name is the model the stack serves (the runner asks the backend to serve i
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -146,6 +147,13 @@ def outcome_from_records(
     )
 
 
+def default_width(backend: Backend, model: str) -> int:
+    """Runs at once when ``--parallel`` is 0: the model server's slots, so that no run
+    queues for one and its time is its own; the scripted model calls no server, so one
+    run per core (what a run costs is its processes')."""
+    return (os.cpu_count() or 1) if model == SCRIPTED else backend.slots()
+
+
 def run_all(
     backend: Backend,
     runs: Sequence[Planned],
@@ -154,7 +162,7 @@ def run_all(
     parallel: int = 0,
     progress: Callable[[str], None] = print,
 ) -> list[Outcome]:
-    """Make every run, model by model, up to ``parallel`` at once (0: the backend's slots);
+    """Make every run, model by model, up to ``parallel`` at once (0: :func:`default_width`);
     return the outcomes in plan order. ``prefix`` names this evaluation's directories."""
     outcomes: dict[int, Outcome] = {}
     lock = threading.Lock()
@@ -180,7 +188,7 @@ def run_all(
     for model in dict.fromkeys(p.model for p in runs):
         batch = [i for i, p in enumerate(runs) if p.model == model]
         with backend.serving(model):
-            width = max(1, min(parallel or backend.slots(), MAX_PARALLEL, len(batch)))
+            width = max(1, min(parallel or default_width(backend, model), MAX_PARALLEL, len(batch)))
             progress(f"eval: {model}: {len(batch)} runs, {width} at a time")
             with ThreadPoolExecutor(max_workers=width) as pool:
                 for future in [pool.submit(one, i) for i in batch]:

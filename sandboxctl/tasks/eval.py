@@ -21,7 +21,7 @@ from sandboxctl.tasks._task import task
         "(default: the model the stack serves; another one is brought up for its runs)",
         "repeat": "Runs of each task per model",
         "tasks": "Comma-separated task ids (default: the whole suite)",
-        "parallel": "Runs at once (0: the model server's slots)",
+        "parallel": "Runs at once (0: the model server's slots; scripted: one per core)",
         "out": "Folder of eval.json, eval.md and eval.png (default: results/eval/STAMP)",
         "keep": "Keep each run's workspace folder (eval/STAMP/RUN in the workspace volume)",
         "max_steps": "Step budget of every run of a model (0: each task's, else the "

@@ -240,6 +240,20 @@ def test_parallel_option_overrides_the_slots() -> None:
     assert backend.most == 1
 
 
+def test_scripted_runs_go_one_per_core_and_a_served_model_stays_at_its_slots(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The scripted model calls no server: its runs are not held to the slots."""
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    tasks = taskfile.load_suite(only="create-file,rename,json-edit")
+    widths = []
+    for model in (runner.SCRIPTED, "m"):
+        backend = FakeBackend(width=1, delay=0.2)
+        runner.run_all(backend, runner.plan([model], tasks, 2), prefix="x", progress=lambda _: None)
+        widths.append(backend.most)
+    assert widths == [3, 1]
+
+
 def test_plan_needs_a_model_and_a_repeat() -> None:
     tasks = taskfile.load_suite(only="rename")
     with pytest.raises(runner.EvalError, match="repeat"):
