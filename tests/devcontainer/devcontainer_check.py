@@ -203,7 +203,11 @@ def run_check(
         if figures["container_uid"] in (None, 0):
             report.failures.append(f"dev container user is not non-root: {who.stdout.strip()}")
         t0 = time.monotonic()
-        tests = inside("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "supervisor/tests")
+        # One pytest-xdist worker per core, as a developer runs them (the dev lock has it).
+        tests = inside(
+            "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "auto",
+            "supervisor/tests",
+        )  # fmt: skip
         figures["tests_s"] = round(time.monotonic() - t0, 1)
         figures["tests_passed"] = passed_count(tests.stdout)
         if not tests.ok:
