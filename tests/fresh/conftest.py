@@ -1,6 +1,11 @@
 """Fixtures of the fresh-machine session: fresh Debian 12 machines, one where the README's
 first command runs as root and one where it runs as a user with sudo (rootless Podman);
-see fresh_machine.py for how a machine is made."""
+see fresh_machine.py for how a machine is made.
+
+The two machines share nothing but the host's rootfs cache, images and network, so the
+sudo user's machine is made, and its README run and walk done, in a thread beside the
+root's (the two cores are mostly waiting on both: apt, pip, Podman); those host steps
+go one at a time."""
 
 from __future__ import annotations
 
@@ -8,10 +13,12 @@ import os
 import platform
 import shutil
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from fresh_machine import (
@@ -45,6 +52,9 @@ from sandboxctl.bench import coldstart
 from sandboxctl.tasks.stack import DEMO_DEST
 
 PRELOAD = os.environ.get("FRESH_PRELOAD", "1") == "1"
+HOST_STEPS = threading.Lock()
+"""Held for the host steps both machines need (the rootfs cache, the images, the network)."""
+USER_FIXTURES = {"fresh_user_machine", "user_readme_run", "user_sandbox_walk"}
 
 
 @contextmanager
@@ -55,7 +65,8 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
     if shutil.which("podman") is None:
         pytest.fail("podman is needed on the host to start the fresh machine")
     started = time.monotonic()
-    tarball = base_rootfs_tarball()
+    with HOST_STEPS:
+        tarball = base_rootfs_tarball()
     timings = {"rootfs_cache_s": time.monotonic() - started}
     CACHE.mkdir(parents=True, exist_ok=True)
     scratch = CACHE / f"run-{uuid.uuid4().hex[:8]}"  # on the host's disk: real overlay
@@ -74,11 +85,14 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
                 host_run(["git", "-C", str(clone_root), "checkout", "--quiet", REF])
         if user is None and PRELOAD:
             step = time.monotonic()
-            # What the container session did not build yet (layer caches make it quick).
-            stack.prepare_images(stack.open_stack(ROOT))
-            preload_images(rootfs / "var/lib/containers/storage", preloaded_images(), scratch)
+            with HOST_STEPS:
+                # What the container session did not build yet (layer caches make it quick).
+                stack.prepare_images(stack.open_stack(ROOT))
+                images = preloaded_images()
+            preload_images(rootfs / "var/lib/containers/storage", images, scratch)
             timings["preload_s"] = time.monotonic() - step
-        ensure_network()
+        with HOST_STEPS:
+            ensure_network()
         host_run(
             [
                 "podman", "run", "-d", "--rm", "--privileged", "--name", name,
@@ -100,8 +114,10 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
             timings["user_setup_s"] = time.monotonic() - step
             if PRELOAD:
                 step = time.monotonic()
-                stack.prepare_images(stack.open_stack(ROOT))
-                preload_user_images(machine, preloaded_images())
+                with HOST_STEPS:
+                    stack.prepare_images(stack.open_stack(ROOT))
+                    images = preloaded_images()
+                preload_user_images(machine, images)
                 timings["preload_s"] = time.monotonic() - step
         yield machine
     finally:
@@ -172,18 +188,78 @@ def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
     return run_readme_command(fresh_machine, GUEST_CLONE, "root")
 
 
-@pytest.fixture(scope="session")
-def fresh_user_machine() -> Iterator[FreshMachine]:
-    """Start a fresh Debian 12 machine with a user who has sudo and the clone in their home."""
-    with started_machine("-sudo-user", user=GUEST_USER) as machine:
-        yield machine
+class UserSide:
+    """The sudo user's machine, its README run and its walk, made in order in a thread of
+    their own; each is a future that a fixture below waits on (an error in a step is raised
+    in the tests of that step and of the steps after it)."""
+
+    def __init__(self) -> None:
+        self.machine: Future[FreshMachine] = Future()
+        self.readme_run: Future[ReadmeRun] = Future()
+        self.walk: Future[SandboxWalk] = Future()
+        self._machines = ExitStack()
+        self._thread = threading.Thread(target=self._work, name="fresh-sudo-user", daemon=True)
+
+    def start(self) -> None:
+        """Begin making the machine (the root's tests go on meanwhile)."""
+        self._thread.start()
+
+    def _work(self) -> None:
+        try:
+            machine = self._machines.enter_context(started_machine("-sudo-user", user=GUEST_USER))
+            self.machine.set_result(machine)
+            # From a login shell (no systemd, so no login session made the user's runtime
+            # folder), exactly as printed.
+            run = run_readme_command(machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")
+            self.readme_run.set_result(run)
+            self.walk.set_result(walk_rendered_readme(machine, GUEST_USER_CLONE, "-sudo-user"))
+        except BaseException as error:  # pytest.fail raises a BaseException
+            for future in (self.machine, self.readme_run, self.walk):
+                if not future.done():
+                    future.set_exception(error)
+
+    def close(self) -> None:
+        """Wait for the thread's last step (never pull a machine from under a command),
+        then stop and remove the machine."""
+        if self._thread.ident is not None:
+            self._thread.join()
+        self._machines.close()
 
 
 @pytest.fixture(scope="session")
-def user_readme_run(fresh_user_machine: FreshMachine) -> ReadmeRun:
-    """Run the README's first command as the user with sudo, from a login shell (no systemd,
-    so no login session made their runtime folder), exactly as printed."""
-    return run_readme_command(fresh_user_machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")
+def user_side() -> Iterator[UserSide]:
+    """The sudo user's side, started in its thread."""
+    side = UserSide()
+    side.start()
+    try:
+        yield side
+    finally:
+        side.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def user_side_early(request: pytest.FixtureRequest) -> None:
+    """Start the sudo user's side with the session, beside the root's machine, when any
+    selected test needs it (``nox -s speed -- cold`` selects only the root's)."""
+    for item in request.session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        names = {*getattr(item, "fixturenames", ()), *map(str, params.values())}
+        if USER_FIXTURES & names:  # by name, or through test_fresh_sandbox's `walk` param
+            request.getfixturevalue("user_side")
+            return
+
+
+@pytest.fixture(scope="session")
+def fresh_user_machine(user_side: UserSide) -> FreshMachine:
+    """A fresh Debian 12 machine with a user who has sudo and the clone in their home."""
+    return user_side.machine.result()
+
+
+@pytest.fixture(scope="session")
+def user_readme_run(user_side: UserSide) -> ReadmeRun:
+    """The README's first command run as the user with sudo, from a login shell, exactly
+    as printed."""
+    return user_side.readme_run.result()
 
 
 @pytest.fixture(scope="session")
@@ -194,6 +270,6 @@ def sandbox_walk(readme_run: ReadmeRun) -> SandboxWalk:
 
 
 @pytest.fixture(scope="session")
-def user_sandbox_walk(user_readme_run: ReadmeRun) -> SandboxWalk:
+def user_sandbox_walk(user_side: UserSide) -> SandboxWalk:
     """The same walk as the user with sudo, in their rootless Podman."""
-    return walk_rendered_readme(user_readme_run.machine, GUEST_USER_CLONE, "-sudo-user")
+    return user_side.walk.result()
