@@ -132,11 +132,14 @@ _QUERY = (
     "import socket, sys\n"
     "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)\n"
     "try:\n"
-    "    s.sendto(bytes.fromhex(sys.argv[2]), (sys.argv[1], 53))\n"
+    "    s.connect((sys.argv[1], 53)); s.send(bytes.fromhex(sys.argv[2]))\n"
     "    reply = s.recv(4096); print(int.from_bytes(reply[6:8], 'big'))\n"
     "except OSError:\n"
     "    print(0)\n"
 )
+"""One DNS query, from a connected socket as a resolver sends it: an answer from the
+server is read, a port where nothing listens refuses at once (ICMP), and silence waits
+3 s."""
 
 
 def in_netns(stack: E2EStack, service: str, code: str, *args: str) -> str:
@@ -183,6 +186,24 @@ def host_resolves() -> str:
     except OSError as exc:
         pytest.fail(f"this host cannot resolve {HOST_RESOLVED} ({exc}): the test proves nothing")
     return HOST_RESOLVED
+
+
+def test_the_raw_query_is_answered_by_this_hosts_own_resolver(host_resolves: str) -> None:
+    """The control for the queries below: sent from this host to its own resolvers, the
+    same query gets an answer, so their silence inside the containers means something."""
+    servers = [
+        line.split()[1]
+        for line in Path("/etc/resolv.conf").read_text().splitlines()
+        if line.startswith("nameserver")
+    ]
+    query = _dns_query(host_resolves).hex()
+    answered = {
+        server: subprocess.run(
+            [sys.executable, "-c", _QUERY, server, query], capture_output=True, text=True
+        ).stdout.strip()
+        for server in servers
+    }
+    assert any(int(count or 0) > 0 for count in answered.values()), answered
 
 
 @pytest.mark.parametrize("service", SERVICES)
