@@ -198,6 +198,7 @@ class UserSide:
         self.readme_run: Future[ReadmeRun] = Future()
         self.walk: Future[SandboxWalk] = Future()
         self._machines = ExitStack()
+        self._released = threading.Event()
         self._thread = threading.Thread(target=self._work, name="fresh-sudo-user", daemon=True)
 
     def start(self) -> None:
@@ -217,19 +218,42 @@ class UserSide:
             for future in (self.machine, self.readme_run, self.walk):
                 if not future.done():
                     future.set_exception(error)
+        finally:
+            self._released.wait()  # the tests are done with the machine
+            self._machines.close()
+
+    def release(self) -> None:
+        """Let the thread stop and remove the machine (beside the root's teardown)."""
+        self._released.set()
 
     def close(self) -> None:
-        """Wait for the thread's last step (never pull a machine from under a command),
-        then stop and remove the machine."""
+        """Release the machine and wait for the thread: its last step is never cut short,
+        and the machine is gone when this returns."""
+        self.release()
         if self._thread.ident is not None:
             self._thread.join()
-        self._machines.close()
+        else:
+            self._machines.close()
+
+
+SIDES: list[UserSide] = []
+"""The user sides started in this session (for the hook below)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Before the last test's teardown, which ends the session's fixtures: let the sudo
+    user's machine go in its thread while the root's goes here (10 s each)."""
+    if nextitem is None:
+        for side in SIDES:
+            side.release()
 
 
 @pytest.fixture(scope="session")
 def user_side() -> Iterator[UserSide]:
     """The sudo user's side, started in its thread."""
     side = UserSide()
+    SIDES.append(side)
     side.start()
     try:
         yield side
