@@ -20,6 +20,7 @@ NOISY = """#!/bin/sh
 # a step that prints what apt-get or pip print: hundreds of lines (the name is looked up
 # once: a $(basename) per line was a thousand processes a step)
 name=$(basename "$0")
+echo "$name $*" >> "$HOME/calls.log"
 i=0
 while [ $i -lt 500 ]; do echo "$name line $i: Unpacking something ..."; i=$((i+1)); done
 if [ -n "$FAIL" ] && [ "$name" = "$FAIL" ]; then
@@ -60,8 +61,12 @@ def fake_bin(tmp_path: Path) -> Path:
         (bin_dir / name).write_text(NOISY)
     (bin_dir / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
     (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
+    # `python3 -m venv` makes .venv/bin/python; its `-m pip install uv==...` gives .venv/bin/uv
     (bin_dir / "python3").write_text(
-        NOISY.replace("exit 0\n", 'mkdir -p .venv/bin && cp "$0" .venv/bin/python\nexit 0\n')
+        NOISY.replace(
+            "exit 0\n",
+            'mkdir -p .venv/bin; cp "$0" .venv/bin/python; cp "$0" .venv/bin/uv\nexit 0\n',
+        )
     )
     for path in bin_dir.iterdir():
         path.chmod(0o755)
@@ -94,6 +99,46 @@ def test_a_full_bootstrap_prints_a_handful_of_lines(tmp_path: Path) -> None:
     lines = (result.stdout + result.stderr).splitlines()
     assert [line.split(" ", 2)[1] for line in lines] == ["installing", "creating"]
     assert (copy / ".cache/bootstrap/apt-install.log").read_text().count("\n") >= 500
+
+
+def calls(copy: Path, name: str) -> list[str]:
+    """What the fake ``name`` was run with, in order (its arguments, one line a run)."""
+    lines = (copy / "calls.log").read_text().splitlines()
+    return [line.split(" ", 1)[1] for line in lines if line.split(" ", 1)[0] == name]
+
+
+LOCK_INSTALL = "-r requirements/dev.lock -e . -e supervisor"
+
+
+def test_pip_installs_uv_at_the_locks_pin_and_uv_installs_the_lock(tmp_path: Path) -> None:
+    """pip installs only uv, at the lock's own pin; uv installs the lock and both projects
+    into .venv (seconds, where pip took 15-25 s)."""
+    copy = sandbox_copy(tmp_path, venv_ready=False)
+    result = bootstrap(copy, fake_bin(tmp_path))
+    assert result.returncode == 0, result.stderr
+    lock = (copy / "requirements/dev.lock").read_text().splitlines()
+    pin = next(line for line in lock if line.startswith("uv=="))
+    assert calls(copy, "python") == [
+        "-m pip install --quiet --upgrade pip",
+        f"-m pip install --quiet {pin}",
+    ]
+    assert calls(copy, "uv") == [f"pip install --quiet --python .venv/bin/python {LOCK_INSTALL}"]
+
+
+def test_when_uv_fails_pip_installs_the_lock_and_one_line_says_so(tmp_path: Path) -> None:
+    """uv does not read pip's configuration (a private index in pip.conf): pip takes over,
+    with one line naming uv's log instead of uv's failure."""
+    copy = sandbox_copy(tmp_path, venv_ready=False)
+    result = bootstrap(copy, fake_bin(tmp_path), FAIL="uv")
+    assert result.returncode == 0, result.stderr
+    lines = (result.stdout + result.stderr).splitlines()
+    assert lines[-1] == (
+        "bootstrap: uv could not install it (.cache/bootstrap/uv.log); pip installs it instead"
+    )
+    assert len(lines) == 3
+    assert "E: Unable to locate package" in (copy / ".cache/bootstrap/uv.log").read_text()
+    assert calls(copy, "python")[-1] == f"-m pip install --quiet {LOCK_INSTALL}"
+    assert (copy / ".venv/.bootstrap-lock.sha256").is_file()
 
 
 def test_a_warm_bootstrap_prints_nothing(tmp_path: Path) -> None:
