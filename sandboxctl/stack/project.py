@@ -13,7 +13,7 @@ import json
 import secrets
 import tarfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -82,6 +82,14 @@ def model_tarball(model_file: Path, name: str, digest: str, out: Path) -> Path:
         entry.size, entry.mode, entry.mtime = len(stamp), 0o644, int(time.time())
         tar.addfile(entry, io.BytesIO(stamp))
     return out
+
+
+def probe_intervals(first_s: float, most_s: float) -> Iterator[float]:
+    """Seconds between readiness probes: ``first_s``, then twice the last, up to ``most_s``."""
+    interval = first_s
+    while True:
+        yield interval
+        interval = min(interval * 2, most_s)
 
 
 @dataclass
@@ -172,14 +180,19 @@ class Stack:
             tarball.unlink(missing_ok=True)
         return True
 
-    def wait_ready(self, deadline_s: float = READY_DEADLINE_S, every_s: float = 2.0) -> float:
-        """Wait until llama-server's /health is 200 (probed inside its container).
+    def wait_ready(
+        self, deadline_s: float = READY_DEADLINE_S, every_s: float = 0.25, most_s: float = 2.0
+    ) -> float:
+        """Wait until llama-server's /health is 200 (probed inside its container), probing
+        every ``every_s`` at first and half as often after each miss, down to every
+        ``most_s`` (a small model is ready in about a second, a large one takes minutes).
 
         Returns the seconds it took; raises :class:`StackError` with the server's last log
         lines when the deadline passes. Does not rely on the engine running healthchecks.
         """
         start = time.monotonic()
         last_note = start
+        intervals = probe_intervals(every_s, most_s)
         while True:
             probe = self.compose_run(  # a probe that hangs counts as not ready
                 "exec", "-T", "model-server", "/app/healthcheck.sh", capture=True, timeout=20
@@ -196,7 +209,7 @@ class Stack:
             if now - last_note >= 10:
                 self.log(f"waiting for model-server /health ({now - start:.0f} s)")
                 last_note = now
-            time.sleep(every_s)
+            time.sleep(next(intervals))
 
     def run_task(
         self, task: str, extra: Sequence[str] = (), check: str | None = None

@@ -6,6 +6,7 @@ runs in tests/e2e); each test says what the fake answers.
 
 from __future__ import annotations
 
+import inspect
 import json
 import stat
 import tarfile
@@ -18,6 +19,7 @@ from sandboxctl import stack
 from sandboxctl._proc import Result
 from sandboxctl.config import load_settings
 from sandboxctl.download import sha256_file
+from sandboxctl.stack import project
 
 
 def test_api_key_is_created_once_and_kept(tmp_path: Path) -> None:
@@ -95,6 +97,15 @@ def test_wait_ready_fails_at_the_deadline_with_server_logs_fake_compose(tmp_path
     built, _ = make_stack(tmp_path, {"--project-directory": (1, "loading model\n")})
     with pytest.raises(stack.StackError, match="not ready after"):
         built.wait_ready(deadline_s=0.05, every_s=0.01)
+
+
+def test_readiness_probes_come_often_at_first_then_less_often() -> None:
+    """A tiny model is ready within a second: the first probes come a quarter of a second
+    apart, and the interval doubles up to two seconds for a model that loads for minutes."""
+    intervals = project.probe_intervals(0.25, 2.0)
+    assert [next(intervals) for _ in range(6)] == [0.25, 0.5, 1.0, 2.0, 2.0, 2.0]
+    defaults = inspect.signature(project.Stack.wait_ready).parameters
+    assert (defaults["every_s"].default, defaults["most_s"].default) == (0.25, 2.0)
 
 
 def test_run_task_execs_the_supervisor_with_a_log_path_fake_compose(tmp_path: Path) -> None:
