@@ -47,6 +47,7 @@ from sandboxctl.errors import SandboxError
 from sandboxctl.kube import convert
 from sandboxctl.kube.convert import Edge, Obj
 from sandboxctl.stack.networks import NetworkSpec, create_argv
+from sandboxctl.stack.project import probe_intervals
 
 SUBNET_POOL = "10.231.0.0/16"
 """Where the proof's internal networks take their /24s (the first ones no network uses)."""
@@ -318,8 +319,10 @@ class Player:
         return self.runner.run(["podman", "exec", container, *command], timeout=60).ok
 
     def wait_exec(self, container: str, command: Sequence[str], deadline_s: float) -> float:
-        """Wait until ``command`` succeeds in ``container``; return the seconds it took."""
+        """Wait until ``command`` succeeds in ``container``; return the seconds it took.
+        Tried every 0.25 s at first, backing off to every 2 s."""
         start = time.monotonic()
+        intervals = probe_intervals(0.25, 2.0)
         while not self.exec_ok(container, *command):
             if time.monotonic() - start > deadline_s:
                 logs = self.runner.run(["podman", "logs", "--tail", "20", container])
@@ -327,12 +330,14 @@ class Player:
                     f"{container}: {' '.join(command)} did not succeed in {deadline_s:.0f} s; "
                     f"last log lines:\n{(logs.stdout + logs.stderr).strip()}"
                 )
-            time.sleep(1.0)
+            time.sleep(next(intervals))
         return time.monotonic() - start
 
     def wait_exit(self, container: str, deadline_s: float) -> int:
-        """Wait until ``container`` has exited; return its exit code."""
+        """Wait until ``container`` has exited; return its exit code. Looked at every
+        0.25 s at first, backing off to every 2 s."""
         start = time.monotonic()
+        intervals = probe_intervals(0.25, 2.0)
         while True:
             state = self.podman(
                 "inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", container
@@ -341,7 +346,7 @@ class Player:
                 return int(state[1])
             if time.monotonic() - start > deadline_s:
                 raise LocalError(f"{container} still {state[0]} after {deadline_s:.0f} s")
-            time.sleep(1.0)
+            time.sleep(next(intervals))
 
     def read_volume(self, claim: str, suffix: str = ".jsonl") -> dict[str, str]:
         """Return the text of each file ending in ``suffix`` in a claim's volume."""
