@@ -1,11 +1,6 @@
 """Fixtures of the fresh-machine session: fresh Debian 12 machines, one where the README's
 first command runs as root and one where it runs as a user with sudo (rootless Podman);
-see fresh_machine.py for how a machine is made.
-
-The two machines share nothing but the host's rootfs cache, images and network, so the
-sudo user's machine is made, and its README run and walk done, in a thread beside the
-root's (the two cores are mostly waiting on both: apt, pip, Podman); those host steps
-go one at a time."""
+see fresh_machine.py for how a machine is made."""
 
 from __future__ import annotations
 
@@ -13,12 +8,10 @@ import os
 import platform
 import shutil
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 
 import pytest
 from fresh_machine import (
@@ -52,9 +45,6 @@ from sandboxctl.bench import coldstart
 from sandboxctl.tasks.stack import DEMO_DEST
 
 PRELOAD = os.environ.get("FRESH_PRELOAD", "1") == "1"
-HOST_STEPS = threading.Lock()
-"""Held for the host steps both machines need (the rootfs cache, the images, the network)."""
-USER_FIXTURES = {"fresh_user_machine", "user_readme_run", "user_sandbox_walk"}
 
 
 @contextmanager
@@ -65,8 +55,7 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
     if shutil.which("podman") is None:
         pytest.fail("podman is needed on the host to start the fresh machine")
     started = time.monotonic()
-    with HOST_STEPS:
-        tarball = base_rootfs_tarball()
+    tarball = base_rootfs_tarball()
     timings = {"rootfs_cache_s": time.monotonic() - started}
     CACHE.mkdir(parents=True, exist_ok=True)
     scratch = CACHE / f"run-{uuid.uuid4().hex[:8]}"  # on the host's disk: real overlay
@@ -85,14 +74,11 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
                 host_run(["git", "-C", str(clone_root), "checkout", "--quiet", REF])
         if user is None and PRELOAD:
             step = time.monotonic()
-            with HOST_STEPS:
-                # What the container session did not build yet (layer caches make it quick).
-                stack.prepare_images(stack.open_stack(ROOT))
-                images = preloaded_images()
-            preload_images(rootfs / "var/lib/containers/storage", images, scratch)
+            # What the container session did not build yet (layer caches make it quick).
+            stack.prepare_images(stack.open_stack(ROOT))
+            preload_images(rootfs / "var/lib/containers/storage", preloaded_images(), scratch)
             timings["preload_s"] = time.monotonic() - step
-        with HOST_STEPS:
-            ensure_network()
+        ensure_network()
         host_run(
             [
                 "podman", "run", "-d", "--rm", "--privileged", "--name", name,
@@ -114,10 +100,8 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
             timings["user_setup_s"] = time.monotonic() - step
             if PRELOAD:
                 step = time.monotonic()
-                with HOST_STEPS:
-                    stack.prepare_images(stack.open_stack(ROOT))
-                    images = preloaded_images()
-                preload_user_images(machine, images)
+                stack.prepare_images(stack.open_stack(ROOT))
+                preload_user_images(machine, preloaded_images())
                 timings["preload_s"] = time.monotonic() - step
         yield machine
     finally:
@@ -188,102 +172,18 @@ def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
     return run_readme_command(fresh_machine, GUEST_CLONE, "root")
 
 
-class UserSide:
-    """The sudo user's machine, its README run and its walk, made in order in a thread of
-    their own; each is a future that a fixture below waits on (an error in a step is raised
-    in the tests of that step and of the steps after it)."""
-
-    def __init__(self) -> None:
-        self.machine: Future[FreshMachine] = Future()
-        self.readme_run: Future[ReadmeRun] = Future()
-        self.walk: Future[SandboxWalk] = Future()
-        self._machines = ExitStack()
-        self._released = threading.Event()
-        self._thread = threading.Thread(target=self._work, name="fresh-sudo-user", daemon=True)
-
-    def start(self) -> None:
-        """Begin making the machine (the root's tests go on meanwhile)."""
-        self._thread.start()
-
-    def _work(self) -> None:
-        try:
-            machine = self._machines.enter_context(started_machine("-sudo-user", user=GUEST_USER))
-            self.machine.set_result(machine)
-            # From a login shell (no systemd, so no login session made the user's runtime
-            # folder), exactly as printed.
-            run = run_readme_command(machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")
-            self.readme_run.set_result(run)
-            self.walk.set_result(walk_rendered_readme(machine, GUEST_USER_CLONE, "-sudo-user"))
-        except BaseException as error:  # pytest.fail raises a BaseException
-            for future in (self.machine, self.readme_run, self.walk):
-                if not future.done():
-                    future.set_exception(error)
-        finally:
-            self._released.wait()  # the tests are done with the machine
-            self._machines.close()
-
-    def release(self) -> None:
-        """Let the thread stop and remove the machine (beside the root's teardown)."""
-        self._released.set()
-
-    def close(self) -> None:
-        """Release the machine and wait for the thread: its last step is never cut short,
-        and the machine is gone when this returns."""
-        self.release()
-        if self._thread.ident is not None:
-            self._thread.join()
-        else:
-            self._machines.close()
-
-
-SIDES: list[UserSide] = []
-"""The user sides started in this session (for the hook below)."""
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """Before the last test's teardown, which ends the session's fixtures: let the sudo
-    user's machine go in its thread while the root's goes here (10 s each)."""
-    if nextitem is None:
-        for side in SIDES:
-            side.release()
+@pytest.fixture(scope="session")
+def fresh_user_machine() -> Iterator[FreshMachine]:
+    """Start a fresh Debian 12 machine with a user who has sudo and the clone in their home."""
+    with started_machine("-sudo-user", user=GUEST_USER) as machine:
+        yield machine
 
 
 @pytest.fixture(scope="session")
-def user_side() -> Iterator[UserSide]:
-    """The sudo user's side, started in its thread."""
-    side = UserSide()
-    SIDES.append(side)
-    side.start()
-    try:
-        yield side
-    finally:
-        side.close()
-
-
-@pytest.fixture(scope="session", autouse=True)
-def user_side_early(request: pytest.FixtureRequest) -> None:
-    """Start the sudo user's side with the session, beside the root's machine, when any
-    selected test needs it (``nox -s speed -- cold`` selects only the root's)."""
-    for item in request.session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        names = {*getattr(item, "fixturenames", ()), *map(str, params.values())}
-        if USER_FIXTURES & names:  # by name, or through test_fresh_sandbox's `walk` param
-            request.getfixturevalue("user_side")
-            return
-
-
-@pytest.fixture(scope="session")
-def fresh_user_machine(user_side: UserSide) -> FreshMachine:
-    """A fresh Debian 12 machine with a user who has sudo and the clone in their home."""
-    return user_side.machine.result()
-
-
-@pytest.fixture(scope="session")
-def user_readme_run(user_side: UserSide) -> ReadmeRun:
-    """The README's first command run as the user with sudo, from a login shell, exactly
-    as printed."""
-    return user_side.readme_run.result()
+def user_readme_run(fresh_user_machine: FreshMachine) -> ReadmeRun:
+    """Run the README's first command as the user with sudo, from a login shell (no systemd,
+    so no login session made their runtime folder), exactly as printed."""
+    return run_readme_command(fresh_user_machine, GUEST_USER_CLONE, f"{GUEST_USER} (sudo)")
 
 
 @pytest.fixture(scope="session")
@@ -294,6 +194,6 @@ def sandbox_walk(readme_run: ReadmeRun) -> SandboxWalk:
 
 
 @pytest.fixture(scope="session")
-def user_sandbox_walk(user_side: UserSide) -> SandboxWalk:
+def user_sandbox_walk(user_readme_run: ReadmeRun) -> SandboxWalk:
     """The same walk as the user with sudo, in their rootless Podman."""
-    return user_side.walk.result()
+    return walk_rendered_readme(user_readme_run.machine, GUEST_USER_CLONE, "-sudo-user")
