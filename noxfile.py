@@ -120,7 +120,7 @@ def template(session: nox.Session) -> None:
     if not IS_TEMPLATE:
         session.error("this is a rendered sandbox: the template tests live in the template")
     install(session)
-    pytest(session, "tests/template")
+    pytest(session, "tests/template", workers=True)
 
 
 @nox.session

@@ -18,6 +18,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from template_support import ROOT
 
 from sandboxctl import scaffold
@@ -27,6 +29,7 @@ OTHER_ANSWERS = {"project_name": "Other Box", "project_slug": "r1-other", "model
 (The other answers change the stack's shape; `test_render` renders every one of them.)"""
 
 
+@pytest.mark.long  # a user's bootstrap, lint and unit tests: a minute and more
 def test_rendered_sandbox_quick_checks_pass_with_other_answers(tmp_path: Path) -> None:
     dest = scaffold.render(tmp_path / "other-box", OTHER_ANSWERS, src=ROOT)
     result = subprocess.run(

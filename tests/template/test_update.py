@@ -46,6 +46,7 @@ def snapshot_template(dest: Path) -> Path:
     return dest
 
 
+@pytest.mark.long  # copier copy, git commits and copier update: seconds
 def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> None:
     """From tag v1.0.0 to HEAD: the user's edit survives, the template's new line lands,
     and no merge conflict is left in the file."""
@@ -76,6 +77,7 @@ def test_update_keeps_user_edit_and_applies_template_change(tmp_path: Path) -> N
     assert answers["_commit"] == "v2.0.0"
 
 
+@pytest.mark.long  # copier copy, git commits and copier update: seconds
 def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
     """model-server/catalog.local.yaml is the user's: a developer's copy in the template
     repository is not rendered, and `copier update` leaves the sandbox's own one as it was."""
@@ -110,6 +112,7 @@ def test_user_catalog_is_never_rendered_nor_overwritten(tmp_path: Path) -> None:
     assert (sandbox / "model-server" / "catalog.yaml").read_text().endswith("# template v2\n")
 
 
+@pytest.mark.long  # copier copy, git commits and copier update: seconds
 def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
     """After `copier update` from an older release, the files the template ships executable
     are still executable (the bit is not lost by re-rendering)."""
@@ -139,6 +142,7 @@ def test_update_keeps_every_executable_bit(tmp_path: Path) -> None:
     assert lost == []
 
 
+@pytest.mark.long  # copier copy, git commits and copier update: seconds
 def test_update_across_the_model_folder_rename_keeps_the_users_files(
     tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
