@@ -71,6 +71,21 @@ def player_for(
     return local.Player(plan, workdir, runner=stack.runner, log=log)
 
 
+def with_step_budget(objects: list[dict[str, Any]], max_steps: int) -> None:
+    """Give the Job's supervisor ``SUPERVISOR_MAX_STEPS`` (in place); 0 leaves the
+    supervisor's own default. Raises :class:`local.LocalError` when there is no Job."""
+    if not max_steps:
+        return
+    jobs = [obj for obj in objects if obj.get("kind") == "Job"]
+    if not jobs:
+        raise local.LocalError("no Job among the objects: nothing to give a step budget")
+    for job in jobs:
+        for box in job["spec"]["template"]["spec"]["containers"]:
+            if box["name"] == convert.SUPERVISOR_SERVICE:
+                env = [e for e in box.get("env", []) if e["name"] != "SUPERVISOR_MAX_STEPS"]
+                box["env"] = [*env, {"name": "SUPERVISOR_MAX_STEPS", "value": str(max_steps)}]
+
+
 def run_proof(
     stack: stack_.Stack,
     task: str,
@@ -78,8 +93,10 @@ def run_proof(
     keep: bool = False,
     ready_deadline_s: float = READY_DEADLINE_S,
     task_deadline_s: float = TASK_DEADLINE_S,
+    max_steps: int = 0,
 ) -> ProofResult:
-    """Play the stack from its Kubernetes manifests and run ``task`` through the Job.
+    """Play the stack from its Kubernetes manifests and run ``task`` through the Job
+    (``max_steps``: the run's step budget, 0 for the supervisor's default).
 
     Raises :class:`local.LocalError` (or :class:`validate.ValidationFailed`) with what
     failed; the result records timings, the exit code and the trajectory's records.
@@ -99,6 +116,7 @@ def run_proof(
         render.place_secrets(root, render.secret_names(files), dest=scratch)
         overlay = validate.build(scratch / render.KUBE_DIR / "overlays" / "cpu", stack.runner)
         job = validate.build(scratch / render.KUBE_DIR / "job", stack.runner)
+        with_step_budget(job, max_steps)
         problems = validate.check_objects([*overlay, *job], "overlays/cpu + job")
         if problems:
             raise validate.ValidationFailed("\n".join(map(str, problems)))

@@ -71,16 +71,24 @@ def validate(c: Context) -> None:
         "task": "What the agent should do (run by the Job's pod)",
         "keep": "Leave the pods, volumes and networks running (take down with kube.down)",
         "timeout": "Seconds to wait for the model server, then for the task",
+        "max-steps": "Model calls the task may take (0: the supervisor's default, 30)",
     },
-    ranges={"timeout": (1, None)},
+    ranges={"timeout": (1, None), "max_steps": (0, 10_000)},
 )
-def play(c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 300) -> None:
+def play(
+    c: Context, task: str = DEMO_TASK, keep: bool = False, timeout: int = 300, max_steps: int = 0
+) -> None:
     """Prove the manifests here: podman kube play the stack, run one task, tear down."""
     from sandboxctl.kube import proof
 
     stack = opened()
     result = proof.run_proof(
-        stack, task, keep=keep, ready_deadline_s=float(timeout), task_deadline_s=timeout * 2
+        stack,
+        task,
+        keep=keep,
+        ready_deadline_s=float(timeout),
+        task_deadline_s=timeout * 2,
+        max_steps=max_steps,
     )
     kinds = [r.get("type") for r in result.trajectory]
     end: dict[str, object] = next(

@@ -51,7 +51,9 @@ def played(sandbox: Path) -> proof.ProofResult:
     prefix = proof.prefix_of(PROJECT)
     assert everything_of(prefix) == [], "a previous run left objects behind"
     stack = stack_.open_stack(sandbox)
-    result = proof.run_proof(stack, TASK, ready_deadline_s=300, task_deadline_s=600)
+    # The tiny model's random replies ran the default 30-step budget for 3-124 s; three
+    # steps are an outcome too (as the shared stack's run).
+    result = proof.run_proof(stack, TASK, ready_deadline_s=300, task_deadline_s=600, max_steps=3)
     FIGURES["kube"] = json.dumps({k: round(v, 1) for k, v in result.seconds.items()})
     print(f"kube proof: {FIGURES['kube']}")
     return result
@@ -73,6 +75,11 @@ def test_trajectory_is_complete_and_reached_the_model_through_its_service_name(
     start = played.trajectory[0]
     assert "http://model-server:" in json.dumps(start)
     assert TASK in json.dumps(start)
+
+
+def test_the_step_budget_reached_the_jobs_supervisor(played: proof.ProofResult) -> None:
+    """`kube.play --max-steps 3` sets SUPERVISOR_MAX_STEPS in the Job's pod."""
+    assert played.trajectory[0]["limits"]["max_steps"] == 3
 
 
 def test_every_role_was_played_as_a_pod(played: proof.ProofResult) -> None:
