@@ -28,7 +28,9 @@ from sandboxctl.kube.convert import (
 from sandboxctl.stack import FINISHED_EXIT_CODES
 
 
-def _env(body: Obj, **values: str) -> None:
+def set_env(body: Obj, **values: str) -> None:
+    """Set environment variables of a container ``body`` (in place): each one given
+    replaces one of that name, and the list stays sorted by name."""
     env = [e for e in body["env"] if e["name"] not in values]
     body["env"] = sorted(
         [*env, *({"name": k, "value": v} for k, v in values.items())], key=lambda e: e["name"]
@@ -74,7 +76,7 @@ def agent_job(project: Mapping[str, Any], completions: int, parallelism: int) ->
     logs_dir = str((sup_spec.get("environment") or {}).get("SUPERVISOR_LOG_DIR") or "/logs")
     # args, not command: the image's entrypoint (its init, tini) stays PID 1, as in Compose.
     supervisor["args"] = ["/bin/sh", "-c", job_script(logs_dir=logs_dir)]
-    _env(supervisor, SUPERVISOR_TOOLS_URL=f"http://127.0.0.1:{tool_ports[0]}")
+    set_env(supervisor, SUPERVISOR_TOOLS_URL=f"http://127.0.0.1:{tool_ports[0]}")
     supervisor["volumeMounts"].append({"name": "tasks", "mountPath": TASKS_DIR, "readOnly": True})
     tools["args"] = [*tools.get("args", []), "--host", "127.0.0.1"]
     tools["restartPolicy"] = "Always"

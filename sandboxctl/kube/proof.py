@@ -23,7 +23,7 @@ from typing import Any
 from sandboxctl import stack as stack_
 from sandboxctl.download import sha256_file
 from sandboxctl.kube import convert, local, render, validate
-from sandboxctl.kube.job import agent_job
+from sandboxctl.kube.job import agent_job, set_env
 
 READY_DEADLINE_S = 300.0
 TASK_DEADLINE_S = 600.0
@@ -82,8 +82,7 @@ def with_step_budget(objects: list[dict[str, Any]], max_steps: int) -> None:
     for job in jobs:
         for box in job["spec"]["template"]["spec"]["containers"]:
             if box["name"] == convert.SUPERVISOR_SERVICE:
-                env = [e for e in box.get("env", []) if e["name"] != "SUPERVISOR_MAX_STEPS"]
-                box["env"] = [*env, {"name": "SUPERVISOR_MAX_STEPS", "value": str(max_steps)}]
+                set_env(box, SUPERVISOR_MAX_STEPS=str(max_steps))
 
 
 def run_proof(
