@@ -60,11 +60,12 @@ if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; th
     # uv, at the lock's own pin, installs the lock in seconds (pip: 15-25 s). pip is the
     # way left when uv cannot: uv does not read pip's configuration (pip.conf, PIP_*), where
     # a private index may be named.
+    wanted=(-r "$lock" -e . -e supervisor)
     if ! { quietly uv .venv/bin/python -m pip install --quiet "$(grep -m1 '^uv==' "$lock")" &&
         quietly uv env UV_NATIVE_TLS=1 .venv/bin/uv pip install --quiet \
-            --python .venv/bin/python -r "$lock" -e . -e supervisor; } 2>/dev/null; then
+            --python .venv/bin/python "${wanted[@]}"; } 2>/dev/null; then
         echo "bootstrap: uv could not install it ($logs/uv.log); pip installs it instead" >&2
-        quietly pip .venv/bin/python -m pip install --quiet -r "$lock" -e . -e supervisor
+        quietly pip .venv/bin/python -m pip install --quiet "${wanted[@]}"
     fi
     echo "$want" > "$stamp"
 fi
