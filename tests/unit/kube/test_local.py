@@ -217,3 +217,28 @@ def test_down_removes_what_exists_and_leaves_nothing(plan: local.LocalPlan, tmp_
     assert player.leftovers() == []
     left = json.loads((tmp_path / "state.json").read_text())
     assert left == {"pod": ["someone-else"], "volume": ["e2e-sandbox_logs"], "network": []}
+
+
+def test_down_stops_each_pod_before_it_removes_it(plan: local.LocalPlan, tmp_path: Path) -> None:
+    """`pod rm -f` of a running pod that `kube play` made (exit policy "stop") takes
+    Podman 4.3 three seconds; a stopped one goes at once (recorded fake podman on PATH)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "podman").write_text(FAKE_PODMAN)
+    (bin_dir / "podman").chmod(0o755)
+    pods = [f"{PREFIX}-supervisor", f"{PREFIX}-{convert.JOB_NAME}"]
+    (tmp_path / "state.json").write_text(json.dumps({"pod": pods}))
+    env = {
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "FAKE_STATE": str(tmp_path / "state.json"),
+        "FAKE_LOG": str(tmp_path / "log.jsonl"),
+    }
+    local.Player(plan, tmp_path, runner=Runner(env=env), log=lambda _: None).down()
+    calls = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    pod_calls = [(c[1], c[-1]) for c in calls if c[0] == "pod" and c[1] in ("stop", "rm")]
+    assert pod_calls == [
+        ("stop", f"{PREFIX}-{convert.JOB_NAME}"),
+        ("rm", f"{PREFIX}-{convert.JOB_NAME}"),
+        ("stop", f"{PREFIX}-supervisor"),
+        ("rm", f"{PREFIX}-supervisor"),
+    ]
