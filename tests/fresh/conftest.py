@@ -105,8 +105,15 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
                 timings["preload_s"] = time.monotonic() - step
         yield machine
     finally:
+        step = time.monotonic()
         host_run(["podman", "rm", "-f", "-t", "0", name], check=False)
+        removed = time.monotonic()
         host_run(["rm", "-rf", str(scratch)], check=False)
+        print(
+            f"\nfresh: machine{label} removed in {removed - step:.1f} s, "
+            f"its files in {time.monotonic() - removed:.1f} s",
+            file=sys.stderr,
+        )
 
 
 def run_readme_command(machine: FreshMachine, clone: str, who: str) -> ReadmeRun:

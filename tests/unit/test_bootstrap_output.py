@@ -61,7 +61,8 @@ def fake_bin(tmp_path: Path) -> Path:
         (bin_dir / name).write_text(NOISY)
     (bin_dir / "dpkg-query").write_text("#!/bin/sh\nexit 1\n")
     (bin_dir / "sudo").write_text('#!/bin/sh\nexec "$@"\n')
-    # `python3 -m venv` makes .venv/bin/python; its `-m pip install uv==...` gives .venv/bin/uv
+    # `python3 -m venv` makes .venv/bin/python; `-m pip --python ... install uv==...` gives
+    # .venv/bin/uv
     (bin_dir / "python3").write_text(
         NOISY.replace(
             "exit 0\n",
@@ -111,18 +112,20 @@ LOCK_INSTALL = "-r requirements/dev.lock -e . -e supervisor"
 
 
 def test_pip_installs_uv_at_the_locks_pin_and_uv_installs_the_lock(tmp_path: Path) -> None:
-    """pip installs only uv, at the lock's own pin; uv installs the lock and both projects
-    into .venv (seconds, where pip took 15-25 s)."""
+    """The system's pip installs only uv, at the lock's own pin, into a .venv made without
+    pip (ensurepip and an upgrade cost 3 s); uv installs the lock and both projects into
+    .venv (seconds, where pip took 15-25 s)."""
     copy = sandbox_copy(tmp_path, venv_ready=False)
     result = bootstrap(copy, fake_bin(tmp_path))
     assert result.returncode == 0, result.stderr
     lock = (copy / "requirements/dev.lock").read_text().splitlines()
     pin = next(line for line in lock if line.startswith("uv=="))
-    assert calls(copy, "python") == [
-        "-m pip install --quiet --upgrade pip",
-        f"-m pip install --quiet {pin}",
+    assert calls(copy, "python3") == [
+        "-m venv --without-pip .venv",
+        f"-m pip --python .venv/bin/python install --quiet {pin}",
     ]
     assert calls(copy, "uv") == [f"pip install --quiet --python .venv/bin/python {LOCK_INSTALL}"]
+    assert calls(copy, "python") == []  # .venv has no pip until the lock brings one
 
 
 def test_when_uv_fails_pip_installs_the_lock_and_one_line_says_so(tmp_path: Path) -> None:
@@ -137,7 +140,9 @@ def test_when_uv_fails_pip_installs_the_lock_and_one_line_says_so(tmp_path: Path
     )
     assert len(lines) == 3
     assert "E: Unable to locate package" in (copy / ".cache/bootstrap/uv.log").read_text()
-    assert calls(copy, "python")[-1] == f"-m pip install --quiet {LOCK_INSTALL}"
+    assert calls(copy, "python3")[-1] == (
+        f"-m pip --python .venv/bin/python install --quiet {LOCK_INSTALL}"
+    )
     assert (copy / ".venv/.bootstrap-lock.sha256").is_file()
 
 
