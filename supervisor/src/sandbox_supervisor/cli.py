@@ -102,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON with setup (files, commands), check, script and subdir; '-' reads stdin",
     )
     run.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="when the run ends, print its trajectory's checked records as JSON lines (as "
+        "`show --json` does) instead of the answer: stdout holds nothing else",
+    )
     run.set_defaults(func=cmd_run)
 
     show = sub.add_parser("show", help="print a trajectory readably")

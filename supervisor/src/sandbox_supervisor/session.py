@@ -33,7 +33,7 @@ from sandbox_supervisor.recording import RunRecord
 from sandbox_supervisor.scripted import ScriptedModel, load_script
 from sandbox_supervisor.tools import Executor, ExecutorUnavailable, InProcessExecutor, Workspace
 from sandbox_supervisor.tools.remote import RemoteExecutor
-from sandbox_supervisor.trajectory import TrajectoryWriter
+from sandbox_supervisor.trajectory import TrajectoryWriter, print_json_lines
 from sandbox_supervisor.view import Progress, answer_preview
 
 
@@ -134,12 +134,23 @@ def local_executor(settings: Settings, workspace: Path | None = None) -> InProce
     return InProcessExecutor(ws, settings.tool_limits(), holds_key=settings.api_key is not None)
 
 
-def finish(result_status: str, answer: str | None, path: Path, progress: Progress) -> int:
-    """Say where the trajectory is, print the answer (labelled, a few lines at most); return
-    the exit code of the status."""
+def finish(
+    result_status: str,
+    answer: str | None,
+    path: Path,
+    progress: Progress,
+    *,
+    records_out: bool = False,
+) -> int:
+    """Say where the trajectory is, print the answer (labelled, a few lines at most) or,
+    with ``records_out``, the trajectory's checked records as JSON lines and nothing else
+    on stdout (a caller parses them: no model-written text outside a record); return the
+    exit code of the status."""
     code = for_status(result_status)
     progress(f"trajectory: {path}")
-    if answer is not None:
+    if records_out:
+        print_json_lines(path)
+    elif answer is not None:
         print(answer_preview(answer), flush=True)
     return code
 
@@ -190,6 +201,7 @@ def run_task(
     setup: Setup | None = None,
     subdir: str | None = None,
     run_id: str | None = None,
+    records_out: bool = False,
 ) -> int:
     """Run one task to its end; return the exit code of its outcome.
 
@@ -197,6 +209,7 @@ def run_task(
     ``setup`` prepares the workspace first, ``check`` judges it after (see
     :class:`~.agent.Agent`); ``subdir`` confines the run to a subdirectory of the
     workspace. ``run_id`` names the run (and, without ``log``, its trajectory file).
+    ``records_out``: stdout gets the trajectory's records at the end (:func:`finish`).
     """
     interrupt_on_sigterm()
     if settings.api_key is not None:
@@ -238,7 +251,7 @@ def run_task(
                 progress(str(exc))
                 ended_before_start(writer, task, info, "model", exc.kind, str(exc))
                 client.close()
-                return finish(exc.kind, None, path, progress)
+                return finish(exc.kind, None, path, progress, records_out=records_out)
             props = client.props()
             n_ctx = context_size(props)
             info["server"] = {"n_ctx": n_ctx, "model_path": props.get("model_path")}
@@ -266,7 +279,7 @@ def run_task(
             ended_before_start(writer, task, info, "tools", "tools_unavailable", str(exc))
             if client is not None:
                 client.close()
-            return finish("tools_unavailable", None, path, progress)
+            return finish("tools_unavailable", None, path, progress, records_out=records_out)
         try:
             result = agent.run(task, info)
         finally:
@@ -279,4 +292,4 @@ def run_task(
         f"{result.status}{ended}: {result.steps} steps, {result.tokens['total']} tokens, "
         f"{result.elapsed_s:.1f} s"
     )
-    return finish(result.status, result.answer, path, progress)
+    return finish(result.status, result.answer, path, progress, records_out=records_out)

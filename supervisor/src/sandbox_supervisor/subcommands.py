@@ -39,6 +39,7 @@ from sandbox_supervisor.trajectory import (
     TrajectoryWriter,
     is_locked,
     iter_runs,
+    print_json_lines,
     read_records,
     recover_dir,
     unfinished_run,
@@ -89,27 +90,27 @@ def cmd_run(args: argparse.Namespace) -> int:
         setup=setup,
         subdir=args.subdir or spec.get("subdir"),
         run_id=args.run_id,
+        records_out=args.json,
     )
 
 
 def cmd_show(args: argparse.Namespace) -> int:
     """Print a trajectory in readable form (or its records as JSON lines)."""
+    if args.json:
+        print_json_lines(args.log)
+        return 0
     result = read_records(args.log, skip_bad=True)
     for skipped in result.skipped:
         print(f"warning: skipped a line of the wrong shape: {skipped}", file=sys.stderr)
-    if args.json:
-        for record in result.records:
-            print(json.dumps(record))
-    else:
-        print(render(result.records))
-        if unfinished_run(result.records) is not None:
-            state = (
-                "still being written"
-                if is_locked(args.log)
-                else "interrupted: no run_end and no process writes it "
-                "(`sandbox-supervisor recover` records that)"
-            )
-            print(f"== unfinished: {state}")
+    print(render(result.records))
+    if unfinished_run(result.records) is not None:
+        state = (
+            "still being written"
+            if is_locked(args.log)
+            else "interrupted: no run_end and no process writes it "
+            "(`sandbox-supervisor recover` records that)"
+        )
+        print(f"== unfinished: {state}")
     if result.torn_bytes:
         print(f"warning: torn last line ({result.torn_bytes} bytes) ignored", file=sys.stderr)
     return 0

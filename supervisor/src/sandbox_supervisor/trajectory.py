@@ -32,6 +32,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,21 @@ def read_records(path: Path, *, allow_torn_tail: bool = True, skip_bad: bool = F
     return parse_records(
         Path(path).read_bytes(), str(path), allow_torn_tail=allow_torn_tail, skip_bad=skip_bad
     )
+
+
+def print_json_lines(path: Path) -> ReadResult:
+    """Print the checked records of ``path`` on stdout, one JSON object a line, and warn
+    on stderr of each line skipped for its shape and of a torn last line (what ``show
+    --json`` and ``run --json`` print); return what was read."""
+    result = read_records(path, skip_bad=True)
+    for skipped in result.skipped:
+        print(f"warning: skipped a line of the wrong shape: {skipped}", file=sys.stderr)
+    for record in result.records:
+        print(json.dumps(record))
+    if result.torn_bytes:
+        print(f"warning: torn last line ({result.torn_bytes} bytes) ignored", file=sys.stderr)
+    sys.stdout.flush()
+    return result
 
 
 def parse_records(

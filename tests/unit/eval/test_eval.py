@@ -270,7 +270,8 @@ def test_a_run_without_run_end_is_reported_not_passed() -> None:
 
 @dataclass
 class FakeStack:
-    """Answers compose exec calls: check --json, run, show --json."""
+    """Answers compose exec calls: check --json, and run --json (the run, then its
+    trajectory's checked records, one JSON object a line)."""
 
     calls: list[tuple[tuple[str, ...], str | None]] = field(default_factory=list)
     settings: Any = None
@@ -281,7 +282,7 @@ class FakeStack:
         self.calls.append((args, input_text))
         if "check" in args:
             return Result(args, 0, json.dumps({"slots": 3, "n_ctx": 1024}))
-        if "show" in args:  # `show --json`: the checked records, one JSON object a line
+        if "run" in args:
             head = {"v": 1, "ts": "2026-01-01T00:00:00.0Z", "run_id": "r1"}
             records = [
                 {**head, "seq": 0, "type": "run_start"},
@@ -296,7 +297,7 @@ class FakeStack:
                     "reason": "the check failed",
                 },
             ]
-            return Result(args, 0, "".join(json.dumps(r) + "\n" for r in records))
+            return Result(args, 7, "".join(json.dumps(r) + "\n" for r in records))
         return Result(args, 7, "", "")
 
 
@@ -308,8 +309,9 @@ def test_stack_backend_runs_with_the_spec_on_stdin_and_reads_the_trajectory() ->
     planned = runner.Planned("tiny", task, 2)
     spec = task.spec(scripted=False, subdir="eval/s/tiny-fix-test-2")
     outcome = backend.run(planned, spec, "eval/s/tiny-fix-test-2.jsonl")
-    (args, given), (shown, _) = stack.calls[1], stack.calls[2]
-    assert args[:8] == (
+    assert len(stack.calls) == 2  # the slots probe, then one exec a run
+    args, given = stack.calls[1]
+    assert args[:9] == (
         "exec",
         "-T",
         "supervisor",
@@ -318,11 +320,11 @@ def test_stack_backend_runs_with_the_spec_on_stdin_and_reads_the_trajectory() ->
         "--spec",
         "-",
         "-q",
+        "--json",
     )
     assert args[-2:] == ("--", task.prompt)
     assert "/logs/eval/s/tiny-fix-test-2.jsonl" in args
     assert json.loads(given or "") == spec
-    assert shown[-1] == "/logs/eval/s/tiny-fix-test-2.jsonl"
     assert (outcome.status, outcome.agent_status, outcome.steps, outcome.tokens) == (
         "failed",
         "step_budget",
