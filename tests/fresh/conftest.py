@@ -11,7 +11,8 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 
 import pytest
 from fresh_machine import (
@@ -45,6 +46,10 @@ from sandboxctl.bench import coldstart
 from sandboxctl.tasks.stack import DEMO_DEST
 
 PRELOAD = os.environ.get("FRESH_PRELOAD", "1") == "1"
+REMOVALS: list[Future[object]] = []
+"""Machines' files being deleted (their root filesystems: 6-8 s each); the session waits
+for all of them at its end (:func:`removals_finish`), so two deletions overlap."""
+_REMOVER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="fresh-rm")
 
 
 @contextmanager
@@ -105,15 +110,16 @@ def started_machine(label: str, *, user: str | None = None) -> Iterator[FreshMac
                 timings["preload_s"] = time.monotonic() - step
         yield machine
     finally:
-        step = time.monotonic()
         host_run(["podman", "rm", "-f", "-t", "0", name], check=False)
-        removed = time.monotonic()
-        host_run(["rm", "-rf", str(scratch)], check=False)
-        print(
-            f"\nfresh: machine{label} removed in {removed - step:.1f} s, "
-            f"its files in {time.monotonic() - removed:.1f} s",
-            file=sys.stderr,
-        )
+        REMOVALS.append(_REMOVER.submit(host_run, ["rm", "-rf", str(scratch)], check=False))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def removals_finish() -> Iterator[None]:
+    """Set up first, torn down last: wait until every machine's files are deleted."""
+    yield
+    for removal in REMOVALS:
+        removal.result()
 
 
 def run_readme_command(machine: FreshMachine, clone: str, who: str) -> ReadmeRun:
@@ -173,17 +179,63 @@ def fresh_machine() -> Iterator[FreshMachine]:
         yield machine
 
 
+class MachineStarter:
+    """Starts the sudo user's machine in a thread, so that its setup (a root filesystem,
+    the user, the clone, the preloaded images: about 15 s) overlaps the root machine's
+    README command; :meth:`machine` waits for it (and raises what its setup raised)."""
+
+    def __init__(self) -> None:
+        self._exits = ExitStack()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fresh-user")
+        self._future: Future[FreshMachine] | None = None
+
+    def start(self) -> None:
+        """Begin the setup (once)."""
+        if self._future is None:
+            machine = started_machine("-sudo-user", user=GUEST_USER)
+            self._future = self._pool.submit(self._exits.enter_context, machine)
+
+    def machine(self) -> FreshMachine:
+        """The started machine, once its setup is done."""
+        self.start()
+        assert self._future is not None
+        return self._future.result()
+
+    def close(self) -> None:
+        """Wait for a setup still running, then remove the machine."""
+        self._pool.shutdown(wait=True)
+        self._exits.close()
+
+
 @pytest.fixture(scope="session")
-def readme_run(fresh_machine: FreshMachine) -> ReadmeRun:
-    """Run the README's first command in the fresh machine, as root, exactly as printed."""
+def user_machine_starter() -> Iterator[MachineStarter]:
+    """The sudo user's machine, started at most once, removed at the session's end."""
+    starter = MachineStarter()
+    try:
+        yield starter
+    finally:
+        starter.close()
+
+
+def session_uses(request: pytest.FixtureRequest, fixture: str) -> bool:
+    """Whether a test of this session needs ``fixture`` (directly or through another)."""
+    return any(fixture in getattr(item, "fixturenames", ()) for item in request.session.items)
+
+
+@pytest.fixture(scope="session")
+def readme_run(fresh_machine: FreshMachine, request: pytest.FixtureRequest) -> ReadmeRun:
+    """Run the README's first command in the fresh machine, as root, exactly as printed;
+    the sudo user's machine, when this session uses it, is set up meanwhile (set up only,
+    never run: two machines' model servers on 2 cores slow each other down)."""
+    if PRELOAD and session_uses(request, "fresh_user_machine"):
+        request.getfixturevalue("user_machine_starter").start()
     return run_readme_command(fresh_machine, GUEST_CLONE, "root")
 
 
 @pytest.fixture(scope="session")
-def fresh_user_machine() -> Iterator[FreshMachine]:
+def fresh_user_machine(user_machine_starter: MachineStarter) -> FreshMachine:
     """Start a fresh Debian 12 machine with a user who has sudo and the clone in their home."""
-    with started_machine("-sudo-user", user=GUEST_USER) as machine:
-        yield machine
+    return user_machine_starter.machine()
 
 
 @pytest.fixture(scope="session")
