@@ -52,7 +52,7 @@ REQUIRED = {
 }
 OPTIONAL_NULLABLE = ("url", "sha256", "sha256_source", "size_bytes", "chat_template")
 """Fields every entry names, null when unknown (``chat_template: null``: the GGUF has none)."""
-EXTRA = ("pypi", "added_from", "architecture", "parameters", "context_trained")
+EXTRA = ("pypi", "added_from", "architecture", "parameters", "context_trained", "max_steps")
 """Fields an entry may leave out."""
 WHEEL_FIELDS = ("package", "version", "wheel", "wheel_sha256", "member")
 
@@ -99,6 +99,9 @@ class Model:
     architecture: str | None = None
     parameters: str | None = None
     context_trained: int | None = None
+    max_steps: int | None = None
+    """Step budget of an `invoke run` on this model that names none (None: the
+    supervisor's own)."""
     local: bool = False
     """True for an entry of the user catalog."""
 
@@ -193,6 +196,8 @@ def _check_fields(where: str, raw: dict[str, Any]) -> None:
             raise CatalogError(f"{where}: {field} must be a string")
     if raw.get("context_trained") is not None and not _is_count(raw["context_trained"]):
         raise CatalogError(f"{where}: context_trained must be a positive integer")
+    if raw.get("max_steps") is not None and not _is_count(raw["max_steps"]):
+        raise CatalogError(f"{where}: max_steps must be a positive integer")
     if raw["size_bytes"] is not None and not _is_count(raw["size_bytes"]):
         raise CatalogError(f"{where}: size_bytes must be a positive integer or null")
 
@@ -254,6 +259,7 @@ def parse_entry(key: str, raw: Any, *, local: bool = False) -> Model:
         architecture=raw.get("architecture"),
         parameters=raw.get("parameters"),
         context_trained=raw.get("context_trained"),
+        max_steps=raw.get("max_steps"),
         local=local,
     )
 
@@ -340,6 +346,13 @@ def find_model(root: Path, key: str) -> Model | None:
         return load_catalog(root / CATALOG_RELPATH).models.get(key)
     except CatalogError:
         return None
+
+
+def step_budget(root: Path, key: str) -> int | None:
+    """The step budget of a run on model ``key`` that names none: its catalog entry's
+    ``max_steps``; None (the supervisor's own budget) when it has none."""
+    model = find_model(root, key)
+    return model.max_steps if model else None
 
 
 def model_path(model: Model, directory: Path | None = None) -> Path:

@@ -88,7 +88,8 @@ def logs(c: Context, service: str = "", follow: bool = False, tail: int = 100) -
 @task(
     help={
         "task": "What the agent should do, in words",
-        "max_steps": "Step budget of this run (0: the supervisor's setting)",
+        "max_steps": "Step budget of this run (0: the served model's catalog entry's, else "
+        "the supervisor's setting)",
         "check": "A command run in the tools container after the run: its exit status "
         "alone makes the run passed or failed (e.g. 'test -f hello.txt')",
         "in": "Confine the run to this project of the workspace (see workspace.import)",
@@ -99,18 +100,24 @@ def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "
     """Run one agent task in the running stack; its steps show as they happen."""
     from sandbox_supervisor.session import checked_check, checked_task
 
+    from sandboxctl.catalog import catalog
+
     try:  # before any work: nothing starts for a task or check that cannot be right
         checked_task(task)
         if check:
             checked_check(check)
     except ValueError as error:
         raise SandboxError(str(error)) from None
-    extra = ["--max-steps", str(max_steps)] if max_steps else []
-    extra += ["--subdir", checked_project(in_)] if in_ else []
+    subdir = ["--subdir", checked_project(in_)] if in_ else []
     stack = opened()
+    model = stack.settings.sandbox_model
+    if not max_steps and (budget := catalog.step_budget(stack.root, model)):
+        max_steps = budget
+        print(f"run: {model} gets {budget} steps (its catalog entry; --max-steps N for more)")
+    extra = ["--max-steps", str(max_steps)] if max_steps else []
     _require_ready(stack, containers=False)
     stack_.require_running(stack)
-    result, log_path = stack.run_task(task, extra, check=check or None)
+    result, log_path = stack.run_task(task, [*extra, *subdir], check=check or None)
     _print_outcome(stack, log_path)  # the steps streamed above: not a second time
     if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
         raise SandboxError("the check failed (its output is above): the task was not done")

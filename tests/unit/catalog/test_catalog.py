@@ -114,6 +114,25 @@ def test_boolean_context_is_rejected() -> None:
         catalog.parse_catalog(variant("real", context=True))
 
 
+def test_a_step_budget_is_optional_and_parsed() -> None:
+    parsed = catalog.parse_catalog(variant("tiny", max_steps=8))
+    assert (parsed.get("tiny").max_steps, parsed.get("real").max_steps) == (8, None)
+
+
+@pytest.mark.parametrize("bad", [0, -3, True, "8", 2.5])
+def test_a_step_budget_that_is_not_a_positive_count_is_rejected(bad: Any) -> None:
+    with pytest.raises(catalog.CatalogError, match="max_steps must be a positive integer"):
+        catalog.parse_catalog(variant("tiny", max_steps=bad))
+
+
+def test_the_random_tiny_model_has_a_short_step_budget_and_real_ones_none() -> None:
+    """tiny's random replies do no task: its runs stop after a few steps; a real model
+    keeps the supervisor's budget."""
+    parsed = catalog.load_catalog(local=False)
+    assert 0 < (parsed.get("tiny").max_steps or 0) <= 10
+    assert [key for key, model in parsed.models.items() if model.max_steps and key != "tiny"] == []
+
+
 def test_default_must_be_an_entry() -> None:
     data = copy.deepcopy(VALID)
     data["default"] = "missing"
