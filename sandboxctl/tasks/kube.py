@@ -12,8 +12,7 @@ from sandboxctl.kube import render as render_
 from sandboxctl.stack.compose import find_compose
 from sandboxctl.tasks._support import opened, root
 from sandboxctl.tasks._task import task
-
-DEMO_TASK = "Create hello.txt containing a greeting."
+from sandboxctl.tasks.stack import DEMO_TASK
 
 
 @task(
