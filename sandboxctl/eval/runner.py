@@ -306,7 +306,8 @@ class StackBackend:
     def run(self, planned: Planned, spec: dict[str, Any], log: str) -> Outcome:
         """``compose exec -T supervisor sandbox-supervisor run --spec - --json``: the run,
         then its trajectory's checked records on stdout, in one exec (a second exec for
-        ``show --json`` cost half a second a run)."""
+        ``show --json`` cost half a second a run). A run that printed no ``run_end`` (its
+        process ended before it could: killed, interrupted) is read back from its log."""
         path = f"/logs/{log}"
         extra = step_budget(planned, self.max_steps)
         started = time.monotonic()
@@ -317,10 +318,19 @@ class StackBackend:
         )  # fmt: skip
         wall = time.monotonic() - started
         records = parse_records(result.stdout.encode(), path, skip_bad=True).records
+        errors = result.stderr
+        if not any(record.get("type") == "run_end" for record in records):
+            shown = self.stack.compose_run(
+                "exec", "-T", "supervisor", "sandbox-supervisor", "show", "--json", path,
+                capture=True,
+            )  # fmt: skip
+            if shown.ok:
+                records = parse_records(shown.stdout.encode(), path, skip_bad=True).records
+            errors = errors or shown.stderr
         outcome = outcome_from_records(planned, records, wall, result.returncode)
         outcome.log = path
         if not records:
-            outcome.reason = result.stderr.strip()[-300:]
+            outcome.reason = errors.strip()[-300:]
         return outcome
 
 

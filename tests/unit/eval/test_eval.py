@@ -425,6 +425,38 @@ def test_eval_is_wired_as_a_top_level_task() -> None:
     assert "eval" in tasks.ns.task_names
 
 
+@dataclass
+class InterruptedStack(FakeStack):
+    """A run whose process ended before it printed its records (killed, interrupted):
+    stdout empty, exit 130; its log holds the run up to its interrupted run_end."""
+
+    def compose_run(
+        self, *args: str, capture: bool = False, input_text: str | None = None
+    ) -> Result:
+        if "run" in args:
+            self.calls.append((args, input_text))
+            return Result(args, 130, "", "")
+        if "show" in args:
+            self.calls.append((args, input_text))
+            head = {"v": 1, "ts": "2026-01-01T00:00:00.0Z", "run_id": "r1"}
+            records = [
+                {**head, "seq": 0, "type": "run_start"},
+                {**head, "seq": 1, "type": "run_end", "status": "interrupted", "steps": 2},
+            ]
+            return Result(args, 0, "".join(json.dumps(r) + "\n" for r in records))
+        return super().compose_run(*args, capture=capture, input_text=input_text)
+
+
+def test_a_run_that_printed_no_run_end_is_read_back_from_its_log() -> None:
+    stack = InterruptedStack()
+    backend = runner.StackBackend(stack, lambda model: nullcontext())
+    task = taskfile.load_suite(only="rename")[0]
+    outcome = backend.run(runner.Planned("tiny", task, 1), {}, "eval/s/x.jsonl")
+    shown = stack.calls[-1][0]
+    assert shown[-3:] == ("show", "--json", "/logs/eval/s/x.jsonl")
+    assert (outcome.status, outcome.steps, outcome.exit_code) == ("interrupted", 2, 130)
+
+
 def test_step_budget_overrides_models_but_not_the_scripted_one() -> None:
     task = taskfile.load_suite(only="rename")[0]
     assert runner.step_budget(runner.Planned("tiny", task, 1), 3) == ["--max-steps", "3"]
