@@ -75,11 +75,39 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 export VIRTUAL_ENV="$PWD/.venv"
 
+# What `invoke host.prepare` reads and writes, as one digest: this boot (a reboot empties
+# /run and resets /dev), the user, Podman's version and configuration, the Compose plugin,
+# rootless Podman's devices and ids, this sandbox's settings, lock and host tooling.
+host_state() {
+    {
+        set +e # a file or setting that is absent is part of the state, not an error
+        id -u
+        cat /proc/sys/kernel/random/boot_id
+        command -v podman && podman --version
+        cat /etc/containers/containers.conf /etc/containers/containers.conf.d/*.conf \
+            /etc/containers/storage.conf "$HOME/.config/containers/containers.conf" \
+            "$HOME/.config/containers/containers.conf.d/"*.conf \
+            "$HOME/.config/containers/storage.conf"
+        readlink -f "$HOME/.docker/cli-plugins/docker-compose"
+        stat -c '%n %a %u' /dev/net/tun "/run/user/$(id -u)"
+        grep -h "^$(id -un):" /etc/subuid /etc/subgid
+        printenv CONTAINER_HOST DOCKER_HOST XDG_RUNTIME_DIR
+        cat "$lock" .env requirements/debian-packages.txt sandboxctl/host/*.py \
+            sandboxctl/tasks/host.py
+        true
+    } 2>/dev/null | sha256sum | cut -d' ' -f1
+}
+
 # Podman, runc and the Compose v2 plugin checked, and the engine quirks of this host (for
 # example ulimits a VM withholds, hybrid cgroups) fixed in a containers.conf drop-in:
-# running this script is the consent that `invoke host.prepare` otherwise asks for.
-if [ "${SANDBOX_SKIP_HOST_PREPARE:-}" != "1" ]; then
+# running this script is the consent that `invoke host.prepare` otherwise asks for. Done
+# again only when the host's state changed since it last passed (1-2 s a command saved;
+# every stack task still runs its own preflight).
+prepared=.venv/.host-prepared
+if [ "${SANDBOX_SKIP_HOST_PREPARE:-}" != "1" ] && [ "$(cat "$prepared" 2>/dev/null)" != "$(host_state)" ]; then
+    rm -f "$prepared"
     invoke host.prepare --yes
+    host_state > "$prepared"
 fi
 
 if [ "$#" -eq 0 ]; then

@@ -187,3 +187,48 @@ def test_check_packages_are_installed_only_for_the_checks(tmp_path: Path) -> Non
         installing = next(line for line in result.stderr.splitlines() if "installing" in line)
         assert all((f" {name}" in installing) == wanted for name in checks), installing
         assert " podman" in installing
+
+
+def prepared_copy(tmp_path: Path) -> tuple[Path, Path]:
+    """A copy whose packages and .venv are in place, with a fake ``invoke`` in .venv that
+    logs its calls (``FAIL_PREPARE=1`` makes ``host.prepare`` fail)."""
+    copy = sandbox_copy(tmp_path, venv_ready=True)
+    bin_dir = fake_bin(tmp_path)
+    (bin_dir / "dpkg-query").write_text("#!/bin/sh\necho 'install ok installed'\n")
+    (copy / ".venv/bin/invoke").write_text(
+        '#!/bin/sh\necho "invoke $*" >> "$HOME/calls.log"\n'
+        '[ "$FAIL_PREPARE" = 1 ] && { echo "prepare failed" >&2; exit 1; }\nexit 0\n'
+    )
+    (copy / ".venv/bin/invoke").chmod(0o755)
+    (copy / ".env").write_text("SANDBOX_MODEL=tiny\n")
+    return copy, bin_dir
+
+
+def prepare_calls(copy: Path) -> list[str]:
+    """The fake ``invoke``'s host.prepare calls, in order."""
+    if not (copy / "calls.log").exists():
+        return []
+    return [call for call in calls(copy, "invoke") if call.startswith("host.prepare")]
+
+
+def test_host_prepare_runs_again_only_when_the_hosts_state_changed(tmp_path: Path) -> None:
+    """Each `./bootstrap.sh COMMAND` used to run host.prepare (1-2 s of probes); it runs
+    once, then again when what it reads changes (here the sandbox's .env)."""
+    copy, bin_dir = prepared_copy(tmp_path)
+    for _ in range(2):
+        assert bootstrap(copy, bin_dir, SANDBOX_SKIP_HOST_PREPARE="").returncode == 0
+    assert prepare_calls(copy) == ["host.prepare --yes"]
+    (copy / ".env").write_text("SANDBOX_MODEL=smollm2-135m-instruct\n")
+    assert bootstrap(copy, bin_dir, SANDBOX_SKIP_HOST_PREPARE="").returncode == 0
+    assert prepare_calls(copy) == ["host.prepare --yes"] * 2
+
+
+def test_a_failed_host_prepare_stops_the_command_and_is_tried_again(tmp_path: Path) -> None:
+    copy, bin_dir = prepared_copy(tmp_path)
+    failed = bootstrap(copy, bin_dir, SANDBOX_SKIP_HOST_PREPARE="", FAIL_PREPARE="1")
+    assert failed.returncode != 0
+    assert "prepare failed" in failed.stderr
+    assert not (copy / ".venv/.host-prepared").exists()
+    again = bootstrap(copy, bin_dir, "true", SANDBOX_SKIP_HOST_PREPARE="")
+    assert again.returncode == 0, again.stderr
+    assert prepare_calls(copy) == ["host.prepare --yes"] * 2
