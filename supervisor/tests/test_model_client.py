@@ -80,6 +80,45 @@ def test_each_retry_says_the_servers_own_reason() -> None:
     assert retries == [f"HTTP 500: {reason}"]
 
 
+UNPARSED = {
+    "error": {
+        "code": 500,
+        "message": "The model produced output that does not match the expected peg-native format",
+        "type": "server_error",
+    }
+}
+"""llama-server's 500 when the model's own output does not parse in the chat format."""
+
+
+def test_output_the_server_cannot_parse_becomes_an_unusable_reply_after_two_retries() -> None:
+    """Each try samples anew; the third such 500 is the model's fault, not the server's:
+    a reply the loop can tell the model about, never `model_unavailable`."""
+    routes: dict[str, Any] = {CHAT: [(500, {}, UNPARSED)]}
+    with FakeModelServer(routes) as server:
+        reply = _client(server, [], max_retries=5).complete(
+            MESSAGES, deadline=time.monotonic() + 10
+        )
+        tries = server.count(CHAT)
+    assert tries == 3
+    assert reply.problem is not None
+    assert "could not read the model's output 3 times" in reply.problem
+    assert "peg-native format" in reply.problem
+
+
+def test_a_model_whose_output_never_parses_ends_by_the_invalid_reply_rule(
+    tmp_path: Path, executor: InProcessExecutor
+) -> None:
+    routes: dict[str, Any] = {CHAT: [(500, {}, UNPARSED)]}
+    log_path = tmp_path / "t.jsonl"
+    with FakeModelServer(routes) as server, TrajectoryWriter(log_path, "r") as log:
+        agent = Agent(_client(server, []), executor, log, mode="json")
+        result = agent.run("list the files")
+    assert result.status == "invalid_replies"
+    kinds = [r.get("kind") for r in read_records(log_path).records]
+    assert "invalid_reply" in kinds
+    assert "model_unavailable" not in [r.get("status") for r in read_records(log_path).records]
+
+
 @pytest.mark.parametrize(
     ("body", "expected"),
     [

@@ -40,6 +40,13 @@ if TYPE_CHECKING:
 __all__ = ["ChatModel", "ModelClient", "ModelReply", "ToolCallOut", "Usage", "parse_completion"]
 
 RETRY_STATUS = frozenset({408, 409, 425, 429}) | frozenset(range(500, 600))
+UNPARSED_OUTPUT = "The model produced output that does not match the expected"
+"""How llama-server's 500 begins when the model's own output does not parse in the chat
+format (``common/chat.cpp``): the reply is at fault, not the server."""
+UNPARSED_RETRIES = 2
+"""Tries again (each samples anew) before such a reply counts as unusable: a model that
+keeps producing it is told so by the loop, which ends the run by its invalid-reply rule,
+instead of the run ending ``model_unavailable`` after every retry was spent on it."""
 
 
 def _sdk_http_module() -> Any:
@@ -105,9 +112,13 @@ class ChatModel(Protocol):
 
 
 class _Retryable(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+    def __init__(
+        self, reason: str, retry_after: float | None = None, *, unparsed: bool = False
+    ) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
+        self.unparsed = unparsed
+        """The server could not parse the model's output (see :data:`UNPARSED_OUTPUT`)."""
 
 
 def server_reason(body: object, fallback: str = "", limit: int = 200) -> str:
@@ -220,7 +231,7 @@ class ModelClient:
     ) -> ModelReply:
         """Return one reply, retrying what can be retried, within ``deadline``."""
         started = time.monotonic()
-        attempt = 0
+        attempt = unparsed = 0
         while True:
             now = time.monotonic()
             remaining = deadline - now
@@ -233,6 +244,16 @@ class ModelClient:
                 reply = self._attempt(messages, tools, response_format, attempt_deadline)
             except _Retryable as exc:
                 attempt += 1
+                unparsed += exc.unparsed
+                if unparsed > UNPARSED_RETRIES:
+                    reply = self._unusable(
+                        f"the server could not read the model's output {unparsed} times "
+                        f"(last: {exc})",
+                        messages,
+                    )
+                    return dataclasses.replace(
+                        reply, latency_s=round(time.monotonic() - started, 4), attempts=attempt
+                    )
                 if attempt > self.settings.max_retries:
                     raise ModelUnavailable(
                         f"model request failed {attempt} times, last: {exc}; "
@@ -343,7 +364,9 @@ class ModelClient:
             if status in RETRY_STATUS:
                 retry_after = parse_retry_after(exc.response.headers.get("retry-after"))
                 reason = server_reason(exc.body, exc.message)
-                raise _Retryable(f"HTTP {status}: {reason}", retry_after) from None
+                unparsed = status == 500 and reason.lower().startswith(UNPARSED_OUTPUT.lower())
+                why = f"HTTP {status}: {reason}"
+                raise _Retryable(why, retry_after, unparsed=unparsed) from None
             raise self._rejected(status, exc) from None
         except openai.APITimeoutError:
             raise _Retryable(f"no reply within {timeout:.1f} s") from None
