@@ -40,6 +40,7 @@ from sandbox_supervisor.trajectory import (
     is_locked,
     iter_runs,
     print_json_lines,
+    read_for_showing,
     read_records,
     recover_dir,
     unfinished_run,
@@ -99,9 +100,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if args.json:
         print_json_lines(args.log)
         return 0
-    result = read_records(args.log, skip_bad=True)
-    for skipped in result.skipped:
-        print(f"warning: skipped a line of the wrong shape: {skipped}", file=sys.stderr)
+    result = read_for_showing(args.log)
     print(render(result.records))
     if unfinished_run(result.records) is not None:
         state = (
@@ -111,8 +110,6 @@ def cmd_show(args: argparse.Namespace) -> int:
             "(`sandbox-supervisor recover` records that)"
         )
         print(f"== unfinished: {state}")
-    if result.torn_bytes:
-        print(f"warning: torn last line ({result.torn_bytes} bytes) ignored", file=sys.stderr)
     return 0
 
 

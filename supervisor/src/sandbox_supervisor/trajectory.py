@@ -245,17 +245,24 @@ def read_records(path: Path, *, allow_torn_tail: bool = True, skip_bad: bool = F
     )
 
 
-def print_json_lines(path: Path) -> ReadResult:
-    """Print the checked records of ``path`` on stdout, one JSON object a line, and warn
-    on stderr of each line skipped for its shape and of a torn last line (what ``show
-    --json`` and ``run --json`` print); return what was read."""
+def read_for_showing(path: Path) -> ReadResult:
+    """Read ``path`` for a person or a caller (lines of the wrong shape skipped), warning
+    on stderr of each line skipped and of a torn last line."""
     result = read_records(path, skip_bad=True)
     for skipped in result.skipped:
         print(f"warning: skipped a line of the wrong shape: {skipped}", file=sys.stderr)
-    for record in result.records:
-        print(json.dumps(record))
     if result.torn_bytes:
         print(f"warning: torn last line ({result.torn_bytes} bytes) ignored", file=sys.stderr)
+    return result
+
+
+def print_json_lines(path: Path) -> ReadResult:
+    """Print the checked records of ``path`` on stdout, one JSON object a line (what
+    ``show --json`` and ``run --json`` print; see :func:`read_for_showing`); return what
+    was read."""
+    result = read_for_showing(path)
+    for record in result.records:
+        print(json.dumps(record))
     sys.stdout.flush()
     return result
 
