@@ -110,13 +110,13 @@ def run(c: Context, task: str, max_steps: int = 0, check: str = "", in_: str = "
         raise SandboxError(str(error)) from None
     subdir = ["--subdir", checked_project(in_)] if in_ else []
     stack = opened()
+    _require_ready(stack, containers=False)
+    stack_.require_running(stack)
     model = stack.settings.sandbox_model
     if not max_steps and (budget := catalog.step_budget(stack.root, model)):
         max_steps = budget
         print(f"run: {model} gets {budget} steps (its catalog entry; --max-steps N for more)")
     extra = ["--max-steps", str(max_steps)] if max_steps else []
-    _require_ready(stack, containers=False)
-    stack_.require_running(stack)
     result, log_path = stack.run_task(task, [*extra, *subdir], check=check or None)
     _print_outcome(stack, log_path)  # the steps streamed above: not a second time
     if result.returncode == stack_.CHECK_FAILED_EXIT_CODE:
